@@ -1,0 +1,437 @@
+//! Administration: principals, counterparties, action types and policy versions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{org_event, policy_env, Engine};
+use crate::ids::{check_name, new_secret, secret_hash};
+use crate::model::{
+    ActionRecord, AgentRecord, ApproverRecord, CounterpartyRecord, PolicyRecord, Principal, Risk, SystemRecord,
+};
+use crate::policy::CompiledPolicy;
+use crate::store::{self, RecordKind, StoreExt};
+use crate::{Error, Result};
+
+/// `POST /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    pub id: String,
+    pub owner: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub public_jwk: Option<serde_json::Value>,
+}
+
+/// `POST /v1/approvers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApprover {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// `POST /v1/systems`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSystem {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PUT /v1/counterparties/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterpartyInput {
+    pub name: String,
+    pub risk: Risk,
+}
+
+/// The result of a policy upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCreated {
+    pub version: u64,
+    pub digest: String,
+    pub active: bool,
+}
+
+fn require_admin(p: &Principal) -> Result<()> {
+    match p {
+        Principal::Admin => Ok(()),
+        _ => Err(Error::Forbidden("this operation needs the admin credential".into())),
+    }
+}
+
+fn check_label(field: &str, v: &Option<String>) -> Result<()> {
+    if let Some(v) = v {
+        if v.chars().count() > 200 || v.chars().any(char::is_control) {
+            return Err(Error::invalid(field, format!("{field} must be at most 200 printable characters")));
+        }
+    }
+    Ok(())
+}
+
+fn check_role(field: &str, role: &str) -> Result<()> {
+    if role.is_empty() || role.len() > 64 || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(Error::invalid(field, format!("role must be 1-64 characters of [A-Za-z0-9_-] (got {role:?})")));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Registers an agent; returns its record and its API key (shown once).
+    pub async fn register_agent(&self, by: &Principal, input: NewAgent) -> Result<(AgentRecord, String)> {
+        require_admin(by)?;
+        check_name("id", &input.id)?;
+        check_name("owner", &input.owner)?;
+        check_label("name", &input.name)?;
+        let public_jwk = match input.public_jwk {
+            None => None,
+            Some(v) => {
+                let jwk: agentsigna_verify::jwk::Jwk = serde_json::from_value(v)
+                    .map_err(|e| Error::invalid("public_jwk", format!("public_jwk is not a JWK: {e}")))?;
+                jwk.verifying_key().map_err(|e| {
+                    Error::invalid("public_jwk", format!("public_jwk must be an Ed25519 (OKP) public key: {e}"))
+                })?;
+                Some(agentsigna_verify::jwk::Jwk { kid: None, alg: None, use_: None, ..jwk })
+            }
+        };
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                if tx.get_record(RecordKind::Agent, &input.id)?.is_some() {
+                    return Err(Error::Conflict(format!("agent {} already exists", input.id)));
+                }
+                let now = ctx.now();
+                let record = AgentRecord {
+                    id: input.id.clone(),
+                    owner: input.owner,
+                    name: input.name,
+                    public_jwk,
+                    suspended: false,
+                    created_at_ms: now,
+                };
+                let key = new_secret("agent");
+                tx.put_credential(&secret_hash(&key), "agent", &record.id)?;
+                store::put(tx, RecordKind::Agent, &record.id, &record)?;
+                org_event(
+                    tx,
+                    "agent.registered",
+                    now,
+                    &by,
+                    json!({"id": record.id, "owner": record.owner, "name": record.name,
+                           "jkt": record.public_jwk.as_ref().map(|j| j.thumbprint())}),
+                )?;
+                Ok((record, key))
+            })
+            .await
+    }
+
+    /// Registers an approver; returns its record and token (shown once).
+    pub async fn register_approver(&self, by: &Principal, input: NewApprover) -> Result<(ApproverRecord, String)> {
+        require_admin(by)?;
+        check_name("id", &input.id)?;
+        check_label("name", &input.name)?;
+        for (i, r) in input.roles.iter().enumerate() {
+            check_role(&format!("roles[{i}]"), r)?;
+        }
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                if tx.get_record(RecordKind::Approver, &input.id)?.is_some() {
+                    return Err(Error::Conflict(format!("approver {} already exists", input.id)));
+                }
+                let now = ctx.now();
+                let mut roles = input.roles;
+                roles.sort();
+                roles.dedup();
+                let record = ApproverRecord { id: input.id, name: input.name, roles, created_at_ms: now };
+                let token = new_secret("approver");
+                tx.put_credential(&secret_hash(&token), "approver", &record.id)?;
+                store::put(tx, RecordKind::Approver, &record.id, &record)?;
+                org_event(
+                    tx,
+                    "approver.registered",
+                    now,
+                    &by,
+                    json!({"id": record.id, "name": record.name, "roles": record.roles}),
+                )?;
+                Ok((record, token))
+            })
+            .await
+    }
+
+    /// Registers a target system; returns its record and token (shown once).
+    pub async fn register_system(&self, by: &Principal, input: NewSystem) -> Result<(SystemRecord, String)> {
+        require_admin(by)?;
+        check_name("id", &input.id)?;
+        check_label("name", &input.name)?;
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                if tx.get_record(RecordKind::System, &input.id)?.is_some() {
+                    return Err(Error::Conflict(format!("target system {} already exists", input.id)));
+                }
+                let now = ctx.now();
+                let record = SystemRecord { id: input.id, name: input.name, created_at_ms: now };
+                let token = new_secret("system");
+                tx.put_credential(&secret_hash(&token), "system", &record.id)?;
+                store::put(tx, RecordKind::System, &record.id, &record)?;
+                org_event(tx, "system.registered", now, &by, json!({"id": record.id, "name": record.name}))?;
+                Ok((record, token))
+            })
+            .await
+    }
+
+    /// Creates or updates a counterparty. Unchanged → no ledger event.
+    pub async fn put_counterparty(&self, by: &Principal, id: String, input: CounterpartyInput) -> Result<CounterpartyRecord> {
+        require_admin(by)?;
+        check_name("id", &id)?;
+        if input.name.trim().is_empty() {
+            return Err(Error::invalid("name", "name must not be empty"));
+        }
+        check_label("name", &Some(input.name.clone()))?;
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                let now = ctx.now();
+                let existing: Option<CounterpartyRecord> = store::get(tx, RecordKind::Counterparty, &id)?;
+                if let Some(e) = &existing {
+                    if e.name == input.name && e.risk == input.risk {
+                        return Ok(e.clone());
+                    }
+                }
+                let record = CounterpartyRecord { id: id.clone(), name: input.name, risk: input.risk, updated_at_ms: now };
+                store::put(tx, RecordKind::Counterparty, &id, &record)?;
+                org_event(
+                    tx,
+                    "counterparty.updated",
+                    now,
+                    &by,
+                    json!({"id": id, "name": record.name, "risk": record.risk.as_str(),
+                           "previous_risk": existing.map(|e| e.risk.as_str())}),
+                )?;
+                Ok(record)
+            })
+            .await
+    }
+
+    /// Declares (or re-describes) an action type. Unchanged → no ledger event.
+    pub async fn declare_action(&self, by: &Principal, action_type: String, description: String) -> Result<ActionRecord> {
+        require_admin(by)?;
+        check_action_type(&action_type)?;
+        if description.chars().count() > 500 {
+            return Err(Error::invalid("description", "description must be at most 500 characters"));
+        }
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                let existing: Option<ActionRecord> = store::get(tx, RecordKind::Action, &action_type)?;
+                if let Some(e) = existing {
+                    if e.description == description {
+                        return Ok(e);
+                    }
+                }
+                let record = ActionRecord { action_type: action_type.clone(), description };
+                store::put(tx, RecordKind::Action, &action_type, &record)?;
+                org_event(
+                    tx,
+                    "action.declared",
+                    ctx.now(),
+                    &by,
+                    json!({"type": record.action_type, "description": record.description}),
+                )?;
+                Ok(record)
+            })
+            .await
+    }
+
+    /// Declares approver roles that policies may name before any approver holds them.
+    pub async fn declare_roles(&self, by: &Principal, roles: Vec<String>) -> Result<()> {
+        require_admin(by)?;
+        for (i, r) in roles.iter().enumerate() {
+            check_role(&format!("roles[{i}]"), r)?;
+        }
+        self.store
+            .write_tx(move |tx| {
+                let mut all: Vec<String> = match tx.get_record(RecordKind::Setting, "roles")? {
+                    Some(b) => serde_json::from_str(&b)?,
+                    None => Vec::new(),
+                };
+                all.extend(roles);
+                all.sort();
+                all.dedup();
+                store::put(tx, RecordKind::Setting, "roles", &all)
+            })
+            .await
+    }
+
+    /// Uploads a new immutable policy version, validated against the schema; optionally
+    /// activates it. A refused policy changes nothing.
+    pub async fn upload_policy(&self, by: &Principal, source: String, activate: bool) -> Result<PolicyCreated> {
+        require_admin(by)?;
+        if source.len() > 1024 * 1024 {
+            return Err(Error::invalid("source", "policy source is larger than 1 MiB"));
+        }
+        let ctx = self.ctx();
+        let by = by.clone();
+        let created = self
+            .store
+            .write_tx(move |tx| {
+                let env = policy_env(tx)?;
+                let compiled = CompiledPolicy::compile(&source, &env)?;
+                let version = store::list::<PolicyRecord>(tx, RecordKind::Policy)?
+                    .iter()
+                    .map(|p| p.version)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let now = ctx.now();
+                let record = PolicyRecord {
+                    version,
+                    digest: compiled.digest(),
+                    source,
+                    created_at_ms: now,
+                    created_by: by.actor(),
+                };
+                store::put(tx, RecordKind::Policy, &version.to_string(), &record)?;
+                org_event(
+                    tx,
+                    "policy.created",
+                    now,
+                    &by,
+                    json!({"version": version, "digest": record.digest,
+                           "rules": compiled.rules().iter().map(|r| r.id.clone()).collect::<Vec<_>>()}),
+                )?;
+                if activate {
+                    activate_in(tx, &by, version, &record.digest, now)?;
+                }
+                if let Ok(mut map) = ctx.policies.compiled.lock() {
+                    map.insert(version, std::sync::Arc::new(compiled));
+                }
+                Ok(PolicyCreated { version, digest: record.digest, active: activate })
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Activates an existing version (also a roll-back).
+    pub async fn activate_policy(&self, by: &Principal, version: u64) -> Result<PolicyCreated> {
+        require_admin(by)?;
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                let record: PolicyRecord = store::get(tx, RecordKind::Policy, &version.to_string())?
+                    .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
+                // Still valid against today's declared actions and roles?
+                ctx.compiled(tx, version)?;
+                if active_version(tx)? != Some(version) {
+                    activate_in(tx, &by, version, &record.digest, ctx.now())?;
+                }
+                Ok(PolicyCreated { version, digest: record.digest, active: true })
+            })
+            .await
+    }
+
+    /// Every policy version (without sources) and the active one.
+    pub async fn list_policies(&self) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
+        self.store
+            .read_tx(|tx| {
+                let mut all: Vec<PolicyRecord> = store::list(tx, RecordKind::Policy)?;
+                all.sort_by_key(|p| p.version);
+                Ok((all, active_version(tx)?))
+            })
+            .await
+    }
+
+    /// One policy version and whether it is active.
+    pub async fn get_policy(&self, version: u64) -> Result<(PolicyRecord, bool)> {
+        self.store
+            .read_tx(move |tx| {
+                let record: PolicyRecord = store::get(tx, RecordKind::Policy, &version.to_string())?
+                    .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
+                Ok((record, active_version(tx)? == Some(version)))
+            })
+            .await
+    }
+
+    /// One rule of a policy version, with its source text.
+    pub async fn get_policy_rule(&self, version: u64, rule: String) -> Result<crate::policy::Rule> {
+        let ctx = self.ctx();
+        self.store
+            .read_tx(move |tx| {
+                let compiled = ctx.compiled(tx, version)?;
+                compiled
+                    .rule(&rule)
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound(format!("policy version {version} has no rule {rule}")))
+            })
+            .await
+    }
+
+    /// A registered agent.
+    pub async fn agent_record(&self, id: String) -> Result<AgentRecord> {
+        self.store
+            .read_tx(move |tx| {
+                store::get(tx, RecordKind::Agent, &id)?.ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))
+            })
+            .await
+    }
+
+    /// Suspends or resumes an agent (the kill switch).
+    pub async fn set_suspended(&self, by: &Principal, id: String, suspended: bool) -> Result<AgentRecord> {
+        require_admin(by)?;
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                let mut agent: AgentRecord = store::get(tx, RecordKind::Agent, &id)?
+                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+                if agent.suspended != suspended {
+                    agent.suspended = suspended;
+                    store::put(tx, RecordKind::Agent, &id, &agent)?;
+                    let kind = if suspended { "agent.suspended" } else { "agent.resumed" };
+                    org_event(tx, kind, ctx.now(), &by, json!({"id": id}))?;
+                }
+                Ok(agent)
+            })
+            .await
+    }
+}
+
+pub(crate) fn active_version(tx: &mut dyn crate::store::Tx) -> Result<Option<u64>> {
+    match tx.get_record(RecordKind::Setting, "active_policy")? {
+        Some(b) => Ok(Some(serde_json::from_str(&b)?)),
+        None => Ok(None),
+    }
+}
+
+fn activate_in(tx: &mut dyn crate::store::Tx, by: &Principal, version: u64, digest: &str, now: i64) -> Result<()> {
+    let previous = active_version(tx)?;
+    store::put(tx, RecordKind::Setting, "active_policy", &version)?;
+    org_event(tx, "policy.activated", now, by, json!({"version": version, "digest": digest, "previous": previous}))
+}
+
+/// Action types are dotted lowercase names like `purchase_order.create`.
+pub fn check_action_type(t: &str) -> Result<()> {
+    let ok = !t.is_empty()
+        && t.len() <= 100
+        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+        && !t.starts_with('.')
+        && !t.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("type", format!("action type must be lowercase letters, digits, '_' and '.' (got {t:?})")))
+    }
+}

@@ -1,0 +1,736 @@
+//! Requests, verdicts, passports, execution reports, outcomes, trust and expiry.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::admin::active_version;
+use super::views;
+use super::{case_event, load_case, save_case, Ctx, Engine};
+use crate::ids::new_id;
+use crate::model::{
+    AgentRecord, Case, CaseRequest, CaseStatus, CounterpartyRecord, CounterpartySnapshot, DecisionRecord,
+    ExecutionRecord, OutcomeRecord, PassportRecord, PolicyRef, Principal, Review, ReviewStatus, TrustSnapshot,
+};
+use crate::money::Amount;
+use crate::policy::{Evaluation, PolicyInput, Reason, RuleVerdict, Verdict};
+use crate::store::{self, RecordKind, StoreExt, Tx};
+use crate::trust::{Outcome, TrustState};
+use crate::{Error, Result};
+use agentsigna_verify::clock::rfc3339_ms;
+use agentsigna_verify::passport as pp;
+
+/// `POST /v1/requests`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestInput {
+    pub action: String,
+    pub counterparty: String,
+    #[serde(default)]
+    pub amount: Option<Amount>,
+    pub audience: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub context: Option<Value>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /v1/cases/{id}/execution`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionInput {
+    pub passport_id: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// `POST /v1/cases/{id}/outcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeInput {
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// The answer to a request: 201 for a new case, 200 for an idempotent retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub created: bool,
+    pub body: Value,
+    pub case_id: String,
+}
+
+fn check_context(ctx: &Ctx, context: &Value) -> Result<()> {
+    fn walk(v: &Value, depth: usize, max: usize, path: &str) -> Result<()> {
+        if depth > max {
+            return Err(Error::invalid("context", format!("context is nested deeper than {max} levels")));
+        }
+        match v {
+            Value::Number(n) if !(n.is_i64() || n.is_u64()) => Err(Error::invalid(
+                "context",
+                format!("context{path} is a floating-point number; send decimals as strings"),
+            )),
+            Value::Array(items) => {
+                items.iter().enumerate().try_for_each(|(i, x)| walk(x, depth + 1, max, &format!("{path}[{i}]")))
+            }
+            Value::Object(map) => map.iter().try_for_each(|(k, x)| {
+                if !k.is_ascii() {
+                    return Err(Error::invalid("context", format!("context key {k:?} is not ASCII")));
+                }
+                walk(x, depth + 1, max, &format!("{path}.{k}"))
+            }),
+            _ => Ok(()),
+        }
+    }
+    if !context.is_object() {
+        return Err(Error::invalid("context", "context must be a JSON object"));
+    }
+    let size = serde_json::to_string(context).map(|s| s.len()).unwrap_or(usize::MAX);
+    if size > ctx.config.max_context_bytes {
+        return Err(Error::invalid(
+            "context",
+            format!("context is {size} bytes; the limit is {}", ctx.config.max_context_bytes),
+        ));
+    }
+    walk(context, 1, ctx.config.max_context_depth, "")
+}
+
+fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
+    if v.chars().count() > max {
+        return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(Error::invalid(field, format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+pub(crate) fn trust_state(tx: &mut dyn Tx, kind: RecordKind, id: &str) -> Result<TrustState> {
+    Ok(store::get(tx, kind, id)?.unwrap_or_default())
+}
+
+impl Engine {
+    /// Step 1–2 (and 4 when authorized at once): an agent's request gets its verdict.
+    pub async fn submit_request(&self, by: &Principal, input: RequestInput) -> Result<Submitted> {
+        let Principal::Agent(agent_id) = by.clone() else {
+            return Err(Error::Forbidden("only agents submit requests".into()));
+        };
+        let ctx = self.ctx();
+        // Validate everything that needs no state before touching the store.
+        if input.action.is_empty() {
+            return Err(Error::invalid("action", "action must not be empty"));
+        }
+        if input.counterparty.is_empty() {
+            return Err(Error::invalid("counterparty", "counterparty must not be empty"));
+        }
+        if input.audience.is_empty() {
+            return Err(Error::invalid("audience", "audience must not be empty"));
+        }
+        let (amount_minor, currency) = match &input.amount {
+            Some(a) => (a.minor_units()?, a.currency.clone()),
+            None => (0, String::new()),
+        };
+        check_text("description", &input.description, 2000)?;
+        let context = input.context.clone().unwrap_or_else(|| json!({}));
+        check_context(&ctx, &context)?;
+        if let Some(k) = &input.idempotency_key {
+            if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+                return Err(Error::invalid("idempotency_key", "idempotency_key must be 1-200 printable characters"));
+            }
+        }
+        let request = CaseRequest {
+            action: input.action,
+            counterparty: input.counterparty,
+            amount: input.amount,
+            audience: input.audience,
+            description: input.description,
+            context,
+            idempotency_key: input.idempotency_key,
+        };
+        let request_hash = {
+            let canonical = serde_json::to_string(&request).map_err(|e| Error::storage(e.to_string()))?;
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        };
+        let out = self
+            .store
+            .write_tx(move |tx| decide_request(&ctx, tx, agent_id, request, request_hash, amount_minor, currency))
+            .await?;
+        if out.created {
+            self.changed();
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/cases/{id}`: the case as this principal may see it. An agent fetching
+    /// its approved case picks up its passport.
+    pub async fn get_case(&self, by: &Principal, id: &str) -> Result<Value> {
+        let ctx = self.ctx();
+        let by2 = by.clone();
+        let id2 = id.to_owned();
+        // Fast path: a read; a write only when something is due or a passport is to issue.
+        let (case, needs_write) = self
+            .store
+            .read_tx(move |tx| {
+                let case = load_case(tx, &id2)?;
+                can_read(&by2, &case)?;
+                let now = ctx.now();
+                let due = case.due_ms().is_some_and(|d| d <= now);
+                let pickup = matches!(by2, Principal::Agent(_))
+                    && case.status == CaseStatus::Authorized
+                    && case.passport.is_none();
+                Ok((case, due || pickup))
+            })
+            .await?;
+        let _ = case;
+        let ctx = self.ctx();
+        let by2 = by.clone();
+        let id2 = id.to_owned();
+        let f = move |tx: &mut dyn Tx| -> Result<Value> {
+            let mut case = load_case(tx, &id2)?;
+            can_read(&by2, &case)?;
+            let mut changed = process_due_case(&ctx, tx, &mut case)?;
+            if matches!(by2, Principal::Agent(_)) && case.status == CaseStatus::Authorized && case.passport.is_none() {
+                issue_passport(&ctx, tx, &mut case)?;
+                changed = true;
+            }
+            if changed {
+                save_case(tx, &case)?;
+            }
+            views::case_view(&ctx, tx, &case, &by2)
+        };
+        if needs_write {
+            let v = self.store.write_tx(f).await?;
+            self.changed();
+            Ok(v)
+        } else {
+            self.store.read_tx(f).await
+        }
+    }
+
+    /// The status of a case without side effects (for `?wait` loops).
+    pub async fn case_status(&self, by: &Principal, id: &str) -> Result<CaseStatus> {
+        let by = by.clone();
+        let id = id.to_owned();
+        self.store
+            .read_tx(move |tx| {
+                let case = load_case(tx, &id)?;
+                can_read(&by, &case)?;
+                Ok(case.status)
+            })
+            .await
+    }
+
+    /// Step 5 report: the action was carried out with the case's passport.
+    pub async fn report_execution(&self, by: &Principal, id: &str, input: ExecutionInput) -> Result<Value> {
+        if let Some(r) = &input.reference {
+            check_text("reference", r, 200)?;
+        }
+        let ctx = self.ctx();
+        let by = by.clone();
+        let id = id.to_owned();
+        let v = self
+            .store
+            .write_tx(move |tx| {
+                let mut case = load_case(tx, &id)?;
+                can_read(&by, &case)?;
+                match &by {
+                    Principal::Agent(a) if *a == case.agent => {}
+                    Principal::System(s) if *s == case.request.audience => {}
+                    Principal::Admin => {}
+                    _ => return Err(Error::Forbidden("only the case's agent, its target system or the admin report execution".into())),
+                }
+                let passport = case
+                    .passport
+                    .as_ref()
+                    .ok_or_else(|| Error::Conflict(format!("case {id} has no passport to execute with")))?;
+                if passport.id != input.passport_id {
+                    return Err(Error::invalid("passport_id", format!("passport_id {} is not this case's passport", input.passport_id)));
+                }
+                let actor = by.actor();
+                if case.executions.iter().any(|e| e.actor == actor && e.reference == input.reference) {
+                    return views::case_view(&ctx, tx, &case, &by);
+                }
+                let now = ctx.now();
+                case_event(
+                    tx,
+                    &mut case,
+                    "execution.reported",
+                    now,
+                    &actor,
+                    json!({"passport_id": input.passport_id, "reference": input.reference}),
+                )?;
+                case.executions.push(ExecutionRecord {
+                    passport_id: input.passport_id,
+                    reference: input.reference,
+                    actor,
+                    at_ms: now,
+                });
+                if matches!(case.status, CaseStatus::Authorized | CaseStatus::Expired) {
+                    case.status = CaseStatus::Executed;
+                }
+                save_case(tx, &case)?;
+                views::case_view(&ctx, tx, &case, &by)
+            })
+            .await?;
+        self.changed();
+        Ok(v)
+    }
+
+    /// Step 6–7: an outcome closes the case and updates trust.
+    pub async fn record_outcome(&self, by: &Principal, id: &str, input: OutcomeInput) -> Result<Value> {
+        if let Some(d) = &input.detail {
+            check_text("detail", d, 2000)?;
+        }
+        let ctx = self.ctx();
+        let by = by.clone();
+        let id = id.to_owned();
+        let v = self
+            .store
+            .write_tx(move |tx| {
+                let mut case = load_case(tx, &id)?;
+                let authoritative = match &by {
+                    Principal::System(s) if *s == case.request.audience => true,
+                    Principal::Approver(_) | Principal::Admin => true,
+                    Principal::Agent(a) if *a == case.agent => {
+                        if !matches!(input.outcome, Outcome::Rejected | Outcome::Disputed) {
+                            return Err(Error::Forbidden(
+                                "an agent may report only its own failures (rejected, disputed); its success is not evidence".into(),
+                            ));
+                        }
+                        false
+                    }
+                    Principal::Agent(_) => return Err(Error::NotFound(format!("case {id} does not exist"))),
+                    Principal::System(_) => {
+                        return Err(Error::Forbidden("only the case's target system reports its outcome".into()))
+                    }
+                };
+                if case.passport.is_none() {
+                    return Err(Error::Conflict(format!("case {id} never received a passport; it takes no outcome")));
+                }
+                let actor = by.actor();
+                if case.outcomes.iter().any(|o| o.actor == actor && o.outcome == input.outcome) {
+                    return views::case_view(&ctx, tx, &case, &by);
+                }
+                let now = ctx.now();
+                case_event(
+                    tx,
+                    &mut case,
+                    "outcome.recorded",
+                    now,
+                    &actor,
+                    json!({"outcome": input.outcome.as_str(), "detail": input.detail, "authoritative": authoritative}),
+                )?;
+                case.outcomes.push(OutcomeRecord { outcome: input.outcome, detail: input.detail, actor, at_ms: now });
+                case.status = CaseStatus::Closed;
+                apply_trust(&ctx, tx, &mut case, input.outcome, authoritative, now)?;
+                save_case(tx, &case)?;
+                views::case_view(&ctx, tx, &case, &by)
+            })
+            .await?;
+        self.changed();
+        Ok(v)
+    }
+
+    /// Expires due reviews, pickup windows and passports. Returns how many cases changed.
+    pub async fn process_due(&self) -> Result<usize> {
+        let ctx = self.ctx();
+        let n = self
+            .store
+            .write_tx(move |tx| {
+                let now = ctx.now();
+                let mut n = 0;
+                for id in tx.due_cases(now, 200)? {
+                    let mut case = load_case(tx, &id)?;
+                    if process_due_case(&ctx, tx, &mut case)? {
+                        save_case(tx, &case)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await?;
+        if n > 0 {
+            self.changed();
+        }
+        Ok(n)
+    }
+
+    /// Lists cases visible to a principal (agents: their own; systems: addressed to them).
+    pub async fn list_cases(&self, by: &Principal, status: Option<String>, limit: u32) -> Result<Value> {
+        let by = by.clone();
+        let ctx = self.ctx();
+        self.store
+            .read_tx(move |tx| {
+                let mut filter = crate::store::CaseFilter { status, limit: limit.clamp(1, 500), ..Default::default() };
+                match &by {
+                    Principal::Agent(a) => filter.agent = Some(a.clone()),
+                    Principal::System(s) => filter.audience = Some(s.clone()),
+                    _ => {}
+                }
+                let mut out = Vec::new();
+                for body in tx.list_cases(&filter)? {
+                    let case: Case = serde_json::from_str(&body)?;
+                    out.push(views::case_summary(&ctx, &case));
+                }
+                Ok(json!({ "cases": out }))
+            })
+            .await
+    }
+}
+
+/// Who may read a case: its agent, its target system, approvers and the admin. Others
+/// get 404 (not 403) so that case ids do not leak.
+pub(crate) fn can_read(by: &Principal, case: &Case) -> Result<()> {
+    let ok = match by {
+        Principal::Admin | Principal::Approver(_) => true,
+        Principal::Agent(a) => *a == case.agent,
+        Principal::System(s) => *s == case.request.audience,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("case {} does not exist", case.id)))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_request(
+    ctx: &Ctx,
+    tx: &mut dyn Tx,
+    agent_id: String,
+    request: CaseRequest,
+    request_hash: String,
+    amount_minor: i64,
+    currency: String,
+) -> Result<Submitted> {
+    if let Some(key) = &request.idempotency_key {
+        if let Some(body) = tx.case_by_idempotency(&agent_id, key)? {
+            let case: Case = serde_json::from_str(&body)?;
+            if case.request_hash != request_hash {
+                return Err(Error::Conflict(format!(
+                    "idempotency_key {key:?} was already used for a different request (case {})",
+                    case.id
+                )));
+            }
+            return Ok(Submitted { created: false, body: case.first_response.clone(), case_id: case.id });
+        }
+    }
+    let agent: AgentRecord = store::get(tx, RecordKind::Agent, &agent_id)?
+        .ok_or_else(|| Error::Unauthenticated(format!("agent {agent_id} no longer exists")))?;
+    if store::get::<crate::model::ActionRecord>(tx, RecordKind::Action, &request.action)?.is_none() {
+        return Err(Error::unknown("action", format!("action type {:?} is not declared", request.action)));
+    }
+    let counterparty: CounterpartyRecord = store::get(tx, RecordKind::Counterparty, &request.counterparty)?
+        .ok_or_else(|| Error::unknown("counterparty", format!("counterparty {:?} is not registered", request.counterparty)))?;
+    if tx.get_record(RecordKind::System, &request.audience)?.is_none() {
+        return Err(Error::unknown("audience", format!("audience {:?} is not a registered target system", request.audience)));
+    }
+
+    let now = ctx.now();
+    let cfg = &ctx.config.trust;
+    let agent_trust = trust_state(tx, RecordKind::AgentTrust, &agent.id)?.score(cfg, now);
+    let cp_trust = trust_state(tx, RecordKind::CounterpartyTrust, &counterparty.id)?.score(cfg, now);
+
+    let (evaluation, policy) = if agent.suspended {
+        (
+            reject_with("agent-suspended", &format!("agent {} is suspended by the administrator", agent.id)),
+            None,
+        )
+    } else {
+        match active_version(tx)? {
+            None => (reject_with_null("no active policy"), None),
+            Some(version) => {
+                let compiled = ctx.compiled(tx, version)?;
+                let eval = compiled.evaluate(&PolicyInput {
+                    agent_id: &agent.id,
+                    agent_owner: &agent.owner,
+                    agent_trust,
+                    action: &request.action,
+                    counterparty_id: &counterparty.id,
+                    counterparty_risk: counterparty.risk.as_str(),
+                    counterparty_trust: cp_trust,
+                    amount_minor,
+                    currency: &currency,
+                });
+                (eval, Some(PolicyRef { version, digest: compiled.digest() }))
+            }
+        }
+    };
+
+    let decision = DecisionRecord {
+        verdict: evaluation.verdict,
+        reasons: evaluation.reasons.clone(),
+        policy: policy.clone(),
+        trust: TrustSnapshot { agent: agent_trust, counterparty: cp_trust },
+        counterparty: CounterpartySnapshot {
+            id: counterparty.id.clone(),
+            name: counterparty.name.clone(),
+            risk: counterparty.risk,
+        },
+        amount_minor,
+        currency: currency.clone(),
+        decided_at_ms: now,
+        ttl_secs: evaluation.ttl_secs,
+    };
+    let status = match evaluation.verdict {
+        Verdict::Authorized => CaseStatus::Authorized,
+        Verdict::Escalated => CaseStatus::PendingReview,
+        Verdict::Rejected => CaseStatus::Rejected,
+    };
+    let mut case = Case {
+        id: new_id("case"),
+        agent: agent.id.clone(),
+        status,
+        created_at_ms: now,
+        request,
+        request_hash,
+        decision,
+        review: None,
+        pickup_deadline_ms: None,
+        passport: None,
+        executions: Vec::new(),
+        outcomes: Vec::new(),
+        agent_counted: None,
+        counterparty_counted: None,
+        first_response: Value::Null,
+        head: None,
+    };
+    let actor = format!("agent:{}", agent.id);
+    let submitted = json!({
+        "agent": agent.id, "owner": agent.owner, "action": case.request.action,
+        "counterparty": case.request.counterparty, "amount": case.request.amount,
+        "audience": case.request.audience, "description": case.request.description,
+        "context": case.request.context, "idempotency_key": case.request.idempotency_key,
+        "request_hash": case.request_hash,
+    });
+    case_event(tx, &mut case, "request.submitted", now, &actor, submitted)?;
+    let decided = json!({
+        "verdict": evaluation.verdict, "reasons": evaluation.reasons, "policy": policy,
+        "inputs": {
+            "agent": {"id": agent.id, "owner": agent.owner, "trust": agent_trust, "suspended": agent.suspended},
+            "counterparty": {"id": counterparty.id, "risk": counterparty.risk.as_str(), "trust": cp_trust},
+            "action": case.request.action, "amount_minor": amount_minor, "currency": currency,
+        },
+        "approvals_required": evaluation.approvals_required, "roles_required": evaluation.roles_required,
+        "ttl_secs": evaluation.ttl_secs,
+    });
+    case_event(tx, &mut case, "decision.made", now, "server", decided)?;
+    match evaluation.verdict {
+        Verdict::Escalated => open_review(ctx, tx, &mut case, &evaluation, now)?,
+        Verdict::Authorized => issue_passport(ctx, tx, &mut case)?,
+        Verdict::Rejected => {}
+    }
+    let body = views::submit_response(&case);
+    case.first_response = body.clone();
+    save_case(tx, &case)?;
+    Ok(Submitted { created: true, body, case_id: case.id })
+}
+
+fn reject_with(rule: &str, reason: &str) -> Evaluation {
+    Evaluation {
+        verdict: Verdict::Rejected,
+        reasons: vec![Reason { rule: Some(rule.to_owned()), verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
+        approvals_required: 0,
+        roles_required: Vec::new(),
+        deadline_secs: None,
+        ttl_secs: None,
+    }
+}
+
+fn reject_with_null(reason: &str) -> Evaluation {
+    Evaluation {
+        verdict: Verdict::Rejected,
+        reasons: vec![Reason { rule: None, verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
+        approvals_required: 0,
+        roles_required: Vec::new(),
+        deadline_secs: None,
+        ttl_secs: None,
+    }
+}
+
+fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, now: i64) -> Result<()> {
+    let deadline_secs = eval.deadline_secs.unwrap_or(ctx.config.review_deadline_secs);
+    let review = Review {
+        id: new_id("rev"),
+        status: ReviewStatus::Pending,
+        approvals_required: eval.approvals_required.max(1),
+        roles_required: eval.roles_required.clone(),
+        deadline_ms: now + deadline_secs * 1000,
+        opened_at_ms: now,
+        decisions: Vec::new(),
+        closed_at_ms: None,
+    };
+    case_event(
+        tx,
+        case,
+        "review.opened",
+        now,
+        "server",
+        json!({
+            "review": review.id, "approvals_required": review.approvals_required,
+            "roles_required": review.roles_required, "deadline": rfc3339_ms(review.deadline_ms),
+            "rules": eval.reasons.iter().filter_map(|r| r.rule.clone()).collect::<Vec<_>>(),
+        }),
+    )?;
+    case.review = Some(review);
+    Ok(())
+}
+
+/// Step 4: signs the case's one passport, bound to the case's chain head.
+pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Result<()> {
+    if case.passport.is_some() {
+        return Ok(());
+    }
+    let now = ctx.now();
+    let agent: AgentRecord = store::get(tx, RecordKind::Agent, &case.agent)?
+        .ok_or_else(|| Error::storage(format!("agent {} of case {} is missing", case.agent, case.id)))?;
+    // A rule's @ttl sets the lifetime (the shortest of the deciding rules), never beyond the maximum.
+    let ttl = case.decision.ttl_secs.unwrap_or(ctx.config.passport_ttl_secs).clamp(1, ctx.config.max_passport_ttl_secs);
+    let iat = now.div_euclid(1000);
+    let exp = iat + ttl;
+    let (head_index, head_digest) =
+        case.head.clone().ok_or_else(|| Error::storage(format!("case {} has no ledger entries", case.id)))?;
+    let approved = case.review.as_ref().is_some_and(|r| r.status == ReviewStatus::Approved);
+    let approvals = case
+        .review
+        .as_ref()
+        .map(|r| {
+            r.approvals()
+                .map(|d| pp::Approval {
+                    approver: d.approver.clone(),
+                    roles: d.roles.clone(),
+                    decision: "approve".to_owned(),
+                    at: rfc3339_ms(d.at_ms),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let policy = case.decision.policy.clone().unwrap_or(PolicyRef { version: 0, digest: String::new() });
+    let jti = new_id("psp");
+    let claims = pp::PassportClaims {
+        iss: ctx.config.issuer.clone(),
+        sub: case.agent.clone(),
+        aud: case.request.audience.clone(),
+        iat,
+        nbf: iat,
+        exp,
+        jti: jti.clone(),
+        authorization_details: vec![pp::AuthorizationDetail {
+            kind: "agentsigna_action".to_owned(),
+            action: case.request.action.clone(),
+            counterparty: pp::CounterpartyRef {
+                id: case.decision.counterparty.id.clone(),
+                name: case.decision.counterparty.name.clone(),
+                risk: case.decision.counterparty.risk.as_str().to_owned(),
+            },
+            amount: case.request.amount.as_ref().map(|a| pp::Amount { value: a.value.clone(), currency: a.currency.clone() }),
+            description: case.request.description.clone(),
+        }],
+        decision: pp::Decision {
+            verdict: if approved { "approved" } else { "authorized" }.to_owned(),
+            policy: pp::PolicyRef { version: policy.version, digest: policy.digest },
+            rules: case.decision.reasons.iter().filter_map(|r| r.rule.clone()).collect(),
+            decided_at: rfc3339_ms(
+                case.review.as_ref().and_then(|r| r.closed_at_ms).unwrap_or(case.decision.decided_at_ms),
+            ),
+            trust: pp::TrustRef { agent: case.decision.trust.agent, counterparty: case.decision.trust.counterparty },
+        },
+        approvals,
+        case: pp::CaseRef { id: case.id.clone(), index: head_index, head: head_digest },
+        cnf: agent.public_jwk.as_ref().map(|j| pp::Confirmation { jkt: j.thumbprint() }),
+    };
+    let (token, kid) = {
+        let keys = ctx.keys.read().map_err(|_| Error::storage("key lock poisoned"))?;
+        let key = keys.active()?;
+        (pp::sign(&claims, &key.signing).map_err(|e| Error::storage(e.to_string()))?, key.kid.clone())
+    };
+    case_event(
+        tx,
+        case,
+        "passport.issued",
+        now,
+        "server",
+        json!({
+            "passport_id": jti, "kid": kid, "aud": claims.aud, "iat": iat, "exp": exp,
+            "cnf_jkt": claims.cnf.as_ref().map(|c| c.jkt.clone()),
+            "token_sha256": hex::encode(Sha256::digest(token.as_bytes())),
+        }),
+    )?;
+    case.passport = Some(PassportRecord { id: jti, token, kid, issued_at_ms: now, expires_at_ms: exp * 1000 });
+    Ok(())
+}
+
+/// Applies whatever is due on a case at `now`. Returns whether it changed.
+pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Result<bool> {
+    let now = ctx.now();
+    match case.due_ms() {
+        Some(due) if due <= now => {}
+        _ => return Ok(false),
+    }
+    match case.status {
+        CaseStatus::PendingReview => {
+            let Some(review) = case.review.as_mut() else { return Ok(false) };
+            review.status = ReviewStatus::Expired;
+            review.closed_at_ms = Some(now);
+            let data = json!({"review": review.id, "deadline": rfc3339_ms(review.deadline_ms),
+                              "approvals": review.approvals().count(), "approvals_required": review.approvals_required});
+            case.status = CaseStatus::Rejected;
+            case_event(tx, case, "review.expired", now, "server", data)?;
+            Ok(true)
+        }
+        CaseStatus::Authorized => {
+            let data = match &case.passport {
+                Some(p) => json!({"passport_id": p.id, "reason": "the passport expired unused", "exp": p.expires_at_ms / 1000}),
+                None => json!({"passport_id": null, "reason": "the approved passport was not picked up within the pickup window",
+                               "pickup_deadline": case.pickup_deadline_ms.map(rfc3339_ms)}),
+            };
+            case.status = CaseStatus::Expired;
+            case_event(tx, case, "passport.expired", now, "server", data)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Step 7: the case counts once per subject, by its worst outcome so far.
+fn apply_trust(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, outcome: Outcome, authoritative: bool, now: i64) -> Result<()> {
+    let cfg = ctx.config.trust.clone();
+    // The agent's own failure reports count against the agent; only other parties'
+    // reports move the counterparty's standing (an agent must not be able to smear a
+    // counterparty).
+    let subjects: Vec<(RecordKind, String, &str)> = if authoritative {
+        vec![
+            (RecordKind::AgentTrust, case.agent.clone(), "agent"),
+            (RecordKind::CounterpartyTrust, case.decision.counterparty.id.clone(), "counterparty"),
+        ]
+    } else {
+        vec![(RecordKind::AgentTrust, case.agent.clone(), "agent")]
+    };
+    for (kind, id, label) in subjects {
+        let counted = if label == "agent" { case.agent_counted } else { case.counterparty_counted };
+        if counted.is_some_and(|(o, _)| o >= outcome) {
+            continue;
+        }
+        let mut state = trust_state(tx, kind, &id)?;
+        let event = state.apply(&cfg, &case.id, counted, outcome, now);
+        store::put(tx, kind, &id, &state)?;
+        if label == "agent" {
+            case.agent_counted = Some((outcome, now));
+        } else {
+            case.counterparty_counted = Some((outcome, now));
+        }
+        case_event(
+            tx,
+            case,
+            "trust.updated",
+            now,
+            "server",
+            json!({"subject": format!("{label}:{id}"), "before": event.before, "after": event.after,
+                   "outcome": outcome.as_str(), "replaces": counted.map(|(o, _)| o.as_str()), "case": case.id}),
+        )?;
+    }
+    Ok(())
+}

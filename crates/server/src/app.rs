@@ -1,0 +1,197 @@
+//! Start-up: data directory, keys, store, admin credential, org file, HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use agentsigna_core::engine::{Config, Engine};
+use agentsigna_core::keys::{write_secret_file, Keyring};
+use agentsigna_core::org::{NewCredential, OrgFile};
+use agentsigna_core::Clock;
+use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
+
+use crate::http::{self, AppState};
+
+/// What `agentsigna serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Org file applied at start-up.
+    pub org: Option<PathBuf>,
+    /// Org applied from memory (the demo's built-in org), with its policy source.
+    pub org_inline: Option<(OrgFile, Option<String>)>,
+    /// Checkpoint origin (default `agentsigna/<ledger key id>`).
+    pub origin: Option<String>,
+    pub config: Config,
+    /// Run the expiry sweeper (tests that drive time by hand may turn it off).
+    pub sweeper: bool,
+}
+
+impl ServeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            data_dir: data_dir.into(),
+            listen,
+            org: None,
+            org_inline: None,
+            origin: None,
+            config: Config::default(),
+            sweeper: true,
+        }
+    }
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub data_dir: PathBuf,
+    /// The admin token, when this start created it (it is also in `admin.token`).
+    pub admin_token: Option<String>,
+    /// Credentials created by the org file on this start.
+    pub credentials: Vec<NewCredential>,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: Option<JoinHandle<anyhow::Result<()>>>,
+    sweeper: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, drains in-flight requests (at most `grace`) and waits.
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(s) = self.sweeper.take() {
+            s.abort();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(join) = self.join.take() {
+            match tokio::time::timeout(grace, join).await {
+                Ok(r) => r.context("server task failed")??,
+                Err(_) => tracing::warn!("in-flight requests did not finish within {grace:?}; exiting anyway"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The database file in a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("agentsigna.db")
+}
+
+/// Opens the keys and the store of a data directory and builds the engine.
+pub fn open_engine(data_dir: &Path, origin: Option<&str>, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
+    let store = SqliteStore::open(&db_path(data_dir), keys.ledger.clone(), SqliteOptions::default())?;
+    Ok(Arc::new(Engine::new(Arc::new(store), clock, keys, config)))
+}
+
+/// Writes the credentials created by an org file, once, mode 0600.
+pub fn write_credentials(data_dir: &Path, creds: &[NewCredential]) -> anyhow::Result<()> {
+    if creds.is_empty() {
+        return Ok(());
+    }
+    let dir = data_dir.join("credentials");
+    std::fs::create_dir_all(&dir)?;
+    for c in creds {
+        write_secret_file(&dir.join(format!("{}-{}.token", c.kind, c.id)), format!("{}\n", c.token).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Starts the server: first start creates keys and `admin.token`; the org file is applied.
+pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let engine = open_engine(&opts.data_dir, opts.origin.as_deref(), opts.config.clone(), clock)?;
+    let admin_token = engine.ensure_admin_token().await?;
+    if let Some(token) = &admin_token {
+        write_secret_file(&opts.data_dir.join("admin.token"), format!("{token}\n").as_bytes())?;
+        tracing::info!(path = %opts.data_dir.join("admin.token").display(), "created the admin credential");
+    }
+    let mut credentials = Vec::new();
+    let mut orgs = Vec::new();
+    if let Some(path) = &opts.org {
+        orgs.push(OrgFile::load(path).with_context(|| format!("org file {}", path.display()))?);
+    }
+    if let Some(inline) = opts.org_inline.clone() {
+        orgs.push(inline);
+    }
+    for (org, policy) in orgs {
+        let applied = engine.apply_org(&org, policy).await.context("applying the org file")?;
+        write_credentials(&opts.data_dir, &applied.credentials)?;
+        credentials.extend(applied.credentials);
+    }
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(engine.clone());
+    let app = http::router(state);
+    let (tx, rx) = oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .context("HTTP server failed")
+    });
+    let sweeper = if opts.sweeper {
+        let e = engine.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(err) = e.process_due().await {
+                    tracing::warn!(error = %err, "expiry sweep failed");
+                }
+            }
+        }))
+    } else {
+        None
+    };
+    tracing::info!(%addr, backend = engine.store().backend(), "agentsigna is listening");
+    Ok(Running {
+        addr,
+        engine,
+        data_dir: opts.data_dir,
+        admin_token,
+        credentials,
+        shutdown: Some(tx),
+        join: Some(join),
+        sweeper,
+    })
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

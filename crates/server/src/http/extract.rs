@@ -1,0 +1,125 @@
+//! Request extractors: bearer authentication and strict JSON bodies.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use super::AppState;
+use agentsigna_core::model::Principal;
+
+/// Largest accepted JSON body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The authenticated caller.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauth = |d: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", d);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauth("missing Authorization: Bearer <credential>"))?;
+        let value = value.to_str().map_err(|_| unauth("malformed Authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(|| unauth("expected Authorization: Bearer <credential>"))?;
+        Ok(Auth(state.engine.authenticate(token).await?))
+    }
+}
+
+/// A JSON body: size-limited, `application/json`, unknown fields and wrong types refused
+/// with the path of the offending member.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "the body must be application/json",
+            ));
+        }
+        let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Body too large",
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        })?;
+        let _ = state;
+        parse_json(&body).map(JsonBody)
+    }
+}
+
+/// Parses JSON, naming the offending member on failure.
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." || path.is_empty() { None } else { Some(path) };
+            let detail = match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("malformed JSON: {inner}")
+                }
+                _ => match &field {
+                    Some(f) => format!("{f}: {inner}"),
+                    None => inner.to_string(),
+                },
+            };
+            // serde names unknown and missing members in the message, not the path.
+            let field = field.or_else(|| {
+                let msg = inner.to_string();
+                msg.split('`').nth(1).map(str::to_owned)
+            });
+            Err(ApiError::bad_request(field, detail))
+        }
+    }
+}
+
+/// Query parameters; a bad query is a 400 problem naming it.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Q(v)),
+            Err(e) => Err(ApiError::bad_request(None, format!("invalid query: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Path parameters; a bad path is a 400 problem.
+pub struct P<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(P(v)),
+            Err(e) => Err(ApiError::bad_request(None, format!("invalid path: {}", e.body_text()))),
+        }
+    }
+}

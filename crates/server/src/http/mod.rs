@@ -1,0 +1,37 @@
+//! The HTTP API (axum): routes, authentication, problem+json.
+//!
+//! API boundary: handlers only parse, authenticate and call the engine; every rule of the
+//! loop lives in `agentsigna-core`.
+
+pub mod extract;
+pub mod ledger;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use agentsigna_core::engine::Engine;
+use axum::Router;
+use tokio::sync::Notify;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Woken after every committed change of a case (for `?wait`).
+    pub changed: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> AppState {
+        let changed = Arc::new(Notify::new());
+        let n = changed.clone();
+        engine.set_listener(Arc::new(move || n.notify_waiters()));
+        AppState { engine, changed }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    routes::router().merge(ledger::router()).with_state(state)
+}

@@ -1,0 +1,89 @@
+//! The one place where errors become HTTP responses: RFC 9457 problem+json.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use agentsigna_core::Error;
+
+/// An error answered as `application/problem+json`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError { status, slug, title, detail: detail.into(), field: None }
+    }
+
+    pub fn bad_request(field: Option<String>, detail: impl Into<String>) -> ApiError {
+        ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail) }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        match e {
+            Error::Invalid { field, detail } => ApiError::bad_request(field, detail),
+            Error::Unauthenticated(d) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", d),
+            Error::Forbidden(d) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", d),
+            Error::NotFound(d) => ApiError::not_found(d),
+            Error::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
+            Error::Unprocessable { field, detail } => ApiError {
+                field,
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-reference", "Unknown reference", detail)
+            },
+            Error::Policy(p) => {
+                let mut detail = p.message.clone();
+                if let (Some(l), Some(c)) = (p.line, p.column) {
+                    detail = format!("{detail} (line {l}, column {c})");
+                }
+                if let Some(rule) = &p.rule {
+                    detail = format!("rule {rule}: {detail}");
+                }
+                ApiError { field: Some("source".into()), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-policy", "Invalid policy", detail) }
+            }
+            Error::Storage(d) => {
+                // Details of storage failures stay in the server log.
+                tracing::error!(error = %d, "storage error");
+                let (status, title) = if d.contains("queue is full") {
+                    (StatusCode::SERVICE_UNAVAILABLE, "Overloaded")
+                } else {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+                };
+                ApiError::new(status, "internal", title, "the server could not complete the request; see its log")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("urn:agentsigna:problem:{}", self.slug),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(f) = &self.field {
+            body["field"] = json!(f);
+        }
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

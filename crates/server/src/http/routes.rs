@@ -1,0 +1,302 @@
+//! Admin, agent, approver and system routes.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use super::extract::{P as Path, Q as Query};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Auth, JsonBody};
+use super::problem::{ApiError, ApiResult};
+use super::AppState;
+use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem};
+use agentsigna_core::engine::cases::{ExecutionInput, OutcomeInput, RequestInput};
+use agentsigna_core::engine::review::DecisionInput;
+use agentsigna_core::model::{CaseStatus, Principal};
+use agentsigna_verify::clock::rfc3339_ms;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/agents", post(create_agent))
+        .route("/v1/agents/{id}", get(get_agent))
+        .route("/v1/agents/{id}/suspend", post(suspend_agent))
+        .route("/v1/agents/{id}/resume", post(resume_agent))
+        .route("/v1/approvers", post(create_approver))
+        .route("/v1/systems", post(create_system))
+        .route("/v1/counterparties/{id}", put(put_counterparty).get(get_counterparty))
+        .route("/v1/actions/{type}", put(put_action))
+        .route("/v1/policies", post(create_policy).get(list_policies))
+        .route("/v1/policies/{version}", get(get_policy))
+        .route("/v1/policies/{version}/activate", post(activate_policy))
+        .route("/v1/policies/{version}/rules/{rule}", get(get_rule))
+        .route("/v1/requests", post(submit_request))
+        .route("/v1/cases", get(list_cases))
+        .route("/v1/cases/{id}", get(get_case))
+        .route("/v1/cases/{id}/execution", post(report_execution))
+        .route("/v1/cases/{id}/outcome", post(record_outcome))
+        .route("/v1/reviews", get(list_reviews))
+        .route("/v1/reviews/{id}", get(get_review))
+        .route("/v1/reviews/{id}/decisions", post(decide_review))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this route does not accept that method")
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn jwks(State(s): State<AppState>) -> Response {
+    let now = s.engine.clock().now_ms();
+    let jwks = s.engine.keys().jwks(now, s.engine.config().max_passport_ttl_secs * 1000);
+    let mut resp = Json(jwks).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=60"));
+    resp
+}
+
+fn require_admin(p: &Principal) -> ApiResult<()> {
+    match p {
+        Principal::Admin => Ok(()),
+        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "this operation needs the admin credential")),
+    }
+}
+
+async fn create_agent(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewAgent>) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let (agent, key) = s.engine.register_agent(&p, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": agent.id, "api_key": key}))).into_response())
+}
+
+async fn get_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.agent_view(&p, &id).await?))
+}
+
+async fn suspend_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let a = s.engine.set_suspended(&p, id, true).await?;
+    Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+}
+
+async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let a = s.engine.set_suspended(&p, id, false).await?;
+    Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+}
+
+async fn create_approver(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewApprover>) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let (a, token) = s.engine.register_approver(&p, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": a.id, "roles": a.roles, "token": token}))).into_response())
+}
+
+async fn create_system(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewSystem>) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let (sys, token) = s.engine.register_system(&p, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": sys.id, "token": token}))).into_response())
+}
+
+async fn put_counterparty(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<CounterpartyInput>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let c = s.engine.put_counterparty(&p, id, input).await?;
+    Ok(Json(json!({"id": c.id, "name": c.name, "risk": c.risk.as_str()})))
+}
+
+async fn get_counterparty(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.counterparty_view(&p, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionInput {
+    #[serde(default)]
+    description: String,
+}
+
+async fn put_action(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(action_type): Path<String>,
+    JsonBody(input): JsonBody<ActionInput>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let a = s.engine.declare_action(&p, action_type, input.description).await?;
+    Ok(Json(json!({"type": a.action_type, "description": a.description})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyInput {
+    source: String,
+    #[serde(default)]
+    activate: bool,
+}
+
+async fn create_policy(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<PolicyInput>) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let created = s.engine.upload_policy(&p, input.source, input.activate).await?;
+    Ok((StatusCode::CREATED, Json(json!({"version": created.version, "digest": created.digest, "active": created.active})))
+        .into_response())
+}
+
+fn require_reader(p: &Principal) -> ApiResult<()> {
+    match p {
+        Principal::Admin | Principal::Approver(_) => Ok(()),
+        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "only approvers and the admin read this")),
+    }
+}
+
+async fn list_policies(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    require_reader(&p)?;
+    let (all, active) = s.engine.list_policies().await?;
+    let versions: Vec<Value> = all
+        .iter()
+        .map(|v| {
+            json!({"version": v.version, "digest": v.digest, "active": Some(v.version) == active,
+                   "created_at": rfc3339_ms(v.created_at_ms), "created_by": v.created_by})
+        })
+        .collect();
+    Ok(Json(json!({"active": active, "policies": versions})))
+}
+
+fn parse_version(v: &str) -> ApiResult<u64> {
+    v.parse::<u64>().map_err(|_| ApiError::bad_request(Some("version".into()), format!("version must be a positive integer (got {v:?})")))
+}
+
+async fn get_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
+    require_reader(&p)?;
+    let (record, active) = s.engine.get_policy(parse_version(&version)?).await?;
+    Ok(Json(json!({"version": record.version, "digest": record.digest, "active": active, "source": record.source,
+                   "created_at": rfc3339_ms(record.created_at_ms), "created_by": record.created_by})))
+}
+
+async fn activate_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let r = s.engine.activate_policy(&p, parse_version(&version)?).await?;
+    Ok(Json(json!({"version": r.version, "digest": r.digest, "active": true})))
+}
+
+async fn get_rule(State(s): State<AppState>, Auth(p): Auth, Path((version, rule)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    match p {
+        Principal::Admin | Principal::Approver(_) | Principal::Agent(_) => {}
+        Principal::System(_) => require_reader(&p)?,
+    }
+    let r = s.engine.get_policy_rule(parse_version(&version)?, rule).await?;
+    Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::bad_request(None, e.to_string()))?))
+}
+
+async fn submit_request(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<RequestInput>) -> ApiResult<Response> {
+    let out = s.engine.submit_request(&p, input).await?;
+    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut resp = (status, Json(out.body)).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/cases/{}", out.case_id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_cases(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.list_cases(&p, q.status, q.limit.unwrap_or(100)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    wait: Option<String>,
+}
+
+/// Longest `?wait`, in seconds.
+const MAX_WAIT: u64 = 60;
+
+async fn get_case(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult<Json<Value>> {
+    if let Some(w) = q.wait {
+        let secs: u64 = w
+            .parse()
+            .map_err(|_| ApiError::bad_request(Some("wait".into()), format!("wait must be a number of seconds (got {w:?})")))?;
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs.min(MAX_WAIT));
+        loop {
+            let notified = s.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if s.engine.case_status(&p, &id).await? != CaseStatus::PendingReview {
+                break;
+            }
+            // Deadlines pass without any request: let expiry run.
+            s.engine.process_due().await?;
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            // Wake at least every second: another node may have decided it.
+            let slice = (until - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(slice, notified).await;
+        }
+    }
+    Ok(Json(s.engine.get_case(&p, &id).await?))
+}
+
+async fn report_execution(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<ExecutionInput>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.report_execution(&p, &id, input).await?))
+}
+
+async fn record_outcome(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<OutcomeInput>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.record_outcome(&p, &id, input).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewQuery {
+    status: Option<String>,
+}
+
+async fn list_reviews(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ReviewQuery>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.list_reviews(&p, q.status).await?))
+}
+
+async fn get_review(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.get_review(&p, &id).await?))
+}
+
+async fn decide_review(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<DecisionInput>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.engine.decide_review(&p, &id, input).await?))
+}

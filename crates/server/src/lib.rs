@@ -1,0 +1,9 @@
+//! # agentsigna
+//!
+//! The AgentSigna server and command-line tool: the HTTP API ([`http`]), start-up
+//! ([`app`]), the commands ([`cli`]) and the procurement demo ([`demo`]).
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod http;

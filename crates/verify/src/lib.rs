@@ -1,0 +1,34 @@
+//! # agentsigna-verify
+//!
+//! Everything a third party needs to check AgentSigna's output **offline**, with public
+//! keys only:
+//!
+//! - [`passport`]: the Passport (a compact JWS, `typ: passport+jwt`, EdDSA) and its
+//!   [`Verifier`](passport::Verifier);
+//! - [`proof`]: the holder proof (`typ: passport-proof+jwt`, in the spirit of DPoP);
+//! - [`gate`]: the [`Gate`](gate::Gate) a business system embeds at its API boundary
+//!   (verification + single use + holder proof);
+//! - [`jwk`]: Ed25519 JWKs, JWK sets and RFC 7638 thumbprints;
+//! - [`ledger`]: ledger entries, their digests and case-chain verification;
+//! - [`merkle`]: RFC 6962 / RFC 9162 Merkle tree hashing and proofs;
+//! - [`note`]: C2SP signed notes and `tlog-checkpoint`s;
+//! - [`evidence`]: offline ledger bundles and per-case evidence bundles.
+//!
+//! Architecture invariant: this crate knows nothing about HTTP, async runtimes,
+//! databases or policy engines. Its dependency tree is small crypto and serde crates.
+
+pub mod b64;
+pub mod clock;
+pub mod error;
+pub mod evidence;
+pub mod gate;
+pub mod jwk;
+pub mod jws;
+pub mod ledger;
+pub mod merkle;
+pub mod note;
+pub mod passport;
+pub mod proof;
+
+pub use clock::{Clock, SystemClock};
+pub use error::Error;
