@@ -29,3 +29,7 @@ impl CompiledPolicy {
   pub fn rule(&self, id: &str) -> Option<&Rule> { self.rules.iter().find(|r| r.id == id) }
   pub fn evaluate(&self, _input: &PolicyInput<'_>) -> Evaluation { Evaluation { verdict: Verdict::Authorized, reasons: vec![], approvals_required: 0, roles_required: vec![], deadline_secs: None, ttl_secs: None } }
 }
+impl PolicyError { pub fn describe(&self) -> String { self.message.clone() } }
+pub struct SuiteReport { pub cases: Vec<()> }
+impl SuiteReport { pub fn passed(&self) -> bool { true } pub fn failures(&self) -> usize { 0 } pub fn render(&self) -> String { String::new() } }
+pub fn run_suite(_p: &std::path::Path) -> Result<SuiteReport, PolicyError> { Ok(SuiteReport { cases: vec![] }) }

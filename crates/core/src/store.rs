@@ -26,6 +26,8 @@ pub enum RecordKind {
     AgentTrust,
     CounterpartyTrust,
     Setting,
+    /// A live request on which the shadow policy disagreed with the active one.
+    ShadowDivergence,
 }
 
 impl RecordKind {
@@ -41,6 +43,7 @@ impl RecordKind {
             RecordKind::AgentTrust => "agent_trust",
             RecordKind::CounterpartyTrust => "counterparty_trust",
             RecordKind::Setting => "setting",
+            RecordKind::ShadowDivergence => "shadow_divergence",
         }
     }
 }

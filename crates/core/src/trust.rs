@@ -305,3 +305,61 @@ mod tests {
         assert_eq!(TrustState::default().score(&cfg, 0), 90);
     }
 }
+
+/// Trust standings recomputed from ledger entries (read in index order): scores are a
+/// projection of `request.submitted` and `outcome.recorded` events, so anyone holding the
+/// ledger can recompute them.
+#[derive(Debug, Default)]
+pub struct Replay {
+    cases: std::collections::HashMap<String, ReplayCase>,
+    /// Agent standings by agent id.
+    pub agents: std::collections::BTreeMap<String, TrustState>,
+    /// Counterparty standings by counterparty id.
+    pub counterparties: std::collections::BTreeMap<String, TrustState>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayCase {
+    agent: String,
+    counterparty: String,
+    agent_counted: Option<(Outcome, i64)>,
+    counterparty_counted: Option<(Outcome, i64)>,
+}
+
+impl Replay {
+    /// Feeds the next entry.
+    pub fn push(&mut self, cfg: &TrustConfig, entry: &agentsigna_verify::ledger::Entry) {
+        let Some(case_id) = &entry.case else { return };
+        match entry.kind.as_str() {
+            "request.submitted" => {
+                let s = |k: &str| entry.data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                self.cases.insert(
+                    case_id.clone(),
+                    ReplayCase { agent: s("agent"), counterparty: s("counterparty"), ..Default::default() },
+                );
+            }
+            "outcome.recorded" => {
+                let Some(outcome) = entry.data.get("outcome").and_then(|v| v.as_str()).and_then(Outcome::parse) else {
+                    return;
+                };
+                let authoritative = entry.data.get("authoritative").and_then(|v| v.as_bool()).unwrap_or(true);
+                let Some(at) = agentsigna_verify::clock::parse_rfc3339_ms(&entry.at) else { return };
+                let Some(case) = self.cases.get_mut(case_id) else { return };
+                // Same order and rule as the engine: the agent first, then the counterparty
+                // (only for reports by parties other than the agent); a case counts once, by
+                // its worst outcome.
+                if case.agent_counted.is_none_or(|(o, _)| o < outcome) {
+                    let state = self.agents.entry(case.agent.clone()).or_default();
+                    state.apply(cfg, case_id, case.agent_counted, outcome, at);
+                    case.agent_counted = Some((outcome, at));
+                }
+                if authoritative && case.counterparty_counted.is_none_or(|(o, _)| o < outcome) {
+                    let state = self.counterparties.entry(case.counterparty.clone()).or_default();
+                    state.apply(cfg, case_id, case.counterparty_counted, outcome, at);
+                    case.counterparty_counted = Some((outcome, at));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -148,12 +148,28 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     });
     let sweeper = if opts.sweeper {
         let e = engine.clone();
+        let keys_dir = opts.data_dir.join("keys");
+        let origin = opts.origin.clone();
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mtime = |d: &Path| std::fs::metadata(d.join("passport.keys")).and_then(|m| m.modified()).ok();
+            let mut seen = mtime(&keys_dir);
             loop {
                 tick.tick().await;
                 if let Err(err) = e.process_due().await {
                     tracing::warn!(error = %err, "expiry sweep failed");
+                }
+                // `agentsigna keys rotate` rewrites the key file: pick the new key up.
+                let now = mtime(&keys_dir);
+                if now != seen {
+                    seen = now;
+                    match Keyring::load_or_create(&keys_dir, origin.as_deref(), e.clock().now_ms()) {
+                        Ok(k) => {
+                            tracing::info!(kid = %k.active().map(|a| a.kid.clone()).unwrap_or_default(), "passport keys reloaded");
+                            e.replace_keys(k);
+                        }
+                        Err(err) => tracing::error!(error = %err, "cannot reload the passport keys"),
+                    }
                 }
             }
         }))

@@ -34,9 +34,115 @@ pub enum Command {
     Demo(DemoArgs),
     /// Verify a passport offline (exit 0 valid, 1 invalid with a reason word on stderr, 2 usage).
     Verify(VerifyArgs),
-    /// Ledger tools: verify, export.
+    /// Ledger tools: verify, export, evidence.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Policy tools: check, test, simulate.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Reverse proxy that forwards only requests carrying a valid, unused passport.
+    Gate(GateArgs),
+    /// Passport signing keys: list, rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Trust standings: rebuild from the ledger.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The protected system's base URL.
+    #[arg(long)]
+    pub upstream: String,
+    /// JWK set of the passport keys: a file or a URL (refetched on an unknown kid, at most every 30 s).
+    #[arg(long)]
+    pub jwks: String,
+    /// The audience this gate stands for (the target system's id).
+    #[arg(long)]
+    pub audience: String,
+    /// The URL agents call, as used in holder proofs (`htu`); default http://<listen>.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// AgentSigna base URL to report executions to.
+    #[arg(long, requires = "report_token")]
+    pub report_to: Option<String>,
+    /// The target system's bearer token for reports.
+    #[arg(long, requires = "report_to")]
+    pub report_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and validate a policy (strict Cedar validation + annotations), offline.
+    Check(PolicyCheckArgs),
+    /// Run policy test suites (TOML files; a directory runs every *.toml in it).
+    Test(PolicyTestArgs),
+    /// Replay every recorded verdict under a candidate policy and report what would change.
+    Simulate(PolicySimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The Cedar policy file.
+    pub file: PathBuf,
+    /// Org file declaring the action types and roles (default: org.toml beside the policy).
+    #[arg(long)]
+    pub org: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// A test file or a directory of test files.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySimulateArgs {
+    /// The candidate policy file.
+    #[arg(long)]
+    pub candidate: PathBuf,
+    /// Data directory of the server whose ledger is replayed.
+    #[arg(long, default_value = "./agentsigna-data")]
+    pub data_dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List passport keys with their kid and status.
+    List(DataDirArg),
+    /// Add a new active passport key; the previous one stays published until every
+    /// passport it signed has expired. A running server picks it up within a second.
+    Rotate(DataDirArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Recompute every trust standing from the ledger (`--check`: only compare).
+    Rebuild(TrustRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Data directory.
+    #[arg(long, default_value = "./agentsigna-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustRebuildArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./agentsigna-data")]
+    pub data_dir: PathBuf,
+    /// Only compare the stored standings with the replay; exit 1 when they differ.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +207,20 @@ pub enum LedgerCommand {
     Verify(LedgerVerifyArgs),
     /// Write an offline bundle (entries + checkpoint + verifier key).
     Export(LedgerExportArgs),
+    /// Write one case's entries with inclusion proofs against the latest checkpoint.
+    Evidence(LedgerEvidenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerEvidenceArgs {
+    /// The case id.
+    pub case: String,
+    /// Data directory of a server.
+    #[arg(long, default_value = "./agentsigna-data")]
+    pub data_dir: PathBuf,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -138,8 +258,16 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))).map(|_| 0),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(crate::demo::run(a))).map(|_| 0),
         Command::Verify(a) => return verify(a),
+        Command::Gate(a) => runtime().and_then(|rt| rt.block_on(gate(a))).map(|_| 0),
         Command::Ledger(LedgerCommand::Verify(a)) => return ledger_verify(a),
         Command::Ledger(LedgerCommand::Export(a)) => ledger_export(a).map(|_| 0),
+        Command::Ledger(LedgerCommand::Evidence(a)) => ledger_evidence(a).map(|_| 0),
+        Command::Policy(PolicyCommand::Check(a)) => policy_check(a),
+        Command::Policy(PolicyCommand::Test(a)) => policy_test(a),
+        Command::Policy(PolicyCommand::Simulate(a)) => runtime().and_then(|rt| rt.block_on(policy_simulate(a))).map(|_| 0),
+        Command::Keys(KeysCommand::List(a)) => keys_list(&a.data_dir).map(|_| 0),
+        Command::Keys(KeysCommand::Rotate(a)) => keys_rotate(&a.data_dir).map(|_| 0),
+        Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust_rebuild(a))),
     };
     match result {
         Ok(code) => code,
@@ -274,7 +402,7 @@ fn ledger_verify(a: LedgerVerifyArgs) -> i32 {
     }
 }
 
-fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
+pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
     if let Some(path) = &a.evidence {
         let key = read_key(a.key.as_deref().unwrap_or_default())?;
         let ev: Evidence = serde_json::from_str(&std::fs::read_to_string(path)?).context("invalid evidence file")?;
@@ -373,7 +501,7 @@ impl Progress {
     }
 
     fn tick(&self, done: u64) {
-        if self.tty && done % 50_000 == 0 {
+        if self.tty && done.is_multiple_of(50_000) {
             eprint!("\rverifying {done}/{} entries ({}%)", self.total, done * 100 / self.total.max(1));
         }
     }
@@ -383,4 +511,190 @@ impl Progress {
             eprintln!("\rverified {} entries                 ", self.total);
         }
     }
+}
+
+fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
+    let keys = agentsigna_core::keys::Keyring::load_or_create(&a.data_dir.join("keys"), None, 0)?;
+    let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
+    let note_text = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
+    let cp = note::verify_checkpoint(&note_text, &keys.ledger.verifier())?;
+    let entries: Vec<_> = reader.case_entries(&a.case)?.into_iter().filter(|e| e.entry.index < cp.size).collect();
+    if entries.is_empty() {
+        bail!("case {} has no entries in the ledger", a.case);
+    }
+    let ev = Evidence::build(&a.case, &cp, note_text, keys.ledger.verifier_key(), entries, &reader)?;
+    let text = serde_json::to_string_pretty(&ev)?;
+    match &a.out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+fn keys_list(data_dir: &Path) -> anyhow::Result<()> {
+    let keys = agentsigna_core::keys::Keyring::load_or_create(&data_dir.join("keys"), None, 0)?;
+    let now = agentsigna_core::Clock::now_ms(&SystemClock);
+    let max = Config::default().max_passport_ttl_secs * 1000;
+    let active = keys.active()?.kid.clone();
+    println!("{:<45} {:<26} status", "kid", "created");
+    for k in &keys.passport_keys {
+        let status = match k.rotated_out_at_ms {
+            None if k.kid == active => "active (signs new passports)".to_owned(),
+            None => "inactive".to_owned(),
+            Some(t) if now <= t + max => format!("rotated out; published until {}", agentsigna_verify::clock::rfc3339_ms(t + max)),
+            Some(_) => "retired".to_owned(),
+        };
+        println!("{:<45} {:<26} {status}", k.kid, agentsigna_verify::clock::rfc3339_ms(k.created_at_ms));
+    }
+    println!("ledger key: {}", keys.ledger.verifier_key());
+    Ok(())
+}
+
+fn keys_rotate(data_dir: &Path) -> anyhow::Result<()> {
+    if !data_dir.join("keys").join("passport.keys").exists() {
+        bail!("{} has no passport keys; start the server once first", data_dir.display());
+    }
+    let mut keys = agentsigna_core::keys::Keyring::load_or_create(&data_dir.join("keys"), None, 0)?;
+    let now = agentsigna_core::Clock::now_ms(&SystemClock);
+    let kid = keys.rotate(now)?.kid.clone();
+    println!("new active passport key: {kid}");
+    Ok(())
+}
+
+async fn trust_rebuild(a: TrustRebuildArgs) -> anyhow::Result<i32> {
+    if !app::db_path(&a.data_dir).exists() {
+        bail!("{} has no database", a.data_dir.display());
+    }
+    let engine = app::open_engine(&a.data_dir, None, Config::default(), Arc::new(SystemClock))?;
+    let report = engine.rebuild_trust(!a.check).await?;
+    println!("replayed {} ledger entries: {} standings", report.entries, report.subjects);
+    if report.differing.is_empty() {
+        println!("every stored standing equals the replay");
+        return Ok(0);
+    }
+    for d in &report.differing {
+        println!("{} {d}", if a.check { "differs:" } else { "rewritten:" });
+    }
+    Ok(if a.check { 1 } else { 0 })
+}
+
+async fn gate(a: GateArgs) -> anyhow::Result<()> {
+    let report_token = match &a.report_token {
+        Some(t) => Some(read_arg_or_file(t)?),
+        None => None,
+    };
+    let opts = crate::gate::GateOptions {
+        listen: a.listen,
+        upstream: a.upstream,
+        jwks: a.jwks,
+        audience: a.audience,
+        public_url: a.public_url,
+        report_to: a.report_to,
+        report_token,
+    };
+    let running = crate::gate::start(opts, Arc::new(SystemClock)).await?;
+    eprintln!("agentsigna gate listening on http://{}", running.addr);
+    app::shutdown_signal().await;
+    running.stop().await
+}
+
+/// The policy environment an org file declares: action types and approver roles.
+fn org_env(org: &Path) -> anyhow::Result<agentsigna_core::policy::PolicyEnv> {
+    let (org, _) = agentsigna_core::org::OrgFile::load(org)?;
+    let mut roles: Vec<String> = org.roles.clone();
+    roles.extend(org.approvers.iter().flat_map(|a| a.roles.clone()));
+    roles.sort();
+    roles.dedup();
+    Ok(agentsigna_core::policy::PolicyEnv { actions: org.actions.iter().map(|a| a.action_type.clone()).collect(), roles })
+}
+
+fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
+    let source = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let org = match a.org {
+        Some(o) => o,
+        None => a.file.parent().unwrap_or(Path::new(".")).join("org.toml"),
+    };
+    if !org.exists() {
+        bail!("no org file declaring the action types: pass --org FILE (looked for {})", org.display());
+    }
+    let env = org_env(&org)?;
+    match agentsigna_core::policy::CompiledPolicy::compile(&source, &env) {
+        Ok(p) => {
+            println!("OK: {} rules, {}", p.rules().len(), p.digest());
+            for r in p.rules() {
+                println!("  {:<28} {:<7} {:?}", r.id, r.effect, r.tier);
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            let at = match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}: ", a.file.display()),
+                _ => format!("{}: ", a.file.display()),
+            };
+            let rule = e.rule.as_deref().map(|r| format!("rule {r}: ")).unwrap_or_default();
+            eprintln!("{at}{rule}{}", e.message);
+            Ok(1)
+        }
+    }
+}
+
+fn policy_test(a: PolicyTestArgs) -> anyhow::Result<i32> {
+    let files: Vec<PathBuf> = if a.path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&a.path)
+            .with_context(|| format!("cannot read {}", a.path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "org.toml"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![a.path.clone()]
+    };
+    if files.is_empty() {
+        bail!("no test files (*.toml) in {}", a.path.display());
+    }
+    let (mut cases, mut failed) = (0, 0);
+    for f in &files {
+        let report = agentsigna_core::policy::run_suite(f).map_err(|e| anyhow!("{}: {}", f.display(), e.describe()))?;
+        print!("{}", report.render());
+        cases += report.cases.len();
+        failed += report.failures();
+    }
+    println!("{} passed, {} failed", cases - failed, failed);
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+async fn policy_simulate(a: PolicySimulateArgs) -> anyhow::Result<()> {
+    if !app::db_path(&a.data_dir).exists() {
+        bail!("{} has no database", a.data_dir.display());
+    }
+    let source = std::fs::read_to_string(&a.candidate).with_context(|| format!("cannot read {}", a.candidate.display()))?;
+    let engine = app::open_engine(&a.data_dir, None, Config::default(), Arc::new(SystemClock))?;
+    let report = engine.simulate_policy(source).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "replayed {} recorded verdicts under {} ({}): {} would change",
+        report.replayed,
+        a.candidate.display(),
+        report.candidate_digest,
+        report.changed.len()
+    );
+    for c in &report.changed {
+        println!(
+            "  {} {} {} {} {} minor units: {:?} [{}] -> {:?} [{}]",
+            c.case_id,
+            c.at,
+            c.agent,
+            c.action,
+            c.amount_minor,
+            c.from,
+            c.from_rules.join(", "),
+            c.to,
+            c.to_rules.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -608,3 +608,17 @@ impl LedgerReader {
         Ok(())
     }
 }
+
+impl LedgerReader {
+    /// Every entry of one case, in chain order.
+    pub fn case_entries(&self, case: &str) -> Result<Vec<DigestedEntry>> {
+        let mut tx = SqlTx { conn: &self.conn, writer: None };
+        tx.case_entries(Some(case))
+    }
+}
+
+impl NodeSource for LedgerReader {
+    fn node(&self, level: u32, index: u64) -> std::result::Result<Hash, agentsigna_verify::Error> {
+        node(&self.conn, level, index).map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
+    }
+}

@@ -95,6 +95,29 @@ fn ledger_verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("ledger_verify");
     g.throughput(Throughput::Elements(entries.len() as u64));
     g.sample_size(20);
+    g.bench_function("Entry::digest 20000 entries", |b| {
+        b.iter(|| {
+            for e in &entries {
+                black_box(e.entry.digest().unwrap());
+            }
+        })
+    });
+    g.bench_function("digest_entry 20000 entries", |b| {
+        let mut scratch = Vec::new();
+        b.iter(|| {
+            for e in &entries {
+                black_box(agentsigna_verify::evidence::digest_entry(&e.entry, &mut scratch).unwrap());
+            }
+        })
+    });
+    g.bench_function("ChainVerifier 20000 entries", |b| {
+        b.iter(|| {
+            let mut v = agentsigna_verify::ledger::ChainVerifier::new(0);
+            for e in &entries {
+                black_box(v.push(&e.entry, Some(&e.digest)).unwrap());
+            }
+        })
+    });
     g.bench_function("LedgerVerifier 20000 entries", |b| {
         b.iter_batched(
             LedgerVerifier::new,

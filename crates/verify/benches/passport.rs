@@ -66,6 +66,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verifier_verify_at", |b| {
         b.iter(|| verifier.verify_at(black_box(&token), black_box(T0)))
     });
+    // The non-cryptographic part alone: split, base64, header and claims parsing.
+    group.bench_function("decode_unverified", |b| {
+        b.iter(|| passport::decode_unverified(black_box(&token)))
+    });
 
     let jkt = Jwk::public_only(&agent.verifying_key()).thumbprint();
     let bound = passport::sign(&claims(Some(jkt)), &issuer).unwrap();

@@ -25,7 +25,9 @@
 //! - `key`: the ledger's note verifier key. **Informational only**: the verifier is given
 //!   the trusted key separately (`--key`), never takes it from the bundle.
 //! - `entries`: every ledger entry from index 0, in index order, each exactly as hashed
-//!   (see [`crate::ledger`]) plus its `digest`.
+//!   (see [`crate::ledger`]) plus its `digest`, and no other member: a member outside
+//!   the hashed object would be shown to readers without being covered by the digest, so
+//!   parsing refuses it (as it refuses unknown top-level members).
 //!
 //! [`verify_bundle`] accepts it only when: the checkpoint signature verifies with the
 //! trusted key and its origin is the key name; indexes run 0, 1, 2, … without gap; each
@@ -57,7 +59,8 @@
 //! }
 //! ```
 //!
-//! `entries` are all entries of the case up to the checkpoint, in order; `inclusion` is
+//! `entries` are all entries of the case up to the checkpoint, in order, each with exactly
+//! the entry's members, `digest` and `inclusion` (unknown members are refused); `inclusion` is
 //! the RFC 9162 inclusion proof (audit path, leaf side first, standard base64 of 32-byte
 //! hashes) of `digest` at `index` in the tree of the checkpoint. [`verify_evidence`]
 //! checks the checkpoint signature, then per entry: the digest recomputes, `case` is the
@@ -67,9 +70,13 @@
 //! it cannot prove that no later entry of the case exists beyond the checkpoint.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::b64::{std_decode, std_encode};
-use crate::ledger::{hex_lower, ChainVerifier, DigestedEntry, Entry};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use crate::ledger::{digest_canonical, hex_lower, DigestedEntry, Entry};
 use crate::merkle::{empty_root, inclusion_proof, verify_inclusion, Frontier, Hash, NodeSource};
 use crate::note::{verify_checkpoint, Checkpoint, NoteVerifier};
 use crate::Error;
@@ -172,6 +179,12 @@ pub fn verify_bundle(bundle: &Bundle, key: &NoteVerifier, saved_checkpoint: Opti
     let checkpoint = verify_checkpoint(&bundle.checkpoint, key)?;
     let mut verifier = LedgerVerifier::new();
     if let Some(saved) = saved_checkpoint {
+        if saved.origin != checkpoint.origin {
+            return Err(Error::BadProof(format!(
+                "the saved checkpoint is of log {:?}, not {:?}",
+                saved.origin, checkpoint.origin
+            )));
+        }
         verifier.expect_prefix(saved, "saved checkpoint")?;
     }
     for e in &bundle.entries {
@@ -181,8 +194,12 @@ pub fn verify_bundle(bundle: &Bundle, key: &NoteVerifier, saved_checkpoint: Opti
 }
 
 /// Streaming verification of a whole ledger, entry by entry in index order from 0:
-/// digests, chains (a [`ChainVerifier`]) and the Merkle root (a [`Frontier`]), in
-/// `O(number of chains + log n)` memory. Finally compared with a checkpoint.
+/// digests, chains and the Merkle root (a [`Frontier`]), in `O(number of chains +
+/// log n)` memory. Finally compared with a checkpoint.
+///
+/// It applies exactly the checks of [`ChainVerifier`](crate::ledger::ChainVerifier),
+/// with the same error reasons, but hashes with [`digest_entry`] into a reused buffer:
+/// no allocation per entry beyond a new chain's key.
 ///
 /// ```
 /// use agentsigna_verify::evidence::LedgerVerifier;
@@ -200,10 +217,13 @@ pub fn verify_bundle(bundle: &Bundle, key: &NoteVerifier, saved_checkpoint: Opti
 /// ```
 #[derive(Debug, Default)]
 pub struct LedgerVerifier {
-    chain: ChainVerifier,
+    /// Head of each chain (`None`: the organization chain): its last seq and digest.
+    heads: HashMap<Option<String>, (u64, Hash)>,
     frontier: Frontier,
     cases: u64,
-    /// Earlier trees the ledger must extend, sorted by size: (checkpoint, label, checked).
+    /// Reused canonical JSON buffer.
+    scratch: Vec<u8>,
+    /// Earlier trees the ledger must extend, sorted by size, with their labels.
     prefixes: Vec<(Checkpoint, String)>,
     /// Index in `prefixes` of the next one to check.
     next_prefix: usize,
@@ -235,12 +255,58 @@ impl LedgerVerifier {
     }
 
     /// Checks the next entry (`stored_digest`: the digest stored beside it, if any) and
-    /// adds it to the tree; returns its digest.
+    /// adds it to the tree; returns its digest. The first failure is an
+    /// [`Error::BadEntry`] naming the entry (or a [`Error::BadProof`] when an expected
+    /// prefix is reached with another root).
     pub fn push(&mut self, entry: &Entry, stored_digest: Option<&str>) -> Result<Hash, Error> {
-        let digest = self.chain.push(entry, stored_digest)?;
-        if entry.seq == 0 && entry.case.is_some() {
-            // The chain verifier admits seq 0 once per chain, so this counts cases.
-            self.cases += 1;
+        let index = entry.index;
+        let expected_index = self.frontier.size();
+        if index != expected_index {
+            return Err(Error::BadEntry {
+                index: expected_index,
+                reason: format!("expected index {expected_index}, found {index}"),
+            });
+        }
+        let bad = |reason: String| Error::BadEntry { index, reason };
+        let digest = digest_entry(entry, &mut self.scratch).map_err(|e| bad(e.to_string()))?;
+        if let Some(stored) = stored_digest {
+            if !hex_equals(stored, &digest) {
+                return Err(bad(format!("digest mismatch: stored {stored}, recomputed {}", hex_lower(&digest))));
+            }
+        }
+        let chain = || match &entry.case {
+            Some(c) => format!("case {c}"),
+            None => "organization chain".to_owned(),
+        };
+        match self.heads.get_mut(&entry.case) {
+            None => {
+                if entry.seq != 0 || entry.prev.is_some() {
+                    return Err(bad(format!(
+                        "{} starts at seq {} (prev {:?}); expected seq 0 without prev",
+                        chain(),
+                        entry.seq,
+                        entry.prev
+                    )));
+                }
+                self.heads.insert(entry.case.clone(), (0, digest));
+                if entry.case.is_some() {
+                    self.cases += 1;
+                }
+            }
+            Some(head) => {
+                if entry.seq != head.0 + 1 {
+                    return Err(bad(format!("{}: expected seq {}, found {}", chain(), head.0 + 1, entry.seq)));
+                }
+                if !entry.prev.as_deref().is_some_and(|p| hex_equals(p, &head.1)) {
+                    return Err(bad(format!(
+                        "{}: prev {:?} does not match the previous entry's digest {}",
+                        chain(),
+                        entry.prev,
+                        hex_lower(&head.1)
+                    )));
+                }
+                *head = (entry.seq, digest);
+            }
         }
         self.frontier.append(digest);
         self.check_prefixes()?;
@@ -509,4 +575,183 @@ pub fn verify_evidence(ev: &Evidence, key: &NoteVerifier) -> Result<Checkpoint, 
         prev = Some((index, digest));
     }
     Ok(cp)
+}
+
+/// Whether `text` is the lowercase hex of `digest`, without allocating.
+fn hex_equals(text: &str, digest: &Hash) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let t = text.as_bytes();
+    t.len() == 64
+        && digest.iter().enumerate().all(|(i, b)| {
+            t[2 * i] == HEX[usize::from(b >> 4)] && t[2 * i + 1] == HEX[usize::from(b & 15)]
+        })
+}
+
+/// [`Entry::digest`], faster: the canonical JSON is written directly into `scratch`
+/// (reused between calls) instead of through an intermediate `serde_json::Value` and
+/// per-object buffers. The bytes are those of [`Entry::canonical_json`]; any input off
+/// the fast path (floating-point numbers, keys that are not printable ASCII without `"`
+/// and `\`) is handed to [`Entry::digest`] itself, which hashes or refuses it.
+///
+/// ```
+/// use agentsigna_verify::evidence::digest_entry;
+/// use agentsigna_verify::ledger::Entry;
+/// let e = Entry {
+///     index: 4, case: None, seq: 0, prev: None, kind: "policy.activated".into(),
+///     at: "2026-01-01T00:00:00.000Z".into(), actor: "admin".into(),
+///     data: serde_json::json!({"b": [1, -2, "x\n"], "a": {"z": null, "y": true}}),
+/// };
+/// let mut scratch = Vec::new();
+/// assert_eq!(digest_entry(&e, &mut scratch).unwrap(), e.digest().unwrap());
+/// ```
+pub fn digest_entry(entry: &Entry, scratch: &mut Vec<u8>) -> Result<Hash, Error> {
+    scratch.clear();
+    match write_entry(entry, scratch) {
+        Some(()) => Ok(digest_canonical(scratch)),
+        None => entry.digest(),
+    }
+}
+
+/// Writes the canonical JSON of an entry: members in the fixed sorted order.
+fn write_entry(e: &Entry, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(b"{\"actor\":");
+    write_str(&e.actor, out);
+    out.extend_from_slice(b",\"at\":");
+    write_str(&e.at, out);
+    out.extend_from_slice(b",\"case\":");
+    write_opt_str(e.case.as_deref(), out);
+    out.extend_from_slice(b",\"data\":");
+    write_value(&e.data, out)?;
+    out.extend_from_slice(b",\"index\":");
+    write_u64(e.index, out);
+    out.extend_from_slice(b",\"prev\":");
+    write_opt_str(e.prev.as_deref(), out);
+    out.extend_from_slice(b",\"seq\":");
+    write_u64(e.seq, out);
+    out.extend_from_slice(b",\"type\":");
+    write_str(&e.kind, out);
+    out.push(b'}');
+    Some(())
+}
+
+fn write_opt_str(s: Option<&str>, out: &mut Vec<u8>) {
+    match s {
+        Some(s) => write_str(s, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string escaped as `serde_json` (and RFC 8785) do: `"`, `\` and control
+/// characters only; `\b \t \n \f \r` short forms, others `\u00xx`.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A key the fast path can order: printable ASCII without `"` and `\`, so that its
+/// serialized form is the key between quotes.
+fn plain_key(k: &str) -> bool {
+    k.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The order of members in the canonical form: `serde_jcs` sorts members by their
+/// serialized key bytes, closing quote included (so `"a!"` sorts before `"a"`, unlike
+/// RFC 8785). Mirrored here because the digest is what [`Entry::canonical_json`] hashes;
+/// `tests/evidence_digest.rs` checks both agree.
+fn key_order(a: &str, b: &str) -> Ordering {
+    a.bytes().chain([b'"']).cmp(b.bytes().chain([b'"']))
+}
+
+fn write_value(v: &Value, out: &mut Vec<u8>) -> Option<()> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write_u64(u, out);
+            } else {
+                // Negative integers; anything else (floats) leaves the fast path.
+                let i = n.as_i64()?;
+                out.push(b'-');
+                write_u64(i.unsigned_abs(), out);
+            }
+        }
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            if !map.keys().all(|k| plain_key(k)) {
+                return None;
+            }
+            out.push(b'{');
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| key_order(a, b) == Ordering::Less);
+            if sorted {
+                write_members(map.iter(), out)?;
+            } else {
+                // Insertion-ordered maps (serde_json "preserve_order") or quirky keys.
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| key_order(a.0, b.0));
+                write_members(members.into_iter(), out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Some(())
+}
+
+fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) -> Option<()> {
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_value(v, out)?;
+    }
+    Some(())
 }

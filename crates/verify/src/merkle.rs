@@ -386,13 +386,23 @@ fn for_each_peak(start: u64, end: u64, mut f: impl FnMut(u32, u64) -> Result<(),
 }
 
 /// `MTH(D[start:end])` for a subtree of the Merkle tree, from stored perfect nodes.
+/// Walks the perfect subtrees right to left (smallest first) so that it folds as it
+/// reads, without buffering them.
 fn range_root(src: &dyn NodeSource, start: u64, end: u64) -> Result<Hash, Error> {
-    let mut peaks = Vec::with_capacity(64);
-    for_each_peak(start, end, |level, index| {
-        peaks.push(src.node(level, index)?);
-        Ok(())
-    })?;
-    Ok(fold_peaks(peaks.iter().rev()))
+    let len = end - start;
+    let mut pos = end;
+    let mut acc: Option<Hash> = None;
+    for level in 0..64u32 {
+        if (len >> level) & 1 == 1 {
+            pos -= 1u64 << level;
+            let peak = src.node(level, pos >> level)?;
+            acc = Some(match acc {
+                None => peak,
+                Some(right) => node_hash(&peak, &right),
+            });
+        }
+    }
+    Ok(acc.unwrap_or_else(empty_root))
 }
 
 /// The root of the first `size` leaves, from stored nodes (`O(log n)` reads).
@@ -423,7 +433,7 @@ pub fn inclusion_proof(src: &dyn NodeSource, index: u64, size: u64) -> Result<Ve
     if index >= size {
         return Err(bad(format!("leaf index {index} is not below tree size {size}")));
     }
-    let mut proof = Vec::with_capacity(64);
+    let mut proof = Vec::with_capacity((64 - (size - 1).leading_zeros()) as usize);
     let (mut idx, mut last) = (index, size - 1);
     let mut level = 0u32;
     while last > 0 {
@@ -462,7 +472,7 @@ pub fn consistency_proof(src: &dyn NodeSource, size1: u64, size2: u64) -> Result
     if size1 > size2 {
         return Err(bad(format!("consistency proof from size {size1} to the smaller size {size2}")));
     }
-    let mut proof = Vec::with_capacity(64);
+    let mut proof = Vec::with_capacity(2 * (64 - (size2 - 1).leading_zeros()) as usize);
     subproof(src, size1, 0, size2, true, &mut proof)?;
     Ok(proof)
 }

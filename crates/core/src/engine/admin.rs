@@ -416,6 +416,46 @@ pub(crate) fn active_version(tx: &mut dyn crate::store::Tx) -> Result<Option<u64
     }
 }
 
+pub(crate) fn shadow_version(tx: &mut dyn crate::store::Tx) -> Result<Option<u64>> {
+    match tx.get_record(RecordKind::Setting, "shadow_policy")? {
+        Some(b) => Ok(serde_json::from_str(&b)?),
+        None => Ok(None),
+    }
+}
+
+impl Engine {
+    /// Sets (or with `None` clears) the shadow policy: evaluated on live requests beside
+    /// the active one, never enforced; divergences are recorded.
+    pub async fn set_shadow_policy(&self, by: &Principal, version: Option<u64>) -> Result<Option<u64>> {
+        require_admin(by)?;
+        let ctx = self.ctx();
+        let by = by.clone();
+        self.store
+            .write_tx(move |tx| {
+                let digest = match version {
+                    Some(v) => {
+                        let record: PolicyRecord = store::get(tx, RecordKind::Policy, &v.to_string())?
+                            .ok_or_else(|| Error::NotFound(format!("policy version {v} does not exist")))?;
+                        ctx.compiled(tx, v)?;
+                        Some(record.digest)
+                    }
+                    None => None,
+                };
+                store::put(tx, RecordKind::Setting, "shadow_policy", &version)?;
+                org_event(tx, "policy.shadowed", ctx.now(), &by, json!({"version": version, "digest": digest}))?;
+                Ok(version)
+            })
+            .await
+    }
+
+    /// The shadow version and the recorded divergences, oldest first.
+    pub async fn shadow_divergences(&self) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+        self.store
+            .read_tx(|tx| Ok((shadow_version(tx)?, store::list(tx, RecordKind::ShadowDivergence)?)))
+            .await
+    }
+}
+
 fn activate_in(tx: &mut dyn crate::store::Tx, by: &Principal, version: u64, digest: &str, now: i64) -> Result<()> {
     let previous = active_version(tx)?;
     store::put(tx, RecordKind::Setting, "active_policy", &version)?;
@@ -433,5 +473,152 @@ pub fn check_action_type(t: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid("type", format!("action type must be lowercase letters, digits, '_' and '.' (got {t:?})")))
+    }
+}
+
+/// What `trust rebuild` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustRebuild {
+    /// Entries replayed.
+    pub entries: u64,
+    /// Standings recomputed (agents + counterparties).
+    pub subjects: usize,
+    /// Subjects whose stored standing differed from the replay (and were rewritten when
+    /// not in check mode), as `agent:<id>` / `counterparty:<id>`.
+    pub differing: Vec<String>,
+}
+
+impl Engine {
+    /// Recomputes every trust standing from the ledger in one transaction. With `write`,
+    /// stored standings are replaced by the replay; otherwise they are only compared.
+    pub async fn rebuild_trust(&self, write: bool) -> Result<TrustRebuild> {
+        let ctx = self.ctx();
+        let job = move |tx: &mut dyn crate::store::Tx| -> Result<TrustRebuild> {
+            let cfg = ctx.config.trust.clone();
+            let mut replay = crate::trust::Replay::default();
+            let size = tx.ledger_size()?;
+            let mut start = 0;
+            while start < size {
+                let end = (start + 10_000).min(size);
+                for e in tx.ledger_entries(start, end)? {
+                    replay.push(&cfg, &e.entry);
+                }
+                start = end;
+            }
+            let mut out = TrustRebuild { entries: size, ..Default::default() };
+            let sets = [
+                (RecordKind::AgentTrust, "agent", &replay.agents),
+                (RecordKind::CounterpartyTrust, "counterparty", &replay.counterparties),
+            ];
+            for (kind, label, states) in sets {
+                for (id, state) in states.iter() {
+                    out.subjects += 1;
+                    let stored: Option<crate::trust::TrustState> = store::get(tx, kind, id)?;
+                    if stored.as_ref() != Some(state) {
+                        out.differing.push(format!("{label}:{id}"));
+                        if write {
+                            store::put(tx, kind, id, state)?;
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        };
+        if write {
+            self.store.write_tx(job).await
+        } else {
+            self.store.read_tx(job).await
+        }
+    }
+}
+
+/// One recorded request whose verdict would change under a candidate policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedVerdict {
+    pub case_id: String,
+    pub at: String,
+    pub agent: String,
+    pub action: String,
+    pub counterparty: String,
+    pub amount_minor: i64,
+    pub from: crate::policy::Verdict,
+    pub from_rules: Vec<String>,
+    pub to: crate::policy::Verdict,
+    pub to_rules: Vec<String>,
+}
+
+/// What `policy simulate` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Simulation {
+    pub candidate_digest: String,
+    /// Recorded policy verdicts replayed.
+    pub replayed: u64,
+    /// Of which the candidate decides differently.
+    pub changed: Vec<ChangedVerdict>,
+}
+
+fn rule_ids(reasons: &[crate::policy::Reason]) -> Vec<String> {
+    reasons.iter().filter_map(|r| r.rule.clone()).collect()
+}
+
+impl Engine {
+    /// Replays every recorded policy verdict of the ledger, with the inputs recorded at
+    /// decision time (trust, risk, amount), under a candidate policy.
+    pub async fn simulate_policy(&self, candidate: String) -> Result<Simulation> {
+        self.store
+            .read_tx(move |tx| {
+                let env = policy_env(tx)?;
+                let compiled = CompiledPolicy::compile(&candidate, &env)?;
+                let mut out = Simulation { candidate_digest: compiled.digest(), ..Default::default() };
+                let size = tx.ledger_size()?;
+                let mut start = 0;
+                while start < size {
+                    let end = (start + 10_000).min(size);
+                    for e in tx.ledger_entries(start, end)? {
+                        let e = e.entry;
+                        if e.kind != "decision.made" || e.data.get("policy").is_none_or(|p| p.is_null()) {
+                            continue;
+                        }
+                        let d = &e.data;
+                        let inputs = &d["inputs"];
+                        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                        let from: crate::policy::Verdict = serde_json::from_value(d["verdict"].clone())?;
+                        let from_reasons: Vec<crate::policy::Reason> = serde_json::from_value(d["reasons"].clone())?;
+                        let (agent, owner) = (s(&inputs["agent"]["id"]), s(&inputs["agent"]["owner"]));
+                        let (cp, risk) = (s(&inputs["counterparty"]["id"]), s(&inputs["counterparty"]["risk"]));
+                        let (action, currency) = (s(&inputs["action"]), s(&inputs["currency"]));
+                        let amount = inputs["amount_minor"].as_i64().unwrap_or(0);
+                        let eval = compiled.evaluate(&crate::policy::PolicyInput {
+                            agent_id: &agent,
+                            agent_owner: &owner,
+                            agent_trust: inputs["agent"]["trust"].as_i64().unwrap_or(50),
+                            action: &action,
+                            counterparty_id: &cp,
+                            counterparty_risk: &risk,
+                            counterparty_trust: inputs["counterparty"]["trust"].as_i64().unwrap_or(50),
+                            amount_minor: amount,
+                            currency: &currency,
+                        });
+                        out.replayed += 1;
+                        if eval.verdict != from {
+                            out.changed.push(ChangedVerdict {
+                                case_id: e.case.clone().unwrap_or_default(),
+                                at: e.at.clone(),
+                                agent,
+                                action,
+                                counterparty: cp,
+                                amount_minor: amount,
+                                from,
+                                from_rules: rule_ids(&from_reasons),
+                                to: eval.verdict,
+                                to_rules: rule_ids(&eval.reasons),
+                            });
+                        }
+                    }
+                    start = end;
+                }
+                Ok(out)
+            })
+            .await
     }
 }

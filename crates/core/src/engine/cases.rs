@@ -460,6 +460,26 @@ fn decide_request(
         }
     };
 
+    // Shadow mode: a candidate version evaluated beside the active one, never enforced.
+    let shadow = match (super::admin::shadow_version(tx)?, &policy) {
+        (Some(v), Some(active)) if v != active.version && !agent.suspended => {
+            let compiled = ctx.compiled(tx, v)?;
+            let eval = compiled.evaluate(&PolicyInput {
+                agent_id: &agent.id,
+                agent_owner: &agent.owner,
+                agent_trust,
+                action: &request.action,
+                counterparty_id: &counterparty.id,
+                counterparty_risk: counterparty.risk.as_str(),
+                counterparty_trust: cp_trust,
+                amount_minor,
+                currency: &currency,
+            });
+            Some((PolicyRef { version: v, digest: compiled.digest() }, eval))
+        }
+        _ => None,
+    };
+
     let decision = DecisionRecord {
         verdict: evaluation.verdict,
         reasons: evaluation.reasons.clone(),
@@ -516,8 +536,21 @@ fn decide_request(
         },
         "approvals_required": evaluation.approvals_required, "roles_required": evaluation.roles_required,
         "ttl_secs": evaluation.ttl_secs,
+        "shadow": shadow.as_ref().map(|(p, e)| json!({"policy": p, "verdict": e.verdict, "reasons": e.reasons})),
     });
     case_event(tx, &mut case, "decision.made", now, "server", decided)?;
+    if let Some((shadow_policy, shadow_eval)) = &shadow {
+        if shadow_eval.verdict != evaluation.verdict {
+            let record = json!({
+                "case_id": case.id, "at": rfc3339_ms(now), "agent": agent.id, "action": case.request.action,
+                "counterparty": counterparty.id, "amount": case.request.amount,
+                "active": {"policy": policy, "verdict": evaluation.verdict, "reasons": evaluation.reasons},
+                "shadow": {"policy": shadow_policy, "verdict": shadow_eval.verdict, "reasons": shadow_eval.reasons},
+            });
+            // Keyed by time then case id, so listing returns them in order.
+            store::put(tx, RecordKind::ShadowDivergence, &format!("{now:020}-{}", case.id), &record)?;
+        }
+    }
     match evaluation.verdict {
         Verdict::Escalated => open_review(ctx, tx, &mut case, &evaluation, now)?,
         Verdict::Authorized => issue_passport(ctx, tx, &mut case)?,

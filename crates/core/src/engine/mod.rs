@@ -137,6 +137,13 @@ impl Engine {
         Ok(keys.rotate(now)?.kid.clone())
     }
 
+    /// Replaces the keys (after `agentsigna keys rotate` changed the key files).
+    pub fn replace_keys(&self, keys: Keyring) {
+        if let Ok(mut k) = self.keys.write() {
+            *k = keys;
+        }
+    }
+
     /// Registers a callback run after every committed change of a case (used to wake
     /// `?wait` requests).
     pub fn set_listener(&self, f: Arc<dyn Fn() + Send + Sync>) {

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/counterparties/{id}", put(put_counterparty).get(get_counterparty))
         .route("/v1/actions/{type}", put(put_action))
         .route("/v1/policies", post(create_policy).get(list_policies))
+        .route("/v1/policies/shadow", put(set_shadow).delete(clear_shadow).get(get_shadow))
         .route("/v1/policies/{version}", get(get_policy))
         .route("/v1/policies/{version}/activate", post(activate_policy))
         .route("/v1/policies/{version}/rules/{rule}", get(get_rule))
@@ -175,6 +176,30 @@ async fn list_policies(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Js
         })
         .collect();
     Ok(Json(json!({"active": active, "policies": versions})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowInput {
+    version: u64,
+}
+
+async fn set_shadow(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<ShadowInput>) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let v = s.engine.set_shadow_policy(&p, Some(input.version)).await?;
+    Ok(Json(json!({"shadow": v})))
+}
+
+async fn clear_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    s.engine.set_shadow_policy(&p, None).await?;
+    Ok(Json(json!({"shadow": null})))
+}
+
+async fn get_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    require_reader(&p)?;
+    let (version, divergences) = s.engine.shadow_divergences().await?;
+    Ok(Json(json!({"shadow": version, "divergences": divergences})))
 }
 
 fn parse_version(v: &str) -> ApiResult<u64> {

@@ -1,0 +1,251 @@
+//! `agentsigna gate`: a reverse proxy that enforces passports at the API boundary of a
+//! business system that cannot embed `agentsigna-verify` itself.
+//!
+//! A request is forwarded only when its passport (header `Authorization: Passport <jws>`
+//! or `AgentSigna-Passport`) is valid for this audience, unused, and, when key-bound,
+//! accompanied by a valid holder proof (`AgentSigna-Proof`). The upstream never sees a
+//! refused request. Forwarded requests carry `AgentSigna-Case` and `AgentSigna-Action`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use agentsigna_verify::gate::{Gate, GateRequest};
+use agentsigna_verify::jwk::Jwks;
+use agentsigna_verify::passport::Verifier;
+use agentsigna_verify::{Clock, Error as VerifyError};
+
+use crate::http::problem::ApiError;
+
+/// Largest request body the gate forwards.
+pub const MAX_FORWARD_BODY: usize = 10 * 1024 * 1024;
+/// Least time between two JWKS fetches triggered by unknown key ids.
+pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Settings of a gate.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub listen: SocketAddr,
+    pub upstream: String,
+    /// JWKS file or http(s) URL.
+    pub jwks: String,
+    pub audience: String,
+    /// The URL agents call (for holder proofs' `htu`); default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// AgentSigna base URL to report `execution.reported` to.
+    pub report_to: Option<String>,
+    pub report_token: Option<String>,
+}
+
+struct GateState {
+    gate: RwLock<Gate>,
+    opts: GateOptions,
+    public_url: String,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+}
+
+async fn fetch_jwks(client: &reqwest::Client, source: &str) -> anyhow::Result<Jwks> {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        let resp = client.get(source).timeout(Duration::from_secs(10)).send().await.with_context(|| format!("cannot fetch {source}"))?;
+        if !resp.status().is_success() {
+            return Err(anyhow!("{source} answered {}", resp.status()));
+        }
+        resp.text().await?
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))?
+    };
+    Jwks::from_json(&text).map_err(|e| anyhow!("invalid JWKS from {source}: {e}"))
+}
+
+/// A running gate.
+pub struct RunningGate {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningGate {
+    /// Stops the gate after in-flight requests finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(j) = self.join.take() {
+            j.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a gate.
+pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningGate> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let jwks = fetch_jwks(&client, &opts.jwks).await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_owned();
+    let state = Arc::new(GateState {
+        gate: RwLock::new(Gate::new(Verifier::new(jwks, opts.audience.clone()))),
+        opts,
+        public_url,
+        clock,
+        client,
+        last_jwks_fetch: Mutex::new(Some(Instant::now())),
+    });
+    let app = Router::new().fallback(handle).with_state(state);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .context("gate server failed")
+    });
+    Ok(RunningGate { addr, shutdown: Some(tx), join: Some(join) })
+}
+
+fn refuse(e: &VerifyError) -> Response {
+    let (status, title) = match e {
+        VerifyError::WrongAudience { .. } => (StatusCode::FORBIDDEN, "Passport not meant for this system"),
+        VerifyError::Replayed(_) => (StatusCode::CONFLICT, "Passport already used"),
+        _ => (StatusCode::UNAUTHORIZED, "Invalid passport"),
+    };
+    let mut err = ApiError::new(status, "passport-refused", title, format!("{}: {e}", e.code()));
+    err.field = Some(e.code().to_owned());
+    let mut resp = err.into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Passport"));
+    }
+    resp
+}
+
+fn passport_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("agentsigna-passport").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    auth.strip_prefix("Passport ").map(|t| t.trim().to_owned())
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+];
+
+async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(passport) = passport_of(&parts.headers) else {
+        return refuse(&VerifyError::Malformed("no passport: send Authorization: Passport <jws> or AgentSigna-Passport".into()));
+    };
+    let proof = parts.headers.get("agentsigna-proof").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let method = parts.method.as_str().to_owned();
+    let url = format!("{}{}", s.public_url, parts.uri.path());
+    let check = |s: &GateState| {
+        let gate = s.gate.read().map_err(|_| VerifyError::Malformed("gate lock poisoned".into()))?;
+        gate.check(&GateRequest { passport: &passport, proof: proof.as_deref(), method: &method, url: &url }, s.clock.as_ref())
+    };
+    let mut verified = check(&s);
+    if matches!(verified, Err(VerifyError::UnknownKey(_))) && refresh_jwks(&s).await {
+        verified = check(&s);
+    }
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => return refuse(&e),
+    };
+    let body: Bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", "the body is larger than the gate forwards")
+                .into_response()
+        }
+    };
+    let target = format!("{}{}", s.opts.upstream.trim_end_matches('/'), parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut fwd = s.client.request(parts.method.clone(), &target).body(body);
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || n == "agentsigna-passport" || n == "agentsigna-proof" || n == "agentsigna-case" || n == "agentsigna-action" {
+            continue;
+        }
+        if n == "authorization" && value.to_str().is_ok_and(|v| v.starts_with("Passport ")) {
+            continue;
+        }
+        fwd = fwd.header(name, value);
+    }
+    let action = verified.claims.authorization_details.first().map(|d| d.action.clone()).unwrap_or_default();
+    fwd = fwd.header("agentsigna-case", verified.claims.case.id.as_str()).header("agentsigna-action", action.as_str());
+    let upstream = match fwd.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream unreachable");
+            return ApiError::new(StatusCode::BAD_GATEWAY, "upstream", "Upstream unreachable", "the protected system did not answer")
+                .into_response();
+        }
+    };
+    let status = upstream.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    if let (Some(base), Some(token)) = (s.opts.report_to.clone(), s.opts.report_token.clone()) {
+        // Never on the verification path: reported after the answer, in the background.
+        let client = s.client.clone();
+        let case = verified.claims.case.id.clone();
+        let jti = verified.claims.jti.clone();
+        let reference = format!("{method} {} -> {}", parts.uri.path(), status.as_u16());
+        tokio::spawn(async move {
+            let url = format!("{}/v1/cases/{case}/execution", base.trim_end_matches('/'));
+            let body = serde_json::json!({"passport_id": jti, "reference": reference});
+            for attempt in 0..3u32 {
+                match client.post(&url).bearer_auth(&token).json(&body).timeout(Duration::from_secs(10)).send().await {
+                    Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
+                    _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+                }
+            }
+            tracing::warn!(case = %case, "could not report the execution");
+        });
+    }
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp.headers_mut().insert(HeaderName::from_static("agentsigna-case"), HeaderValue::from_str(&verified.claims.case.id).unwrap_or(HeaderValue::from_static("")));
+    resp
+}
+
+/// Refetches a JWKS URL after an unknown `kid`, at most every 30 s.
+async fn refresh_jwks(s: &GateState) -> bool {
+    if !(s.opts.jwks.starts_with("http://") || s.opts.jwks.starts_with("https://")) {
+        return false;
+    }
+    {
+        let Ok(mut last) = s.last_jwks_fetch.lock() else { return false };
+        if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+    }
+    match fetch_jwks(&s.client, &s.opts.jwks).await {
+        Ok(jwks) => {
+            if let Ok(mut g) = s.gate.write() {
+                g.verifier_mut().set_jwks(jwks);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "JWKS refresh failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Bad input: a 4xx problem naming the field, never a 5xx, never a partial write.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::harness::*;
+
+fn with(mut body: Value, path: &[&str], v: Value) -> Value {
+    let mut at = &mut body;
+    for p in &path[..path.len() - 1] {
+        at = &mut at[*p];
+    }
+    at[path[path.len() - 1]] = v;
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_problems_naming_the_field() {
+    let s = Server::start().await;
+    let bot = s.bot();
+    let ok = po_body("acme", "10.00");
+    let size_before = s.get(&s.admin, "/v1/ledger/entries?start=0").await.text.lines().count();
+
+    let raw = |body: &'static str| s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json", body.as_bytes().to_vec());
+    raw("{\"action\": ").await.expect_problem(400, None);
+    raw("not json").await.expect_problem(400, None);
+    raw("").await.expect_problem(400, None);
+    raw("[]").await.expect_problem(400, None);
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (with(ok.clone(), &["surprise"], json!(1)), 400, "surprise"),
+        (with(ok.clone(), &["amount", "cents"], json!(1)), 400, "cents"),
+        (with(ok.clone(), &["action"], json!(5)), 400, "action"),
+        (with(ok.clone(), &["amount"], json!(5)), 400, "amount"),
+        (with(ok.clone(), &["amount", "value"], json!(10.5)), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "value"], json!("-1")), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "value"], json!("1.001")), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "value"], json!("1e3")), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "value"], json!("")), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "value"], json!("99999999999999999999")), 400, "amount.value"),
+        (with(ok.clone(), &["amount", "currency"], json!("XYZ")), 400, "amount.currency"),
+        (with(with(ok.clone(), &["amount", "currency"], json!("JPY")), &["amount", "value"], json!("100.5")), 400, "amount.value"),
+        (with(ok.clone(), &["counterparty"], json!("nobody-inc")), 422, "counterparty"),
+        (with(ok.clone(), &["action"], json!("rocket.launch")), 422, "action"),
+        (with(ok.clone(), &["audience"], json!("mainframe")), 422, "audience"),
+        (with(ok.clone(), &["action"], json!("")), 400, "action"),
+        (with(ok.clone(), &["context"], json!({"ratio": 0.5})), 400, "context"),
+        (with(ok.clone(), &["context"], json!({"deep": {"list": [1, 2.25]}})), 400, "context"),
+        (with(ok.clone(), &["context"], json!(["a"])), 400, "context"),
+        (with(ok.clone(), &["context"], json!("text")), 400, "context"),
+        (with(ok.clone(), &["context"], json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}})), 400, "context"),
+        (with(ok.clone(), &["context"], json!({"big": "x".repeat(20_000)})), 400, "context"),
+        (with(ok.clone(), &["description"], json!("bell\u{7}")), 400, "description"),
+        (with(ok.clone(), &["idempotency_key"], json!("")), 400, "idempotency_key"),
+    ];
+    for (body, status, field) in cases {
+        let r = s.submit(&bot, &body).await;
+        assert_eq!(r.status, status, "{body} → {}", r.text);
+        r.expect_problem(status, Some(field));
+    }
+    // Missing member.
+    let mut missing = ok.clone();
+    missing.as_object_mut().expect("object").remove("audience");
+    s.submit(&bot, &missing).await.expect_problem(400, Some("audience"));
+
+    // Valid edge cases are accepted.
+    let jpy = with(with(ok.clone(), &["amount", "currency"], json!("JPY")), &["amount", "value"], json!("1000"));
+    s.submit(&bot, &jpy).await.expect(201);
+    let mut no_amount = ok.clone();
+    no_amount.as_object_mut().expect("object").remove("amount");
+    s.submit(&bot, &no_amount).await.expect(201);
+
+    // Too large, wrong media type, unknown routes and methods.
+    let big = format!("{{\"action\": \"purchase_order.create\", \"description\": \"{}\"}}", "x".repeat(70 * 1024));
+    let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json", big.into_bytes()).await;
+    r.expect_problem(413, None);
+    let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "text/plain", ok.to_string().into_bytes()).await;
+    r.expect_problem(415, None);
+    let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "application/x-www-form-urlencoded", b"action=x".to_vec()).await;
+    r.expect_problem(415, None);
+    s.get(&bot, "/v1/nothing-here").await.expect_problem(404, None);
+    s.get_public("/nothing").await.expect_problem(404, None);
+    s.call(Method::DELETE, Some(&bot), "/v1/requests", None).await.expect_problem(405, None);
+    s.get(&bot, "/v1/cases/x?wait=soon").await.expect_problem(400, Some("wait"));
+    s.get(&s.carol(), "/v1/cases?limit=many").await.expect_problem(400, None);
+
+    // Nothing of the refused requests reached the ledger: only the two accepted ones
+    // (3 entries each: request.submitted, decision.made, passport.issued).
+    let size_after = s.get(&s.admin, "/v1/ledger/entries?start=0").await.text.lines().count();
+    assert_eq!(size_after, size_before + 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_input_and_conflicts() {
+    let s = Server::start().await;
+    let admin = s.admin.clone();
+    s.post(&admin, "/v1/agents", &json!({"id": "procurement-bot", "owner": "z@example.com"})).await.expect_problem(409, None);
+    s.post(&admin, "/v1/approvers", &json!({"id": "carol@example.com", "roles": ["finance"]})).await.expect_problem(409, None);
+    s.post(&admin, "/v1/systems", &json!({"id": "erp"})).await.expect_problem(409, None);
+    s.post(&admin, "/v1/agents", &json!({"id": "", "owner": "z@example.com"})).await.expect_problem(400, Some("id"));
+    s.post(&admin, "/v1/agents", &json!({"id": "x", "owner": "z@example.com", "role": "admin"})).await.expect_problem(400, Some("role"));
+    s.post(&admin, "/v1/agents", &json!({"id": "x"})).await.expect_problem(400, Some("owner"));
+    s.post(&admin, "/v1/approvers", &json!({"id": "y@example.com", "roles": ["fin ance"]})).await.expect_problem(400, Some("roles[0]"));
+    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "Acme", "risk": "extreme"})).await.expect_problem(400, Some("risk"));
+    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "", "risk": "low"})).await.expect_problem(400, Some("name"));
+    s.put(&admin, "/v1/actions/Bad%20Type", &json!({"description": "x"})).await.expect_problem(400, Some("type"));
+    s.get(&admin, "/v1/policies/abc").await.expect_problem(400, Some("version"));
+    s.get(&admin, "/v1/policies/99").await.expect_problem(404, None);
+    s.post(&admin, "/v1/policies/99/activate", &json!({})).await.expect_problem(404, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_policy_is_refused_and_the_active_one_stays() {
+    let s = Server::start().await;
+    let admin = s.admin.clone();
+    let before = s.get(&admin, "/v1/policies").await;
+    before.expect(200);
+    assert_eq!(before.json["active"], json!(1));
+
+    let bad = [
+        // Syntax error.
+        "@id(\"broken\") permit (principal, action, resource) when { context.amount > };",
+        // Unknown attribute (strict validation against the schema).
+        "@id(\"typo\") permit (principal, action, resource) when { context.amout > 5 };",
+        // Undeclared action.
+        "@id(\"ghost\") permit (principal, action == Action::\"rocket.launch\", resource);",
+        // Missing @id.
+        "permit (principal, action, resource);",
+        // Duplicate @id.
+        "@id(\"a\") permit (principal, action, resource);\n@id(\"a\") permit (principal, action, resource);",
+        // Unknown verdict tier.
+        "@id(\"v\") @verdict(\"maybe\") forbid (principal, action, resource);",
+        // Role no approver can hold.
+        "@id(\"r\") @verdict(\"escalate\") @approver_role(\"wizard\") forbid (principal, action, resource);",
+        // Bad duration.
+        "@id(\"d\") @verdict(\"escalate\") @deadline(\"tomorrow\") forbid (principal, action, resource);",
+    ];
+    for source in bad {
+        let r = s.post(&admin, "/v1/policies", &json!({"source": source, "activate": true})).await;
+        r.expect_problem(400, Some("source"));
+        assert!(r.json["detail"].as_str().is_some_and(|d| !d.is_empty()), "names the error: {}", r.text);
+    }
+    let after = s.get(&admin, "/v1/policies").await;
+    assert_eq!(after.json["active"], json!(1));
+    assert_eq!(after.json["policies"].as_array().expect("policies").len(), 1, "no version was created: {}", after.text);
+    // Verdicts still come from version 1.
+    let r = s.po("acme", "10.00").await;
+    assert_eq!(r.json["policy"]["version"], json!(1));
+    assert_eq!(r.get("verdict"), "authorized");
+}

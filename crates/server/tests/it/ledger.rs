@@ -1,0 +1,232 @@
+//! The ledger: served entries, proofs, evidence, `agentsigna ledger verify|export`, and
+//! tampering with the stored entries.
+
+use std::path::Path;
+
+use agentsigna_verify::b64::std_decode;
+use agentsigna_verify::evidence::{verify_evidence, Evidence};
+use agentsigna_verify::ledger::parse_digest_hex;
+use agentsigna_verify::merkle::{verify_consistency, verify_inclusion, Hash};
+use agentsigna_verify::note::{verify_checkpoint, Checkpoint, NoteVerifier};
+use serde_json::{json, Value};
+
+use super::harness::*;
+
+fn hashes(proof: &Value) -> Vec<Hash> {
+    proof["hashes"]
+        .as_array()
+        .expect("hashes")
+        .iter()
+        .map(|h| std_decode(h.as_str().expect("base64")).expect("standard base64").try_into().expect("32 bytes"))
+        .collect()
+}
+
+async fn checkpoint(s: &Server, key: &NoteVerifier) -> Checkpoint {
+    let r = s.get_public("/v1/ledger/checkpoint").await;
+    r.expect(200);
+    assert!(r.content_type.starts_with("text/plain"));
+    verify_checkpoint(&r.text, key).expect("the checkpoint verifies with the served key")
+}
+
+/// A few cases of every kind, so the ledger holds case and organization chains.
+async fn populate(s: &Server) -> Vec<String> {
+    let mut ids = Vec::new();
+    let a = s.po("acme", "4800.00").await;
+    ids.push(a.get("case_id").as_str().expect("case").to_owned());
+    let e = s.po("globex", "40000.00").await;
+    ids.push(e.get("case_id").as_str().expect("case").to_owned());
+    s.decide(&s.carol(), e.json["review"]["id"].as_str().expect("review"), "approve", "").await.expect(200);
+    s.case(&s.bot(), &ids[1]).await.expect(200);
+    let r = s.po("sanctioned-co", "1.00").await;
+    ids.push(r.get("case_id").as_str().expect("case").to_owned());
+    s.outcome(&s.erp(), &ids[0], "completed").await.expect(200);
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_entries_proofs_and_evidence_verify_offline() {
+    let s = Server::start().await;
+    let key_text = s.get_public("/v1/ledger/key").await.text;
+    let key = NoteVerifier::parse(key_text.trim()).expect("the served key parses");
+    let before = checkpoint(&s, &key).await;
+    assert!(before.size > 0, "the org file wrote entries");
+    let ids = populate(&s).await;
+    let cp = checkpoint(&s, &key).await;
+    assert!(cp.size > before.size);
+    assert_eq!(cp.origin, key.name());
+
+    // Entries: JSON lines whose digests recompute.
+    let carol = s.carol();
+    let r = s.get(&carol, "/v1/ledger/entries?start=0&end=5").await;
+    r.expect(200);
+    let lines: Vec<Value> = r.text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 5);
+    for (i, l) in lines.iter().enumerate() {
+        let e = check_entry_digest(l);
+        assert_eq!(e.index, i as u64);
+    }
+    s.get(&carol, "/v1/ledger/entries?start=5&end=2").await.expect_problem(400, None);
+    s.get(&carol, "/v1/ledger/entries?start=0&end=1000000").await.expect_problem(400, None);
+    s.get(&carol, "/v1/ledger/entries?start=abc").await.expect_problem(400, None);
+    s.get(&carol, &format!("/v1/ledger/entries?start={}", cp.size + 10)).await.expect_problem(400, None);
+    let all = s.get(&carol, "/v1/ledger/entries?start=0").await;
+    let all: Vec<Value> = all.text.lines().map(|l| serde_json::from_str(l).expect("line")).collect();
+    assert_eq!(all.len() as u64, cp.size);
+
+    // Inclusion proofs of every entry against the checkpoint root.
+    for (i, e) in all.iter().enumerate() {
+        let p = s.get(&carol, &format!("/v1/ledger/proof/inclusion?index={i}&size={}", cp.size)).await;
+        p.expect(200);
+        let leaf = parse_digest_hex(e["digest"].as_str().expect("digest")).expect("hex digest");
+        verify_inclusion(i as u64, cp.size, &leaf, &hashes(&p.json), &cp.root)
+            .unwrap_or_else(|err| panic!("inclusion of {i}: {err}"));
+    }
+    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index={}&size={}", cp.size, cp.size)).await.expect_problem(400, Some("index"));
+    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index=0&size={}", cp.size + 1)).await.expect_problem(400, Some("size"));
+
+    // Consistency between the two checkpoints.
+    let p = s.get(&carol, &format!("/v1/ledger/proof/consistency?from={}&to={}", before.size, cp.size)).await;
+    p.expect(200);
+    verify_consistency(before.size, cp.size, &hashes(&p.json), &before.root, &cp.root).expect("consistency");
+    s.get(&carol, &format!("/v1/ledger/proof/consistency?from=0&to={}", cp.size)).await.expect_problem(400, Some("from"));
+    s.get(&carol, "/v1/ledger/proof/consistency?from=3&to=2").await.expect_problem(400, None);
+
+    // Case evidence, for the case's agent.
+    for id in &ids {
+        let r = s.get(&s.bot(), &format!("/v1/cases/{id}/evidence")).await;
+        r.expect(200);
+        let ev: Evidence = serde_json::from_value(r.json.clone()).expect("evidence format");
+        let at = verify_evidence(&ev, &key).expect("the evidence verifies");
+        assert_eq!(ev.case, *id);
+        assert_eq!(at.size, cp.size);
+        // Tampered evidence does not.
+        let mut bad = ev.clone();
+        bad.entries[0].entry.entry.data["amount"] = json!({"value": "1.00", "currency": "USD"});
+        assert!(verify_evidence(&bad, &key).is_err());
+    }
+}
+
+fn db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("agentsigna.db")).expect("open the database")
+}
+
+/// `agentsigna ledger verify --data-dir DIR`.
+fn verify_dir(dir: &Path) -> (i32, String, String) {
+    outcome(&run_cli(&["ledger", "verify", "--data-dir", dir.to_str().expect("utf-8 path")]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_verify_detects_edits_deletions_and_reordering() {
+    let mut s = Server::start().await;
+    let key_text = s.get_public("/v1/ledger/key").await.text.trim().to_owned();
+    let ids = populate(&s).await;
+    let first_case = ids[0].clone();
+    s.stop().await;
+    let data = s.data_dir();
+
+    let (code, out, err) = verify_dir(&data);
+    assert_eq!(code, 0, "a clean ledger verifies: {out} {err}");
+    assert!(out.contains("OK"), "{out}");
+
+    // The index of the acme PO's request.submitted (the one with the amount).
+    let (target, size): (i64, i64) = {
+        let conn = db(&data);
+        let t = conn
+            .query_row("SELECT idx FROM ledger WHERE case_id = ?1 AND seq = 0", [&first_case], |r| r.get(0))
+            .expect("entry");
+        let n = conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0)).expect("count");
+        (t, n)
+    };
+    assert!(target > 0 && target + 1 < size);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let fresh = |name: &str| {
+        let to = scratch.path().join(name);
+        copy_dir(&data, &to);
+        to
+    };
+
+    // 1. Edit: the amount of one entry.
+    let d = fresh("edit");
+    let changed = db(&d)
+        .execute("UPDATE ledger SET entry = replace(entry, '\"4800.00\"', '\"9800.00\"') WHERE idx = ?1", [target])
+        .expect("update");
+    assert_eq!(changed, 1);
+    let (code, _, err) = verify_dir(&d);
+    assert_eq!(code, 1, "an edited entry is detected: {err}");
+    assert!(names_index(&err, target as u64), "names index {target}: {err}");
+
+    // 2. Delete one entry.
+    let d = fresh("delete");
+    db(&d).execute("DELETE FROM ledger WHERE idx = ?1", [target]).expect("delete");
+    let (code, _, err) = verify_dir(&d);
+    assert_eq!(code, 1, "a deleted entry is detected: {err}");
+    assert!(names_index(&err, target as u64), "names index {target}: {err}");
+
+    // 3. Swap two entries (text and digest) between their rows.
+    let d = fresh("swap");
+    {
+        let conn = db(&d);
+        let row = |i: i64| -> (String, Vec<u8>, Option<String>, i64) {
+            conn.query_row("SELECT entry, digest, case_id, seq FROM ledger WHERE idx = ?1", [i], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .expect("row")
+        };
+        let (a, b) = (row(target), row(target + 1));
+        for (i, r) in [(target, &b), (target + 1, &a)] {
+            conn.execute(
+                "UPDATE ledger SET entry = ?1, digest = ?2, case_id = ?3, seq = ?4 WHERE idx = ?5",
+                rusqlite::params![r.0, r.1, r.2, r.3, i],
+            )
+            .expect("swap");
+        }
+    }
+    let (code, _, err) = verify_dir(&d);
+    assert_eq!(code, 1, "reordered entries are detected: {err}");
+    assert!(names_index(&err, target as u64), "names index {target}: {err}");
+
+    // 4. Rewrite an entry and its stored digest consistently: the chain and the signed
+    // root still catch it.
+    let d = fresh("rehash");
+    {
+        let conn = db(&d);
+        let text: String = conn.query_row("SELECT entry FROM ledger WHERE idx = ?1", [target], |r| r.get(0)).expect("row");
+        let forged = text.replace("\"4800.00\"", "\"9800.00\"");
+        let digest = agentsigna_verify::ledger::digest_canonical(forged.as_bytes()).to_vec();
+        conn.execute("UPDATE ledger SET entry = ?1, digest = ?2 WHERE idx = ?3", rusqlite::params![forged, digest, target])
+            .expect("forge");
+    }
+    let (code, _, err) = verify_dir(&d);
+    assert_eq!(code, 1, "a re-hashed entry is detected: {err}");
+
+    // 5. Truncation: drop the last entry.
+    let d = fresh("truncate");
+    db(&d).execute("DELETE FROM ledger WHERE idx = ?1", [size - 1]).expect("delete");
+    let (code, _, err) = verify_dir(&d);
+    assert_eq!(code, 1, "a truncated ledger is detected: {err}");
+
+    // The original is untouched; export it and verify the bundle in a fresh process.
+    let bundle = scratch.path().join("bundle.json");
+    let (code, _, err) =
+        outcome(&run_cli(&["ledger", "export", "--data-dir", data.to_str().expect("path"), "--out", bundle.to_str().expect("path")]));
+    assert_eq!(code, 0, "export: {err}");
+    let (code, out, err) =
+        outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &key_text]));
+    assert_eq!(code, 0, "the bundle verifies: {out} {err}");
+    // A bundle with an edited entry does not.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("json");
+    let entries = doc["entries"].as_array_mut().expect("entries");
+    assert_eq!(entries.len() as i64, size);
+    entries[target as usize]["data"]["amount"]["value"] = json!("9800.00");
+    let forged = scratch.path().join("forged.json");
+    std::fs::write(&forged, serde_json::to_vec(&doc).expect("json")).expect("write");
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--bundle", forged.to_str().expect("path"), "--key", &key_text]));
+    assert_eq!(code, 1, "{err}");
+    assert!(names_index(&err, target as u64), "{err}");
+    // The wrong key is refused.
+    let other = agentsigna_verify::note::NoteSigner::new("someone/else", ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+        .expect("signer")
+        .verifier_key();
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &other]));
+    assert_eq!(code, 1, "{err}");
+}

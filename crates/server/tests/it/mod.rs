@@ -1,0 +1,9 @@
+mod access;
+mod admin;
+mod cli;
+mod expiry;
+mod harness;
+mod input;
+mod ledger;
+mod loop_;
+mod trust_;

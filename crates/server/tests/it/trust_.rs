@@ -1,0 +1,143 @@
+//! Execution, outcomes and trust: who may report what, and how scores move the next verdict.
+
+use serde_json::json;
+
+use super::harness::*;
+
+async fn authorized(s: &Server, token: &str, body: &serde_json::Value) -> (String, String) {
+    let r = s.submit(token, body).await;
+    r.expect(201);
+    assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
+    (r.get("case_id").as_str().expect("case").to_owned(), r.get("passport_id").as_str().expect("passport_id").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_move_trust_and_the_next_verdict_uses_the_new_score() {
+    let s = Server::start().await;
+    let admin = s.admin.clone();
+
+    // An agent's own failure report counts against the agent only.
+    let payments = s.agent("payments-bot");
+    let (pay_case, _) = authorized(&s, &payments, &payment_body("acme", "100.00")).await;
+    let r = s.outcome(&payments, &pay_case, "disputed").await;
+    r.expect(200);
+    assert_eq!(r.get("status"), "closed", "{}", r.text);
+    let a = s.get(&admin, "/v1/agents/payments-bot").await;
+    assert_eq!(a.json["trust"]["score"], json!(20), "{}", a.text);
+    assert_eq!(a.json["trust"]["outcomes"]["disputed"], json!(1));
+    let acme = s.get(&admin, "/v1/counterparties/acme").await;
+    acme.expect(200);
+    assert_eq!(acme.json["trust"]["score"], json!(50), "an agent cannot smear a counterparty: {}", acme.text);
+    assert!(acme.json["trust"]["updated_at"].is_null());
+
+    // procurement-bot: baseline verdict at trust 50.
+    let base = s.po("globex", "2000.00").await;
+    assert_eq!(base.get("verdict"), "authorized", "{}", base.text);
+
+    let bot = s.bot();
+    let erp = s.erp();
+    let (case_id, passport_id) = authorized(&s, &bot, &po_body("acme", "100.00")).await;
+    // The agent's success is not evidence; another system is not the audience.
+    s.outcome(&bot, &case_id, "completed").await.expect_problem(403, None);
+    s.outcome(&s.system("bank"), &case_id, "completed").await.expect_problem(403, None);
+    s.outcome(&erp, &case_id, "great").await.expect_problem(400, Some("outcome"));
+    // Execution with the wrong passport id is refused; with the right one, recorded.
+    s.post(&erp, &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": "psp-nope"}))
+        .await
+        .expect_problem(400, Some("passport_id"));
+    let ex = s.post(&erp, &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": passport_id, "reference": "PO-77"})).await;
+    ex.expect(200);
+    assert_eq!(ex.get("status"), "executed", "{}", ex.text);
+
+    s.clock.advance_secs(5);
+    let done = s.outcome(&erp, &case_id, "completed").await;
+    done.expect(200);
+    assert_eq!(done.get("status"), "closed");
+    let a = s.get(&admin, "/v1/agents/procurement-bot").await;
+    a.expect(200);
+    assert_eq!(a.json["trust"]["score"], json!(67), "{}", a.text);
+    assert_eq!(a.json["trust"]["outcomes"], json!({"completed": 1, "reversed": 0, "rejected": 0, "disputed": 0}));
+    assert!(a.json["trust"]["updated_at"].is_string());
+    assert!(a.json["trust"]["confidence"].as_f64().is_some_and(|c| c > 0.0));
+    let c = s.get(&s.carol(), "/v1/counterparties/acme").await;
+    assert_eq!(c.json["trust"]["score"], json!(67), "{}", c.text);
+    assert_eq!(c.json["trust"]["outcomes"]["completed"], json!(1));
+    assert!(c.json["trust"]["updated_at"].is_string());
+
+    let case = s.case(&bot, &case_id).await;
+    assert_eq!(
+        event_types(&case.json),
+        [
+            "request.submitted",
+            "decision.made",
+            "passport.issued",
+            "execution.reported",
+            "outcome.recorded",
+            "trust.updated",
+            "trust.updated"
+        ]
+    );
+    let subjects: Vec<_> = events_of(&case.json, "trust.updated").iter().map(|e| e["data"]["subject"].clone()).collect();
+    assert_eq!(subjects, [json!("agent:procurement-bot"), json!("counterparty:acme")]);
+    assert_eq!(events_of(&case.json, "trust.updated")[0]["data"]["before"], json!(50));
+    assert_eq!(events_of(&case.json, "trust.updated")[0]["data"]["after"], json!(67));
+    for e in case.json["events"].as_array().expect("events") {
+        check_entry_digest(e);
+    }
+    let n_events = case.json["events"].as_array().expect("events").len();
+
+    // The same outcome again from the same party: nothing new.
+    s.outcome(&erp, &case_id, "completed").await.expect(200);
+    let again = s.case(&bot, &case_id).await;
+    assert_eq!(again.json["events"].as_array().expect("events").len(), n_events, "a repeated outcome is idempotent");
+    assert_eq!(s.get(&admin, "/v1/agents/procurement-bot").await.json["trust"]["score"], json!(67));
+
+    // A dispute later replaces the completion: the worse outcome counts.
+    s.clock.advance_secs(60);
+    s.outcome(&erp, &case_id, "disputed").await.expect(200);
+    let a = s.get(&admin, "/v1/agents/procurement-bot").await;
+    assert_eq!(a.json["trust"]["score"], json!(20), "{}", a.text);
+    assert_eq!(a.json["trust"]["outcomes"], json!({"completed": 0, "reversed": 0, "rejected": 0, "disputed": 1}));
+    let c = s.get(&admin, "/v1/counterparties/acme").await;
+    assert_eq!(c.json["trust"]["score"], json!(20));
+    let case = s.case(&bot, &case_id).await;
+    let updates = events_of(&case.json, "trust.updated");
+    assert_eq!(updates.len(), 4);
+    assert_eq!(updates[2]["data"]["replaces"], "completed");
+    assert_eq!(updates[2]["data"]["outcome"], "disputed");
+    assert_eq!(case.json["outcomes"].as_array().expect("outcomes").len(), 2);
+    // A better outcome after the dispute does not raise the score back.
+    s.outcome(&s.carol(), &case_id, "completed").await.expect(200);
+    assert_eq!(s.get(&admin, "/v1/agents/procurement-bot").await.json["trust"]["score"], json!(20));
+
+    // The next verdict sees trust 20: a 2,000.00 PO that was authorized now loses
+    // auto-approval (low-trust-latitude).
+    let next = s.po("globex", "2000.00").await;
+    assert_eq!(next.json["trust"]["agent"], json!(20), "{}", next.text);
+    assert_eq!(next.get("verdict"), "escalated", "{}", next.text);
+    assert_eq!(rules(&next.json), ["low-trust-latitude"]);
+    assert_eq!(next.json["review"]["roles_required"], json!(["risk"]));
+    // A small one still passes.
+    let small = s.po("globex", "900.00").await;
+    assert_eq!(small.get("verdict"), "authorized", "{}", small.text);
+    // acme's trust fell below 30: its requests now need a risk review.
+    let acme_po = s.submit(&s.agent("contracts-bot"), &po_body("acme", "50.00")).await;
+    assert_eq!(acme_po.json["trust"]["counterparty"], json!(20));
+    assert_eq!(rules(&acme_po.json), ["untrusted-counterparty"], "{}", acme_po.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_agent_is_rejected_outright() {
+    let s = Server::start().await;
+    let bot = s.bot();
+    // Two disputed cases: α = 1, β = 7 → 13 < 20.
+    for cp in ["acme", "globex"] {
+        let (case_id, _) = authorized(&s, &bot, &po_body(cp, "10.00")).await;
+        s.outcome(&s.erp(), &case_id, "disputed").await.expect(200);
+    }
+    let a = s.get(&s.admin, "/v1/agents/procurement-bot").await;
+    assert_eq!(a.json["trust"]["score"], json!(13), "{}", a.text);
+    let r = s.po("acme", "10.00").await;
+    assert_eq!(r.get("verdict"), "rejected", "{}", r.text);
+    assert!(rules(&r.json).contains(&"untrusted-agent".to_owned()), "{}", r.text);
+}
