@@ -100,6 +100,10 @@ impl Amount {
         for _ in frac_len..digits {
             minor = minor.checked_mul(10).ok_or_else(|| bad("amount.value is too large"))?;
         }
+        // Ledger entries hold integers other JSON implementations represent exactly.
+        if minor.unsigned_abs() > agentsigna_verify::ledger::MAX_SAFE_INTEGER {
+            return Err(bad("amount.value is too large"));
+        }
         Ok(minor)
     }
 }

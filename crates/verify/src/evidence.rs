@@ -70,10 +70,8 @@
 //! it cannot prove that no later entry of the case exists beyond the checkpoint.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::b64::{std_decode, std_encode};
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::ledger::{digest_canonical, hex_lower, DigestedEntry, Entry};
@@ -172,7 +170,11 @@ pub struct BundleReport {
 /// Errors: [`Error::Malformed`] for a wrong `format`, [`Error::BadNote`] when the
 /// checkpoint does not verify, [`Error::BadEntry`] naming the first bad entry,
 /// [`Error::BadProof`] when sizes or roots disagree with the checkpoint or the saved one.
-pub fn verify_bundle(bundle: &Bundle, key: &NoteVerifier, saved_checkpoint: Option<&Checkpoint>) -> Result<BundleReport, Error> {
+pub fn verify_bundle(
+    bundle: &Bundle,
+    key: &NoteVerifier,
+    saved_checkpoint: Option<&Checkpoint>,
+) -> Result<BundleReport, Error> {
     if bundle.format != BUNDLE_FORMAT {
         return Err(Error::Malformed(format!("bundle format {:?}, expected {BUNDLE_FORMAT:?}", bundle.format)));
     }
@@ -371,10 +373,7 @@ impl LedgerVerifier {
             )));
         }
         if let Some((cp, label)) = self.prefixes.iter().find(|(cp, _)| cp.origin != checkpoint.origin) {
-            return Err(Error::BadProof(format!(
-                "the {label} is of log {:?}, not {:?}",
-                cp.origin, checkpoint.origin
-            )));
+            return Err(Error::BadProof(format!("the {label} is of log {:?}, not {:?}", cp.origin, checkpoint.origin)));
         }
         if checkpoint.size != size {
             return Err(Error::BadProof(format!(
@@ -564,14 +563,13 @@ pub fn verify_evidence(ev: &Evidence, key: &NoteVerifier) -> Result<Checkpoint, 
             None => {}
         }
         let proof = decode_hashes(&item.inclusion)?;
-        verify_inclusion(index, cp.size, &digest, &proof, &cp.root)
-            .map_err(|e| {
-                let reason = match e {
-                    Error::BadProof(r) => r,
-                    other => other.to_string(),
-                };
-                Error::BadProof(format!("entry {index} (case {}, seq {seq}): {reason}", ev.case))
-            })?;
+        verify_inclusion(index, cp.size, &digest, &proof, &cp.root).map_err(|e| {
+            let reason = match e {
+                Error::BadProof(r) => r,
+                other => other.to_string(),
+            };
+            Error::BadProof(format!("entry {index} (case {}, seq {seq}): {reason}", ev.case))
+        })?;
         prev = Some((index, digest));
     }
     Ok(cp)
@@ -582,9 +580,10 @@ fn hex_equals(text: &str, digest: &Hash) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let t = text.as_bytes();
     t.len() == 64
-        && digest.iter().enumerate().all(|(i, b)| {
-            t[2 * i] == HEX[usize::from(b >> 4)] && t[2 * i + 1] == HEX[usize::from(b & 15)]
-        })
+        && digest
+            .iter()
+            .enumerate()
+            .all(|(i, b)| t[2 * i] == HEX[usize::from(b >> 4)] && t[2 * i + 1] == HEX[usize::from(b & 15)])
 }
 
 /// [`Entry::digest`], faster: the canonical JSON is written directly into `scratch`
@@ -606,152 +605,6 @@ fn hex_equals(text: &str, digest: &Hash) -> bool {
 /// ```
 pub fn digest_entry(entry: &Entry, scratch: &mut Vec<u8>) -> Result<Hash, Error> {
     scratch.clear();
-    match write_entry(entry, scratch) {
-        Some(()) => Ok(digest_canonical(scratch)),
-        None => entry.digest(),
-    }
-}
-
-/// Writes the canonical JSON of an entry: members in the fixed sorted order.
-fn write_entry(e: &Entry, out: &mut Vec<u8>) -> Option<()> {
-    out.extend_from_slice(b"{\"actor\":");
-    write_str(&e.actor, out);
-    out.extend_from_slice(b",\"at\":");
-    write_str(&e.at, out);
-    out.extend_from_slice(b",\"case\":");
-    write_opt_str(e.case.as_deref(), out);
-    out.extend_from_slice(b",\"data\":");
-    write_value(&e.data, out)?;
-    out.extend_from_slice(b",\"index\":");
-    write_u64(e.index, out);
-    out.extend_from_slice(b",\"prev\":");
-    write_opt_str(e.prev.as_deref(), out);
-    out.extend_from_slice(b",\"seq\":");
-    write_u64(e.seq, out);
-    out.extend_from_slice(b",\"type\":");
-    write_str(&e.kind, out);
-    out.push(b'}');
-    Some(())
-}
-
-fn write_opt_str(s: Option<&str>, out: &mut Vec<u8>) {
-    match s {
-        Some(s) => write_str(s, out),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// A JSON string escaped as `serde_json` (and RFC 8785) do: `"`, `\` and control
-/// characters only; `\b \t \n \f \r` short forms, others `\u00xx`.
-fn write_str(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x09 => out.extend_from_slice(b"\\t"),
-            0x0a => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x0d => out.extend_from_slice(b"\\r"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-fn write_u64(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// A key the fast path can order: printable ASCII without `"` and `\`, so that its
-/// serialized form is the key between quotes.
-fn plain_key(k: &str) -> bool {
-    k.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-}
-
-/// The order of members in the canonical form: `serde_jcs` sorts members by their
-/// serialized key bytes, closing quote included (so `"a!"` sorts before `"a"`, unlike
-/// RFC 8785). Mirrored here because the digest is what [`Entry::canonical_json`] hashes;
-/// `tests/evidence_digest.rs` checks both agree.
-fn key_order(a: &str, b: &str) -> Ordering {
-    a.bytes().chain([b'"']).cmp(b.bytes().chain([b'"']))
-}
-
-fn write_value(v: &Value, out: &mut Vec<u8>) -> Option<()> {
-    match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                write_u64(u, out);
-            } else {
-                // Negative integers; anything else (floats) leaves the fast path.
-                let i = n.as_i64()?;
-                out.push(b'-');
-                write_u64(i.unsigned_abs(), out);
-            }
-        }
-        Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            if !map.keys().all(|k| plain_key(k)) {
-                return None;
-            }
-            out.push(b'{');
-            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| key_order(a, b) == Ordering::Less);
-            if sorted {
-                write_members(map.iter(), out)?;
-            } else {
-                // Insertion-ordered maps (serde_json "preserve_order") or quirky keys.
-                let mut members: Vec<(&String, &Value)> = map.iter().collect();
-                members.sort_by(|a, b| key_order(a.0, b.0));
-                write_members(members.into_iter(), out)?;
-            }
-            out.push(b'}');
-        }
-    }
-    Some(())
-}
-
-fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) -> Option<()> {
-    for (i, (k, v)) in members.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
-        write_value(v, out)?;
-    }
-    Some(())
+    crate::ledger::write_canonical_entry(entry, scratch)?;
+    Ok(digest_canonical(scratch))
 }

@@ -48,12 +48,13 @@ pub struct DigestedEntry {
 impl Entry {
     /// The RFC 8785 canonical JSON text of this entry: the exact bytes that are hashed.
     ///
-    /// Fails when `data` holds a floating-point number or a non-ASCII object key, which
-    /// entries never carry.
+    /// Fails when `data` holds a floating-point number, an integer beyond ±(2^53 − 1)
+    /// (which other JCS implementations cannot represent exactly) or a non-ASCII object
+    /// key: entries never carry those, so every RFC 8785 implementation agrees on them.
     pub fn canonical_json(&self) -> Result<String, Error> {
-        let value = serde_json::to_value(self).map_err(|e| Error::Malformed(e.to_string()))?;
-        check_value(&value)?;
-        serde_jcs::to_string(&value).map_err(|e| Error::Malformed(e.to_string()))
+        let mut out = Vec::with_capacity(256);
+        write_canonical_entry(self, &mut out)?;
+        String::from_utf8(out).map_err(|e| Error::Malformed(e.to_string()))
     }
 
     /// `SHA-256(0x00 ‖ JCS(entry))`: the entry digest and RFC 6962 leaf hash.
@@ -68,13 +69,150 @@ impl Entry {
     /// assert_eq!(entry.digest_hex().unwrap().len(), 64);
     /// ```
     pub fn digest(&self) -> Result<[u8; 32], Error> {
-        Ok(digest_canonical(self.canonical_json()?.as_bytes()))
+        let mut out = Vec::with_capacity(256);
+        write_canonical_entry(self, &mut out)?;
+        Ok(digest_canonical(&out))
     }
 
     /// [`Entry::digest`] as lowercase hex.
     pub fn digest_hex(&self) -> Result<String, Error> {
         Ok(hex_lower(&self.digest()?))
     }
+}
+
+/// Largest integer magnitude an entry may hold: 2^53 − 1, exact in IEEE 754 doubles,
+/// which RFC 8785 number serialization is defined on.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Writes the RFC 8785 canonical JSON of an entry into `out` (appending). This is the
+/// project's one canonicalizer: members sorted by key (for ASCII keys, byte order equals
+/// the UTF-16 code-unit order RFC 8785 prescribes), strings escaped as ECMAScript's
+/// `JSON.stringify` does, integers in plain decimal.
+pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> {
+    out.extend_from_slice(b"{\"actor\":");
+    write_str(&e.actor, out);
+    out.extend_from_slice(b",\"at\":");
+    write_str(&e.at, out);
+    out.extend_from_slice(b",\"case\":");
+    write_opt_str(e.case.as_deref(), out);
+    out.extend_from_slice(b",\"data\":");
+    write_value(&e.data, out)?;
+    out.extend_from_slice(b",\"index\":");
+    write_int(e.index, false, out)?;
+    out.extend_from_slice(b",\"prev\":");
+    write_opt_str(e.prev.as_deref(), out);
+    out.extend_from_slice(b",\"seq\":");
+    write_int(e.seq, false, out)?;
+    out.extend_from_slice(b",\"type\":");
+    write_str(&e.kind, out);
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_opt_str(s: Option<&str>, out: &mut Vec<u8>) {
+    match s {
+        Some(s) => write_str(s, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string as RFC 8785 (ECMAScript) writes it: `"`, `\\` and control characters
+/// escaped, `\\b \\t \\n \\f \\r` short forms, other controls `\\u00xx`; everything else literal.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_int(n: u64, negative: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+    if n > MAX_SAFE_INTEGER {
+        return Err(Error::Malformed(format!("integer {}{n} is beyond 2^53 - 1", if negative { "-" } else { "" })));
+    }
+    if negative && n != 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    Ok(())
+}
+
+fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Error> {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write_int(u, false, out)?;
+            } else if let Some(i) = n.as_i64() {
+                write_int(i.unsigned_abs(), true, out)?;
+            } else {
+                return Err(Error::Malformed(format!("floating-point number {n} in entry")));
+            }
+        }
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            if let Some(k) = map.keys().find(|k| !k.is_ascii()) {
+                return Err(Error::Malformed(format!("non-ASCII key {k:?} in entry")));
+            }
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            // serde_json's map is already sorted by bytes; sorting again is cheap and keeps
+            // the result right under `preserve_order`.
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                write_value(v, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
 }
 
 /// `SHA-256(0x00 ‖ canonical)` for an entry already in canonical form.
@@ -108,25 +246,6 @@ pub fn parse_digest_hex(text: &str) -> Option<[u8; 32]> {
         out[i] = u8::try_from(hi * 16 + lo).ok()?;
     }
     Some(out)
-}
-
-/// Entries hold no floating-point numbers and only ASCII object keys, so that every
-/// implementation of RFC 8785 agrees on their bytes.
-fn check_value(value: &serde_json::Value) -> Result<(), Error> {
-    match value {
-        serde_json::Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
-            Err(Error::Malformed(format!("floating-point number {n} in entry")))
-        }
-        serde_json::Value::Array(items) => items.iter().try_for_each(check_value),
-        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.is_ascii() {
-                check_value(v)
-            } else {
-                Err(Error::Malformed(format!("non-ASCII key {k:?} in entry")))
-            }
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Checks a ledger read in index order: contiguous indexes from the first entry given,
@@ -238,6 +357,23 @@ mod tests {
             e.canonical_json().unwrap(),
             r#"{"actor":"agent:buyer-1","at":"2026-11-29T10:00:00.000Z","case":"c","data":{"a":"x","b":1},"index":0,"prev":null,"seq":0,"type":"request.submitted"}"#
         );
+    }
+
+    #[test]
+    fn keys_sort_by_code_units_not_by_quoted_bytes() {
+        let mut e = entry(0, None, 0, None);
+        e.data = json!({"a b": 3, "a!": 2, "a": 1, "q\"": 4});
+        let text = e.canonical_json().unwrap();
+        assert!(text.contains(r#""data":{"a":1,"a b":3,"a!":2,"q\"":4}"#), "{text}");
+    }
+
+    #[test]
+    fn unsafe_integers_are_refused() {
+        let mut e = entry(0, None, 0, None);
+        e.data = json!({"n": 9_007_199_254_740_991u64, "m": -9_007_199_254_740_991i64});
+        assert!(e.digest().is_ok());
+        e.data = json!({"n": 9_007_199_254_740_992u64});
+        assert!(e.digest().is_err());
     }
 
     #[test]

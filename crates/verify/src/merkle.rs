@@ -189,11 +189,7 @@ pub fn verify_consistency(size1: u64, size2: u64, proof: &[Hash], root1: &Hash, 
         return Err(bad(format!("empty consistency proof from size {size1} to {size2}")));
     }
     // Step 2: when size1 is a power of two, its root is the first node of the path.
-    let (seed, rest) = if size1.is_power_of_two() {
-        (root1, proof)
-    } else {
-        (&proof[0], &proof[1..])
-    };
+    let (seed, rest) = if size1.is_power_of_two() { (root1, proof) } else { (&proof[0], &proof[1..]) };
     let (mut fnode, mut snode) = (size1 - 1, size2 - 1);
     while fnode & 1 == 1 {
         fnode >>= 1;
@@ -561,16 +557,9 @@ impl MemoryNodes {
 
 impl NodeSource for MemoryNodes {
     fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
-        self.levels
-            .get(level as usize)
-            .and_then(|row| row.get(usize::try_from(index).ok()?))
-            .copied()
-            .ok_or_else(|| {
-                bad(format!(
-                    "node (level {level}, index {index}) is not stored: the tree has {} leaves",
-                    self.size()
-                ))
-            })
+        self.levels.get(level as usize).and_then(|row| row.get(usize::try_from(index).ok()?)).copied().ok_or_else(
+            || bad(format!("node (level {level}, index {index}) is not stored: the tree has {} leaves", self.size())),
+        )
     }
 }
 

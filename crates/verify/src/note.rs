@@ -109,7 +109,10 @@ pub struct NoteSigner {
 impl std::fmt::Debug for NoteSigner {
     // Never print the secret key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner").field("name", &self.name).field("key_id", &format_args!("{:08x}", self.key_id)).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .field("key_id", &format_args!("{:08x}", self.key_id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -303,9 +306,9 @@ pub fn open(note: &str, verifiers: &[NoteVerifier]) -> Result<OpenedNote, Error>
         if n >= MAX_SIGNATURES {
             return Err(bad_note(format!("malformed note: more than {MAX_SIGNATURES} signatures")));
         }
-        let body = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or_else(|| bad_note(format!("malformed note: signature line {line:?} does not start with an em dash")))?;
+        let body = line.strip_prefix(SIG_PREFIX).ok_or_else(|| {
+            bad_note(format!("malformed note: signature line {line:?} does not start with an em dash"))
+        })?;
         let (name, b64) = body.split_once(' ').unwrap_or((body, ""));
         let raw = std_decode(b64).unwrap_or_default();
         if !is_valid_name(name) || raw.len() < 5 {
@@ -389,11 +392,10 @@ impl Checkpoint {
         let canonical = !size_text.is_empty()
             && size_text.bytes().all(|b| b.is_ascii_digit())
             && (size_text == "0" || !size_text.starts_with('0'));
-        let size = size_text
-            .parse::<u64>()
-            .ok()
-            .filter(|_| canonical)
-            .ok_or_else(|| fail(&format!("tree size {size_text:?} is not a decimal number without leading zeros")))?;
+        let size =
+            size_text.parse::<u64>().ok().filter(|_| canonical).ok_or_else(|| {
+                fail(&format!("tree size {size_text:?} is not a decimal number without leading zeros"))
+            })?;
         let root_text = lines.next().ok_or_else(|| fail("missing root hash line"))?;
         let root: Hash = std_decode(root_text)
             .and_then(|raw| raw.try_into().ok())
@@ -438,10 +440,7 @@ pub fn verify_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<Checkpoi
     let opened = open(note, std::slice::from_ref(verifier))?;
     let cp = Checkpoint::parse(&opened.text)?;
     if cp.origin != verifier.name {
-        return Err(bad_note(format!(
-            "checkpoint origin {:?} is not the key name {:?}",
-            cp.origin, verifier.name
-        )));
+        return Err(bad_note(format!("checkpoint origin {:?} is not the key name {:?}", cp.origin, verifier.name)));
     }
     Ok(cp)
 }

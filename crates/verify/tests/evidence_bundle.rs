@@ -250,7 +250,11 @@ fn checkpoint_signature_and_format() {
     b.format = "agentsigna-ledger-bundle/v2".into();
     assert!(matches!(verify_bundle(&b, &key, None), Err(Error::Malformed(_))));
     // A checkpoint of another origin signed by a key of that name.
-    let other = agentsigna_verify::note::NoteSigner::new("agentsigna/other", ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])).unwrap();
+    let other = agentsigna_verify::note::NoteSigner::new(
+        "agentsigna/other",
+        ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]),
+    )
+    .unwrap();
     let cp = Checkpoint { origin: "agentsigna/other".into(), ..l.checkpoint() };
     let mut b = l.bundle(&signer());
     b.checkpoint = sign_checkpoint(&cp, &other).unwrap();

@@ -8,7 +8,9 @@ mod evidence_common;
 
 use std::path::PathBuf;
 
-use agentsigna_verify::evidence::{parse_digested_entry, verify_bundle, verify_evidence, Bundle, Evidence, LedgerVerifier};
+use agentsigna_verify::evidence::{
+    parse_digested_entry, verify_bundle, verify_evidence, Bundle, Evidence, LedgerVerifier,
+};
 use agentsigna_verify::note::{read_saved_checkpoint, sign_checkpoint, verify_checkpoint, NoteVerifier};
 use evidence_common::*;
 
@@ -21,7 +23,7 @@ fn generate() -> Vec<(&'static str, String)> {
     let l = Ledger::standard(usize::MAX);
     let s = signer();
     // JCS lines: deterministic whatever serde_json features the workspace enables.
-    let entries: String = l.entries.iter().map(|e| serde_jcs::to_string(e).unwrap() + "\n").collect();
+    let entries: String = l.entries.iter().map(|e| serde_json::to_string(&serde_json::to_value(e).unwrap()).unwrap() + "\n").collect();
     let checkpoint = sign_checkpoint(&l.checkpoint(), &s).unwrap();
     let saved = sign_checkpoint(&Ledger::standard(10).checkpoint(), &s).unwrap();
     let bundle = serde_json::to_string_pretty(&l.bundle(&s)).unwrap() + "\n";

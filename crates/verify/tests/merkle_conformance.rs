@@ -46,13 +46,9 @@ fn inclusion_vectors() {
         let desc = format!("{} ({})", c["desc"], c["source"]);
         let want_err = c["wantErr"].as_bool().unwrap();
         let result = match (hash(&c["leafHash"]), hash(&c["root"]), proof(&c["proof"])) {
-            (Some(leaf), Some(root), Some(p)) => verify_inclusion(
-                c["leafIdx"].as_u64().unwrap(),
-                c["treeSize"].as_u64().unwrap(),
-                &leaf,
-                &p,
-                &root,
-            ),
+            (Some(leaf), Some(root), Some(p)) => {
+                verify_inclusion(c["leafIdx"].as_u64().unwrap(), c["treeSize"].as_u64().unwrap(), &leaf, &p, &root)
+            }
             _ => Err(agentsigna_verify::Error::Malformed("hash is not 32 bytes".into())),
         };
         assert_eq!(result.is_err(), want_err, "{desc}: {result:?}");

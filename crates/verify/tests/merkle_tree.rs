@@ -86,8 +86,7 @@ fn consistency_proofs_for_all_pairs_up_to_40() {
         for size1 in 1..=size2 {
             let proof = consistency_proof(&nodes, size1, size2).unwrap();
             let (r1, r2) = (roots[size1 as usize], roots[size2 as usize]);
-            verify_consistency(size1, size2, &proof, &r1, &r2)
-                .unwrap_or_else(|e| panic!("{size1} -> {size2}: {e}"));
+            verify_consistency(size1, size2, &proof, &r1, &r2).unwrap_or_else(|e| panic!("{size1} -> {size2}: {e}"));
             if size1 == size2 {
                 assert!(proof.is_empty());
                 continue;

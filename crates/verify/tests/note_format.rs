@@ -48,16 +48,16 @@ fn open_refuses_malformed_notes() {
     let sig_line = good.split('\n').nth(2).unwrap().to_owned();
     let sig_b64 = sig_line.rsplit(' ').next().unwrap().to_owned();
     let cases = [
-        "hello\n".to_owned(),                               // no signature block
-        format!("hello\n{sig_line}\n"),                     // no blank line
-        format!("hello\n\n{sig_line}"),                     // no final newline
-        format!("hello\n\n{sig_line}\n\n"),                 // blank line after signatures
-        format!("hello\n\n- n {sig_b64}\n"),                // hyphen instead of em dash
-        format!("hello\n\n\u{2014} n  {sig_b64}\n"),        // two spaces
-        format!("hello\n\n\u{2014} n+x {sig_b64}\n"),       // '+' in name
-        "hello\n\n\u{2014} n AAAAAA==\n".to_owned(),        // signature shorter than 5 bytes
+        "hello\n".to_owned(),                         // no signature block
+        format!("hello\n{sig_line}\n"),               // no blank line
+        format!("hello\n\n{sig_line}"),               // no final newline
+        format!("hello\n\n{sig_line}\n\n"),           // blank line after signatures
+        format!("hello\n\n- n {sig_b64}\n"),          // hyphen instead of em dash
+        format!("hello\n\n\u{2014} n  {sig_b64}\n"),  // two spaces
+        format!("hello\n\n\u{2014} n+x {sig_b64}\n"), // '+' in name
+        "hello\n\n\u{2014} n AAAAAA==\n".to_owned(),  // signature shorter than 5 bytes
         "hello\n\n\u{2014} n not-base64\n".to_owned(),
-        format!("hel\tlo\n\n{sig_line}\n"),                 // control character
+        format!("hel\tlo\n\n{sig_line}\n"), // control character
         format!("hello\r\n\n{sig_line}\n"),
         format!("hello\n\n{sig_line}\r\n"),
         "hello\n\n".to_owned(),
@@ -136,9 +136,9 @@ fn key_parsing_refuses() {
     let bad_vkeys = [
         String::new(),
         "n".to_owned(),
-        vkey.replacen("n+", "m+", 1),              // name changed: key id mismatch
-        vkey.replacen('+', "+0", 1),               // 9 hex digits
-        format!("{}AA", &vkey[..vkey.len() - 1]),  // bad base64
+        vkey.replacen("n+", "m+", 1),             // name changed: key id mismatch
+        vkey.replacen('+', "+0", 1),              // 9 hex digits
+        format!("{}AA", &vkey[..vkey.len() - 1]), // bad base64
         format!("n+{:08x}+{}", s.key_id(), std_encode([2u8; 33])), // wrong algorithm
         format!("n+{:08x}+{}", s.key_id(), std_encode([1u8; 32])), // short key
         format!("+{:08x}+AA==", s.key_id()),

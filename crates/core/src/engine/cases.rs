@@ -73,6 +73,12 @@ fn check_context(ctx: &Ctx, context: &Value) -> Result<()> {
                 "context",
                 format!("context{path} is a floating-point number; send decimals as strings"),
             )),
+            Value::Number(n)
+                if n.as_i64().map(i64::unsigned_abs).or(n.as_u64()).unwrap_or(u64::MAX)
+                    > agentsigna_verify::ledger::MAX_SAFE_INTEGER =>
+            {
+                Err(Error::invalid("context", format!("context{path} is an integer beyond 2^53 - 1; send it as a string")))
+            }
             Value::Array(items) => {
                 items.iter().enumerate().try_for_each(|(i, x)| walk(x, depth + 1, max, &format!("{path}[{i}]")))
             }

@@ -163,3 +163,18 @@ async fn admin_builds_an_organization_through_the_api() {
     let cp_updates = entries.text.lines().filter(|l| l.contains("counterparty.updated") && l.contains("datacorp")).count();
     assert_eq!(cp_updates, 1, "an unchanged PUT records nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_agent_is_rejected_until_resumed() {
+    let s = Server::start().await;
+    s.post(&s.bot(), "/v1/agents/procurement-bot/suspend", &json!({})).await.expect_problem(403, None);
+    let r = s.post(&s.admin, "/v1/agents/procurement-bot/suspend", &json!({})).await;
+    r.expect(200);
+    assert_eq!(r.get("suspended"), &json!(true));
+    let r = s.po("acme", "10.00").await;
+    assert_eq!(r.get("verdict"), "rejected", "{}", r.text);
+    assert_eq!(rules(&r.json), ["agent-suspended"]);
+    assert!(r.get("passport").is_null());
+    s.post(&s.admin, "/v1/agents/procurement-bot/resume", &json!({})).await.expect(200);
+    assert_eq!(s.po("acme", "10.00").await.get("verdict"), "authorized");
+}

@@ -17,16 +17,21 @@ struct Serve {
 
 impl Serve {
     fn start(data: &Path) -> Serve {
+        Serve::start_logging(data, Stdio::null())
+    }
+
+    /// Starts with the server's standard error going to `stderr`.
+    fn start_logging(data: &Path, stderr: impl Into<Stdio>) -> Serve {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(bin())
             .args(["serve", "--data-dir", data.to_str().expect("path"), "--listen", &listen])
             .arg("--org")
             .arg(org_path())
-            .env("AGENTSIGNA_LOG", "warn")
+            .env("AGENTSIGNA_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn agentsigna serve");
         let s = Serve { child, base: format!("http://{listen}") };
@@ -85,7 +90,8 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     let data = tmp.path().join("data");
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
 
-    let serve = Serve::start(&data);
+    let log_path = tmp.path().join("serve.log");
+    let serve = Serve::start_logging(&data, std::fs::File::create(&log_path).expect("log file"));
     let keys: Vec<_> = std::fs::read_dir(data.join("keys")).expect("keys dir").map(|e| e.expect("entry").path()).collect();
     assert!(!keys.is_empty(), "keys are created on first start");
     for k in &keys {
@@ -117,6 +123,25 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
         })
         .collect();
     assert_eq!(serve.terminate(), 0, "SIGTERM drains and exits 0");
+    // Secrets are never logged, not even at debug level.
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("listening"), "the log is captured: {log}");
+    for secret in [&admin, &bot] {
+        assert!(!log.contains(secret.as_str()), "a credential appears in the server log");
+    }
+    // …and stored only as hashes.
+    let stored = std::fs::read_dir(&data)
+        .expect("data dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("agentsigna.db")))
+        .map(|p| std::fs::read(p).expect("db file"))
+        .collect::<Vec<_>>();
+    assert!(!stored.is_empty());
+    for bytes in &stored {
+        for secret in [&admin, &bot] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a credential is stored in clear");
+        }
+    }
 
     // Restart with the same org: nothing is re-created, old credentials still work.
     let serve = Serve::start(&data);
@@ -134,6 +159,10 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     // Same keys: the old passport still verifies against the new JWKS.
     let jwks_after = client.get(format!("{}/.well-known/jwks.json", serve.base)).send().expect("jwks").text().expect("text");
     assert_eq!(jwks_after, jwks_text);
+    // `verify --jwks URL` fetches the set.
+    let jwks_url = format!("{}/.well-known/jwks.json", serve.base);
+    let (code, _, err) = outcome(&run_cli(&["verify", &passport, "--jwks", &jwks_url, "--audience", "erp"]));
+    assert_eq!(code, 0, "{err}");
     assert_eq!(serve.terminate(), 0);
     let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", data.to_str().expect("path")]));
     assert_eq!(code, 0, "the ledger verifies after two runs: {out} {err}");
@@ -187,4 +216,40 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     assert_eq!(run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "yesterday"]).status.code(), Some(2));
     assert_eq!(run_cli(&["verify", &passport, "--jwks", "/nonexistent/jwks.json", "--audience", "erp"]).status.code(), Some(2));
     assert_eq!(run_cli(&["no-such-command"]).status.code(), Some(2));
+}
+
+#[test]
+fn sigterm_does_not_wait_for_long_polling_agents() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let serve = Serve::start(&data);
+    let bot = read_token(&data.join("credentials/agent-procurement-bot.token"));
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(90)).build().expect("client");
+    let r = client.post(format!("{}/v1/requests", serve.base)).bearer_auth(&bot).json(&po_body("globex", "40000.00")).send().expect("post");
+    let body: serde_json::Value = r.json().expect("json");
+    assert_eq!(body["verdict"], "escalated", "{body}");
+    let url = format!("{}/v1/cases/{}?wait=60", serve.base, body["case_id"].as_str().expect("case"));
+    // An agent long-polls for its verdict (a documented, normal use of ?wait)…
+    let waiter = std::thread::spawn(move || client.get(url).bearer_auth(bot).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(500));
+    // …and the operator stops the server: it must still exit promptly.
+    let started = Instant::now();
+    assert_eq!(serve.terminate(), 0, "exit 0 within 10 s of SIGTERM");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = waiter.join();
+}
+
+#[test]
+fn ledger_commands_on_a_mistyped_data_dir_fail_without_creating_anything() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("agentsigna-dta");
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", missing.to_str().expect("path")]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!missing.exists(), "a read-only check must not create {} (with fresh keys)", missing.display());
+    let out = tmp.path().join("bundle.json");
+    let (code, _, err) = outcome(&run_cli(&[
+        "ledger", "export", "--data-dir", missing.to_str().expect("path"), "--out", out.to_str().expect("path"),
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!missing.exists(), "export must not create {}", missing.display());
 }

@@ -54,6 +54,7 @@ async fn served_entries_proofs_and_evidence_verify_offline() {
     let cp = checkpoint(&s, &key).await;
     assert!(cp.size > before.size);
     assert_eq!(cp.origin, key.name());
+    assert!(cp.origin.starts_with("agentsigna/"), "default origin: {}", cp.origin);
 
     // Entries: JSON lines whose digests recompute.
     let carol = s.carol();
@@ -101,7 +102,7 @@ async fn served_entries_proofs_and_evidence_verify_offline() {
         assert_eq!(at.size, cp.size);
         // Tampered evidence does not.
         let mut bad = ev.clone();
-        bad.entries[0].entry.entry.data["amount"] = json!({"value": "1.00", "currency": "USD"});
+        bad.entries[0].entry.entry.data["amount"] = json!({"value": "999999.99", "currency": "USD"});
         assert!(verify_evidence(&bad, &key).is_err());
     }
 }
@@ -229,4 +230,61 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
         .verifier_key();
     let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &other]));
     assert_eq!(code, 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_checkpoint_catches_truncation_even_with_a_re_signed_checkpoint() {
+    let mut s = Server::start().await;
+    let ids = populate(&s).await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    // An auditor saves the checkpoint and one case's evidence.
+    let saved = scratch.path().join("checkpoint.txt");
+    std::fs::write(&saved, s.get_public("/v1/ledger/checkpoint").await.text).expect("write");
+    let evidence = scratch.path().join("evidence.json");
+    std::fs::write(&evidence, s.get(&s.carol(), &format!("/v1/cases/{}/evidence", ids[1])).await.text).expect("write");
+    let key_text = s.get_public("/v1/ledger/key").await.text.trim().to_owned();
+    let more = s.po("acme", "12.00").await;
+    more.expect(201);
+    s.stop().await;
+    let data = s.data_dir();
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--evidence", &path(&evidence), "--key", &key_text]));
+    assert_eq!(code, 0, "saved evidence verifies offline: {err}");
+    let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&data), "--checkpoint", &path(&saved)]));
+    assert_eq!(code, 0, "the ledger extends the saved checkpoint: {out} {err}");
+
+    // Whoever holds the ledger key drops the newest entries and re-signs a checkpoint.
+    let forged = scratch.path().join("forged");
+    copy_dir(&data, &forged);
+    let saved_size = verify_checkpoint(&std::fs::read_to_string(&saved).expect("read"), &NoteVerifier::parse(&key_text).expect("key"))
+        .expect("saved checkpoint")
+        .size;
+    let keep = saved_size - 2;
+    {
+        let conn = db(&forged);
+        conn.execute("DELETE FROM ledger WHERE idx >= ?1", [keep as i64]).expect("truncate");
+        let mut stmt = conn.prepare("SELECT digest FROM ledger ORDER BY idx").expect("prepare");
+        let leaves: Vec<Hash> = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .expect("query")
+            .map(|d| d.expect("digest").try_into().expect("32 bytes"))
+            .collect();
+        assert_eq!(leaves.len() as u64, keep);
+        let keys = agentsigna_core::keys::Keyring::load_or_create(&forged.join("keys"), None, 0).expect("keys");
+        let cp = Checkpoint {
+            origin: keys.ledger.name().to_owned(),
+            size: keep,
+            root: agentsigna_verify::merkle::root_from_leaves(&leaves),
+            extensions: vec![],
+        };
+        let note = agentsigna_verify::note::sign_checkpoint(&cp, &keys.ledger).expect("sign");
+        conn.execute("DELETE FROM checkpoints", []).expect("delete");
+        conn.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", rusqlite::params![keep as i64, note]).expect("insert");
+    }
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&forged)]));
+    assert_eq!(code, 0, "alone, a consistently re-signed prefix looks fine: {err}");
+    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&forged), "--checkpoint", &path(&saved)]));
+    assert_eq!(code, 1, "the saved checkpoint catches the truncation: {err}");
+    assert!(err.contains("truncated"), "{err}");
 }

@@ -36,6 +36,18 @@ async fn authorized_po_gets_a_verifiable_passport_bound_to_the_case_chain() {
     let case_id = r.get("case_id").as_str().expect("case_id").to_owned();
     let token = r.get("passport").as_str().expect("a passport when authorized").to_owned();
 
+    let jwks = s.jwks().await;
+    assert!(!jwks.keys.is_empty());
+    for k in &jwks.keys {
+        assert_eq!(k.kid.as_deref(), Some(k.thumbprint().as_str()), "kid is the RFC 7638 thumbprint");
+    }
+    let header: Value = serde_json::from_slice(
+        &agentsigna_verify::b64::url_decode(token.split('.').next().expect("header")).expect("base64url"),
+    )
+    .expect("header JSON");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "passport+jwt");
+    assert!(jwks.find(header["kid"].as_str().expect("kid")).is_some());
     let claims = s.verify_passport(&token, "erp").await;
     assert_eq!(claims.iss, "agentsigna");
     assert_eq!(claims.sub, "procurement-bot");
@@ -250,7 +262,8 @@ async fn large_payment_needs_finance_and_two_distinct_approvers() {
     let d = s.decide(&s.erin(), &review_id, "approve", "").await;
     assert_eq!(d.json["review"]["status"], "pending", "{}", d.text);
     assert_eq!(d.json["review"]["roles_missing"], json!(["finance"]));
-    let d = s.decide(&s.carol(), &review_id, "approve", "").await;
+    // Alice owns procurement-bot, not payments-bot: she may approve this one.
+    let d = s.decide(&s.approver("alice@example.com"), &review_id, "approve", "").await;
     assert_eq!(d.json["review"]["status"], "approved", "{}", d.text);
 }
 
@@ -324,4 +337,133 @@ async fn idempotency_key_returns_the_same_case() {
     let list = s.get(&s.bot(), "/v1/cases").await;
     list.expect(200);
     assert_eq!(list.json["cases"].as_array().expect("cases").len(), 1, "{}", list.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_with_one_idempotency_key_make_one_case() {
+    let s = Server::start().await;
+    let mut body = po_body("acme", "75.00");
+    body["idempotency_key"] = json!("retry-storm");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = s.client.clone();
+        let url = format!("{}/v1/requests", s.base);
+        let token = s.bot();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(token).json(&body).send().await.expect("request");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        assert!(status == 200 || status == 201, "{status}: {body}");
+        if status == 201 {
+            created += 1;
+        }
+        ids.insert(body["case_id"].as_str().expect("case").to_owned());
+    }
+    assert_eq!(created, 1, "exactly one request creates the case");
+    assert_eq!(ids.len(), 1, "every retry names the same case");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_on_one_review_have_one_outcome() {
+    let s = Server::start().await;
+    let r = s.po("globex", "40000.00").await;
+    assert_eq!(r.get("verdict"), "escalated", "{}", r.text);
+    let review_id = r.json["review"]["id"].as_str().expect("review").to_owned();
+    let case_id = r.get("case_id").as_str().expect("case").to_owned();
+    // carol approves while frank rejects: one of them decides, the other gets 409.
+    let (carol, frank) = (s.carol(), s.approver("frank@example.com"));
+    let approve = s.decide(&carol, &review_id, "approve", "");
+    let reject = s.decide(&frank, &review_id, "reject", "no budget");
+    let (a, b) = tokio::join!(approve, reject);
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.text, b.text);
+    let c = s.case(&s.bot(), &case_id).await;
+    let decided = events_of(&c.json, "review.decided");
+    assert_eq!(decided.len(), 1, "one decision is recorded: {}", c.text);
+    let expected = if a.status == 200 { "authorized" } else { "rejected" };
+    assert_eq!(c.get("status"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_at_once_for_decided_cases_and_at_the_end_of_the_wait_otherwise() {
+    let s = Server::start().await;
+    let done = s.po("acme", "10.00").await;
+    let t = Instant::now();
+    let c = s.get(&s.bot(), &format!("/v1/cases/{}?wait=5", done.get("case_id").as_str().expect("case"))).await;
+    c.expect(200);
+    assert!(t.elapsed() < Duration::from_secs(2), "an authorized case returns at once");
+    let pending = s.po("globex", "40000.00").await;
+    let t = Instant::now();
+    let c = s.get(&s.bot(), &format!("/v1/cases/{}?wait=1", pending.get("case_id").as_str().expect("case"))).await;
+    c.expect(200);
+    assert_eq!(c.get("status"), "pending_review");
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "waited {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_agent_learns_at_once_that_its_review_expired() {
+    let s = Server::start().await;
+    let r = s.po("globex", "40000.00").await;
+    let case_id = r.get("case_id").as_str().expect("case").to_owned();
+    let waiter = {
+        let client = s.client.clone();
+        let url = format!("{}/v1/cases/{case_id}?wait=10", s.base);
+        let token = s.bot();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let body: Value = client.get(url).bearer_auth(token).send().await.expect("wait").json().await.expect("json");
+            (body, t.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.clock.advance_secs(24 * 3600 + 1);
+    let (body, elapsed) = waiter.await.expect("waiter");
+    assert_eq!(body["status"], "rejected", "{body}");
+    assert!(elapsed < Duration::from_secs(4), "returned after {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_escalations_combine_and_one_approver_counts_once() {
+    use agentsigna_core::Clock as _;
+    let s = Server::start().await;
+    let opened = s.clock.now_ms();
+    let r = s.submit(&s.agent("payments-bot"), &payment_body("initech", "6000.00")).await;
+    assert_eq!(r.get("verdict"), "escalated", "{}", r.text);
+    let mut named = rules(&r.json);
+    named.sort();
+    assert_eq!(named, ["high-risk-counterparty", "large-payment"]);
+    let review = &r.json["review"];
+    assert_eq!(review["approvals_required"], json!(2));
+    let mut roles: Vec<String> = serde_json::from_value(review["roles_required"].clone()).expect("roles");
+    roles.sort();
+    assert_eq!(roles, ["finance", "risk"]);
+    assert_eq!(
+        review["deadline"],
+        json!(agentsigna_verify::clock::rfc3339_ms(opened + 4 * 3600 * 1000)),
+        "the shortest @deadline applies"
+    );
+    let review_id = review["id"].as_str().expect("review").to_owned();
+    // Frank holds both roles, but is one approver.
+    let d = s.decide(&s.approver("frank@example.com"), &review_id, "approve", "").await;
+    assert_eq!(d.json["review"]["status"], "pending", "{}", d.text);
+    assert_eq!(d.json["review"]["roles_missing"], json!([]));
+    let d = s.decide(&s.carol(), &review_id, "approve", "").await;
+    assert_eq!(d.json["review"]["status"], "approved", "{}", d.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_deadline_is_24_hours_after_the_verdict() {
+    use agentsigna_core::Clock as _;
+    let s = Server::start().await;
+    let opened = s.clock.now_ms();
+    let r = s.po("globex", "40000.00").await;
+    assert_eq!(r.json["review"]["deadline"], json!(agentsigna_verify::clock::rfc3339_ms(opened + 24 * 3600 * 1000)));
 }

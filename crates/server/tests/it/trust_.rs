@@ -141,3 +141,23 @@ async fn untrusted_agent_is_rejected_outright() {
     assert_eq!(r.get("verdict"), "rejected", "{}", r.text);
     assert!(rules(&r.json).contains(&"untrusted-agent".to_owned()), "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_evidence_decays_and_latitude_comes_back() {
+    let s = Server::start().await;
+    let (case_id, _) = authorized(&s, &s.bot(), &po_body("acme", "10.00")).await;
+    s.outcome(&s.erp(), &case_id, "disputed").await.expect(200);
+    assert_eq!(s.get(&s.admin, "/v1/agents/procurement-bot").await.json["trust"]["score"], json!(20));
+    // One half-life later the dispute weighs half: α = 1, β = 1 + 1.5 → 29.
+    s.clock.advance_secs(90 * 86_400);
+    let a = s.get(&s.admin, "/v1/agents/procurement-bot").await;
+    assert_eq!(a.json["trust"]["score"], json!(29), "{}", a.text);
+    let r = s.po("globex", "2000.00").await;
+    assert_eq!(r.json["trust"]["agent"], json!(29));
+    assert_eq!(r.get("verdict"), "escalated", "{}", r.text);
+    // After a year it barely counts: 1 / (1 + 1 + 3·2^(-365/90)) → 46 ≥ 45.
+    s.clock.advance_secs(275 * 86_400);
+    let r = s.po("globex", "2000.00").await;
+    assert_eq!(r.json["trust"]["agent"], json!(46), "{}", r.text);
+    assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
+}

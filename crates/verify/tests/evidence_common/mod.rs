@@ -26,23 +26,78 @@ pub fn attacker() -> NoteSigner {
 /// The deterministic events of the test ledger: (case, type, actor, data).
 pub fn events() -> Vec<(Option<&'static str>, &'static str, &'static str, Value)> {
     vec![
-        (None, "agent.registered", "admin", json!({"agent": "buyer-1", "name": "Procurement bot", "key": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}})),
+        (
+            None,
+            "agent.registered",
+            "admin",
+            json!({"agent": "buyer-1", "name": "Procurement bot", "key": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}),
+        ),
         (None, "approver.registered", "admin", json!({"approver": "alice", "name": "Alice Martin"})),
-        (None, "policy.activated", "admin", json!({"version": 1, "sha256": "9f2c0a6b1e0d6c3f4e5a7b8c9d0e1f203142536475869708192a3b4c5d6e7f80", "rules": 3})),
-        (Some("c-0001"), "request.submitted", "agent:buyer-1", json!({"action": "payment.send", "params": {"amount": "1200.00", "currency": "EUR", "payee": "ACME Supplies"}, "counterparty": "acme"})),
-        (Some("c-0001"), "decision.made", "server", json!({"verdict": "review", "reasons": ["amount above 1000.00 needs approval"], "policy": 1})),
-        (Some("c-0002"), "request.submitted", "agent:buyer-1", json!({"action": "payment.send", "params": {"amount": "49.90", "currency": "EUR", "payee": "Café Zoë"}, "counterparty": "cafe"})),
-        (Some("c-0001"), "review.opened", "server", json!({"approvers": ["alice"], "expires_at": "2026-03-02T09:00:06.000Z"})),
+        (
+            None,
+            "policy.activated",
+            "admin",
+            json!({"version": 1, "sha256": "9f2c0a6b1e0d6c3f4e5a7b8c9d0e1f203142536475869708192a3b4c5d6e7f80", "rules": 3}),
+        ),
+        (
+            Some("c-0001"),
+            "request.submitted",
+            "agent:buyer-1",
+            json!({"action": "payment.send", "params": {"amount": "1200.00", "currency": "EUR", "payee": "ACME Supplies"}, "counterparty": "acme"}),
+        ),
+        (
+            Some("c-0001"),
+            "decision.made",
+            "server",
+            json!({"verdict": "review", "reasons": ["amount above 1000.00 needs approval"], "policy": 1}),
+        ),
+        (
+            Some("c-0002"),
+            "request.submitted",
+            "agent:buyer-1",
+            json!({"action": "payment.send", "params": {"amount": "49.90", "currency": "EUR", "payee": "Café Zoë"}, "counterparty": "cafe"}),
+        ),
+        (
+            Some("c-0001"),
+            "review.opened",
+            "server",
+            json!({"approvers": ["alice"], "expires_at": "2026-03-02T09:00:06.000Z"}),
+        ),
         (Some("c-0002"), "decision.made", "server", json!({"verdict": "allow", "reasons": [], "policy": 1})),
-        (Some("c-0001"), "review.decided", "approver:alice", json!({"decision": "approve", "comment": "ok \u{2014} known supplier"})),
+        (
+            Some("c-0001"),
+            "review.decided",
+            "approver:alice",
+            json!({"decision": "approve", "comment": "ok \u{2014} known supplier"}),
+        ),
         (Some("c-0002"), "passport.issued", "server", json!({"jti": "p-2", "exp": 1772356000, "cnf": null})),
-        (Some("c-0001"), "decision.made", "server", json!({"verdict": "allow", "reasons": ["approved by alice"], "policy": 1})),
+        (
+            Some("c-0001"),
+            "decision.made",
+            "server",
+            json!({"verdict": "allow", "reasons": ["approved by alice"], "policy": 1}),
+        ),
         (None, "counterparty.updated", "admin", json!({"counterparty": "acme", "tags": ["supplier", "eu"]})),
-        (Some("c-0003"), "request.submitted", "agent:buyer-1", json!({"action": "payment.send", "params": {"amount": "99999.00", "currency": "USD", "payee": "Unknown"}, "counterparty": "unknown"})),
+        (
+            Some("c-0003"),
+            "request.submitted",
+            "agent:buyer-1",
+            json!({"action": "payment.send", "params": {"amount": "99999.00", "currency": "USD", "payee": "Unknown"}, "counterparty": "unknown"}),
+        ),
         (Some("c-0002"), "execution.reported", "system:payments", json!({"status": "completed", "ref": "tx-778"})),
         (Some("c-0002"), "outcome.recorded", "system:payments", json!({"outcome": "completed"})),
-        (Some("c-0002"), "trust.updated", "server", json!({"agent": {"alpha": "2.000000", "beta": "1.000000", "score": 67}})),
-        (Some("c-0003"), "decision.made", "server", json!({"verdict": "deny", "reasons": ["amount above hard limit"], "policy": 1})),
+        (
+            Some("c-0002"),
+            "trust.updated",
+            "server",
+            json!({"agent": {"alpha": "2.000000", "beta": "1.000000", "score": 67}}),
+        ),
+        (
+            Some("c-0003"),
+            "decision.made",
+            "server",
+            json!({"verdict": "deny", "reasons": ["amount above hard limit"], "policy": 1}),
+        ),
     ]
 }
 
@@ -117,8 +172,7 @@ impl Ledger {
     pub fn evidence(&self, case: &str, signer: &NoteSigner) -> Evidence {
         let cp = self.checkpoint();
         let note = sign_checkpoint(&cp, signer).unwrap();
-        let entries =
-            self.entries.iter().filter(|e| e.entry.case.as_deref() == Some(case)).cloned().collect();
+        let entries = self.entries.iter().filter(|e| e.entry.case.as_deref() == Some(case)).cloned().collect();
         Evidence::build(case, &cp, note, signer.verifier_key(), entries, &self.nodes()).unwrap()
     }
 }
