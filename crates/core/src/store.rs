@@ -28,6 +28,9 @@ pub enum RecordKind {
     Setting,
     /// A live request on which the shadow policy disagreed with the active one.
     ShadowDivergence,
+    /// A notification waiting for delivery to the webhooks, written in the same
+    /// transaction as the event it announces (the durable outbox).
+    Outbox,
 }
 
 impl RecordKind {
@@ -44,6 +47,7 @@ impl RecordKind {
             RecordKind::CounterpartyTrust => "counterparty_trust",
             RecordKind::Setting => "setting",
             RecordKind::ShadowDivergence => "shadow_divergence",
+            RecordKind::Outbox => "outbox",
         }
     }
 }
@@ -95,6 +99,8 @@ pub trait Tx {
     fn put_record(&mut self, kind: RecordKind, id: &str, body: &str) -> Result<()>;
     /// All records of a kind, ordered by id.
     fn list_records(&mut self, kind: RecordKind) -> Result<Vec<String>>;
+    /// Deletes a JSON record; returns whether it existed.
+    fn delete_record(&mut self, kind: RecordKind, id: &str) -> Result<bool>;
 
     /// The principal holding the credential with this hash: (kind, id).
     fn credential(&mut self, hash: &str) -> Result<Option<(String, String)>>;

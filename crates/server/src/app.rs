@@ -32,6 +32,13 @@ pub struct ServeOptions {
     pub config: Config,
     /// Run the expiry sweeper (tests that drive time by hand may turn it off).
     pub sweeper: bool,
+    /// Webhook URLs notified when a review opens and when it is decided or expires.
+    pub webhooks: Vec<String>,
+    /// HMAC-SHA256 key of the webhooks' `AgentSigna-Signature` header.
+    pub webhook_secret: Option<String>,
+    /// The URL people reach this server at (links in notifications; `https://` marks the
+    /// web pages' cookies `Secure`). Default `http://<listen address>`.
+    pub public_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -44,6 +51,9 @@ impl ServeOptions {
             origin: None,
             config: Config::default(),
             sweeper: true,
+            webhooks: Vec::new(),
+            webhook_secret: None,
+            public_url: None,
         }
     }
 }
@@ -60,6 +70,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<anyhow::Result<()>>>,
     sweeper: Option<JoinHandle<()>>,
+    notifier: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -72,6 +83,9 @@ impl Running {
     pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
         if let Some(s) = self.sweeper.take() {
             s.abort();
+        }
+        if let Some(n) = self.notifier.take() {
+            n.abort();
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -136,6 +150,21 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(engine.clone());
+    let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    state.sessions.set_always_secure(public_url.starts_with("https://"));
+    // Webhooks: the outbox is written by the engine with each review event; the worker
+    // delivers it off the request path.
+    let notifier = if opts.webhooks.is_empty() {
+        crate::notify::spawn_discarder(engine.clone())
+    } else {
+        let cfg = crate::notify::NotifyConfig {
+            urls: opts.webhooks.clone(),
+            secret: opts.webhook_secret.clone(),
+            public_url: public_url.clone(),
+            retry: crate::notify::RetryPolicy::default(),
+        };
+        crate::notify::spawn(engine.clone(), state.changed.clone(), cfg)?
+    };
     let app = http::router(state);
     let (tx, rx) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
@@ -186,6 +215,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         shutdown: Some(tx),
         join: Some(join),
         sweeper,
+        notifier: Some(notifier),
     })
 }
 

@@ -41,9 +41,14 @@ use crate::cli::{DemoArgs, LedgerVerifyArgs};
 const ORG: &str = include_str!("../../../examples/procurement/org.toml");
 const POLICY: &str = include_str!("../../../examples/procurement/policy.cedar");
 
+/// How far part 5 moves the demo clock: beyond a passport's 5 minutes plus 30 s leeway.
+const JUMP_MS: i64 = 6 * 60 * 1000;
+
 /// Wall-clock time plus an offset the demo moves forward ("demo clock +6 min"). The
-/// server and the ERP share it, so a passport can expire without waiting.
-#[derive(Debug, Default)]
+/// server and the ERP share it, so a passport can expire without waiting. It starts
+/// [`JUMP_MS`] behind real time, so after the jump it is on time again: with `--serve`,
+/// passports issued while browsing verify against any real clock.
+#[derive(Debug)]
 struct DemoClock {
     offset_ms: AtomicI64,
 }
@@ -223,6 +228,49 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
 
+/// JSON on one line, spaced: `{"a": 1, "b": [2, 3]}`.
+fn flat(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let items: Vec<String> = m.iter().map(|(k, x)| format!("{}: {}", Value::String(k.clone()), flat(x))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(flat).collect::<Vec<_>>().join(", ")),
+        _ => v.to_string(),
+    }
+}
+
+/// Pretty JSON that keeps any member fitting in the line on one line.
+fn layout(v: &Value, pad: usize, head: &str, tail: &str, out: &mut Vec<String>) {
+    let indent = " ".repeat(pad);
+    let items: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, x)| (format!("{}: ", Value::String(k.clone())), x)).collect(),
+        Value::Array(a) => a.iter().map(|x| (String::new(), x)).collect(),
+        _ => Vec::new(),
+    };
+    let one_line = format!("{indent}{head}{}{tail}", flat(v));
+    if items.is_empty() || one_line.chars().count() <= 86 {
+        out.push(one_line);
+        return;
+    }
+    let (open, close) = if v.is_object() { ("{", "}") } else { ("[", "]") };
+    out.push(format!("{indent}{head}{open}"));
+    let n = items.len();
+    for (i, (key, x)) in items.into_iter().enumerate() {
+        layout(x, pad + 2, &key, if i + 1 < n { "," } else { "" }, out);
+    }
+    out.push(format!("{indent}{close}{tail}"));
+}
+
+fn needs(n: &Value) -> String {
+    format!("needs {n} approval{}", if n.as_u64() == Some(1) { "" } else { "s" })
+}
+
+fn roles(v: &Value) -> String {
+    let roles: Vec<&str> = v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+    if roles.is_empty() { "any approver".to_owned() } else { format!("role {}", roles.join(" + ")) }
+}
+
 /// The trust moves the last outcome of a case caused (its `trust.updated` ledger entries).
 fn trust_moves(case: &Value) -> String {
     let events = case["events"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -337,11 +385,15 @@ impl Demo {
 
     async fn review_context(&self, approver: &str, review: &str) -> anyhow::Result<()> {
         let r = self.api.expect(Method::GET, &format!("/v1/reviews/{review}"), self.token("approver", approver)?, None, 200).await?;
-        let t = &r["agent"]["trust"];
-        more(format!("{approver} opens the review: agent {} (owner {}) trust {} ({} completed, {} disputed), {} risk {}, \
-                      rules {}", s(&r["agent"]["id"]), s(&r["agent"]["owner"]), t["score"], t["outcomes"]["completed"],
-            t["outcomes"]["disputed"], s(&r["counterparty"]["name"]), s(&r["counterparty"]["risk"]),
-            r["rules"].as_array().map(|a| a.iter().map(|x| s(&x["rule"]).to_owned()).collect::<Vec<_>>().join(", ")).unwrap_or_default()));
+        let (t, o) = (&r["agent"]["trust"], &r["agent"]["trust"]["outcomes"]);
+        more(format!("{approver} opens the review and sees:"));
+        more(format!("  agent {} (owner {}), trust {}: {} completed, {} reversed, {} disputed", s(&r["agent"]["id"]),
+            s(&r["agent"]["owner"]), t["score"], o["completed"], o["reversed"], o["disputed"]));
+        more(format!("  vendor {}, risk {}, trust {}", s(&r["counterparty"]["name"]), s(&r["counterparty"]["risk"]),
+            r["counterparty"]["trust"]["score"]));
+        for rule in r["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            more(format!("  rule {}: {}", s(&rule["rule"]), s(&rule["reason"])));
+        }
         Ok(())
     }
 
@@ -363,13 +415,14 @@ impl Demo {
         let secs = c["exp"].as_i64().unwrap_or(0) - self.clock.now_secs();
         say("④ passport", format!("compact JWS, {} bytes, EdDSA; expires {} (in {secs} s). Its claims:", token.len(),
             rfc3339_ms(c["exp"].as_i64().unwrap_or(0) * 1000)));
-        for line in serde_json::to_string_pretty(&shown)?.lines() {
-            more(format!("  {line}"));
-        }
+        let mut lines = Vec::new();
+        layout(&shown, 2, "", "", &mut lines);
+        lines.iter().for_each(more);
         Ok(())
     }
 
-    async fn scenario(&self, org: &OrgFile) -> anyhow::Result<()> {
+    /// The seven parts; returns the review left open in part 6.
+    async fn scenario(&self, org: &OrgFile) -> anyhow::Result<String> {
         let agent_paths: Vec<String> = org.agents.iter().map(|a| format!("/v1/agents/{}", a.id)).collect();
         let cp_paths: Vec<String> = org.counterparties.iter().map(|c| format!("/v1/counterparties/{}", c.id)).collect();
         let mut before = Vec::new();
@@ -383,8 +436,8 @@ impl Demo {
         let case1 = s(&r1["case_id"]).to_owned();
         let pass1 = s(&r1["passport"]).to_owned();
         self.show_passport(&pass1)?;
+        let po1 = self.execute(&pass1, a1).await?;
         self.refused(None, a1, 401, "missing", "the same order without a passport").await?;
-        self.execute(&pass1, a1).await?;
         self.refused(Some(("agentsigna-passport", pass1.clone())), a1, 409, "replayed", "the same passport again").await?;
         self.outcome(&case1, "completed", "Delivered and invoiced as ordered").await?;
 
@@ -393,8 +446,8 @@ impl Demo {
         let r2 = self.ask(a2, "escalated", "large-po").await?;
         let case2 = s(&r2["case_id"]).to_owned();
         let review2 = s(&r2["review"]["id"]).to_owned();
-        say("③ review", format!("{review2}: {} approval(s), roles {}, deadline {}", r2["review"]["approvals_required"],
-            r2["review"]["roles_required"], s(&r2["review"]["deadline"])));
+        say("③ review", format!("{review2} {} ({}), deadline {}", needs(&r2["review"]["approvals_required"]),
+            roles(&r2["review"]["roles_required"]), s(&r2["review"]["deadline"])));
         let waiter = {
             let (api, token) = (self.api.clone(), self.token("agent", "procurement-bot")?.to_owned());
             let path = format!("/v1/cases/{case2}?wait=10");
@@ -403,7 +456,8 @@ impl Demo {
         more(format!("procurement-bot waits for the decision: GET /v1/cases/{case2}?wait=10"));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let denied = self.decide("alice@example.com", &review2, "approve", "Looks fine to me", 403).await?;
-        more(format!("alice@example.com (finance) tries to approve → 403: {}", s(&denied["detail"])));
+        more("alice@example.com (finance, owner of procurement-bot) tries to approve → 403 Forbidden:");
+        more(format!("  {}", s(&denied["detail"])));
         self.review_context("carol@example.com", &review2).await?;
         let d = self.decide("carol@example.com", &review2, "approve", "Budget line IT-7 confirmed", 200).await?;
         let approved_at = Instant::now();
@@ -423,7 +477,7 @@ impl Demo {
         say("④ passport", format!("the waiting request returned {} ms after the approval, with the passport:",
             returned_at.saturating_duration_since(approved_at).as_millis()));
         more(format!("decision {} by rules [{}]; approvals: {}", c2.decision.verdict, c2.decision.rules.join(", "), approvals.join("; ")));
-        self.execute(&pass2, a2).await?;
+        let po2 = self.execute(&pass2, a2).await?;
         self.outcome(&case2, "completed", "40 laptops received").await?;
 
         section(3, "A payment to a high-risk vendor: rejected by risk");
@@ -431,15 +485,16 @@ impl Demo {
                        description: "Advance for the ERP integration workshop", key: "pay-981" };
         let r3 = self.ask(a3, "escalated", "high-risk-counterparty").await?;
         let review3 = s(&r3["review"]["id"]).to_owned();
-        say("③ review", format!("{review3}: {} approvals, roles {}, deadline {}", r3["review"]["approvals_required"],
-            r3["review"]["roles_required"], s(&r3["review"]["deadline"])));
+        say("③ review", format!("{review3} {} ({}), deadline {}", needs(&r3["review"]["approvals_required"]),
+            roles(&r3["review"]["roles_required"]), s(&r3["review"]["deadline"])));
         self.review_context("erin@example.com", &review3).await?;
         let comment = "Initech is under a fraud investigation; no advances until it is closed";
         let d3 = self.decide("erin@example.com", &review3, "reject", comment, 200).await?;
         if d3["status"] != "rejected" {
             bail!("erin's rejection should reject the case: {}", d3["status"]);
         }
-        more(format!("erin@example.com (risk) rejects: \"{comment}\" → case rejected, no passport"));
+        more("erin@example.com (risk) rejects → case rejected, no passport:");
+        more(format!("  \"{comment}\""));
 
         section(4, "A contract with a blocked vendor: rejected by policy");
         let a4 = Ask { agent: "contracts-bot", action: "contract.sign", counterparty: "sanctioned-co", value: "12000.00",
@@ -455,12 +510,12 @@ impl Demo {
         let r5 = self.ask(a5, "authorized", "po-allowed").await?;
         let case5 = s(&r5["case_id"]).to_owned();
         say("④ passport", format!("{}, expires {}", s(&r5["passport_id"]), s(&r5["passport_expires_at"])));
-        self.clock.offset_ms.fetch_add(6 * 60 * 1000, Ordering::SeqCst);
-        more("the agent dawdles: demo clock +6 min");
+        self.clock.offset_ms.fetch_add(JUMP_MS, Ordering::SeqCst);
+        say("⑤ execution", "the agent dawdles: demo clock +6 min, then it sends the order");
         self.refused(Some(("authorization", format!("Passport {}", s(&r5["passport"])))), a5, 401, "expired", "the late order")
             .await?;
         let c5 = self.api.expect(Method::GET, &format!("/v1/cases/{case5}"), self.token("agent", "procurement-bot")?, None, 200).await?;
-        if c5["status"] != "expired" {
+        if c5["status"] != "expired" || !c5["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "passport.expired")) {
             bail!("case {case5} should be expired: {}", c5["status"]);
         }
         more(format!("case {case5} is now expired (passport.expired recorded); an expired passport is never re-issued"));
@@ -470,9 +525,9 @@ impl Demo {
         self.outcome(s(&r5b["case_id"]), "completed", "Chairs delivered").await?;
 
         section(6, "Later outcomes: a reversal, a dispute, and lost latitude");
-        more(format!("case {case2} (globex laptops):"));
+        more(format!("case {case2} ({po2}, globex laptops):"));
         self.outcome(&case2, "reversed", "Laptops returned as defective; order cancelled and refunded").await?;
-        more(format!("case {case1} (acme supplies):"));
+        more(format!("case {case1} ({po1}, acme supplies):"));
         self.outcome(&case1, "disputed", "Acme invoiced 6,100.00 USD for a 4,800.00 USD order").await?;
         more("procurement-bot repeats the order of part 1:");
         let a6 = Ask::po("acme", "4800.00", "Toner, paper and desk supplies for Q4", "po-4414");
@@ -507,9 +562,10 @@ impl Demo {
         let args = LedgerVerifyArgs { data_dir: Some(self.data_dir.clone()), bundle: None, evidence: None,
                                       key: Some(key_text.trim().to_owned()), checkpoint: Some(saved) };
         let verdict = tokio::task::spawn_blocking(move || crate::cli::ledger_verify_inner(args)).await??;
-        more(format!("agentsigna ledger verify --data-dir …: {verdict}"));
+        more("agentsigna ledger verify --data-dir DIR --checkpoint <the checkpoint above>:");
+        more(format!("  {verdict}"));
         println!("\nledger verified: {} entries written by this demo, every digest, chain and the Merkle root recomputed.", cp.size);
-        Ok(())
+        Ok(review6)
     }
 }
 
@@ -517,7 +573,7 @@ impl Demo {
 pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let org = OrgFile::parse(ORG).context("the built-in org file")?;
     let dir = tempfile::Builder::new().prefix("agentsigna-demo-").tempdir().context("cannot create a temporary data dir")?;
-    let clock = Arc::new(DemoClock::default());
+    let clock = Arc::new(DemoClock { offset_ms: AtomicI64::new(-JUMP_MS) });
     let listen = a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut opts = ServeOptions::new(dir.path(), listen);
     opts.org_inline = Some((org.clone(), Some(POLICY.to_owned())));
@@ -542,14 +598,14 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             say("loop", "① request  ② verdict  ③ review  ④ passport  ⑤ execution  ⑥ outcome  ⑦ trust");
             let demo = Demo { api: api.clone(), erp_url: erp.url.clone(), clock, admin, creds, data_dir: dir.path().to_owned() };
             let r = demo.scenario(&org).await;
-            if r.is_ok() && a.serve {
-                serve_hint(&api, &running.data_dir, &org).await;
+            if let (Ok(review), true) = (&r, a.serve) {
+                serve_hint(&api, &running.data_dir, &org, review).await;
                 app::shutdown_signal().await;
                 println!("stopping");
             }
             let _ = erp.stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(5), erp.join).await;
-            r
+            r.map(|_| ())
         }
         Err(e) => Err(e),
     };
@@ -560,7 +616,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_hint(api: &Api, data_dir: &std::path::Path, org: &OrgFile) {
+async fn serve_hint(api: &Api, data_dir: &std::path::Path, org: &OrgFile, review: &str) {
     println!("\nThe server keeps running for browsing; Ctrl-C stops it (and removes the data dir).");
     say("API", &api.base);
     if api.http.get(format!("{}/ui/", api.base)).send().await.is_ok_and(|r| r.status() != reqwest::StatusCode::NOT_FOUND) {
@@ -571,4 +627,5 @@ async fn serve_hint(api: &Api, data_dir: &std::path::Path, org: &OrgFile) {
         let label = if i == 0 { "approvers" } else { "" };
         say(label, format!("{:<18} {}", a.id, data_dir.join("credentials").join(format!("approver-{}.token", a.id)).display()));
     }
+    say("pending", format!("review {review} (procurement-bot, acme 4,800.00 USD) awaits a risk approver: erin or frank"));
 }

@@ -8,3 +8,5 @@ pub mod cli;
 pub mod demo;
 pub mod gate;
 pub mod http;
+pub mod notify;
+pub mod ui;

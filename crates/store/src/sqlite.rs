@@ -196,6 +196,16 @@ impl Tx for SqlTx<'_> {
         rows.collect::<std::result::Result<Vec<String>, _>>().map_err(db_err)
     }
 
+    fn delete_record(&mut self, kind: RecordKind, id: &str) -> Result<bool> {
+        self.writable()?;
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM records WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut s| s.execute(params![kind.as_str(), id]))
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     fn credential(&mut self, hash: &str) -> Result<Option<(String, String)>> {
         self.conn
             .prepare_cached("SELECT kind, id FROM credentials WHERE hash = ?1")

@@ -615,6 +615,7 @@ fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, n
         }),
     )?;
     case.review = Some(review);
+    queue_notification(tx, case, "review.opened", now)?;
     Ok(())
 }
 
@@ -718,6 +719,7 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
                               "approvals": review.approvals().count(), "approvals_required": review.approvals_required});
             case.status = CaseStatus::Rejected;
             case_event(tx, case, "review.expired", now, "server", data)?;
+            queue_notification(tx, case, "review.expired", now)?;
             Ok(true)
         }
         CaseStatus::Authorized => {
@@ -772,4 +774,41 @@ fn apply_trust(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, outcome: Outcome, au
         )?;
     }
     Ok(())
+}
+
+/// Puts a webhook notification about a case's review (`review.opened`, `review.approved`,
+/// `review.rejected`, `review.expired`) in the outbox, inside the transaction of the event
+/// it announces: it commits with the event or not at all, a failing receiver loses
+/// nothing, and delivery (by the server's notifier) never delays a verdict. Keyed by time,
+/// review and event, so listing the outbox returns notifications in order.
+pub(crate) fn queue_notification(tx: &mut dyn Tx, case: &Case, event: &str, now: i64) -> Result<()> {
+    let Some(review) = &case.review else { return Ok(()) };
+    let owner = store::get::<AgentRecord>(tx, RecordKind::Agent, &case.agent)?.map(|a| a.owner);
+    let id = format!("{now:020}-{}-{event}", review.id);
+    let body = json!({
+        "id": id,
+        "event": event,
+        "at": rfc3339_ms(now),
+        "case_id": case.id,
+        "review_id": review.id,
+        "status": review.status.as_str(),
+        "case_status": case.status.as_str(),
+        "agent": {"id": case.agent, "owner": owner, "trust": case.decision.trust.agent},
+        "action": case.request.action,
+        "amount": case.request.amount,
+        "counterparty": {"id": case.decision.counterparty.id, "name": case.decision.counterparty.name,
+                         "risk": case.decision.counterparty.risk.as_str(), "trust": case.decision.trust.counterparty},
+        "audience": case.request.audience,
+        "description": case.request.description,
+        "rules": case.decision.reasons,
+        "approvals_required": review.approvals_required,
+        "roles_required": review.roles_required,
+        "roles_missing": review.roles_missing(),
+        "decisions": review.decisions.iter().map(|d| json!({
+            "approver": d.approver, "roles": d.roles, "decision": d.decision, "comment": d.comment, "at": rfc3339_ms(d.at_ms),
+        })).collect::<Vec<_>>(),
+        "deadline": rfc3339_ms(review.deadline_ms),
+        "ledger": case.head.as_ref().map(|(index, digest)| json!({"index": index, "digest": digest})),
+    });
+    store::put(tx, RecordKind::Outbox, &id, &body)
 }

@@ -174,6 +174,10 @@ impl Engine {
                 if case_status == CaseStatus::Authorized {
                     case.pickup_deadline_ms = Some(now + ctx.config.pickup_window_secs * 1000);
                 }
+                if review_status != ReviewStatus::Pending {
+                    let event = format!("review.{}", review_status.as_str());
+                    super::cases::queue_notification(tx, &case, &event, now)?;
+                }
                 save_case(tx, &case)?;
                 views::review_view(&ctx, tx, &case, &by)
             })

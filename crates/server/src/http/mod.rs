@@ -20,6 +20,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Woken after every committed change of a case (for `?wait`).
     pub changed: Arc<Notify>,
+    /// Sessions of the approver web pages (`/ui/`).
+    pub sessions: Arc<crate::ui::session::Sessions>,
 }
 
 impl AppState {
@@ -27,11 +29,11 @@ impl AppState {
         let changed = Arc::new(Notify::new());
         let n = changed.clone();
         engine.set_listener(Arc::new(move || n.notify_waiters()));
-        AppState { engine, changed }
+        AppState { engine, changed, sessions: Arc::new(crate::ui::session::Sessions::default()) }
     }
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    routes::router().merge(ledger::router()).with_state(state)
+    routes::router().merge(ledger::router()).merge(crate::ui::router()).with_state(state)
 }

@@ -6,4 +6,4 @@ mod harness;
 mod input;
 mod ledger;
 mod loop_;
-mod trust_;
+mod trust;
