@@ -136,6 +136,16 @@ impl Keyring {
         Ok(Keyring { passport_keys, ledger, dir: dir.to_owned() })
     }
 
+    /// Loads existing keys only: for offline tools that must not create anything.
+    pub fn load(dir: &Path, origin: Option<&str>) -> Result<Keyring> {
+        for f in ["passport.keys", "ledger.key"] {
+            if !dir.join(f).exists() {
+                return Err(Error::NotFound(format!("{} does not exist (is this a data directory?)", dir.join(f).display())));
+            }
+        }
+        Keyring::load_or_create(dir, origin, 0)
+    }
+
     /// The key that signs new passports.
     pub fn active(&self) -> Result<&PassportKey> {
         self.passport_keys.last().ok_or_else(|| Error::storage("no passport key"))

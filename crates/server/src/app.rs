@@ -71,6 +71,7 @@ pub struct Running {
     join: Option<JoinHandle<anyhow::Result<()>>>,
     sweeper: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
+    state: AppState,
 }
 
 impl Running {
@@ -90,6 +91,7 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.state.begin_shutdown();
         if let Some(join) = self.join.take() {
             match tokio::time::timeout(grace, join).await {
                 Ok(r) => r.context("server task failed")??,
@@ -165,7 +167,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         };
         crate::notify::spawn(engine.clone(), state.changed.clone(), cfg)?
     };
-    let app = http::router(state);
+    let app = http::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -216,6 +218,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         join: Some(join),
         sweeper,
         notifier: Some(notifier),
+        state,
     })
 }
 

@@ -444,7 +444,7 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
     let key = match &a.key {
         Some(k) => read_key(k)?,
         None => {
-            let keys = agentsigna_core::keys::Keyring::load_or_create(&data_dir.join("keys"), None, 0)
+            let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)
                 .map_err(|e| anyhow!("cannot read the ledger key from {}: {e}", data_dir.display()))?;
             keys.ledger.verifier()
         }
@@ -486,7 +486,7 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
 }
 
 fn ledger_export(a: LedgerExportArgs) -> anyhow::Result<()> {
-    let keys = agentsigna_core::keys::Keyring::load_or_create(&a.data_dir.join("keys"), None, 0)?;
+    let keys = agentsigna_core::keys::Keyring::load(&a.data_dir.join("keys"), None)?;
     let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
     let checkpoint = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&checkpoint, &keys.ledger.verifier())?;
@@ -532,7 +532,7 @@ impl Progress {
 }
 
 fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
-    let keys = agentsigna_core::keys::Keyring::load_or_create(&a.data_dir.join("keys"), None, 0)?;
+    let keys = agentsigna_core::keys::Keyring::load(&a.data_dir.join("keys"), None)?;
     let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
     let note_text = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&note_text, &keys.ledger.verifier())?;
@@ -550,7 +550,7 @@ fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
 }
 
 fn keys_list(data_dir: &Path) -> anyhow::Result<()> {
-    let keys = agentsigna_core::keys::Keyring::load_or_create(&data_dir.join("keys"), None, 0)?;
+    let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)?;
     let now = agentsigna_core::Clock::now_ms(&SystemClock);
     let max = Config::default().max_passport_ttl_secs * 1000;
     let active = keys.active()?.kid.clone();
@@ -572,7 +572,7 @@ fn keys_rotate(data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.join("keys").join("passport.keys").exists() {
         bail!("{} has no passport keys; start the server once first", data_dir.display());
     }
-    let mut keys = agentsigna_core::keys::Keyring::load_or_create(&data_dir.join("keys"), None, 0)?;
+    let mut keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)?;
     let now = agentsigna_core::Clock::now_ms(&SystemClock);
     let kid = keys.rotate(now)?.kid.clone();
     println!("new active passport key: {kid}");

@@ -13,6 +13,8 @@ use agentsigna_core::model::Principal;
 
 /// Largest accepted JSON body.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest accepted body of a policy upload (the source may be up to 1 MiB).
+pub const MAX_POLICY_BODY: usize = 1024 * 1024 + 4096;
 
 /// The authenticated caller.
 pub struct Auth(pub Principal);
@@ -55,12 +57,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "the body must be application/json",
             ));
         }
-        let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| {
+        let limit = if req.uri().path() == "/v1/policies" { MAX_POLICY_BODY } else { MAX_BODY };
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Body too large",
-                format!("the body is larger than {MAX_BODY} bytes"),
+                format!("the body is larger than {limit} bytes"),
             )
         })?;
         let _ = state;
@@ -86,11 +89,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
                     None => inner.to_string(),
                 },
             };
-            // serde names unknown and missing members in the message, not the path.
-            let field = field.or_else(|| {
-                let msg = inner.to_string();
-                msg.split('`').nth(1).map(str::to_owned)
-            });
+            // serde names missing members in the message, not in the path.
+            let msg = inner.to_string();
+            let missing = msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()).map(str::to_owned);
+            let field = match (field, missing) {
+                (Some(f), Some(m)) => Some(format!("{f}.{m}")),
+                (None, Some(m)) => Some(m),
+                (f, None) => f.or_else(|| msg.split('`').nth(1).map(str::to_owned)),
+            };
             Err(ApiError::bad_request(field, detail))
         }
     }

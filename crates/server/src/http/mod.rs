@@ -22,6 +22,8 @@ pub struct AppState {
     pub changed: Arc<Notify>,
     /// Sessions of the approver web pages (`/ui/`).
     pub sessions: Arc<crate::ui::session::Sessions>,
+    /// Set when the server shuts down: long polls return at once.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -29,7 +31,15 @@ impl AppState {
         let changed = Arc::new(Notify::new());
         let n = changed.clone();
         engine.set_listener(Arc::new(move || n.notify_waiters()));
-        AppState { engine, changed, sessions: Arc::new(crate::ui::session::Sessions::default()) }
+        AppState { engine, changed, sessions: Arc::new(crate::ui::session::Sessions::default()), stopping: Arc::default() }
+    }
+}
+
+impl AppState {
+    /// Ends every long poll: called when the server starts draining.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 }
 

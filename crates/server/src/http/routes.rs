@@ -274,7 +274,7 @@ async fn get_case(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<Strin
             // Deadlines pass without any request: let expiry run.
             s.engine.process_due().await?;
             let now = tokio::time::Instant::now();
-            if now >= until {
+            if now >= until || s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
             // Wake at least every second: another node may have decided it.
