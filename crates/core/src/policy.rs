@@ -32,7 +32,9 @@
 //! | `@ttl("PT10M")` | any rule | passport lifetime, ISO 8601 duration (the shortest applies) |
 //!
 //! Any other annotation is refused, so that a typo (`@approval("2")`) cannot silently weaken
-//! a control. Templates (`?principal`, `?resource`) are refused.
+//! a control. Templates (`?principal`, `?resource`) are refused, and so are rules nested
+//! more than 32 brackets deep or with more than 64 operators (Cedar recurses on both and
+//! would exhaust a thread's stack).
 //!
 //! # Semantics
 //!
@@ -99,6 +101,13 @@ const COUNTERPARTY_TYPE: &str = "Counterparty";
 const ACTION_TYPE: &str = "Action";
 /// Reason text of the default deny (part of the external contract).
 pub const DEFAULT_DENY_REASON: &str = "no rule permits this action";
+
+/// Deepest bracket nesting accepted in a rule (see [`check_complexity`]).
+const MAX_NESTING: usize = 32;
+/// Most operators accepted in one rule (see [`check_complexity`]).
+const MAX_OPERATORS: usize = 64;
+/// Stack of the thread that compiles a policy (reserved, not committed, memory).
+const COMPILE_STACK: usize = 64 << 20;
 
 /// The annotations a rule may carry.
 const KNOWN_ANNOTATIONS: [&str; 7] = [
@@ -402,6 +411,26 @@ impl CompiledPolicy {
     /// missing/duplicate/invalid annotation, or a strict validation error (with rule, line
     /// and column).
     pub fn compile(source: &str, env: &PolicyEnv) -> Result<CompiledPolicy, PolicyError> {
+        // Cedar's parser and validator recurse; give them a known stack whatever the
+        // caller's (a tokio worker has 2 MiB, and debug builds use several times more stack
+        // than release builds). This also turns a panic inside Cedar into an error.
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("policy-compile".to_owned())
+                .stack_size(COMPILE_STACK)
+                .spawn_scoped(scope, || Self::compile_here(source, env));
+            match worker {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    Err(PolicyError::new("internal error while compiling the policy"))
+                }),
+                // No thread to be had: compile on this one (within the complexity limits
+                // that is still safe on an ordinary stack in release builds).
+                Err(_) => Self::compile_here(source, env),
+            }
+        })
+    }
+
+    fn compile_here(source: &str, env: &PolicyEnv) -> Result<CompiledPolicy, PolicyError> {
         let actions = declared_actions(env)?;
         let schema_src = schema_text(env);
         let (schema, _) = Schema::from_cedarschema_str(&schema_src).map_err(|e| {
@@ -411,6 +440,7 @@ impl CompiledPolicy {
             ))
         })?;
 
+        check_complexity(source)?;
         let parsed = PolicySet::from_str(source).map_err(|e| parse_error(source, &e))?;
         if let Some(template) = parsed.templates().next() {
             let text = template.to_cedar();
@@ -952,6 +982,97 @@ fn as_permit(policy: &Policy, pst_policy: Option<pst::Policy>) -> Result<Policy,
     let permit = Policy::from_pst(pst::Policy::Static(static_policy))
         .map_err(|e| fail(&e.to_string()))?;
     Ok(permit.new_id(policy.id().clone()))
+}
+
+/// Refuse rules deep enough to exhaust a thread's stack, before Cedar sees them.
+///
+/// Cedar's parser recurses per nesting level and per chained operator (about 1,000 nested
+/// parentheses overflow an 8 MiB stack and abort the process), and its evaluator reports
+/// "recursion limit reached" once less than 100 KiB of the *calling thread's* stack
+/// remains (about 4 KiB per level), so a deep rule would evaluate differently on different
+/// threads. Bounding nesting and operators per rule keeps every stage far from those limits
+/// on a 2 MiB (tokio worker) stack, even in debug builds, and the compiled fast path agrees
+/// with Cedar. Real rules stay well below (a large rule has some 20 operators, and long
+/// alternatives are better written as sets).
+fn check_complexity(source: &str) -> Result<(), PolicyError> {
+    let bytes = source.as_bytes();
+    let mut i = 0usize;
+    let mut depth = 0usize;
+    let mut operators = 0usize;
+    let too_complex = |at: usize| {
+        PolicyError::new(format!(
+            "rule is too complex: more than {MAX_OPERATORS} operators; split it into several \
+             rules, or use sets (`resource in [...]`, `[...].contains(...)`)"
+        ))
+        .at(source, Some(at))
+    };
+    while let Some(&b) = bytes.get(i) {
+        let next = bytes.get(i + 1).copied();
+        match b {
+            b'/' if next == Some(b'/') => {
+                // Comment: skip to the end of the line.
+                while bytes.get(i).is_some_and(|&c| c != b'\n') {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                // String literal (annotations, ids): skip, honouring escapes.
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(PolicyError::new(format!(
+                        "rule is nested too deeply: more than {MAX_NESTING} levels of brackets"
+                    ))
+                    .at(source, Some(i)));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b';' if depth == 0 => operators = 0,
+            b'&' | b'|' | b'=' | b'!' | b'<' | b'>' if next == Some(b) || next == Some(b'=') => {
+                operators += 1;
+                i += 2;
+                if operators > MAX_OPERATORS {
+                    return Err(too_complex(i - 2));
+                }
+                continue;
+            }
+            b'<' | b'>' | b'+' | b'-' | b'*' | b'!' | b'.' => operators += 1,
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    i += 1;
+                }
+                if let Some(word) = source.get(start..i) {
+                    if matches!(word, "in" | "has" | "like" | "is" | "if") {
+                        operators += 1;
+                    }
+                }
+                if operators > MAX_OPERATORS {
+                    return Err(too_complex(start));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if operators > MAX_OPERATORS {
+            return Err(too_complex(i));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Declared actions, deduplicated, in declaration order.
@@ -3085,6 +3206,70 @@ when { context.amount < 10 };
         let e = refuse("// é\n@id(\"é\") permit(principal, action, resource) when { principal.x };");
         assert_eq!(e.line, Some(2));
         assert_eq!(e.column, Some(53), "{e:?}"); // 54 if bytes were counted
+    }
+
+    #[test]
+    fn overly_deep_or_complex_rules_are_refused() {
+        let ok = format!(
+            "@id(\"a\") permit(principal, action, resource) when {{ {} }};",
+            vec!["context.amount > 1"; 20].join(" && ")
+        );
+        compile(&ok);
+        // A second rule of the same size is fine: the budget is per rule.
+        compile(&format!("{ok}\n{}", ok.replace("\"a\"", "\"b\"")));
+        let chain = format!(
+            "// a comment with && || . and \"quotes\n@id(\"a\") permit(principal, action, resource)\nwhen {{ {} }};",
+            vec!["context.amount > 1"; 50].join(" && ")
+        );
+        let e = assert_refused(&chain, "rule is too complex: more than 64 operators", 3);
+        assert!(e.column.unwrap() > 100, "{e:?}");
+        let nested = format!(
+            "@id(\"a\") permit(principal, action, resource) when {{ {}true{} }};",
+            "(".repeat(40),
+            ")".repeat(40)
+        );
+        assert_refused(&nested, "nested too deeply: more than 32 levels", 1);
+        // Strings and comments do not count.
+        compile(&format!(
+            "@id(\"a\") @reason(\"{}\") permit(principal, action, resource); // {}",
+            "((((&&||..".repeat(100),
+            "((((&&||..".repeat(100)
+        ));
+        // 1,000 nested parentheses used to abort the process (stack overflow).
+        let e = refuse(&format!(
+            "@id(\"a\") permit(principal, action, resource) when {{ {}true{} }};",
+            "(".repeat(1000),
+            ")".repeat(1000)
+        ));
+        assert!(e.message.contains("nested too deeply"));
+    }
+
+    /// At the complexity limits, both evaluation paths fit in a tokio worker's 2 MiB stack,
+    /// even in debug builds (release builds need a fraction of it), so they agree.
+    #[test]
+    fn rules_at_the_limits_fit_a_worker_stack() {
+        let rules = [
+            // 62 operators: 21 comparisons, 21 member accesses, 20 `&&`.
+            vec!["context.amount > 1"; 21].join(" && "),
+            // 63 operators through Cedar (`has` is not on the fast path).
+            vec!["resource has risk"; 32].join(" || "),
+            format!("{}context.amount > 1{}", "(".repeat(29), ")".repeat(29)),
+        ];
+        for body in rules {
+            let src = format!("@id(\"a\") permit(principal, action, resource) when {{ {body} }};");
+            let result = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let p = CompiledPolicy::compile(&src, &env()).unwrap();
+                    let i = input(PO, 5);
+                    (p.evaluate(&i), p.evaluate_reference(&i))
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(result.0, result.1);
+            assert_eq!(result.0.verdict, Verdict::Authorized, "{:?}", result.0);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -392,7 +392,8 @@ fn verify(a: VerifyArgs) -> i32 {
                     "decision": v.claims.decision, "approvals": v.claims.approvals, "case": v.claims.case,
                 }))
             };
-            println!("{}", out.unwrap_or_default());
+            // A closed pipe (`| head`) is not an error of the verification.
+            let _ = writeln!(std::io::stdout(), "{}", out.unwrap_or_default());
             0
         }
         Err(e) => {

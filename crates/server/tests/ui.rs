@@ -479,7 +479,8 @@ async fn parallel_decisions_end_in_exactly_one_outcome() {
 // ---------------------------------------------------------------------------------------
 // In a real browser: headless Chromium through chromedriver's W3C WebDriver API
 
-const ELEMENT: &str = "element-6066-11e4-a07c-4ed7d54ae0e3";
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Driver {

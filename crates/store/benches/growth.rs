@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentsigna_core::store::{NewEntry, Store, StoreExt};
+use agentsigna_core::store::{NewEntry, StoreExt};
 use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 use agentsigna_verify::merkle;
 use agentsigna_verify::note::NoteSigner;
