@@ -178,3 +178,30 @@ async fn a_suspended_agent_is_rejected_until_resumed() {
     s.post(&s.admin, "/v1/agents/procurement-bot/resume", &json!({})).await.expect(200);
     assert_eq!(s.po("acme", "10.00").await.get("verdict"), "authorized");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counterparty_risk_change_shows_in_open_reviews_and_decides_the_next_verdict() {
+    let s = Server::start().await;
+    let esc = s.po("globex", "40000.00").await;
+    assert_eq!(esc.get("verdict"), "escalated", "{}", esc.text);
+    let review_id = esc.json["review"]["id"].as_str().expect("review").to_owned();
+    let r = s.put(&s.admin, "/v1/counterparties/globex", &json!({"name": "Globex Hardware", "risk": "blocked"})).await;
+    r.expect(200);
+    // The approver sees today's status next to the one the verdict used.
+    let v = s.get(&s.carol(), &format!("/v1/reviews/{review_id}")).await;
+    assert_eq!(v.json["counterparty"]["risk"], "blocked", "{}", v.text);
+    assert_eq!(v.json["counterparty"]["risk_at_decision"], "medium");
+    let next = s.po("globex", "10.00").await;
+    assert_eq!(next.get("verdict"), "rejected", "{}", next.text);
+    assert_eq!(rules(&next.json), ["blocked-counterparty"]);
+    let entries = s.get(&s.admin, "/v1/ledger/entries?start=0").await;
+    let update = entries
+        .text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("line"))
+        .rfind(|e| e["type"] == "counterparty.updated" && e["data"]["id"] == "globex")
+        .expect("the change is in the ledger");
+    assert_eq!(update["data"]["risk"], "blocked");
+    assert_eq!(update["data"]["previous_risk"], "medium");
+    assert_eq!(update["actor"], "admin");
+}

@@ -148,6 +148,20 @@ impl Server {
         }
     }
 
+    /// Stops the server and starts it again on the same data directory and clock (the
+    /// org file is applied again); credentials and the admin token stay the old ones.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut opts = ServeOptions::new(self.data_dir(), "127.0.0.1:0".parse().expect("addr"));
+        opts.org = Some(org_path());
+        opts.sweeper = false;
+        let running = app::start(opts, self.clock.clone()).await.expect("server restart");
+        assert!(running.admin_token.is_none(), "a restart keeps the admin credential");
+        assert!(running.credentials.is_empty(), "a restart creates no credential");
+        self.base = running.url();
+        self.running = Some(running);
+    }
+
     /// The credential of an org principal.
     #[track_caller]
     pub fn token(&self, kind: &str, id: &str) -> String {

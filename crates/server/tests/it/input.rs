@@ -120,28 +120,23 @@ async fn invalid_policy_is_refused_and_the_active_one_stays() {
     before.expect(200);
     assert_eq!(before.json["active"], json!(1));
 
+    // Each refused source with a word its error message must contain.
     let bad = [
-        // Syntax error.
-        "@id(\"broken\") permit (principal, action, resource) when { context.amount > };",
+        ("@id(\"broken\") permit (principal, action, resource) when { context.amount > };", "line 1"),
         // Unknown attribute (strict validation against the schema).
-        "@id(\"typo\") permit (principal, action, resource) when { context.amout > 5 };",
-        // Undeclared action.
-        "@id(\"ghost\") permit (principal, action == Action::\"rocket.launch\", resource);",
-        // Missing @id.
-        "permit (principal, action, resource);",
-        // Duplicate @id.
-        "@id(\"a\") permit (principal, action, resource);\n@id(\"a\") permit (principal, action, resource);",
-        // Unknown verdict tier.
-        "@id(\"v\") @verdict(\"maybe\") forbid (principal, action, resource);",
-        // Role no approver can hold.
-        "@id(\"r\") @verdict(\"escalate\") @approver_role(\"wizard\") forbid (principal, action, resource);",
-        // Bad duration.
-        "@id(\"d\") @verdict(\"escalate\") @deadline(\"tomorrow\") forbid (principal, action, resource);",
+        ("@id(\"typo\") permit (principal, action, resource) when { context.amout > 5 };", "amout"),
+        ("@id(\"ghost\") permit (principal, action == Action::\"rocket.launch\", resource);", "rocket.launch"),
+        ("permit (principal, action, resource);", "@id"),
+        ("@id(\"a\") permit (principal, action, resource);\n@id(\"a\") permit (principal, action, resource);", "duplicate"),
+        ("@id(\"v\") @verdict(\"maybe\") forbid (principal, action, resource);", "maybe"),
+        // A role no approver can hold.
+        ("@id(\"r\") @verdict(\"escalate\") @approver_role(\"wizard\") forbid (principal, action, resource);", "wizard"),
+        ("@id(\"d\") @verdict(\"escalate\") @deadline(\"tomorrow\") forbid (principal, action, resource);", "tomorrow"),
     ];
-    for source in bad {
+    for (source, word) in bad {
         let r = s.post(&admin, "/v1/policies", &json!({"source": source, "activate": true})).await;
         r.expect_problem(400, Some("source"));
-        assert!(r.json["detail"].as_str().is_some_and(|d| !d.is_empty()), "names the error: {}", r.text);
+        assert!(r.json["detail"].as_str().is_some_and(|d| d.contains(word)), "the detail names the error ({word}): {}", r.text);
     }
     let after = s.get(&admin, "/v1/policies").await;
     assert_eq!(after.json["active"], json!(1));

@@ -1,6 +1,7 @@
 mod access;
 mod admin;
 mod cli;
+mod durability;
 mod expiry;
 mod harness;
 mod input;
