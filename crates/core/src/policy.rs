@@ -2399,7 +2399,7 @@ pub fn run_suite_with(path: &Path, options: &SuiteOptions) -> Result<SuiteReport
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let policy_path = match (&options.policy, &suite.policy) {
         (Some(p), _) => p.clone(),
-        (None, Some(p)) => base.join(p),
+        (None, Some(p)) => normalize(&base.join(p)),
         (None, None) => {
             return Err(PolicyError::new(
                 "no policy to test: set `policy = \"file.cedar\"` in the suite or pass one",
@@ -2487,6 +2487,26 @@ pub fn run_suite_with(path: &Path, options: &SuiteOptions) -> Result<SuiteReport
         digest: policy.digest(),
         cases,
     })
+}
+
+/// `tests/../policy.cedar` → `policy.cedar`, lexically (for display; no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push(part);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A fully resolved case input (owned, so a [`PolicyInput`] can borrow from it).
@@ -3661,6 +3681,8 @@ counterparty = { risk = "high" }
 expect = { verdict = "rejected" }
 "#,
         );
+        assert_eq!(normalize(Path::new("a/tests/../p.cedar")), PathBuf::from("a/p.cedar"));
+        assert_eq!(normalize(Path::new("../x/./p.cedar")), PathBuf::from("../x/p.cedar"));
         let opts = SuiteOptions { policy: Some(policy.clone()), env: None };
         let report = run_suite_with(&path, &opts).unwrap();
         assert!(report.passed(), "{}", report.render());

@@ -130,6 +130,7 @@ pub fn write_credentials(data_dir: &Path, creds: &[NewCredential]) -> anyhow::Re
 
 /// Starts the server: first start creates keys and `admin.token`; the org file is applied.
 pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    crate::notify::validate_urls(&opts.webhooks)?;
     let engine = open_engine(&opts.data_dir, opts.origin.as_deref(), opts.config.clone(), clock)?;
     let admin_token = engine.ensure_admin_token().await?;
     if let Some(token) = &admin_token {

@@ -78,14 +78,19 @@ pub struct NotifyConfig {
 impl NotifyConfig {
     /// Checks the receivers: absolute http(s) URLs.
     pub fn validate(&self) -> anyhow::Result<()> {
-        for u in &self.urls {
-            let parsed = reqwest::Url::parse(u).with_context(|| format!("--webhook {}: not a URL", label(u)))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                bail!("--webhook {}: only http and https URLs are supported", label(u));
-            }
-        }
-        Ok(())
+        validate_urls(&self.urls)
     }
+}
+
+/// Checks webhook URLs: absolute http(s) URLs with a host.
+pub fn validate_urls(urls: &[String]) -> anyhow::Result<()> {
+    for u in urls {
+        let parsed = reqwest::Url::parse(u).with_context(|| format!("--webhook {}: not a URL", label(u)))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            bail!("--webhook {}: only http and https URLs are supported", label(u));
+        }
+    }
+    Ok(())
 }
 
 /// Delivery state kept in the outbox record beside the notification.
@@ -263,21 +268,33 @@ pub fn spawn_discarder(engine: Arc<Engine>) -> JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            let r = engine
+            // Read first: an idle server does no write transaction.
+            let ids = engine
                 .store()
-                .write_tx(|tx| {
-                    let ids: Vec<String> = tx
+                .read_tx(|tx| {
+                    Ok(tx
                         .list_records(RecordKind::Outbox)?
                         .iter()
                         .filter_map(|b| serde_json::from_str::<Value>(b).ok())
                         .filter_map(|v| v["id"].as_str().map(str::to_owned))
-                        .collect();
-                    for id in &ids {
-                        tx.delete_record(RecordKind::Outbox, id)?;
-                    }
-                    Ok(ids.len())
+                        .collect::<Vec<String>>())
                 })
                 .await;
+            let r = match ids {
+                Ok(ids) if ids.is_empty() => Ok(0),
+                Ok(ids) => {
+                    engine
+                        .store()
+                        .write_tx(move |tx| {
+                            for id in &ids {
+                                tx.delete_record(RecordKind::Outbox, id)?;
+                            }
+                            Ok(ids.len())
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             match r {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(n, "no webhook configured: outbox notifications discarded"),
