@@ -3479,6 +3479,9 @@ when { context.amount < 10 };
             let src: String = rules.iter().enumerate().map(|(i, r)| render_rule(i, r)).collect();
             let p = match CompiledPolicy::compile(&src, &env()) {
                 Ok(p) => p,
+                // The generator can exceed the documented complexity limits; those
+                // refusals are tested on their own.
+                Err(e) if e.message.contains("too complex") => return Ok(()),
                 Err(e) => panic!("generated policy refused: {}\n{src}", e.describe()),
             };
             let cedar = Authorizer::new();

@@ -150,6 +150,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         write_credentials(&opts.data_dir, &applied.credentials)?;
         credentials.extend(applied.credentials);
     }
+    engine.warm_policies().await.context("compiling the active policy")?;
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(engine.clone());

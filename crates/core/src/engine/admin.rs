@@ -282,13 +282,21 @@ impl Engine {
         if source.len() > 1024 * 1024 {
             return Err(Error::invalid("source", "policy source is larger than 1 MiB"));
         }
+        // Compiling a large policy takes a while: do it before entering the single writer,
+        // and again inside only if the declared actions or roles changed meanwhile.
+        let env = self.store.read_tx(policy_env).await?;
+        let precompiled = CompiledPolicy::compile(&source, &env)?;
         let ctx = self.ctx();
         let by = by.clone();
         let created = self
             .store
             .write_tx(move |tx| {
-                let env = policy_env(tx)?;
-                let compiled = CompiledPolicy::compile(&source, &env)?;
+                let now_env = policy_env(tx)?;
+                let compiled = if now_env.actions == env.actions && now_env.roles == env.roles {
+                    precompiled
+                } else {
+                    CompiledPolicy::compile(&source, &now_env)?
+                };
                 let version = store::list::<PolicyRecord>(tx, RecordKind::Policy)?
                     .iter()
                     .map(|p| p.version)
@@ -322,6 +330,20 @@ impl Engine {
             })
             .await?;
         Ok(created)
+    }
+
+    /// Compiles the active and shadow policies ahead of the first request (after a
+    /// restart), so that no request waits for a compilation inside the writer.
+    pub async fn warm_policies(&self) -> Result<()> {
+        let ctx = self.ctx();
+        self.store
+            .read_tx(move |tx| {
+                for v in [active_version(tx)?, shadow_version(tx)?].into_iter().flatten() {
+                    ctx.compiled(tx, v)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Activates an existing version (also a roll-back).
