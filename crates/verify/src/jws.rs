@@ -32,7 +32,29 @@ pub const ALG_EDDSA: &str = "EdDSA";
 /// assert!(parsed.verify_signature(&key.verifying_key()).is_ok());
 /// ```
 pub fn sign_compact(header: &Value, payload: &[u8], key: &SigningKey) -> String {
-    sign_compact_json(&header.to_string(), payload, key)
+    sign_compact_json(&sorted_json(header), payload, key)
+}
+
+/// Serializes a JSON value with object members sorted by key, whatever serde_json
+/// features (`preserve_order`) other crates switch on, so the bytes are reproducible.
+///
+/// ```
+/// let v = serde_json::json!({"b": 1, "a": {"d": 2, "c": 3}});
+/// assert_eq!(agentsigna_verify::jws::sorted_json(&v), r#"{"a":{"c":3,"d":2},"b":1}"#);
+/// ```
+pub fn sorted_json(value: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(members.into_iter().map(|(k, v)| (k.clone(), sort(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(value).to_string()
 }
 
 /// Like [`sign_compact`], with the header given as JSON text, so its bytes (member order)

@@ -8,3 +8,4 @@ mod input;
 mod ledger;
 mod loop_;
 mod trust;
+mod tools;

@@ -131,15 +131,15 @@ pub fn passport_header() -> Value {
 
 /// Signs arbitrary header and payload JSON with `key`.
 pub fn forge(header: &Value, payload: &Value, key: &SigningKey) -> String {
-    jws::sign_compact(header, payload.to_string().as_bytes(), key)
+    jws::sign_compact(header, jws::sorted_json(payload).as_bytes(), key)
 }
 
 /// `base64url(header).base64url(payload).signature_b64`, signed by nobody.
 pub fn unsigned(header: &Value, payload: &Value, signature_b64: &str) -> String {
     format!(
         "{}.{}.{}",
-        b64::url_encode(header.to_string()),
-        b64::url_encode(payload.to_string()),
+        b64::url_encode(jws::sorted_json(&header)),
+        b64::url_encode(jws::sorted_json(payload)),
         signature_b64
     )
 }
@@ -167,7 +167,7 @@ pub fn hs256_passport(claims: &PassportClaims) -> String {
     let secret = serde_json::to_string(&Jwk::from_verifying_key(&issuer().verifying_key())).unwrap();
     let input = format!(
         "{}.{}",
-        b64::url_encode(header.to_string()),
+        b64::url_encode(jws::sorted_json(&header)),
         b64::url_encode(serde_json::to_vec(claims).unwrap())
     );
     let mac = hmac_sha256(secret.as_bytes(), input.as_bytes());
@@ -179,7 +179,7 @@ pub fn none_passport(claims: &PassportClaims) -> String {
     let header = json!({"alg": "none", "kid": kid(&issuer()), "typ": "passport+jwt"});
     format!(
         "{}.{}.",
-        b64::url_encode(header.to_string()),
+        b64::url_encode(jws::sorted_json(&header)),
         b64::url_encode(serde_json::to_vec(claims).unwrap())
     )
 }
