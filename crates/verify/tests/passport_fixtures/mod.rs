@@ -138,7 +138,7 @@ pub fn forge(header: &Value, payload: &Value, key: &SigningKey) -> String {
 pub fn unsigned(header: &Value, payload: &Value, signature_b64: &str) -> String {
     format!(
         "{}.{}.{}",
-        b64::url_encode(jws::sorted_json(&header)),
+        b64::url_encode(jws::sorted_json(header)),
         b64::url_encode(jws::sorted_json(payload)),
         signature_b64
     )
