@@ -251,6 +251,14 @@ async fn a_saved_checkpoint_catches_truncation_even_with_a_re_signed_checkpoint(
 
     let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--evidence", &path(&evidence), "--key", &key_text]));
     assert_eq!(code, 0, "saved evidence verifies offline: {err}");
+    // The same evidence, written offline from the data directory by `ledger evidence`.
+    let offline = scratch.path().join("offline-evidence.json");
+    let case = ids[1].as_str();
+    let (code, _, err) = outcome(&run_cli(&["ledger", "evidence", case, "--data-dir", &path(&data), "--out", &path(&offline)]));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--evidence", &path(&offline), "--key", &key_text]));
+    assert_eq!(code, 0, "offline evidence verifies: {err}");
+    assert!(out.contains(case), "{out}");
     let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&data), "--checkpoint", &path(&saved)]));
     assert_eq!(code, 0, "the ledger extends the saved checkpoint: {out} {err}");
 
