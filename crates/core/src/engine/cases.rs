@@ -177,7 +177,7 @@ impl Engine {
         let by2 = by.clone();
         let id2 = id.to_owned();
         // Fast path: a read; a write only when something is due or a passport is to issue.
-        let (case, needs_write) = self
+        let needs_write = self
             .store
             .read_tx(move |tx| {
                 let case = load_case(tx, &id2)?;
@@ -187,10 +187,9 @@ impl Engine {
                 let pickup = matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
                     && case.passport.is_none();
-                Ok((case, due || pickup))
+                Ok(due || pickup)
             })
             .await?;
-        let _ = case;
         let ctx = self.ctx();
         let by2 = by.clone();
         let id2 = id.to_owned();
