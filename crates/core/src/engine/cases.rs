@@ -439,28 +439,28 @@ fn decide_request(
     let agent_trust = trust_state(tx, RecordKind::AgentTrust, &agent.id)?.score(cfg, now);
     let cp_trust = trust_state(tx, RecordKind::CounterpartyTrust, &counterparty.id)?.score(cfg, now);
 
+    let input = PolicyInput {
+        agent_id: &agent.id,
+        agent_owner: &agent.owner,
+        agent_trust,
+        action: &request.action,
+        counterparty_id: &counterparty.id,
+        counterparty_risk: counterparty.risk.as_str(),
+        counterparty_trust: cp_trust,
+        amount_minor,
+        currency: &currency,
+    };
     let (evaluation, policy) = if agent.suspended {
         (
-            reject_with("agent-suspended", &format!("agent {} is suspended by the administrator", agent.id)),
+            reject_with(Some("agent-suspended"), &format!("agent {} is suspended by the administrator", agent.id)),
             None,
         )
     } else {
         match active_version(tx)? {
-            None => (reject_with_null("no active policy"), None),
+            None => (reject_with(None, "no active policy"), None),
             Some(version) => {
                 let compiled = ctx.compiled(tx, version)?;
-                let eval = compiled.evaluate(&PolicyInput {
-                    agent_id: &agent.id,
-                    agent_owner: &agent.owner,
-                    agent_trust,
-                    action: &request.action,
-                    counterparty_id: &counterparty.id,
-                    counterparty_risk: counterparty.risk.as_str(),
-                    counterparty_trust: cp_trust,
-                    amount_minor,
-                    currency: &currency,
-                });
-                (eval, Some(PolicyRef { version, digest: compiled.digest() }))
+                (compiled.evaluate(&input), Some(PolicyRef { version, digest: compiled.digest() }))
             }
         }
     };
@@ -469,18 +469,7 @@ fn decide_request(
     let shadow = match (super::admin::shadow_version(tx)?, &policy) {
         (Some(v), Some(active)) if v != active.version && !agent.suspended => {
             let compiled = ctx.compiled(tx, v)?;
-            let eval = compiled.evaluate(&PolicyInput {
-                agent_id: &agent.id,
-                agent_owner: &agent.owner,
-                agent_trust,
-                action: &request.action,
-                counterparty_id: &counterparty.id,
-                counterparty_risk: counterparty.risk.as_str(),
-                counterparty_trust: cp_trust,
-                amount_minor,
-                currency: &currency,
-            });
-            Some((PolicyRef { version: v, digest: compiled.digest() }, eval))
+            Some((PolicyRef { version: v, digest: compiled.digest() }, compiled.evaluate(&input)))
         }
         _ => None,
     };
@@ -567,21 +556,10 @@ fn decide_request(
     Ok(Submitted { created: true, body, case_id: case.id })
 }
 
-fn reject_with(rule: &str, reason: &str) -> Evaluation {
+fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
     Evaluation {
         verdict: Verdict::Rejected,
-        reasons: vec![Reason { rule: Some(rule.to_owned()), verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
-        approvals_required: 0,
-        roles_required: Vec::new(),
-        deadline_secs: None,
-        ttl_secs: None,
-    }
-}
-
-fn reject_with_null(reason: &str) -> Evaluation {
-    Evaluation {
-        verdict: Verdict::Rejected,
-        reasons: vec![Reason { rule: None, verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
+        reasons: vec![Reason { rule: rule.map(str::to_owned), verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
         approvals_required: 0,
         roles_required: Vec::new(),
         deadline_secs: None,
