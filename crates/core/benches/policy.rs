@@ -24,10 +24,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % bound
     }
 }
@@ -50,11 +47,8 @@ fn policy_source() -> String {
     let mut rng = Lcg(42);
     let mut src = String::new();
     for i in 0..RULES {
-        let scope = if i % 100 == 99 {
-            "action".to_owned()
-        } else {
-            format!("action == Action::\"{}\"", action(i % ACTIONS))
-        };
+        let scope =
+            if i % 100 == 99 { "action".to_owned() } else { format!("action == Action::\"{}\"", action(i % ACTIONS)) };
         let amount = (rng.next(500) + 1) * 10_000;
         let big = (rng.next(300) + 300) * 10_000;
         let trust = rng.next(80);
@@ -188,9 +182,8 @@ fn bench(c: &mut Criterion) {
     });
     group.sample_size(10);
     group.throughput(Throughput::Elements(RULES as u64));
-    group.bench_function("compile", |b| {
-        b.iter(|| black_box(CompiledPolicy::compile(black_box(&source), &env).is_ok()))
-    });
+    group
+        .bench_function("compile", |b| b.iter(|| black_box(CompiledPolicy::compile(black_box(&source), &env).is_ok())));
     group.finish();
 }
 

@@ -140,7 +140,10 @@ impl Keyring {
     pub fn load(dir: &Path, origin: Option<&str>) -> Result<Keyring> {
         for f in ["passport.keys", "ledger.key"] {
             if !dir.join(f).exists() {
-                return Err(Error::NotFound(format!("{} does not exist (is this a data directory?)", dir.join(f).display())));
+                return Err(Error::NotFound(format!(
+                    "{} does not exist (is this a data directory?)",
+                    dir.join(f).display()
+                )));
             }
         }
         Keyring::load_or_create(dir, origin, 0)

@@ -277,11 +277,7 @@ impl Review {
 
     /// Required roles not yet covered by an approval.
     pub fn roles_missing(&self) -> Vec<String> {
-        self.roles_required
-            .iter()
-            .filter(|r| !self.approvals().any(|d| d.roles.contains(r)))
-            .cloned()
-            .collect()
+        self.roles_required.iter().filter(|r| !self.approvals().any(|d| d.roles.contains(r))).cloned().collect()
     }
 
     /// Whether the quorum and the roles are covered.

@@ -18,8 +18,8 @@ pub struct Amount {
 /// ISO 4217 active codes by number of minor digits (list of 2024). Codes not listed
 /// under 0, 3 or 4 digits have 2.
 const ZERO: &[&str] = &[
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF",
-    "XOF", "XPF",
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF",
+    "XPF",
 ];
 const THREE: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 const FOUR: &[&str] = &["CLF", "UYW"];

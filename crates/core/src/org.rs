@@ -147,7 +147,8 @@ impl Engine {
             self.declare_action(&admin, a.action_type.clone(), a.description.clone()).await?;
         }
         for c in &org.counterparties {
-            self.put_counterparty(&admin, c.id.clone(), CounterpartyInput { name: c.name.clone(), risk: c.risk }).await?;
+            self.put_counterparty(&admin, c.id.clone(), CounterpartyInput { name: c.name.clone(), risk: c.risk })
+                .await?;
         }
         for s in &org.systems {
             match self.register_system(&admin, s.clone()).await {

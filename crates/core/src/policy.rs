@@ -85,9 +85,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy::{
-    pst, ActionConstraint, AuthorizationError, Authorizer, Context, Effect, Entities, Entity,
-    EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    pst, ActionConstraint, AuthorizationError, Authorizer, Context, Effect, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde::{Deserialize, Serialize};
@@ -110,15 +109,7 @@ const MAX_OPERATORS: usize = 64;
 const COMPILE_STACK: usize = 64 << 20;
 
 /// The annotations a rule may carry.
-const KNOWN_ANNOTATIONS: [&str; 7] = [
-    "id",
-    "verdict",
-    "reason",
-    "approvals",
-    "approver_role",
-    "deadline",
-    "ttl",
-];
+const KNOWN_ANNOTATIONS: [&str; 7] = ["id", "verdict", "reason", "approvals", "approver_role", "deadline", "ttl"];
 
 /// What a policy is validated against: the organization's declared action types and the
 /// approver roles that exist.
@@ -238,11 +229,7 @@ impl Evaluation {
     fn rejected_plain(reason: String) -> Self {
         Evaluation {
             verdict: Verdict::Rejected,
-            reasons: vec![Reason {
-                rule: None,
-                verdict: RuleVerdict::Reject,
-                reason,
-            }],
+            reasons: vec![Reason { rule: None, verdict: RuleVerdict::Reject, reason }],
             approvals_required: 0,
             roles_required: Vec::new(),
             deadline_secs: None,
@@ -252,10 +239,7 @@ impl Evaluation {
 
     /// The ids of the rules in `reasons`, in order.
     pub fn rule_ids(&self) -> Vec<&str> {
-        self.reasons
-            .iter()
-            .filter_map(|r| r.rule.as_deref())
-            .collect()
+        self.reasons.iter().filter_map(|r| r.rule.as_deref()).collect()
     }
 }
 
@@ -275,12 +259,7 @@ pub struct PolicyError {
 
 impl PolicyError {
     fn new(message: impl Into<String>) -> Self {
-        PolicyError {
-            message: message.into(),
-            rule: None,
-            line: None,
-            column: None,
-        }
+        PolicyError { message: message.into(), rule: None, line: None, column: None }
     }
 
     fn in_rule(mut self, rule: Option<&str>) -> Self {
@@ -420,9 +399,9 @@ impl CompiledPolicy {
                 .stack_size(COMPILE_STACK)
                 .spawn_scoped(scope, || Self::compile_here(source, env));
             match worker {
-                Ok(handle) => handle.join().unwrap_or_else(|_| {
-                    Err(PolicyError::new("internal error while compiling the policy"))
-                }),
+                Ok(handle) => {
+                    handle.join().unwrap_or_else(|_| Err(PolicyError::new("internal error while compiling the policy")))
+                }
                 // No thread to be had: compile on this one (within the complexity limits
                 // that is still safe on an ordinary stack in release builds).
                 Err(_) => Self::compile_here(source, env),
@@ -465,10 +444,7 @@ impl CompiledPolicy {
             let text = policy.to_cedar().unwrap_or_default();
             // Rules appear in source order, so searching forward finds each one's own text
             // even when two rules are textually identical.
-            let offset = source
-                .get(cursor..)
-                .and_then(|rest| rest.find(text.as_str()))
-                .map(|i| cursor + i);
+            let offset = source.get(cursor..).and_then(|rest| rest.find(text.as_str())).map(|i| cursor + i);
             if let Some(o) = offset {
                 cursor = o + text.len();
             }
@@ -497,8 +473,7 @@ impl CompiledPolicy {
                 .in_rule(Some(&rule.id))
                 .at(source, offset));
             }
-            let idx = u32::try_from(rules.len())
-                .map_err(|_| PolicyError::new("too many rules in one policy"))?;
+            let idx = u32::try_from(rules.len()).map_err(|_| PolicyError::new("too many rules in one policy"))?;
             index.insert(rule.id.clone(), idx);
             renamed.push(policy.new_id(PolicyId::new(&rule.id)));
             offsets.push(offset);
@@ -542,11 +517,7 @@ impl CompiledPolicy {
         let mut symbols = Symbols::default();
         for (policy, rule) in renamed.iter().zip(&rules) {
             let pst_policy = policy.to_pst().ok();
-            conds.push(
-                pst_policy
-                    .as_ref()
-                    .and_then(|p| compile_condition(p.body(), &mut symbols)),
-            );
+            conds.push(pst_policy.as_ref().and_then(|p| compile_condition(p.body(), &mut symbols)));
             flipped.push(as_permit(policy, pst_policy).map_err(|e| e.in_rule(Some(&rule.id)))?);
         }
 
@@ -567,19 +538,13 @@ impl CompiledPolicy {
                 }
             }
             let pick = |ids: &[u32]| {
-                PolicySet::from_policies(
-                    ids.iter().filter_map(|&i| flipped.get(i as usize).cloned()),
-                )
-                .map_err(|e| PolicyError::new(format!("invalid policy set: {e}")))
+                PolicySet::from_policies(ids.iter().filter_map(|&i| flipped.get(i as usize).cloned()))
+                    .map_err(|e| PolicyError::new(format!("invalid policy set: {e}")))
             };
             let slice = Slice {
                 action_uid: entity_uid(ACTION_TYPE, action)?,
                 fast,
-                slow: if slow.is_empty() {
-                    None
-                } else {
-                    Some(pick(&slow)?)
-                },
+                slow: if slow.is_empty() { None } else { Some(pick(&slow)?) },
                 full: pick(&members)?,
                 len: members.len(),
             };
@@ -588,11 +553,7 @@ impl CompiledPolicy {
 
         let rule_reasons = rules
             .iter()
-            .map(|r| Reason {
-                rule: Some(r.id.clone()),
-                verdict: r.tier,
-                reason: default_reason_text(r),
-            })
+            .map(|r| Reason { rule: Some(r.id.clone()), verdict: r.tier, reason: default_reason_text(r) })
             .collect();
         Ok(CompiledPolicy {
             source: source.to_owned(),
@@ -627,9 +588,7 @@ impl CompiledPolicy {
 
     /// A rule by `@id`.
     pub fn rule(&self, id: &str) -> Option<&Rule> {
-        self.index
-            .get(id)
-            .and_then(|&i| self.rules.get(i as usize))
+        self.index.get(id).and_then(|&i| self.rules.get(i as usize))
     }
 
     /// Cedar's validation warnings (e.g. a rule that can never apply); not fatal.
@@ -639,23 +598,14 @@ impl CompiledPolicy {
 
     /// How the policy will be evaluated.
     pub fn stats(&self) -> PolicyStats {
-        let fast: HashSet<u32> = self
-            .slices
-            .values()
-            .flat_map(|s| s.fast.rules.iter().map(|r| r.rule))
-            .collect();
+        let fast: HashSet<u32> = self.slices.values().flat_map(|s| s.fast.rules.iter().map(|r| r.rule)).collect();
         let covered: HashSet<u32> = self
             .slices
             .values()
             .flat_map(|s| {
-                s.fast
-                    .rules
-                    .iter()
-                    .map(|r| r.rule)
-                    .chain(s.slow.iter().flat_map(|p| {
-                        p.policies()
-                            .filter_map(|p| self.index.get(pid(p.id())).copied())
-                    }))
+                s.fast.rules.iter().map(|r| r.rule).chain(
+                    s.slow.iter().flat_map(|p| p.policies().filter_map(|p| self.index.get(pid(p.id())).copied())),
+                )
             })
             .collect();
         PolicyStats {
@@ -724,16 +674,9 @@ impl CompiledPolicy {
         let request = self.cedar_request(slice, input)?;
         let response = self.authorizer.is_authorized(&request.0, set, &request.1);
         let lookup = |id: &PolicyId| {
-            self.index
-                .get(pid(id))
-                .copied()
-                .ok_or_else(|| format!("unknown rule id {id} in a Cedar response"))
+            self.index.get(pid(id)).copied().ok_or_else(|| format!("unknown rule id {id} in a Cedar response"))
         };
-        let satisfied = response
-            .diagnostics()
-            .reason()
-            .map(lookup)
-            .collect::<Result<Vec<_>, _>>()?;
+        let satisfied = response.diagnostics().reason().map(lookup).collect::<Result<Vec<_>, _>>()?;
         let mut errors = response
             .diagnostics()
             .errors()
@@ -748,30 +691,15 @@ impl CompiledPolicy {
     }
 
     /// The two entities and the request, built directly (no JSON, no schema-based parsing).
-    fn cedar_request(
-        &self,
-        slice: &Slice,
-        input: &PolicyInput<'_>,
-    ) -> Result<(Request, Entities), String> {
-        let agent = EntityUid::from_type_name_and_id(
-            self.agent_type.clone(),
-            EntityId::new(input.agent_id),
-        );
-        let counterparty = EntityUid::from_type_name_and_id(
-            self.counterparty_type.clone(),
-            EntityId::new(input.counterparty_id),
-        );
+    fn cedar_request(&self, slice: &Slice, input: &PolicyInput<'_>) -> Result<(Request, Entities), String> {
+        let agent = EntityUid::from_type_name_and_id(self.agent_type.clone(), EntityId::new(input.agent_id));
+        let counterparty =
+            EntityUid::from_type_name_and_id(self.counterparty_type.clone(), EntityId::new(input.counterparty_id));
         let agent_entity = Entity::new(
             agent.clone(),
             HashMap::from([
-                (
-                    "owner".to_owned(),
-                    RestrictedExpression::new_string(input.agent_owner.to_owned()),
-                ),
-                (
-                    "trust".to_owned(),
-                    RestrictedExpression::new_long(input.agent_trust),
-                ),
+                ("owner".to_owned(), RestrictedExpression::new_string(input.agent_owner.to_owned())),
+                ("trust".to_owned(), RestrictedExpression::new_long(input.agent_trust)),
             ]),
             HashSet::new(),
         )
@@ -779,33 +707,20 @@ impl CompiledPolicy {
         let counterparty_entity = Entity::new(
             counterparty.clone(),
             HashMap::from([
-                (
-                    "risk".to_owned(),
-                    RestrictedExpression::new_string(input.counterparty_risk.to_owned()),
-                ),
-                (
-                    "trust".to_owned(),
-                    RestrictedExpression::new_long(input.counterparty_trust),
-                ),
+                ("risk".to_owned(), RestrictedExpression::new_string(input.counterparty_risk.to_owned())),
+                ("trust".to_owned(), RestrictedExpression::new_long(input.counterparty_trust)),
             ]),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities([agent_entity, counterparty_entity], None)
-            .map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities([agent_entity, counterparty_entity], None).map_err(|e| e.to_string())?;
         let context = Context::from_pairs([
-            (
-                "amount".to_owned(),
-                RestrictedExpression::new_long(input.amount_minor),
-            ),
-            (
-                "currency".to_owned(),
-                RestrictedExpression::new_string(input.currency.to_owned()),
-            ),
+            ("amount".to_owned(), RestrictedExpression::new_long(input.amount_minor)),
+            ("currency".to_owned(), RestrictedExpression::new_string(input.currency.to_owned())),
         ])
         .map_err(|e| e.to_string())?;
-        let request = Request::new(agent, slice.action_uid.clone(), counterparty, context, None)
-            .map_err(|e| e.to_string())?;
+        let request =
+            Request::new(agent, slice.action_uid.clone(), counterparty, context, None).map_err(|e| e.to_string())?;
         Ok((request, entities))
     }
 
@@ -849,11 +764,7 @@ impl CompiledPolicy {
             out.extend(of(t).filter_map(|i| self.rule_reasons.get(i as usize).cloned()));
             out
         };
-        let min_ttl = |t: RuleVerdict| {
-            of(t)
-                .filter_map(|i| self.rules.get(i as usize).and_then(|r| r.ttl_secs))
-                .min()
-        };
+        let min_ttl = |t: RuleVerdict| of(t).filter_map(|i| self.rules.get(i as usize).and_then(|r| r.ttl_secs)).min();
         let refused = |reasons| Evaluation {
             verdict: Verdict::Rejected,
             reasons,
@@ -880,23 +791,15 @@ impl CompiledPolicy {
             };
         }
         let escalating = || of(RuleVerdict::Escalate).filter_map(|i| self.rules.get(i as usize));
-        let roles: BTreeSet<&str> = escalating()
-            .filter_map(|r| r.approver_role.as_deref())
-            .collect();
+        let roles: BTreeSet<&str> = escalating().filter_map(|r| r.approver_role.as_deref()).collect();
         Evaluation {
             verdict: Verdict::Escalated,
             reasons: reasons_of(RuleVerdict::Escalate, escalates),
-            approvals_required: escalating()
-                .map(|r| r.approvals.unwrap_or(1))
-                .max()
-                .unwrap_or(1),
+            approvals_required: escalating().map(|r| r.approvals.unwrap_or(1)).max().unwrap_or(1),
             roles_required: roles.into_iter().map(str::to_owned).collect(),
             deadline_secs: escalating().filter_map(|r| r.deadline_secs).min(),
             // The permits that make the request allowable bound the passport too.
-            ttl_secs: min_ttl(RuleVerdict::Escalate)
-                .into_iter()
-                .chain(min_ttl(RuleVerdict::Authorize))
-                .min(),
+            ttl_secs: min_ttl(RuleVerdict::Escalate).into_iter().chain(min_ttl(RuleVerdict::Authorize)).min(),
         }
     }
 
@@ -940,8 +843,7 @@ fn digest_of(source: &str) -> String {
 }
 
 fn type_name(name: &str) -> Result<EntityTypeName, PolicyError> {
-    EntityTypeName::from_str(name)
-        .map_err(|e| PolicyError::new(format!("invalid entity type {name}: {e}")))
+    EntityTypeName::from_str(name).map_err(|e| PolicyError::new(format!("invalid entity type {name}: {e}")))
 }
 
 fn entity_uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
@@ -950,17 +852,12 @@ fn entity_uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
 
 /// `policyN` → N (Cedar's generated ids follow source order).
 fn generated_index(id: &PolicyId) -> usize {
-    pid(id)
-        .strip_prefix("policy")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(usize::MAX)
+    pid(id).strip_prefix("policy").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
 }
 
 /// Does a rule's action scope admit `action`?
 fn applies_to(policy: &Policy, action: &str) -> bool {
-    let names = |uid: &EntityUid| {
-        uid.type_name().to_string() == ACTION_TYPE && uid.id().unescaped() == action
-    };
+    let names = |uid: &EntityUid| uid.type_name().to_string() == ACTION_TYPE && uid.id().unescaped() == action;
     match policy.action_constraint() {
         ActionConstraint::Any => true,
         ActionConstraint::Eq(uid) => names(&uid),
@@ -979,8 +876,7 @@ fn as_permit(policy: &Policy, pst_policy: Option<pst::Policy>) -> Result<Policy,
     let mut body = pst_policy.body().clone();
     body.effect = pst::Effect::Permit;
     let static_policy = pst::StaticPolicy::try_from(body).map_err(|e| fail(&e.to_string()))?;
-    let permit = Policy::from_pst(pst::Policy::Static(static_policy))
-        .map_err(|e| fail(&e.to_string()))?;
+    let permit = Policy::from_pst(pst::Policy::Static(static_policy)).map_err(|e| fail(&e.to_string()))?;
     Ok(permit.new_id(policy.id().clone()))
 }
 
@@ -1049,10 +945,7 @@ fn check_complexity(source: &str) -> Result<(), PolicyError> {
             b'<' | b'>' | b'+' | b'-' | b'*' | b'!' | b'.' => operators += 1,
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
-                while bytes
-                    .get(i)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                {
+                while bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
                     i += 1;
                 }
                 if let Some(word) = source.get(start..i) {
@@ -1192,29 +1085,19 @@ fn rule_from_policy(policy: &Policy, text: String, env: &PolicyEnv) -> Result<Ru
             return Err(fail(
                 None,
                 rule,
-                format!(
-                    "unknown annotation @{key} (known: @{})",
-                    KNOWN_ANNOTATIONS.join(", @")
-                ),
+                format!("unknown annotation @{key} (known: @{})", KNOWN_ANNOTATIONS.join(", @")),
             ));
         }
     }
     let id = match policy.annotation("id") {
-        None => {
-            return Err(fail(
-                None,
-                None,
-                "every rule needs an @id(\"rule-name\") annotation".to_owned(),
-            ))
-        }
+        None => return Err(fail(None, None, "every rule needs an @id(\"rule-name\") annotation".to_owned())),
         Some(id) => id.trim(),
     };
     if id.is_empty() || id.chars().any(char::is_control) || id.len() > 200 {
         return Err(fail(
             Some("id"),
             None,
-            "@id must be a non-empty name (at most 200 characters, no control characters)"
-                .to_owned(),
+            "@id must be a non-empty name (at most 200 characters, no control characters)".to_owned(),
         ));
     }
     let rule = Some(id);
@@ -1245,9 +1128,7 @@ fn rule_from_policy(policy: &Policy, text: String, env: &PolicyEnv) -> Result<Ru
             Err(fail(
                 Some(key),
                 rule,
-                format!(
-                    "@{key} only applies to escalate rules (forbid with @verdict(\"escalate\"))"
-                ),
+                format!("@{key} only applies to escalate rules (forbid with @verdict(\"escalate\"))"),
             ))
         }
     };
@@ -1284,11 +1165,7 @@ fn rule_from_policy(policy: &Policy, text: String, env: &PolicyEnv) -> Result<Ru
                 } else {
                     format!("known roles: {}", env.roles.join(", "))
                 };
-                return Err(fail(
-                    Some("approver_role"),
-                    rule,
-                    format!("unknown approver role \"{role}\" ({known})"),
-                ));
+                return Err(fail(Some("approver_role"), rule, format!("unknown approver role \"{role}\" ({known})")));
             }
             Some(role.to_owned())
         }
@@ -1314,11 +1191,7 @@ fn rule_from_policy(policy: &Policy, text: String, env: &PolicyEnv) -> Result<Ru
         escalate_only("deadline")?;
     }
     let ttl_secs = duration("ttl")?;
-    let reason = policy
-        .annotation("reason")
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
+    let reason = policy.annotation("reason").map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
     Ok(Rule {
         id: id.to_owned(),
         effect: if is_forbid { "forbid" } else { "permit" }.to_owned(),
@@ -1345,10 +1218,7 @@ fn line_col(source: &str, offset: usize) -> (u32, u32) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(column).unwrap_or(u32::MAX),
-    )
+    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
 }
 
 fn diagnostic_message(d: &dyn Diagnostic) -> String {
@@ -1602,9 +1472,7 @@ impl Like {
             [exact] => Like::Exact(exact.as_str().into()),
             [first, last] if first.is_empty() => Like::Suffix(last.as_str().into()),
             [first, last] if last.is_empty() => Like::Prefix(first.as_str().into()),
-            [first, mid, last] if first.is_empty() && last.is_empty() => {
-                Like::Contains(mid.as_str().into())
-            }
+            [first, mid, last] if first.is_empty() && last.is_empty() => Like::Contains(mid.as_str().into()),
             _ => Like::General(pattern.into()),
         }
     }
@@ -1773,9 +1641,7 @@ struct FastRule {
 
 impl FastRules {
     fn push(&mut self, rule: u32, conjuncts: &[B]) -> Result<(), PolicyError> {
-        let index = |n: usize| {
-            u32::try_from(n).map_err(|_| PolicyError::new("policy too large to prepare"))
-        };
+        let index = |n: usize| u32::try_from(n).map_err(|_| PolicyError::new("policy too large to prepare"));
         let start = index(self.conjuncts.len())?;
         self.conjuncts.extend_from_slice(conjuncts);
         let end = index(self.conjuncts.len())?;
@@ -1786,10 +1652,7 @@ impl FastRules {
     /// Push the satisfied rules (source order) onto `out`.
     fn eval(&self, f: &Facts<'_>, out: &mut Vec<u32>) -> Result<(), Defer> {
         'rules: for r in &self.rules {
-            let parts = self
-                .conjuncts
-                .get(r.start as usize..r.end as usize)
-                .ok_or(Defer)?;
+            let parts = self.conjuncts.get(r.start as usize..r.end as usize).ok_or(Defer)?;
             for part in parts {
                 if !part.eval(f)? {
                     continue 'rules;
@@ -1824,10 +1687,7 @@ fn wildcard_match(text: &str, pattern: &[pst::PatternElem]) -> bool {
             match star {
                 Some((sp, st)) => {
                     // Let the last `*` swallow one more character and retry.
-                    let width = text
-                        .get(st..)
-                        .and_then(|s| s.chars().next())
-                        .map_or(1, char::len_utf8);
+                    let width = text.get(st..).and_then(|s| s.chars().next()).map_or(1, char::len_utf8);
                     star = Some((sp, st + width));
                     p = sp;
                     t = st + width;
@@ -1835,9 +1695,7 @@ fn wildcard_match(text: &str, pattern: &[pst::PatternElem]) -> bool {
                 None => return false,
             }
         } else {
-            return pattern
-                .get(p..)
-                .is_some_and(|rest| rest.iter().all(|e| matches!(e, pst::PatternElem::Wildcard)));
+            return pattern.get(p..).is_some_and(|rest| rest.iter().all(|e| matches!(e, pst::PatternElem::Wildcard)));
         }
     }
 }
@@ -1883,10 +1741,7 @@ fn scope(var: E, c: ScopeKind<'_>) -> B {
         ScopeKind::Any => B::Lit(true),
         ScopeKind::Eq(uid) | ScopeKind::In(uid) => ent_eq(var, entity_lit(uid)),
         ScopeKind::Is(ty) => is_type(var, ty),
-        ScopeKind::IsIn(ty, uid) => B::And(Box::new((
-            is_type(var.clone(), ty),
-            ent_eq(var, entity_lit(uid)),
-        ))),
+        ScopeKind::IsIn(ty, uid) => B::And(Box::new((is_type(var.clone(), ty), ent_eq(var, entity_lit(uid))))),
     }
 }
 
@@ -1983,17 +1838,11 @@ impl Translator<'_> {
                 (X::Var(Var::Principal), "owner") => T::S(S::Field(StrField::Owner)),
                 (X::Var(Var::Principal), "trust") => T::L(L::Field(LongField::AgentTrust)),
                 (X::Var(Var::Resource), "risk") => T::S(S::Field(StrField::Risk)),
-                (X::Var(Var::Resource), "trust") => {
-                    T::L(L::Field(LongField::CounterpartyTrust))
-                }
+                (X::Var(Var::Resource), "trust") => T::L(L::Field(LongField::CounterpartyTrust)),
                 _ => return None,
             },
-            X::UnaryOp { op: U::Not, expr } => {
-                T::B(B::Not(Box::new(as_bool(self.translate(expr)?)?)))
-            }
-            X::UnaryOp { op: U::Neg, expr } => {
-                T::L(L::Neg(Box::new(as_long(self.translate(expr)?)?)))
-            }
+            X::UnaryOp { op: U::Not, expr } => T::B(B::Not(Box::new(as_bool(self.translate(expr)?)?))),
+            X::UnaryOp { op: U::Neg, expr } => T::L(L::Neg(Box::new(as_long(self.translate(expr)?)?))),
             X::BinaryOp { op, left, right } => {
                 let (l, r) = (self.translate(left)?, self.translate(right)?);
                 let longs = |l: T, r: T| Some(Box::new((as_long(l)?, as_long(r)?)));
@@ -2012,19 +1861,13 @@ impl Translator<'_> {
                     Op::Mul => T::L(L::Mul(longs(l, r)?)),
                     Op::In => match (l, r) {
                         (T::E(a), T::E(b)) => T::B(ent_eq(a, b)),
-                        (T::E(a), T::EntSet(set)) => {
-                            T::B(B::EntIn(Box::new((a, set.into_boxed_slice()))))
-                        }
+                        (T::E(a), T::EntSet(set)) => T::B(B::EntIn(Box::new((a, set.into_boxed_slice())))),
                         _ => return None,
                     },
                     Op::Contains => match (l, r) {
-                        (T::LongSet(set), T::L(x)) => {
-                            T::B(B::LongIn(Box::new((x, set.into_boxed_slice()))))
-                        }
+                        (T::LongSet(set), T::L(x)) => T::B(B::LongIn(Box::new((x, set.into_boxed_slice())))),
                         (T::StrSet(set), T::S(x)) => T::B(self.str_in(x, set)),
-                        (T::EntSet(set), T::E(x)) => {
-                            T::B(B::EntIn(Box::new((x, set.into_boxed_slice()))))
-                        }
+                        (T::EntSet(set), T::E(x)) => T::B(B::EntIn(Box::new((x, set.into_boxed_slice())))),
                         _ => return None,
                     },
                     _ => return None,
@@ -2034,11 +1877,7 @@ impl Translator<'_> {
                 T::S(s) => T::B(B::Like(Box::new((s, Like::new(pattern))))),
                 _ => return None,
             },
-            X::Is {
-                expr,
-                entity_type,
-                in_expr,
-            } => {
+            X::Is { expr, entity_type, in_expr } => {
                 let T::E(target) = self.translate(expr)? else {
                     return None;
                 };
@@ -2055,11 +1894,7 @@ impl Translator<'_> {
                     }
                 }
             }
-            X::IfThenElse {
-                cond,
-                then_expr,
-                else_expr,
-            } => {
+            X::IfThenElse { cond, then_expr, else_expr } => {
                 let c = as_bool(self.translate(cond)?)?;
                 match (self.translate(then_expr)?, self.translate(else_expr)?) {
                     (T::B(t), T::B(e)) => T::B(B::If(Box::new((c, t, e)))),
@@ -2227,13 +2062,8 @@ impl SuiteReport {
     /// Human-readable report with an expected-vs-actual diff for every failure.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "policy tests {} (policy {}, {})",
-            self.suite.display(),
-            self.policy.display(),
-            self.digest
-        );
+        let _ =
+            writeln!(out, "policy tests {} (policy {}, {})", self.suite.display(), self.policy.display(), self.digest);
         for case in &self.cases {
             if case.passed {
                 let _ = writeln!(out, "  ok      {}", case.name);
@@ -2262,13 +2092,7 @@ impl SuiteReport {
             }
         }
         let failed = self.failures();
-        let _ = writeln!(
-            out,
-            "{} case(s): {} passed, {} failed",
-            self.cases.len(),
-            self.cases.len() - failed,
-            failed
-        );
+        let _ = writeln!(out, "{} case(s): {} passed, {} failed", self.cases.len(), self.cases.len() - failed, failed);
         out
     }
 }
@@ -2386,24 +2210,18 @@ pub fn run_suite(path: &Path) -> Result<SuiteReport, PolicyError> {
 /// suite file, whose path the message does not repeat), has no cases, a case is malformed,
 /// or the policy does not compile (the message then starts with `policy-path:line:col:`).
 pub fn run_suite_with(path: &Path, options: &SuiteOptions) -> Result<SuiteReport, PolicyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolicyError::new(format!("cannot read test suite: {e}")))?;
-    let suite: SuiteFile = toml::from_str(&text).map_err(|e| {
-        PolicyError::new(e.message().trim()).at(&text, e.span().map(|s| s.start))
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| PolicyError::new(format!("cannot read test suite: {e}")))?;
+    let suite: SuiteFile =
+        toml::from_str(&text).map_err(|e| PolicyError::new(e.message().trim()).at(&text, e.span().map(|s| s.start)))?;
     if suite.cases.is_empty() {
-        return Err(PolicyError::new(
-            "no test cases: add [[case]] tables (see the documented format)",
-        ));
+        return Err(PolicyError::new("no test cases: add [[case]] tables (see the documented format)"));
     }
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let policy_path = match (&options.policy, &suite.policy) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => normalize(&base.join(p)),
         (None, None) => {
-            return Err(PolicyError::new(
-                "no policy to test: set `policy = \"file.cedar\"` in the suite or pass one",
-            ))
+            return Err(PolicyError::new("no policy to test: set `policy = \"file.cedar\"` in the suite or pass one"))
         }
     };
     let policy_shown = policy_path.display().to_string();
@@ -2413,10 +2231,7 @@ pub fn run_suite_with(path: &Path, options: &SuiteOptions) -> Result<SuiteReport
     let inputs = suite
         .cases
         .iter()
-        .map(|c| {
-            case_input(&suite.defaults, c)
-                .map_err(|m| PolicyError::new(format!("case \"{}\": {m}", c.name)))
-        })
+        .map(|c| case_input(&suite.defaults, c).map_err(|m| PolicyError::new(format!("case \"{}\": {m}", c.name))))
         .collect::<Result<Vec<_>, _>>()?;
     let expectations = suite
         .cases
@@ -2473,20 +2288,10 @@ pub fn run_suite_with(path: &Path, options: &SuiteOptions) -> Result<SuiteReport
         .map(|((case, input), (deadline, ttl))| {
             let actual = policy.evaluate(&input.as_input());
             let mismatches = compare(&case.expect, *deadline, *ttl, &actual);
-            CaseReport {
-                name: case.name.clone(),
-                passed: mismatches.is_empty(),
-                actual,
-                mismatches,
-            }
+            CaseReport { name: case.name.clone(), passed: mismatches.is_empty(), actual, mismatches }
         })
         .collect();
-    Ok(SuiteReport {
-        suite: path.to_path_buf(),
-        policy: policy_path,
-        digest: policy.digest(),
-        cases,
-    })
+    Ok(SuiteReport { suite: path.to_path_buf(), policy: policy_path, digest: policy.digest(), cases })
 }
 
 /// `tests/../policy.cedar` → `policy.cedar`, lexically (for display; no file system access).
@@ -2555,44 +2360,24 @@ fn case_input(defaults: &CaseInputSpec, case: &CaseSpec) -> Result<OwnedInput, S
             Err(format!("{who}.trust must be 0–100, not {v}"))
         }
     };
-    let risk = cp
-        .risk
-        .or(cp_default.risk)
-        .unwrap_or_else(|| "low".to_owned());
+    let risk = cp.risk.or(cp_default.risk).unwrap_or_else(|| "low".to_owned());
     if !["low", "medium", "high", "blocked"].contains(&risk.as_str()) {
-        return Err(format!(
-            "counterparty.risk must be low, medium, high or blocked, not \"{risk}\""
-        ));
+        return Err(format!("counterparty.risk must be low, medium, high or blocked, not \"{risk}\""));
     }
     Ok(OwnedInput {
         agent_id: agent.id.or(agent_default.id).unwrap_or_else(|| "agent".to_owned()),
-        agent_owner: agent
-            .owner
-            .or(agent_default.owner)
-            .unwrap_or_else(|| "owner@example.com".to_owned()),
+        agent_owner: agent.owner.or(agent_default.owner).unwrap_or_else(|| "owner@example.com".to_owned()),
         agent_trust: trust("agent", agent.trust.or(agent_default.trust).unwrap_or(50))?,
         action,
-        counterparty_id: cp
-            .id
-            .or(cp_default.id)
-            .unwrap_or_else(|| "counterparty".to_owned()),
+        counterparty_id: cp.id.or(cp_default.id).unwrap_or_else(|| "counterparty".to_owned()),
         counterparty_risk: risk,
         counterparty_trust: trust("counterparty", cp.trust.or(cp_default.trust).unwrap_or(50))?,
         amount_minor: case.amount.or(defaults.amount).unwrap_or(0),
-        currency: case
-            .currency
-            .clone()
-            .or_else(|| defaults.currency.clone())
-            .unwrap_or_else(|| "USD".to_owned()),
+        currency: case.currency.clone().or_else(|| defaults.currency.clone()).unwrap_or_else(|| "USD".to_owned()),
     })
 }
 
-fn compare(
-    expect: &ExpectSpec,
-    deadline: Option<i64>,
-    ttl: Option<i64>,
-    actual: &Evaluation,
-) -> Vec<Mismatch> {
+fn compare(expect: &ExpectSpec, deadline: Option<i64>, ttl: Option<i64>, actual: &Evaluation) -> Vec<Mismatch> {
     let mut out = Vec::new();
     let plain = |field: &str, expected: String, actual: String| Mismatch {
         field: field.to_owned(),
@@ -2614,30 +2399,18 @@ fn compare(
         })
     };
     if expect.verdict != actual.verdict {
-        out.push(plain(
-            "verdict",
-            expect.verdict.to_string(),
-            actual.verdict.to_string(),
-        ));
+        out.push(plain("verdict", expect.verdict.to_string(), actual.verdict.to_string()));
     }
     if let Some(rules) = &expect.rules {
         out.extend(set_mismatch("rules", rules, actual.rule_ids()));
     }
     if let Some(n) = expect.approvals {
         if n != actual.approvals_required {
-            out.push(plain(
-                "approvals",
-                n.to_string(),
-                actual.approvals_required.to_string(),
-            ));
+            out.push(plain("approvals", n.to_string(), actual.approvals_required.to_string()));
         }
     }
     if let Some(roles) = &expect.roles {
-        out.extend(set_mismatch(
-            "roles",
-            roles,
-            actual.roles_required.iter().map(String::as_str).collect(),
-        ));
+        out.extend(set_mismatch("roles", roles, actual.roles_required.iter().map(String::as_str).collect()));
     }
     let secs = |v: Option<i64>| v.map_or_else(|| "default".to_owned(), |s| format!("{s}s"));
     if expect.deadline.is_some() && deadline != actual.deadline_secs {
@@ -2678,10 +2451,8 @@ fn roles_named_in(source: &str) -> Vec<String> {
     let Ok(set) = PolicySet::from_str(source) else {
         return Vec::new();
     };
-    let roles: BTreeSet<String> = set
-        .policies()
-        .filter_map(|p| p.annotation("approver_role").map(str::to_owned))
-        .collect();
+    let roles: BTreeSet<String> =
+        set.policies().filter_map(|p| p.annotation("approver_role").map(str::to_owned)).collect();
     roles.into_iter().collect()
 }
 
@@ -2798,11 +2569,7 @@ when { principal.trust < 20 };
         assert_eq!(e.verdict, Verdict::Rejected);
         assert_eq!(
             e.reasons,
-            vec![Reason {
-                rule: None,
-                verdict: RuleVerdict::Reject,
-                reason: DEFAULT_DENY_REASON.into()
-            }]
+            vec![Reason { rule: None, verdict: RuleVerdict::Reject, reason: DEFAULT_DENY_REASON.into() }]
         );
         // Permit's condition false (too large, and not even escalated since no permit).
         let e = eval(&p, &input(PO, 2_000_000));
@@ -2921,9 +2688,7 @@ when { context.amount > 5 && context.amount * 9223372036854775807 > 0 };
         assert_eq!(e.rule_ids(), vec!["overflowing"]);
         assert_eq!(e.reasons[0].verdict, RuleVerdict::Reject);
         assert!(
-            e.reasons[0]
-                .reason
-                .starts_with("evaluation error in rule overflowing: integer overflow"),
+            e.reasons[0].reason.starts_with("evaluation error in rule overflowing: integer overflow"),
             "{}",
             e.reasons[0].reason
         );
@@ -2967,10 +2732,7 @@ when { context.amount > 5 && context.amount * 9223372036854775807 > 0 };
         assert_eq!(p.rule("small-po").unwrap().tier, RuleVerdict::Authorize);
         assert!(p.rule("nope").is_none());
         assert_eq!(p.source(), BASE);
-        assert_eq!(
-            p.digest(),
-            format!("sha256:{}", hex::encode(Sha256::digest(BASE.as_bytes())))
-        );
+        assert_eq!(p.digest(), format!("sha256:{}", hex::encode(Sha256::digest(BASE.as_bytes()))));
         assert_eq!(p.digest().len(), 7 + 64);
         let stats = p.stats();
         assert_eq!(stats.rules, 5);
@@ -3103,7 +2865,9 @@ when { context.amount < 10 };
         );
         for bad in ["0", "-1", "two", "1.5", "+2", ""] {
             assert_refused(
-                &format!("@id(\"f\") @verdict(\"escalate\") @approvals(\"{bad}\") forbid(principal, action, resource);"),
+                &format!(
+                    "@id(\"f\") @verdict(\"escalate\") @approvals(\"{bad}\") forbid(principal, action, resource);"
+                ),
                 "@approvals must be a positive integer",
                 1,
             );
@@ -3198,11 +2962,7 @@ when { context.amount < 10 };
             "cost_center",
             1,
         );
-        assert_refused(
-            "@id(\"u\") permit(principal == User::\"x\", action, resource);",
-            "User",
-            1,
-        );
+        assert_refused("@id(\"u\") permit(principal == User::\"x\", action, resource);", "User", 1);
         // `.describe()` is one readable line.
         let e = refuse("@id(\"a\")\npermit(principal, action, resource) when { principal.trusty > 3 };");
         assert!(e.describe().starts_with("line 2, column 44, rule a: "), "{}", e.describe());
@@ -3294,10 +3054,7 @@ when { context.amount < 10 };
 
     #[test]
     fn bad_action_names_do_not_break_the_schema() {
-        let env = PolicyEnv {
-            actions: vec!["we\"ird\\name".into(), "ok".into(), "ok".into()],
-            roles: vec![],
-        };
+        let env = PolicyEnv { actions: vec!["we\"ird\\name".into(), "ok".into(), "ok".into()], roles: vec![] };
         let p = CompiledPolicy::compile(
             "@id(\"w\") permit(principal, action == Action::\"we\\\"ird\\\\name\", resource);",
             &env,
@@ -3325,8 +3082,24 @@ when { context.amount < 10 };
             assert_eq!(parse_iso_duration(text), Some(secs), "{text}");
         }
         for bad in [
-            "", "P", "PT", "P1DT", "4H", "PT4", "PT4h", "PTH", "P1H", "PT1D", "PT1M1H", "PT1H1H",
-            "P1.5D", "PT-1S", "P1W1D", "P99999999999999999999D", "P106751991167301D", " PT1H",
+            "",
+            "P",
+            "PT",
+            "P1DT",
+            "4H",
+            "PT4",
+            "PT4h",
+            "PTH",
+            "P1H",
+            "PT1D",
+            "PT1M1H",
+            "PT1H1H",
+            "P1.5D",
+            "PT-1S",
+            "P1W1D",
+            "P99999999999999999999D",
+            "P106751991167301D",
+            " PT1H",
         ] {
             assert_eq!(parse_iso_duration(bad), None, "{bad}");
         }
@@ -3442,10 +3215,8 @@ when { context.amount < 10 };
             1 => "resource in Counterparty::\"acme\"",
             _ => "resource is Counterparty",
         };
-        let body: String = clauses
-            .iter()
-            .map(|(when, b)| format!(" {} {{ {b} }}", if *when { "when" } else { "unless" }))
-            .collect();
+        let body: String =
+            clauses.iter().map(|(when, b)| format!(" {} {{ {b} }}", if *when { "when" } else { "unless" })).collect();
         format!("{head}({principal}, {action}, {resource}){body};\n")
     }
 
@@ -3542,10 +3313,7 @@ when { context.amount < 10 };
         fn new(tag: &str) -> Self {
             static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "agentsigna-policy-{tag}-{}-{n}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir().join(format!("agentsigna-policy-{tag}-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
         }
@@ -3719,7 +3487,12 @@ expect = { verdict = "rejected" }
             "policy = \"broken.cedar\"\nactions = [\"payment.send\"]\n[[case]]\nname = \"x\"\naction = \"payment.send\"\nexpect = { verdict = \"rejected\" }\n",
         );
         let e = run_suite(&path).unwrap_err();
-        assert!(e.message.contains("broken.cedar:1:53: rule a: for policy `a`, attribute `nope` on entity type `Agent` not found"), "{e:?}");
+        assert!(
+            e.message.contains(
+                "broken.cedar:1:53: rule a: for policy `a`, attribute `nope` on entity type `Agent` not found"
+            ),
+            "{e:?}"
+        );
         assert!(e.message.starts_with(&*dir.0.to_string_lossy()), "{e:?}");
 
         let path = dir.write("empty.toml", "policy = \"policy.cedar\"\n");

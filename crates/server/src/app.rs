@@ -108,7 +108,12 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Opens the keys and the store of a data directory and builds the engine.
-pub fn open_engine(data_dir: &Path, origin: Option<&str>, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
+pub fn open_engine(
+    data_dir: &Path,
+    origin: Option<&str>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
     let store = SqliteStore::open(&db_path(data_dir), keys.ledger.clone(), SqliteOptions::default())?;

@@ -276,7 +276,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ledger(LedgerCommand::Evidence(a)) => ledger_evidence(a).map(|_| 0),
         Command::Policy(PolicyCommand::Check(a)) => policy_check(a),
         Command::Policy(PolicyCommand::Test(a)) => policy_test(a),
-        Command::Policy(PolicyCommand::Simulate(a)) => runtime().and_then(|rt| rt.block_on(policy_simulate(a))).map(|_| 0),
+        Command::Policy(PolicyCommand::Simulate(a)) => {
+            runtime().and_then(|rt| rt.block_on(policy_simulate(a))).map(|_| 0)
+        }
         Command::Keys(KeysCommand::List(a)) => keys_list(&a.data_dir).map(|_| 0),
         Command::Keys(KeysCommand::Rotate(a)) => keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust_rebuild(a))),
@@ -426,7 +428,13 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
         let key = read_key(a.key.as_deref().unwrap_or_default())?;
         let ev: Evidence = serde_json::from_str(&std::fs::read_to_string(path)?).context("invalid evidence file")?;
         let cp = verify_evidence(&ev, &key)?;
-        return Ok(format!("OK: {} entries of case {} are included in {} at size {}", ev.entries.len(), ev.case, cp.origin, cp.size));
+        return Ok(format!(
+            "OK: {} entries of case {} are included in {} at size {}",
+            ev.entries.len(),
+            ev.case,
+            cp.origin,
+            cp.size
+        ));
     }
     if let Some(path) = &a.bundle {
         let key = read_key(a.key.as_deref().unwrap_or_default())?;
@@ -462,7 +470,10 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
     reader.scan(|idx, text, digest| {
         let parsed: agentsigna_verify::ledger::Entry = serde_json::from_str(text)
             .map_err(|e| agentsigna_core::Error::storage(format!("bad entry at index {idx}: not an entry: {e}")))?;
-        let entry = agentsigna_verify::ledger::DigestedEntry { entry: parsed, digest: agentsigna_verify::ledger::hex_lower(digest) };
+        let entry = agentsigna_verify::ledger::DigestedEntry {
+            entry: parsed,
+            digest: agentsigna_verify::ledger::hex_lower(digest),
+        };
         if i64::try_from(entry.entry.index).ok() != Some(idx) {
             return Err(agentsigna_core::Error::storage(format!(
                 "bad entry at index {idx}: stored position {idx} holds an entry claiming index {}",
@@ -470,9 +481,12 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
             )));
         }
         // The stored text must be exactly the canonical form that was hashed.
-        let canonical = entry.entry.canonical_json().map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
+        let canonical =
+            entry.entry.canonical_json().map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
         if canonical != text {
-            return Err(agentsigna_core::Error::storage(format!("bad entry at index {idx}: stored text is not canonical")));
+            return Err(agentsigna_core::Error::storage(format!(
+                "bad entry at index {idx}: stored text is not canonical"
+            )));
         }
         verifier.push_digested(&entry).map_err(|e| agentsigna_core::Error::storage(e.to_string()))?;
         progress.tick(verifier.size());
@@ -496,13 +510,18 @@ fn ledger_export(a: LedgerExportArgs) -> anyhow::Result<()> {
         if u64::try_from(idx).unwrap_or(u64::MAX) >= cp.size {
             return Ok(());
         }
-        let entry = serde_json::from_str(text).map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
-        entries.push(agentsigna_verify::ledger::DigestedEntry { entry, digest: agentsigna_verify::ledger::hex_lower(digest) });
+        let entry =
+            serde_json::from_str(text).map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
+        entries.push(agentsigna_verify::ledger::DigestedEntry {
+            entry,
+            digest: agentsigna_verify::ledger::hex_lower(digest),
+        });
         Ok(())
     })?;
     let bundle = Bundle::new(checkpoint, keys.ledger.verifier_key(), entries);
     let n = bundle.entries.len();
-    std::fs::write(&a.out, serde_json::to_vec(&bundle)?).with_context(|| format!("cannot write {}", a.out.display()))?;
+    std::fs::write(&a.out, serde_json::to_vec(&bundle)?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     eprintln!("wrote {n} entries and the checkpoint at size {} to {}", cp.size, a.out.display());
     Ok(())
 }
@@ -560,7 +579,9 @@ fn keys_list(data_dir: &Path) -> anyhow::Result<()> {
         let status = match k.rotated_out_at_ms {
             None if k.kid == active => "active (signs new passports)".to_owned(),
             None => "inactive".to_owned(),
-            Some(t) if now <= t + max => format!("rotated out; published until {}", agentsigna_verify::clock::rfc3339_ms(t + max)),
+            Some(t) if now <= t + max => {
+                format!("rotated out; published until {}", agentsigna_verify::clock::rfc3339_ms(t + max))
+            }
             Some(_) => "retired".to_owned(),
         };
         println!("{:<45} {:<26} {status}", k.kid, agentsigna_verify::clock::rfc3339_ms(k.created_at_ms));
@@ -624,7 +645,10 @@ fn org_env(org: &Path) -> anyhow::Result<agentsigna_core::policy::PolicyEnv> {
     roles.extend(org.approvers.iter().flat_map(|a| a.roles.clone()));
     roles.sort();
     roles.dedup();
-    Ok(agentsigna_core::policy::PolicyEnv { actions: org.actions.iter().map(|a| a.action_type.clone()).collect(), roles })
+    Ok(agentsigna_core::policy::PolicyEnv {
+        actions: org.actions.iter().map(|a| a.action_type.clone()).collect(),
+        roles,
+    })
 }
 
 fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
@@ -689,7 +713,8 @@ async fn policy_simulate(a: PolicySimulateArgs) -> anyhow::Result<()> {
     if !app::db_path(&a.data_dir).exists() {
         bail!("{} has no database", a.data_dir.display());
     }
-    let source = std::fs::read_to_string(&a.candidate).with_context(|| format!("cannot read {}", a.candidate.display()))?;
+    let source =
+        std::fs::read_to_string(&a.candidate).with_context(|| format!("cannot read {}", a.candidate.display()))?;
     let engine = app::open_engine(&a.data_dir, None, Config::default(), Arc::new(SystemClock))?;
     let report = engine.simulate_policy(source).await?;
     if a.json {

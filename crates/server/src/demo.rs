@@ -67,7 +67,13 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
@@ -79,7 +85,14 @@ impl Api {
     }
 
     /// The call must answer `want`; anything else fails the demo, naming what came back.
-    async fn expect(&self, method: Method, path: &str, token: &str, body: Option<&Value>, want: u16) -> anyhow::Result<Value> {
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        want: u16,
+    ) -> anyhow::Result<Value> {
         let (status, v) = self.call(method.clone(), path, token, body).await?;
         if status != want {
             bail!("{method} {path}: expected HTTP {want}, got {status}: {v}");
@@ -110,8 +123,11 @@ type Refusal = (StatusCode, &'static str, String);
 
 impl Erp {
     async fn accept(&self, headers: &HeaderMap, body: &str) -> Result<Value, Refusal> {
-        let passport = passport_header(headers)
-            .ok_or((StatusCode::UNAUTHORIZED, "missing", "no passport: send `Authorization: Passport <jws>`".to_owned()))?;
+        let passport = passport_header(headers).ok_or((
+            StatusCode::UNAUTHORIZED,
+            "missing",
+            "no passport: send `Authorization: Passport <jws>`".to_owned(),
+        ))?;
         let proof = headers.get("agentsigna-proof").and_then(|v| v.to_str().ok());
         let url = format!("{}/purchase-orders", self.url);
         let req = GateRequest { passport: &passport, proof, method: "POST", url: &url };
@@ -124,12 +140,15 @@ impl Erp {
             };
             (status, e.code(), e.to_string())
         })?;
-        let po: Value = serde_json::from_str(body).map_err(|e| (StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
+        let po: Value =
+            serde_json::from_str(body).map_err(|e| (StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
         let c = &verified.claims;
         let authorized = c.authorization_details.first().is_some_and(|d| {
             d.action == "purchase_order.create"
                 && po["vendor"] == d.counterparty.id.as_str()
-                && d.amount.as_ref().is_some_and(|a| po["amount"]["value"] == a.value.as_str() && po["amount"]["currency"] == a.currency.as_str())
+                && d.amount.as_ref().is_some_and(|a| {
+                    po["amount"]["value"] == a.value.as_str() && po["amount"]["currency"] == a.currency.as_str()
+                })
         });
         if !authorized {
             let detail = "this purchase order is not the action the passport authorizes".to_owned();
@@ -181,7 +200,14 @@ async fn start_erp(agentsigna: Api, clock: Arc<DemoClock>, token: String) -> any
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let gate = Gate::new(Verifier::new(jwks, "erp")).with_replay_cache(Arc::new(MemoryReplayCache::new(10_000)));
-    let erp = Erp { gate: Arc::new(gate), clock, agentsigna, token, url: url.clone(), next_po: Arc::new(AtomicU64::new(1001)) };
+    let erp = Erp {
+        gate: Arc::new(gate),
+        clock,
+        agentsigna,
+        token,
+        url: url.clone(),
+        next_po: Arc::new(AtomicU64::new(1001)),
+    };
     let router = Router::new().route("/purchase-orders", post(erp_purchase_order)).with_state(erp);
     let (stop, rx) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
@@ -221,7 +247,11 @@ fn money(value: &str) -> String {
         }
         out.push(ch);
     }
-    if frac.is_empty() { out } else { format!("{out}.{frac}") }
+    if frac.is_empty() {
+        out
+    } else {
+        format!("{out}.{frac}")
+    }
 }
 
 fn s(v: &Value) -> &str {
@@ -232,7 +262,8 @@ fn s(v: &Value) -> &str {
 fn flat(v: &Value) -> String {
     match v {
         Value::Object(m) => {
-            let items: Vec<String> = m.iter().map(|(k, x)| format!("{}: {}", Value::String(k.clone()), flat(x))).collect();
+            let items: Vec<String> =
+                m.iter().map(|(k, x)| format!("{}: {}", Value::String(k.clone()), flat(x))).collect();
             format!("{{{}}}", items.join(", "))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(flat).collect::<Vec<_>>().join(", ")),
@@ -268,7 +299,11 @@ fn needs(n: &Value) -> String {
 
 fn roles(v: &Value) -> String {
     let roles: Vec<&str> = v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
-    if roles.is_empty() { "any approver".to_owned() } else { format!("role {}", roles.join(" + ")) }
+    if roles.is_empty() {
+        "any approver".to_owned()
+    } else {
+        format!("role {}", roles.join(" + "))
+    }
 }
 
 /// The trust moves the last outcome of a case caused (its `trust.updated` ledger entries).
@@ -283,7 +318,11 @@ fn trust_moves(case: &Value) -> String {
             format!("{who} {} → {}", e["data"]["before"], e["data"]["after"])
         })
         .collect();
-    if moves.is_empty() { "unchanged (this case already counted a worse outcome)".to_owned() } else { moves.join(", ") }
+    if moves.is_empty() {
+        "unchanged (this case already counted a worse outcome)".to_owned()
+    } else {
+        moves.join(", ")
+    }
 }
 
 /// One request of an agent.
@@ -300,7 +339,15 @@ struct Ask<'a> {
 
 impl<'a> Ask<'a> {
     fn po(counterparty: &'a str, value: &'a str, description: &'a str, key: &'a str) -> Ask<'a> {
-        Ask { agent: "procurement-bot", action: "purchase_order.create", counterparty, value, audience: "erp", description, key }
+        Ask {
+            agent: "procurement-bot",
+            action: "purchase_order.create",
+            counterparty,
+            value,
+            audience: "erp",
+            description,
+            key,
+        }
     }
 }
 
@@ -315,20 +362,35 @@ struct Demo {
 
 impl Demo {
     fn token(&self, kind: &str, id: &str) -> anyhow::Result<&str> {
-        self.creds.get(&format!("{kind}:{id}")).map(String::as_str).ok_or_else(|| anyhow!("no credential for {kind} {id}"))
+        self.creds
+            .get(&format!("{kind}:{id}"))
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no credential for {kind} {id}"))
     }
 
     /// ① and ②: the agent asks; the verdict must be `want`, produced by `rule`.
     async fn ask(&self, a: Ask<'_>, want: &str, rule: &str) -> anyhow::Result<Value> {
-        say("① request", format!("{} asks: {} with {}, {} USD → {}", a.agent, a.action, a.counterparty, money(a.value), a.audience));
+        say(
+            "① request",
+            format!("{} asks: {} with {}, {} USD → {}", a.agent, a.action, a.counterparty, money(a.value), a.audience),
+        );
         more(format!("\"{}\"", a.description));
         let body = json!({"action": a.action, "counterparty": a.counterparty, "amount": {"value": a.value, "currency": "USD"},
                           "audience": a.audience, "description": a.description, "context": {"cost_center": "IT-7"},
                           "idempotency_key": a.key});
         let v = self.api.expect(Method::POST, "/v1/requests", self.token("agent", a.agent)?, Some(&body), 201).await?;
         let verdict = s(&v["verdict"]);
-        say("② verdict", format!("{verdict}   case {}   (trust: agent {}, {} {}; policy v{})", s(&v["case_id"]),
-            v["trust"]["agent"], a.counterparty, v["trust"]["counterparty"], v["policy"]["version"]));
+        say(
+            "② verdict",
+            format!(
+                "{verdict}   case {}   (trust: agent {}, {} {}; policy v{})",
+                s(&v["case_id"]),
+                v["trust"]["agent"],
+                a.counterparty,
+                v["trust"]["counterparty"],
+                v["policy"]["version"]
+            ),
+        );
         let reasons = v["reasons"].as_array().cloned().unwrap_or_default();
         for r in &reasons {
             more(format!("{} [{}]: {}", r["rule"].as_str().unwrap_or("(no rule)"), s(&r["verdict"]), s(&r["reason"])));
@@ -357,12 +419,25 @@ impl Demo {
         if status != 201 || v["agentsigna_case_status"] != "executed" {
             bail!("the ERP should have accepted the passport: {status} {v}");
         }
-        say("⑤ execution", format!("ERP: 201 Created {} (checked offline; it reported the execution: case executed)", s(&v["po_number"])));
+        say(
+            "⑤ execution",
+            format!(
+                "ERP: 201 Created {} (checked offline; it reported the execution: case executed)",
+                s(&v["po_number"])
+            ),
+        );
         Ok(s(&v["po_number"]).to_owned())
     }
 
     /// ⑤ the ERP must refuse with `status` and the error `code`.
-    async fn refused(&self, passport: Option<(&str, String)>, a: Ask<'_>, status: u16, code: &str, what: &str) -> anyhow::Result<()> {
+    async fn refused(
+        &self,
+        passport: Option<(&str, String)>,
+        a: Ask<'_>,
+        status: u16,
+        code: &str,
+        what: &str,
+    ) -> anyhow::Result<()> {
         let (got, v) = self.send_po(passport, a).await?;
         if got != status || v["code"] != code {
             bail!("the ERP should have refused {what} with {status} {code}: got {got} {v}");
@@ -374,7 +449,10 @@ impl Demo {
     /// ⑥ and ⑦: the ERP reports an outcome with its system token.
     async fn outcome(&self, case: &str, outcome: &str, detail: &str) -> anyhow::Result<()> {
         let body = json!({"outcome": outcome, "detail": detail});
-        let v = self.api.expect(Method::POST, &format!("/v1/cases/{case}/outcome"), self.token("system", "erp")?, Some(&body), 200).await?;
+        let v = self
+            .api
+            .expect(Method::POST, &format!("/v1/cases/{case}/outcome"), self.token("system", "erp")?, Some(&body), 200)
+            .await?;
         if v["status"] != "closed" {
             bail!("case {case} should be closed after its outcome: {}", v["status"]);
         }
@@ -384,20 +462,41 @@ impl Demo {
     }
 
     async fn review_context(&self, approver: &str, review: &str) -> anyhow::Result<()> {
-        let r = self.api.expect(Method::GET, &format!("/v1/reviews/{review}"), self.token("approver", approver)?, None, 200).await?;
+        let r = self
+            .api
+            .expect(Method::GET, &format!("/v1/reviews/{review}"), self.token("approver", approver)?, None, 200)
+            .await?;
         let (t, o) = (&r["agent"]["trust"], &r["agent"]["trust"]["outcomes"]);
         more(format!("{approver} opens the review and sees:"));
-        more(format!("  agent {} (owner {}), trust {}: {} completed, {} reversed, {} disputed", s(&r["agent"]["id"]),
-            s(&r["agent"]["owner"]), t["score"], o["completed"], o["reversed"], o["disputed"]));
-        more(format!("  vendor {}, risk {}, trust {}", s(&r["counterparty"]["name"]), s(&r["counterparty"]["risk"]),
-            r["counterparty"]["trust"]["score"]));
+        more(format!(
+            "  agent {} (owner {}), trust {}: {} completed, {} reversed, {} disputed",
+            s(&r["agent"]["id"]),
+            s(&r["agent"]["owner"]),
+            t["score"],
+            o["completed"],
+            o["reversed"],
+            o["disputed"]
+        ));
+        more(format!(
+            "  vendor {}, risk {}, trust {}",
+            s(&r["counterparty"]["name"]),
+            s(&r["counterparty"]["risk"]),
+            r["counterparty"]["trust"]["score"]
+        ));
         for rule in r["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
             more(format!("  rule {}: {}", s(&rule["rule"]), s(&rule["reason"])));
         }
         Ok(())
     }
 
-    async fn decide(&self, approver: &str, review: &str, decision: &str, comment: &str, want: u16) -> anyhow::Result<Value> {
+    async fn decide(
+        &self,
+        approver: &str,
+        review: &str,
+        decision: &str,
+        comment: &str,
+        want: u16,
+    ) -> anyhow::Result<Value> {
         let body = json!({"decision": decision, "comment": comment});
         let path = format!("/v1/reviews/{review}/decisions");
         self.api.expect(Method::POST, &path, self.token("approver", approver)?, Some(&body), want).await
@@ -413,8 +512,14 @@ impl Demo {
                            "authorization_details": c["authorization_details"], "decision": c["decision"],
                            "approvals": c["approvals"], "case": c["case"]});
         let secs = c["exp"].as_i64().unwrap_or(0) - self.clock.now_secs();
-        say("④ passport", format!("compact JWS, {} bytes, EdDSA; expires {} (in {secs} s). Its claims:", token.len(),
-            rfc3339_ms(c["exp"].as_i64().unwrap_or(0) * 1000)));
+        say(
+            "④ passport",
+            format!(
+                "compact JWS, {} bytes, EdDSA; expires {} (in {secs} s). Its claims:",
+                token.len(),
+                rfc3339_ms(c["exp"].as_i64().unwrap_or(0) * 1000)
+            ),
+        );
         let mut lines = Vec::new();
         layout(&shown, 2, "", "", &mut lines);
         lines.iter().for_each(more);
@@ -438,7 +543,8 @@ impl Demo {
         self.show_passport(&pass1)?;
         let po1 = self.execute(&pass1, a1).await?;
         self.refused(None, a1, 401, "missing", "the same order without a passport").await?;
-        self.refused(Some(("agentsigna-passport", pass1.clone())), a1, 409, "replayed", "the same passport again").await?;
+        self.refused(Some(("agentsigna-passport", pass1.clone())), a1, 409, "replayed", "the same passport again")
+            .await?;
         self.outcome(&case1, "completed", "Delivered and invoiced as ordered").await?;
 
         section(2, "A large purchase order: escalated to finance");
@@ -446,8 +552,15 @@ impl Demo {
         let r2 = self.ask(a2, "escalated", "large-po").await?;
         let case2 = s(&r2["case_id"]).to_owned();
         let review2 = s(&r2["review"]["id"]).to_owned();
-        say("③ review", format!("{review2} {} ({}), deadline {}", needs(&r2["review"]["approvals_required"]),
-            roles(&r2["review"]["roles_required"]), s(&r2["review"]["deadline"])));
+        say(
+            "③ review",
+            format!(
+                "{review2} {} ({}), deadline {}",
+                needs(&r2["review"]["approvals_required"]),
+                roles(&r2["review"]["roles_required"]),
+                s(&r2["review"]["deadline"])
+            ),
+        );
         let waiter = {
             let (api, token) = (self.api.clone(), self.token("agent", "procurement-bot")?.to_owned());
             let path = format!("/v1/cases/{case2}?wait=10");
@@ -468,25 +581,53 @@ impl Demo {
         let (waited, returned_at) = waiter.await.context("the waiting agent")?;
         let waited = waited?;
         if waited["status"] != "authorized" || !waited["passport"].is_string() {
-            bail!("the waiting agent should have got its passport: status {} passport {}", waited["status"], waited["passport"]);
+            bail!(
+                "the waiting agent should have got its passport: status {} passport {}",
+                waited["status"],
+                waited["passport"]
+            );
         }
         let pass2 = s(&waited["passport"]).to_owned();
         let c2 = decode_unverified(&pass2)?;
         let approvals: Vec<String> =
             c2.approvals.iter().map(|a| format!("{} [{}] at {}", a.approver, a.roles.join(","), a.at)).collect();
-        say("④ passport", format!("the waiting request returned {} ms after the approval, with the passport:",
-            returned_at.saturating_duration_since(approved_at).as_millis()));
-        more(format!("decision {} by rules [{}]; approvals: {}", c2.decision.verdict, c2.decision.rules.join(", "), approvals.join("; ")));
+        say(
+            "④ passport",
+            format!(
+                "the waiting request returned {} ms after the approval, with the passport:",
+                returned_at.saturating_duration_since(approved_at).as_millis()
+            ),
+        );
+        more(format!(
+            "decision {} by rules [{}]; approvals: {}",
+            c2.decision.verdict,
+            c2.decision.rules.join(", "),
+            approvals.join("; ")
+        ));
         let po2 = self.execute(&pass2, a2).await?;
         self.outcome(&case2, "completed", "40 laptops received").await?;
 
         section(3, "A payment to a high-risk vendor: rejected by risk");
-        let a3 = Ask { agent: "payments-bot", action: "payment.send", counterparty: "initech", value: "2000.00", audience: "bank",
-                       description: "Advance for the ERP integration workshop", key: "pay-981" };
+        let a3 = Ask {
+            agent: "payments-bot",
+            action: "payment.send",
+            counterparty: "initech",
+            value: "2000.00",
+            audience: "bank",
+            description: "Advance for the ERP integration workshop",
+            key: "pay-981",
+        };
         let r3 = self.ask(a3, "escalated", "high-risk-counterparty").await?;
         let review3 = s(&r3["review"]["id"]).to_owned();
-        say("③ review", format!("{review3} {} ({}), deadline {}", needs(&r3["review"]["approvals_required"]),
-            roles(&r3["review"]["roles_required"]), s(&r3["review"]["deadline"])));
+        say(
+            "③ review",
+            format!(
+                "{review3} {} ({}), deadline {}",
+                needs(&r3["review"]["approvals_required"]),
+                roles(&r3["review"]["roles_required"]),
+                s(&r3["review"]["deadline"])
+            ),
+        );
         self.review_context("erin@example.com", &review3).await?;
         let comment = "Initech is under a fraud investigation; no advances until it is closed";
         let d3 = self.decide("erin@example.com", &review3, "reject", comment, 200).await?;
@@ -497,8 +638,15 @@ impl Demo {
         more(format!("  \"{comment}\""));
 
         section(4, "A contract with a blocked vendor: rejected by policy");
-        let a4 = Ask { agent: "contracts-bot", action: "contract.sign", counterparty: "sanctioned-co", value: "12000.00",
-                       audience: "clm", description: "Annual supply framework agreement", key: "ctr-77" };
+        let a4 = Ask {
+            agent: "contracts-bot",
+            action: "contract.sign",
+            counterparty: "sanctioned-co",
+            value: "12000.00",
+            audience: "clm",
+            description: "Annual supply framework agreement",
+            key: "ctr-77",
+        };
         let r4 = self.ask(a4, "rejected", "blocked-counterparty").await?;
         if !r4["passport"].is_null() || !r4["review"].is_null() {
             bail!("a rejected case gets neither a review nor a passport: {r4}");
@@ -512,13 +660,26 @@ impl Demo {
         say("④ passport", format!("{}, expires {}", s(&r5["passport_id"]), s(&r5["passport_expires_at"])));
         self.clock.offset_ms.fetch_add(JUMP_MS, Ordering::SeqCst);
         say("⑤ execution", "the agent dawdles: demo clock +6 min, then it sends the order");
-        self.refused(Some(("authorization", format!("Passport {}", s(&r5["passport"])))), a5, 401, "expired", "the late order")
+        self.refused(
+            Some(("authorization", format!("Passport {}", s(&r5["passport"])))),
+            a5,
+            401,
+            "expired",
+            "the late order",
+        )
+        .await?;
+        let c5 = self
+            .api
+            .expect(Method::GET, &format!("/v1/cases/{case5}"), self.token("agent", "procurement-bot")?, None, 200)
             .await?;
-        let c5 = self.api.expect(Method::GET, &format!("/v1/cases/{case5}"), self.token("agent", "procurement-bot")?, None, 200).await?;
-        if c5["status"] != "expired" || !c5["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "passport.expired")) {
+        if c5["status"] != "expired"
+            || !c5["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "passport.expired"))
+        {
             bail!("case {case5} should be expired: {}", c5["status"]);
         }
-        more(format!("case {case5} is now expired (passport.expired recorded); an expired passport is never re-issued"));
+        more(format!(
+            "case {case5} is now expired (passport.expired recorded); an expired passport is never re-issued"
+        ));
         let a5b = Ask { key: "po-4413-retry", ..a5 };
         let r5b = self.ask(a5b, "authorized", "po-allowed").await?;
         self.execute(s(&r5b["passport"]), a5b).await?;
@@ -533,15 +694,27 @@ impl Demo {
         let a6 = Ask::po("acme", "4800.00", "Toner, paper and desk supplies for Q4", "po-4414");
         let r6 = self.ask(a6, "escalated", "low-trust-latitude").await?;
         let review6 = s(&r6["review"]["id"]).to_owned();
-        say("③ review", format!("{review6} waits for a risk approver (left open: browse it with `agentsigna demo --serve`)"));
+        say(
+            "③ review",
+            format!("{review6} waits for a risk approver (left open: browse it with `agentsigna demo --serve`)"),
+        );
 
         section(7, "Trust and the ledger");
-        say("⑦ trust", format!("{:<16} {:>6}   {:>5}   outcomes counted (completed/reversed/rejected/disputed)", "", "before", "after"));
+        say(
+            "⑦ trust",
+            format!(
+                "{:<16} {:>6}   {:>5}   outcomes counted (completed/reversed/rejected/disputed)",
+                "", "before", "after"
+            ),
+        );
         let ids = org.agents.iter().map(|a| a.id.as_str()).chain(org.counterparties.iter().map(|c| c.id.as_str()));
         for ((id, path), b) in ids.zip(agent_paths.iter().chain(&cp_paths)).zip(&before) {
             let t = self.trust_of(path).await?;
             let o = &t["outcomes"];
-            more(format!("{id:<16} {b:>6} → {:>5}   {}/{}/{}/{}", t["score"], o["completed"], o["reversed"], o["rejected"], o["disputed"]));
+            more(format!(
+                "{id:<16} {b:>6} → {:>5}   {}/{}/{}/{}",
+                t["score"], o["completed"], o["reversed"], o["rejected"], o["disputed"]
+            ));
         }
         let note = self.api.text("/v1/ledger/checkpoint").await?;
         let key_text = self.api.text("/v1/ledger/key").await?;
@@ -553,18 +726,30 @@ impl Demo {
         )?;
         let chain: Vec<&str> = ev.entries.iter().map(|e| e.entry.entry.kind.as_str()).collect();
         let at = verify_evidence(&ev, &key).map_err(|e| anyhow!("evidence of case {case1}: {e}"))?;
-        more(format!("case {case1}: {} linked entries, each proven included in the tree of size {}:", chain.len(), at.size));
+        more(format!(
+            "case {case1}: {} linked entries, each proven included in the tree of size {}:",
+            chain.len(),
+            at.size
+        ));
         for part in chain.chunks(4) {
             more(format!("  {}", part.join(" → ")));
         }
         let saved = self.data_dir.join("checkpoint.txt");
         std::fs::write(&saved, &note)?;
-        let args = LedgerVerifyArgs { data_dir: Some(self.data_dir.clone()), bundle: None, evidence: None,
-                                      key: Some(key_text.trim().to_owned()), checkpoint: Some(saved) };
+        let args = LedgerVerifyArgs {
+            data_dir: Some(self.data_dir.clone()),
+            bundle: None,
+            evidence: None,
+            key: Some(key_text.trim().to_owned()),
+            checkpoint: Some(saved),
+        };
         let verdict = tokio::task::spawn_blocking(move || crate::cli::ledger_verify_inner(args)).await??;
         more("agentsigna ledger verify --data-dir DIR --checkpoint <the checkpoint above>:");
         more(format!("  {verdict}"));
-        println!("\nledger verified: {} entries written by this demo, every digest, chain and the Merkle root recomputed.", cp.size);
+        println!(
+            "\nledger verified: {} entries written by this demo, every digest, chain and the Merkle root recomputed.",
+            cp.size
+        );
         Ok(review6)
     }
 }
@@ -572,7 +757,8 @@ impl Demo {
 /// `agentsigna demo`.
 pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let org = OrgFile::parse(ORG).context("the built-in org file")?;
-    let dir = tempfile::Builder::new().prefix("agentsigna-demo-").tempdir().context("cannot create a temporary data dir")?;
+    let dir =
+        tempfile::Builder::new().prefix("agentsigna-demo-").tempdir().context("cannot create a temporary data dir")?;
     let clock = Arc::new(DemoClock { offset_ms: AtomicI64::new(-JUMP_MS) });
     let listen = a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut opts = ServeOptions::new(dir.path(), listen);
@@ -580,7 +766,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     opts.sweeper = true;
     let running = app::start(opts, clock.clone()).await.context("starting the server")?;
     let admin = running.admin_token.clone().ok_or_else(|| anyhow!("the fresh data dir has no admin token"))?;
-    let creds: HashMap<String, String> = running.credentials.iter().map(|c| (format!("{}:{}", c.kind, c.id), c.token.clone())).collect();
+    let creds: HashMap<String, String> =
+        running.credentials.iter().map(|c| (format!("{}:{}", c.kind, c.id), c.token.clone())).collect();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let api = Api { http, base: running.url() };
 
@@ -592,11 +779,30 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     let result = match erp {
         Ok(erp) => {
-            say("ERP", format!("{}/purchase-orders   (audience erp; verifies passports offline with the JWKS)", erp.url));
-            say("org", format!("{} agents, {} approvers, {} target systems, {} vendors, Cedar policy of {} rules",
-                org.agents.len(), org.approvers.len(), org.systems.len(), org.counterparties.len(), POLICY.matches("@id(").count()));
+            say(
+                "ERP",
+                format!("{}/purchase-orders   (audience erp; verifies passports offline with the JWKS)", erp.url),
+            );
+            say(
+                "org",
+                format!(
+                    "{} agents, {} approvers, {} target systems, {} vendors, Cedar policy of {} rules",
+                    org.agents.len(),
+                    org.approvers.len(),
+                    org.systems.len(),
+                    org.counterparties.len(),
+                    POLICY.matches("@id(").count()
+                ),
+            );
             say("loop", "① request  ② verdict  ③ review  ④ passport  ⑤ execution  ⑥ outcome  ⑦ trust");
-            let demo = Demo { api: api.clone(), erp_url: erp.url.clone(), clock, admin, creds, data_dir: dir.path().to_owned() };
+            let demo = Demo {
+                api: api.clone(),
+                erp_url: erp.url.clone(),
+                clock,
+                admin,
+                creds,
+                data_dir: dir.path().to_owned(),
+            };
             let r = demo.scenario(&org).await;
             if let (Ok(review), true) = (&r, a.serve) {
                 serve_hint(&api, &running.data_dir, &org, review).await;
@@ -619,13 +825,25 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
 async fn serve_hint(api: &Api, data_dir: &std::path::Path, org: &OrgFile, review: &str) {
     println!("\nThe server keeps running for browsing; Ctrl-C stops it (and removes the data dir).");
     say("API", &api.base);
-    if api.http.get(format!("{}/ui/", api.base)).send().await.is_ok_and(|r| r.status() != reqwest::StatusCode::NOT_FOUND) {
+    if api
+        .http
+        .get(format!("{}/ui/", api.base))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() != reqwest::StatusCode::NOT_FOUND)
+    {
         say("approver UI", format!("{}/ui/  (log in with an approver token below)", api.base));
     }
     say("admin token", data_dir.join("admin.token").display());
     for (i, a) in org.approvers.iter().enumerate() {
         let label = if i == 0 { "approvers" } else { "" };
-        say(label, format!("{:<18} {}", a.id, data_dir.join("credentials").join(format!("approver-{}.token", a.id)).display()));
+        say(
+            label,
+            format!("{:<18} {}", a.id, data_dir.join("credentials").join(format!("approver-{}.token", a.id)).display()),
+        );
     }
-    say("pending", format!("review {review} (procurement-bot, acme 4,800.00 USD) awaits a risk approver: erin or frank"));
+    say(
+        "pending",
+        format!("review {review} (procurement-bot, acme 4,800.00 USD) awaits a risk approver: erin or frank"),
+    );
 }

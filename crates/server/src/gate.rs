@@ -55,7 +55,12 @@ struct GateState {
 
 async fn fetch_jwks(client: &reqwest::Client, source: &str) -> anyhow::Result<Jwks> {
     let text = if source.starts_with("http://") || source.starts_with("https://") {
-        let resp = client.get(source).timeout(Duration::from_secs(10)).send().await.with_context(|| format!("cannot fetch {source}"))?;
+        let resp = client
+            .get(source)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("cannot fetch {source}"))?;
         if !resp.status().is_success() {
             return Err(anyhow!("{source} answered {}", resp.status()));
         }
@@ -90,9 +95,12 @@ impl RunningGate {
 pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningGate> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let jwks = fetch_jwks(&client, &opts.jwks).await?;
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_owned();
+    let public_url =
+        opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_owned();
     let state = Arc::new(GateState {
         gate: RwLock::new(Gate::new(Verifier::new(jwks, opts.audience.clone()))),
         opts,
@@ -138,21 +146,34 @@ fn passport_of(headers: &HeaderMap) -> Option<String> {
 }
 
 const HOP_BY_HOP: &[&str] = &[
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 ];
 
 async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Some(passport) = passport_of(&parts.headers) else {
-        return refuse(&VerifyError::Malformed("no passport: send Authorization: Passport <jws> or AgentSigna-Passport".into()));
+        return refuse(&VerifyError::Malformed(
+            "no passport: send Authorization: Passport <jws> or AgentSigna-Passport".into(),
+        ));
     };
     let proof = parts.headers.get("agentsigna-proof").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.as_str().to_owned();
     let url = format!("{}{}", s.public_url, parts.uri.path());
     let check = |s: &GateState| {
         let gate = s.gate.read().map_err(|_| VerifyError::Malformed("gate lock poisoned".into()))?;
-        gate.check(&GateRequest { passport: &passport, proof: proof.as_deref(), method: &method, url: &url }, s.clock.as_ref())
+        gate.check(
+            &GateRequest { passport: &passport, proof: proof.as_deref(), method: &method, url: &url },
+            s.clock.as_ref(),
+        )
     };
     let mut verified = check(&s);
     if matches!(verified, Err(VerifyError::UnknownKey(_))) && refresh_jwks(&s).await {
@@ -165,15 +186,26 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let body: Bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", "the body is larger than the gate forwards")
-                .into_response()
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Body too large",
+                "the body is larger than the gate forwards",
+            )
+            .into_response()
         }
     };
-    let target = format!("{}{}", s.opts.upstream.trim_end_matches('/'), parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let target =
+        format!("{}{}", s.opts.upstream.trim_end_matches('/'), parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut fwd = s.client.request(parts.method.clone(), &target).body(body);
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n == "agentsigna-passport" || n == "agentsigna-proof" || n == "agentsigna-case" || n == "agentsigna-action" {
+        if HOP_BY_HOP.contains(&n)
+            || n == "agentsigna-passport"
+            || n == "agentsigna-proof"
+            || n == "agentsigna-case"
+            || n == "agentsigna-action"
+        {
             continue;
         }
         if n == "authorization" && value.to_str().is_ok_and(|v| v.starts_with("Passport ")) {
@@ -187,8 +219,13 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "upstream unreachable");
-            return ApiError::new(StatusCode::BAD_GATEWAY, "upstream", "Upstream unreachable", "the protected system did not answer")
-                .into_response();
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream",
+                "Upstream unreachable",
+                "the protected system did not answer",
+            )
+            .into_response();
         }
     };
     let status = upstream.status();
@@ -220,7 +257,10 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
-    resp.headers_mut().insert(HeaderName::from_static("agentsigna-case"), HeaderValue::from_str(&verified.claims.case.id).unwrap_or(HeaderValue::from_static("")));
+    resp.headers_mut().insert(
+        HeaderName::from_static("agentsigna-case"),
+        HeaderValue::from_str(&verified.claims.case.id).unwrap_or(HeaderValue::from_static("")),
+    );
     resp
 }
 

@@ -163,7 +163,11 @@ pub fn text(n: &Value, public_url: &str) -> String {
         (Some(v), c) => format!(" {}", format_amount(v, c.unwrap_or(""))),
         _ => String::new(),
     };
-    let cp = n["counterparty"]["name"].as_str().filter(|s| !s.is_empty()).or(n["counterparty"]["id"].as_str()).unwrap_or("?");
+    let cp = n["counterparty"]["name"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or(n["counterparty"]["id"].as_str())
+        .unwrap_or("?");
     let url = review_url(public_url, str_of(n, "review_id"));
     let what = format!("{action}{amount} with {cp}");
     let rules: Vec<String> = n["rules"]
@@ -180,9 +184,7 @@ pub fn text(n: &Value, public_url: &str) -> String {
     let deciders = |kind: &str| -> Vec<String> {
         n["decisions"]
             .as_array()
-            .map(|ds| {
-                ds.iter().filter(|d| d["decision"] == kind).map(|d| str_of(d, "approver").to_owned()).collect()
-            })
+            .map(|ds| ds.iter().filter(|d| d["decision"] == kind).map(|d| str_of(d, "approver").to_owned()).collect())
             .unwrap_or_default()
     };
     let line = match str_of(n, "event") {
@@ -200,7 +202,10 @@ pub fn text(n: &Value, public_url: &str) -> String {
             )
         }
         "review.approved" => {
-            format!("Review approved: {agent}'s {what} was approved by {}; the passport is ready for pickup — {url}", deciders("approve").join(", "))
+            format!(
+                "Review approved: {agent}'s {what} was approved by {}; the passport is ready for pickup — {url}",
+                deciders("approve").join(", ")
+            )
         }
         "review.rejected" => {
             let comment = n["decisions"]
@@ -208,7 +213,10 @@ pub fn text(n: &Value, public_url: &str) -> String {
                 .and_then(|ds| ds.iter().rev().find(|d| d["decision"] == "reject"))
                 .map(|d| str_of(d, "comment").to_owned())
                 .unwrap_or_default();
-            format!("Review rejected: {agent}'s {what} was rejected by {}: \u{201c}{comment}\u{201d} — {url}", deciders("reject").join(", "))
+            format!(
+                "Review rejected: {agent}'s {what} was rejected by {}: \u{201c}{comment}\u{201d} — {url}",
+                deciders("reject").join(", ")
+            )
         }
         "review.expired" => format!(
             "Review expired: {agent}'s {what} got no decision by its deadline {} and is rejected — {url}",
@@ -316,7 +324,8 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConf
             }
         };
         let Some(id) = record["id"].as_str().map(str::to_owned) else { continue };
-        let mut state: Delivery = serde_json::from_value(record.get("delivery").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+        let mut state: Delivery =
+            serde_json::from_value(record.get("delivery").cloned().unwrap_or(Value::Null)).unwrap_or_default();
         let now = wall_ms();
         if state.gave_up || state.next_at_ms > now {
             continue;

@@ -40,7 +40,10 @@ fn demo_runs_all_seven_steps_and_exits_0() {
         "ledger verified",
         "OK: ",
     ] {
-        assert!(stdout.contains(needle), "the demo output lacks {needle:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+        assert!(
+            stdout.contains(needle),
+            "the demo output lacks {needle:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
     }
     // The temporary data dir is gone and nothing was written to the working directory.
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);

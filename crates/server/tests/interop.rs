@@ -34,7 +34,8 @@ async fn pyjwt_verifies_passports_with_the_served_jwks() {
     let mut opts = ServeOptions::new(dir.path(), "127.0.0.1:0".parse().unwrap());
     opts.org = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/procurement/org.toml").into());
     let server = start(opts, Arc::new(SystemClock)).await.unwrap();
-    let token = |kind: &str, id: &str| server.credentials.iter().find(|c| c.kind == kind && c.id == id).unwrap().token.clone();
+    let token =
+        |kind: &str, id: &str| server.credentials.iter().find(|c| c.kind == kind && c.id == id).unwrap().token.clone();
     let client = reqwest::Client::new();
     let resp: Value = client
         .post(format!("{}/v1/requests", server.url()))
@@ -50,7 +51,8 @@ async fn pyjwt_verifies_passports_with_the_served_jwks() {
         .unwrap();
     assert_eq!(resp["verdict"], "authorized", "{resp}");
     let passport = resp["passport"].as_str().unwrap().to_owned();
-    let jwks = client.get(format!("{}/.well-known/jwks.json", server.url())).send().await.unwrap().text().await.unwrap();
+    let jwks =
+        client.get(format!("{}/.well-known/jwks.json", server.url())).send().await.unwrap().text().await.unwrap();
     let jwks_path = dir.path().join("jwks.json");
     std::fs::write(&jwks_path, jwks).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_pyjwt.py");

@@ -53,7 +53,10 @@ async fn start() -> Srv {
 
 impl Srv {
     fn token(&self, kind: &str, id: &str) -> String {
-        self.creds.get(&(kind.to_owned(), id.to_owned())).cloned().unwrap_or_else(|| panic!("no credential for {kind} {id}"))
+        self.creds
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| panic!("no credential for {kind} {id}"))
     }
 
     async fn api(&self, method: reqwest::Method, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -213,7 +216,8 @@ async fn nothing_of_a_review_is_visible_without_login() {
 
     // The login form itself is CSRF-protected (double submit cookie).
     let mut fresh = WebUser::new(&srv.base);
-    let p = fresh.post("/ui/login", &[("token", &srv.token("approver", "carol@example.com")), ("csrf", "forged")]).await;
+    let p =
+        fresh.post("/ui/login", &[("token", &srv.token("approver", "carol@example.com")), ("csrf", "forged")]).await;
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.body.contains("CSRF"));
 
@@ -249,7 +253,15 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
     let q = carol.get("/ui/").await;
     assert_eq!(q.status, 200);
     assert!(q.body.contains(&format!("href=\"/ui/reviews/{review}\"")), "{}", q.body);
-    for needle in ["procurement-bot", "purchase_order.create", "40,000.00 USD", "Globex Hardware", "large-po", "1 d 0 h left", "0 of 1"] {
+    for needle in [
+        "procurement-bot",
+        "purchase_order.create",
+        "40,000.00 USD",
+        "Globex Hardware",
+        "large-po",
+        "1 d 0 h left",
+        "0 of 1",
+    ] {
         assert!(q.body.contains(needle), "queue lacks {needle}: {}", q.body);
     }
     assert_eq!(carol.get("/ui/reviews").await.status, 200);
@@ -326,7 +338,8 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
     assert_eq!(p.status, 403);
 
     // Carol approves: 303 to the case page, which shows the outcome.
-    let p = carol.post(&decision_path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "Budget confirmed")]).await;
+    let p =
+        carol.post(&decision_path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "Budget confirmed")]).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some(format!("/ui/reviews/{review}").as_str()));
     let page = carol.get(&format!("/ui/reviews/{review}")).await;
@@ -344,8 +357,9 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
     assert!(carol.get("/ui/reviews?status=all").await.body.contains(&review));
 
     // The agent picks up its passport.
-    let (status, case) =
-        srv.api(reqwest::Method::GET, &srv.token("agent", "procurement-bot"), &format!("/v1/cases/{case_id}"), None).await;
+    let (status, case) = srv
+        .api(reqwest::Method::GET, &srv.token("agent", "procurement-bot"), &format!("/v1/cases/{case_id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(case["status"], "authorized");
     assert!(case["passport"].as_str().is_some_and(|p| p.split('.').count() == 3), "{case}");
@@ -374,7 +388,10 @@ async fn session_cookie_is_secure_behind_a_tls_proxy() {
     let form = v.get("/ui/login").await;
     let csrf = csrf_of(&form.body);
     let p = v
-        .post("/ui/login", &[("token", &srv.token("approver", "erin@example.com")), ("csrf", &csrf), ("next", "//evil.example/")])
+        .post(
+            "/ui/login",
+            &[("token", &srv.token("approver", "erin@example.com")), ("csrf", &csrf), ("next", "//evil.example/")],
+        )
         .await;
     assert_eq!(p.location.as_deref(), Some("/ui/"));
     srv.stop().await;
@@ -434,7 +451,10 @@ async fn parallel_decisions_end_in_exactly_one_outcome() {
                     let page = u.get(&format!("/ui/reviews/{review}")).await;
                     let csrf = csrf_of(&page.body);
                     let p = u
-                        .post(&format!("/ui/reviews/{review}/decision"), &[("csrf", &csrf), ("decision", decision), ("comment", "parallel")])
+                        .post(
+                            &format!("/ui/reviews/{review}/decision"),
+                            &[("csrf", &csrf), ("decision", decision), ("comment", "parallel")],
+                        )
                         .await;
                     if p.status == 303 {
                         200
@@ -454,10 +474,15 @@ async fn parallel_decisions_end_in_exactly_one_outcome() {
         let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/cases/{case_id}"), None).await;
         let final_status = case["review"]["status"].as_str().unwrap().to_owned();
         assert!(final_status == "approved" || final_status == "rejected", "{case}");
-        let decided: Vec<&Value> = case["events"].as_array().unwrap().iter().filter(|e| e["type"] == "review.decided").collect();
+        let decided: Vec<&Value> =
+            case["events"].as_array().unwrap().iter().filter(|e| e["type"] == "review.decided").collect();
         assert_eq!(decided.len(), accepted, "one ledger entry per accepted decision");
-        let closing: Vec<usize> =
-            decided.iter().enumerate().filter(|(_, e)| e["data"]["review_status"] != "pending").map(|(i, _)| i).collect();
+        let closing: Vec<usize> = decided
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["data"]["review_status"] != "pending")
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(closing, vec![decided.len() - 1], "exactly one final decision, and nothing after it: {decided:?}");
         assert_eq!(decided.last().unwrap()["data"]["review_status"], final_status);
         let decisions = case["review"]["decisions"].as_array().unwrap();
@@ -519,7 +544,8 @@ impl WebDriver {
     }
 
     async fn find(&self, css: &str) -> Option<String> {
-        let (s, v) = self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
         if s == 200 {
             v[ELEMENT].as_str().map(str::to_owned)
         } else {
@@ -567,7 +593,8 @@ impl WebDriver {
     }
 
     async fn type_into(&self, el: &str, text: &str) {
-        let (s, v) = self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
+        let (s, v) =
+            self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
         assert_eq!(s, 200, "type: {v}");
     }
 
@@ -684,8 +711,9 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     wd.quit().await;
 
     // The agent's case now carries its passport.
-    let (status, case) =
-        srv.api(reqwest::Method::GET, &srv.token("agent", "procurement-bot"), &format!("/v1/cases/{case_id}"), None).await;
+    let (status, case) = srv
+        .api(reqwest::Method::GET, &srv.token("agent", "procurement-bot"), &format!("/v1/cases/{case_id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(case["status"], "authorized", "{case}");
     assert!(case["passport"].as_str().is_some_and(|p| p.split('.').count() == 3), "{case}");

@@ -90,7 +90,11 @@ impl Receiver {
                     return (h, v);
                 }
             }
-            assert!(Instant::now() < until, "no accepted {event} notification for {review}; hits: {:?}", self.hits().len());
+            assert!(
+                Instant::now() < until,
+                "no accepted {event} notification for {review}; hits: {:?}",
+                self.hits().len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -103,7 +107,8 @@ fn verify_signature(h: &Hit) {
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(header, expected, "HMAC-SHA256 of the exact body");
     let ts: i64 = h.headers.get("agentsigna-timestamp").expect("timestamp header").to_str().unwrap().parse().unwrap();
-    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
     assert!((now - ts).abs() < 120, "timestamp is the sending time");
     assert_eq!(h.headers["content-type"], "application/json");
 }
@@ -216,8 +221,11 @@ async fn escalation_decisions_and_expiry_are_notified_signed_and_retried() {
     // Retries: the same notification (same delivery id) three times, two refused.
     let delivery = hit.headers["agentsigna-delivery"].to_str().unwrap().to_owned();
     assert_eq!(n["id"], delivery.as_str());
-    let attempts: Vec<Hit> =
-        receiver.hits().into_iter().filter(|h| h.headers["agentsigna-delivery"].to_str().unwrap() == delivery).collect();
+    let attempts: Vec<Hit> = receiver
+        .hits()
+        .into_iter()
+        .filter(|h| h.headers["agentsigna-delivery"].to_str().unwrap() == delivery)
+        .collect();
     assert_eq!(attempts.iter().map(|h| h.answered).collect::<Vec<_>>(), vec![500, 500, 200]);
     for h in &attempts {
         verify_signature(h);
@@ -233,7 +241,10 @@ async fn escalation_decisions_and_expiry_are_notified_signed_and_retried() {
     assert_eq!(n["status"], "approved");
     assert_eq!(n["case_status"], "authorized");
     assert_eq!(n["decisions"][0]["approver"], "carol@example.com");
-    assert!(n["text"].as_str().unwrap().starts_with("Review approved: procurement-bot's purchase_order.create 40,000.00 USD"));
+    assert!(n["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Review approved: procurement-bot's purchase_order.create 40,000.00 USD"));
     assert!(n["text"].as_str().unwrap().contains("approved by carol@example.com"));
 
     // Rejection, with the comment.
@@ -243,7 +254,12 @@ async fn escalation_decisions_and_expiry_are_notified_signed_and_retried() {
     let (_, n) = receiver.accepted("review.rejected", &rejected).await;
     assert_eq!(n["status"], "rejected");
     let text = n["text"].as_str().unwrap();
-    assert!(text.starts_with("Review rejected:") && text.contains("erin@example.com") && text.contains("Use the framework contract"), "{text}");
+    assert!(
+        text.starts_with("Review rejected:")
+            && text.contains("erin@example.com")
+            && text.contains("Use the framework contract"),
+        "{text}"
+    );
 
     // Expiry: 25 hours later the unanswered review expires into a rejection.
     let (body, _) = po(&base, bot, "15000.00", "chairs").await;
@@ -255,7 +271,10 @@ async fn escalation_decisions_and_expiry_are_notified_signed_and_retried() {
     verify_signature(&hit);
     assert_eq!(n["status"], "expired");
     assert_eq!(n["case_status"], "rejected");
-    assert!(n["text"].as_str().unwrap().starts_with("Review expired: procurement-bot's purchase_order.create 15,000.00 USD"));
+    assert!(n["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Review expired: procurement-bot's purchase_order.create 15,000.00 USD"));
     wait_outbox_empty(&running).await;
     running.stop(Duration::from_secs(10)).await.unwrap();
 }

@@ -41,7 +41,10 @@ fn main() {
     let path = dir.path().join("growth.db");
     let signer = NoteSigner::new("agentsigna/bench", ed25519_dalek::SigningKey::from_bytes(&[7; 32])).unwrap();
     let store = Arc::new(SqliteStore::open(&path, signer, SqliteOptions::default()).unwrap());
-    println!("{:>10} {:>16} {:>18} {:>20} {:>14}", "entries", "append commit", "inclusion proof", "consistency proof", "bytes/entry");
+    println!(
+        "{:>10} {:>16} {:>18} {:>20} {:>14}",
+        "entries", "append commit", "inclusion proof", "consistency proof", "bytes/entry"
+    );
     let mut size = 0u64;
     for target in [10_000u64, 100_000, 1_000_000].into_iter().filter(|t| *t <= max) {
         // Fill in large transactions (not what is measured).

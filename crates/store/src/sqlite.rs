@@ -321,7 +321,9 @@ impl Tx for SqlTx<'_> {
             .and_then(|mut s| s.query_row([&new.case], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(db_err)?;
         let (seq, prev) = match head {
-            Some((seq, digest)) => (u64::try_from(seq + 1).map_err(|_| Error::storage("bad seq"))?, Some(hex_lower(&digest))),
+            Some((seq, digest)) => {
+                (u64::try_from(seq + 1).map_err(|_| Error::storage("bad seq"))?, Some(hex_lower(&digest)))
+            }
             None => (0, None),
         };
         let entry = Entry {
@@ -340,9 +342,8 @@ impl Tx for SqlTx<'_> {
         conn.prepare_cached("INSERT INTO ledger (idx, case_id, seq, digest, entry) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![i, entry.case, q, &digest[..], canonical]))
             .map_err(db_err)?;
-        let mut insert = conn
-            .prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")
-            .map_err(db_err)?;
+        let mut insert =
+            conn.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)").map_err(db_err)?;
         for (level, idx, hash) in state.frontier.push(digest) {
             if level > 0 {
                 insert.execute(params![level, to_i64(idx)?, &hash[..]]).map_err(db_err)?;
@@ -524,7 +525,9 @@ impl Store for SqliteStore {
         Box::pin(async move {
             match sent {
                 Ok(()) => {}
-                Err(mpsc::TrySendError::Full(_)) => return Err(Error::storage("the writer queue is full; retry later")),
+                Err(mpsc::TrySendError::Full(_)) => {
+                    return Err(Error::storage("the writer queue is full; retry later"))
+                }
                 Err(mpsc::TrySendError::Disconnected(_)) => return Err(Error::storage("the writer has stopped")),
             }
             rx.await.map_err(|_| Error::storage("the writer has stopped"))?

@@ -63,13 +63,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("raw_ed25519_verify_strict", |b| {
         b.iter(|| vk.verify_strict(black_box(input.as_bytes()), black_box(&signature)))
     });
-    group.bench_function("verifier_verify_at", |b| {
-        b.iter(|| verifier.verify_at(black_box(&token), black_box(T0)))
-    });
+    group.bench_function("verifier_verify_at", |b| b.iter(|| verifier.verify_at(black_box(&token), black_box(T0))));
     // The non-cryptographic part alone: split, base64, header and claims parsing.
-    group.bench_function("decode_unverified", |b| {
-        b.iter(|| passport::decode_unverified(black_box(&token)))
-    });
+    group.bench_function("decode_unverified", |b| b.iter(|| passport::decode_unverified(black_box(&token))));
 
     let jkt = Jwk::public_only(&agent.verifying_key()).thumbprint();
     let bound = passport::sign(&claims(Some(jkt)), &issuer).unwrap();
@@ -79,9 +75,7 @@ fn bench(c: &mut Criterion) {
     let clock = ManualClock::new(T0 * 1000);
     let req = GateRequest { passport: &bound, proof: Some(&p), method: "POST", url };
     assert!(gate.check(&req, &clock).is_ok());
-    group.bench_function("gate_check_with_proof", |b| {
-        b.iter(|| gate.check(black_box(&req), &clock))
-    });
+    group.bench_function("gate_check_with_proof", |b| b.iter(|| gate.check(black_box(&req), &clock)));
     group.finish();
 }
 

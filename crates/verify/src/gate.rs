@@ -201,11 +201,7 @@ impl Gate {
     /// A gate with a [`MemoryReplayCache`] of [`DEFAULT_REPLAY_CAPACITY`].
     /// See the [module example](self).
     pub fn new(verifier: Verifier) -> Gate {
-        Gate {
-            verifier,
-            cache: Arc::new(MemoryReplayCache::default()),
-            proof_window: DEFAULT_PROOF_WINDOW_SECS,
-        }
+        Gate { verifier, cache: Arc::new(MemoryReplayCache::default()), proof_window: DEFAULT_PROOF_WINDOW_SECS }
     }
 
     /// Uses `cache` (shared between gates, bounded differently, external) for single use.
@@ -273,15 +269,8 @@ impl Gate {
         let verified = self.verifier.verify_at(req.passport, now)?;
         if let Some(cnf) = &verified.claims.cnf {
             let proof = req.proof.ok_or(Error::ProofMissing)?;
-            let claims = proof::verify_proof(
-                proof,
-                req.passport,
-                &cnf.jkt,
-                req.method,
-                req.url,
-                now,
-                self.proof_window,
-            )?;
+            let claims =
+                proof::verify_proof(proof, req.passport, &cnf.jkt, req.method, req.url, now, self.proof_window)?;
             // Scoped by key so one agent cannot burn another's proof ids.
             let key = format!("proof:{}:{}", cnf.jkt, claims.jti);
             if !self.cache.consume(&key, claims.iat.saturating_add(self.proof_window), now) {
@@ -327,9 +316,7 @@ mod tests {
         }))
         .unwrap();
         if bound {
-            c.cnf = Some(passport::Confirmation {
-                jkt: Jwk::public_only(&agent().verifying_key()).thumbprint(),
-            });
+            c.cnf = Some(passport::Confirmation { jkt: Jwk::public_only(&agent().verifying_key()).thumbprint() });
         }
         c
     }

@@ -126,10 +126,7 @@ impl Jwk {
     /// ```
     pub fn verifying_key(&self) -> Result<VerifyingKey, Error> {
         if self.kty != "OKP" || self.crv != "Ed25519" {
-            return Err(Error::Malformed(format!(
-                "jwk: unsupported key type {}/{}",
-                self.kty, self.crv
-            )));
+            return Err(Error::Malformed(format!("jwk: unsupported key type {}/{}", self.kty, self.crv)));
         }
         // A key declared for another algorithm or for encryption must not verify passports.
         if let Some(alg) = &self.alg {
@@ -142,13 +139,9 @@ impl Jwk {
                 return Err(Error::Malformed(format!("jwk: use {use_} is not sig")));
             }
         }
-        let bytes = b64::url_decode(&self.x)
-            .ok_or_else(|| Error::Malformed("jwk: x is not base64url".to_owned()))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| Error::Malformed("jwk: x is not 32 bytes".to_owned()))?;
-        VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| Error::Malformed("jwk: x is not an Ed25519 point".to_owned()))
+        let bytes = b64::url_decode(&self.x).ok_or_else(|| Error::Malformed("jwk: x is not base64url".to_owned()))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| Error::Malformed("jwk: x is not 32 bytes".to_owned()))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| Error::Malformed("jwk: x is not an Ed25519 point".to_owned()))
     }
 }
 
@@ -188,8 +181,7 @@ impl Jwks {
         struct Raw {
             keys: Vec<serde_json::Value>,
         }
-        let raw: Raw =
-            serde_json::from_str(text).map_err(|e| Error::Malformed(format!("jwks: {e}")))?;
+        let raw: Raw = serde_json::from_str(text).map_err(|e| Error::Malformed(format!("jwks: {e}")))?;
         let keys = raw
             .keys
             .into_iter()
@@ -227,10 +219,9 @@ mod tests {
 
     #[test]
     fn rfc8037_thumbprint() {
-        let jwk: Jwk = serde_json::from_str(
-            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
-        )
-        .unwrap();
+        let jwk: Jwk =
+            serde_json::from_str(r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)
+                .unwrap();
         assert_eq!(jwk.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 

@@ -107,10 +107,7 @@ pub struct Parsed<'a> {
 /// ```
 pub fn parse(token: &str) -> Result<Parsed<'_>, Error> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::Malformed(format!(
-            "token is {} bytes, more than {MAX_TOKEN_BYTES}",
-            token.len()
-        )));
+        return Err(Error::Malformed(format!("token is {} bytes, more than {MAX_TOKEN_BYTES}", token.len())));
     }
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -118,12 +115,12 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Error> {
     else {
         return Err(Error::Malformed("a compact JWS has three parts".to_owned()));
     };
-    let header_bytes = b64::url_decode(header_b64)
-        .ok_or_else(|| Error::Malformed("header is not base64url".to_owned()))?;
-    let payload = b64::url_decode(payload_b64)
-        .ok_or_else(|| Error::Malformed("payload is not base64url".to_owned()))?;
-    let signature = b64::url_decode(signature_b64)
-        .ok_or_else(|| Error::Malformed("signature is not base64url".to_owned()))?;
+    let header_bytes =
+        b64::url_decode(header_b64).ok_or_else(|| Error::Malformed("header is not base64url".to_owned()))?;
+    let payload =
+        b64::url_decode(payload_b64).ok_or_else(|| Error::Malformed("payload is not base64url".to_owned()))?;
+    let signature =
+        b64::url_decode(signature_b64).ok_or_else(|| Error::Malformed("signature is not base64url".to_owned()))?;
     let header = parse_header(&header_bytes)?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
     Ok(Parsed { header, header_b64, payload_b64, signing_input, payload, signature })
@@ -211,20 +208,16 @@ impl Parsed<'_> {
     /// assert_eq!(parsed.verify_signature(&other.verifying_key()).unwrap_err().code(), "bad_signature");
     /// ```
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), Error> {
-        let bytes: &[u8; 64] =
-            self.signature.as_slice().try_into().map_err(|_| Error::BadSignature)?;
+        let bytes: &[u8; 64] = self.signature.as_slice().try_into().map_err(|_| Error::BadSignature)?;
         let signature = Signature::from_bytes(bytes);
-        key.verify_strict(self.signing_input.as_bytes(), &signature)
-            .map_err(|_| Error::BadSignature)
+        key.verify_strict(self.signing_input.as_bytes(), &signature).map_err(|_| Error::BadSignature)
     }
 }
 
 /// Parses a JSON object, refusing duplicate member names.
 fn parse_header(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let header = de
-        .deserialize_map(UniqueObject)
-        .map_err(|e| Error::Malformed(format!("header: {e}")))?;
+    let header = de.deserialize_map(UniqueObject).map_err(|e| Error::Malformed(format!("header: {e}")))?;
     de.end().map_err(|e| Error::Malformed(format!("header: {e}")))?;
     Ok(header)
 }
@@ -347,10 +340,7 @@ mod tests {
         ] {
             let token = sign_compact(&header, b"{}", &key());
             let err = parse(&token).unwrap().check_typ("passport+jwt").unwrap_err();
-            assert_eq!(
-                err,
-                Error::WrongType { expected: "passport+jwt".into(), found: found.into() }
-            );
+            assert_eq!(err, Error::WrongType { expected: "passport+jwt".into(), found: found.into() });
         }
     }
 
@@ -375,8 +365,8 @@ mod tests {
         // Adding the group order L to s yields a signature that plain `verify` might
         // accept on some implementations; `verify_strict` must refuse it.
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let token = sign_compact(&json!({"alg": "EdDSA"}), b"{}", &key());
         let mut parsed = parse(&token).unwrap();
@@ -386,10 +376,7 @@ mod tests {
             *byte = (sum & 0xff) as u8;
             carry = sum >> 8;
         }
-        assert_eq!(
-            parsed.verify_signature(&key().verifying_key()).unwrap_err(),
-            Error::BadSignature
-        );
+        assert_eq!(parsed.verify_signature(&key().verifying_key()).unwrap_err(), Error::BadSignature);
     }
 
     #[test]

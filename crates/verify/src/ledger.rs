@@ -294,10 +294,7 @@ impl ChainVerifier {
         let digest = entry.digest().map_err(|e| bad(e.to_string()))?;
         if let Some(stored) = stored_digest {
             if stored != hex_lower(&digest) {
-                return Err(bad(format!(
-                    "digest mismatch: stored {stored}, recomputed {}",
-                    hex_lower(&digest)
-                )));
+                return Err(bad(format!("digest mismatch: stored {stored}, recomputed {}", hex_lower(&digest))));
             }
         }
         let chain = match &entry.case {

@@ -205,10 +205,7 @@ pub fn sign(claims: &PassportClaims, key: &SigningKey) -> Result<String, Error> 
     let payload = serde_json::to_vec(claims).map_err(|e| Error::Malformed(e.to_string()))?;
     let token = jws::sign_compact_json(&header, &payload, key);
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::Malformed(format!(
-            "passport would be {} bytes, more than {MAX_TOKEN_BYTES}",
-            token.len()
-        )));
+        return Err(Error::Malformed(format!("passport would be {} bytes, more than {MAX_TOKEN_BYTES}", token.len())));
     }
     Ok(token)
 }
@@ -393,9 +390,7 @@ impl Verifier {
         if let Some(name) = EMBEDDED_KEY_HEADERS.iter().find(|h| parsed.header.contains_key(**h)) {
             return Err(Error::Malformed(format!("passport header must not carry {name}")));
         }
-        let kid = parsed
-            .header_str("kid")
-            .ok_or_else(|| Error::UnknownKey("(no kid)".to_owned()))?;
+        let kid = parsed.header_str("kid").ok_or_else(|| Error::UnknownKey("(no kid)".to_owned()))?;
         let key = self
             .keys
             .iter()
@@ -411,20 +406,14 @@ impl Verifier {
             return Err(Error::NotYetValid { nbf: claims.nbf, now: now_secs });
         }
         if claims.aud != self.audience {
-            return Err(Error::WrongAudience {
-                expected: self.audience.clone(),
-                found: claims.aud,
-            });
+            return Err(Error::WrongAudience { expected: self.audience.clone(), found: claims.aud });
         }
         Ok(VerifiedPassport { kid: kid.to_owned(), claims })
     }
 }
 
 fn usable_keys(jwks: &Jwks) -> Vec<(String, VerifyingKey)> {
-    jwks.keys
-        .iter()
-        .filter_map(|jwk| jwk.verifying_key().ok().map(|key| (jwk.effective_kid(), key)))
-        .collect()
+    jwks.keys.iter().filter_map(|jwk| jwk.verifying_key().ok().map(|key| (jwk.effective_kid(), key))).collect()
 }
 
 #[cfg(test)]
@@ -453,11 +442,7 @@ mod tests {
             authorization_details: vec![AuthorizationDetail {
                 kind: AUTHORIZATION_DETAIL_TYPE.into(),
                 action: "purchase_order.create".into(),
-                counterparty: CounterpartyRef {
-                    id: "acme".into(),
-                    name: "ACME".into(),
-                    risk: "low".into(),
-                },
+                counterparty: CounterpartyRef { id: "acme".into(), name: "ACME".into(), risk: "low".into() },
                 amount: Some(Amount { value: "1200.00".into(), currency: "EUR".into() }),
                 description: "laptops".into(),
             }],
@@ -496,10 +481,7 @@ mod tests {
     fn sign_and_verify() {
         let token = sign(&claims(), &issuer()).unwrap();
         let header = jws::parse(&token).unwrap().header;
-        assert_eq!(
-            serde_json::Value::Object(header),
-            json!({"alg": "EdDSA", "kid": kid(), "typ": "passport+jwt"})
-        );
+        assert_eq!(serde_json::Value::Object(header), json!({"alg": "EdDSA", "kid": kid(), "typ": "passport+jwt"}));
         let v = verifier().verify_at(&token, T0).unwrap();
         assert_eq!(v, VerifiedPassport { kid: kid(), claims: claims() });
         let v = verifier().verify(&token, &ManualClock::new(T0 * 1000)).unwrap();
@@ -527,10 +509,7 @@ mod tests {
         assert!(v.verify_at(&token, exp + 29).is_ok());
         assert_eq!(v.verify_at(&token, exp + 30).unwrap_err(), Error::Expired { exp, now: exp + 30 });
         assert!(v.verify_at(&token, T0 - 30).is_ok());
-        assert_eq!(
-            v.verify_at(&token, T0 - 31).unwrap_err(),
-            Error::NotYetValid { nbf: T0, now: T0 - 31 }
-        );
+        assert_eq!(v.verify_at(&token, T0 - 31).unwrap_err(), Error::NotYetValid { nbf: T0, now: T0 - 31 });
         let strict = verifier().with_leeway(0);
         assert!(strict.verify_at(&token, exp - 1).is_ok());
         assert_eq!(strict.verify_at(&token, exp).unwrap_err().code(), "expired");
@@ -645,14 +624,8 @@ mod tests {
         let token = sign(&claims(), &issuer()).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let mut c = claims();
-        c.authorization_details[0].amount =
-            Some(Amount { value: "999999.00".into(), currency: "EUR".into() });
-        let altered = format!(
-            "{}.{}.{}",
-            parts[0],
-            b64::url_encode(serde_json::to_vec(&c).unwrap()),
-            parts[2]
-        );
+        c.authorization_details[0].amount = Some(Amount { value: "999999.00".into(), currency: "EUR".into() });
+        let altered = format!("{}.{}.{}", parts[0], b64::url_encode(serde_json::to_vec(&c).unwrap()), parts[2]);
         assert_eq!(verifier().verify_at(&altered, T0).unwrap_err(), Error::BadSignature);
     }
 

@@ -58,26 +58,11 @@ pub fn ath(passport: &str) -> String {
 /// let p = agentsigna_verify::proof::sign_proof(&agent, "pp", "GET", "https://x/y", 0, "j");
 /// assert_eq!(p.split('.').count(), 3);
 /// ```
-pub fn sign_proof(
-    key: &SigningKey,
-    passport: &str,
-    htm: &str,
-    htu: &str,
-    iat: i64,
-    jti: &str,
-) -> String {
+pub fn sign_proof(key: &SigningKey, passport: &str, htm: &str, htu: &str, iat: i64, jti: &str) -> String {
     let x = b64::url_encode(key.verifying_key().as_bytes());
     // By hand so the header bytes are stable; `x` is base64url and needs no escaping.
-    let header = format!(
-        r#"{{"alg":"EdDSA","jwk":{{"crv":"Ed25519","kty":"OKP","x":"{x}"}},"typ":"{PROOF_TYP}"}}"#
-    );
-    let claims = ProofClaims {
-        htm: htm.to_owned(),
-        htu: htu.to_owned(),
-        iat,
-        jti: jti.to_owned(),
-        ath: ath(passport),
-    };
+    let header = format!(r#"{{"alg":"EdDSA","jwk":{{"crv":"Ed25519","kty":"OKP","x":"{x}"}},"typ":"{PROOF_TYP}"}}"#);
+    let claims = ProofClaims { htm: htm.to_owned(), htu: htu.to_owned(), iat, jti: jti.to_owned(), ath: ath(passport) };
     // Serialising a struct of strings and integers cannot fail.
     let payload = serde_json::to_vec(&claims).unwrap_or_default();
     jws::sign_compact_json(&header, &payload, key)
@@ -110,15 +95,13 @@ pub fn verify_proof(
     if jwk_value.get("d").is_some() {
         return Err(invalid("jwk header carries a private key".into()));
     }
-    let jwk: Jwk = serde_json::from_value(jwk_value.clone())
-        .map_err(|e| invalid(format!("jwk header: {e}")))?;
+    let jwk: Jwk = serde_json::from_value(jwk_value.clone()).map_err(|e| invalid(format!("jwk header: {e}")))?;
     if jwk.thumbprint() != jkt {
         return Err(invalid("jwk thumbprint does not match cnf.jkt".into()));
     }
     let key = jwk.verifying_key().map_err(|e| invalid(e.to_string()))?;
     parsed.verify_signature(&key).map_err(|_| invalid("bad signature".into()))?;
-    let claims: ProofClaims = serde_json::from_slice(&parsed.payload)
-        .map_err(|e| invalid(format!("claims: {e}")))?;
+    let claims: ProofClaims = serde_json::from_slice(&parsed.payload).map_err(|e| invalid(format!("claims: {e}")))?;
     if claims.htm != htm {
         return Err(invalid(format!("htm {} does not match {htm}", claims.htm)));
     }
@@ -201,13 +184,7 @@ mod tests {
         let claims = check(&p).unwrap();
         assert_eq!(
             claims,
-            ProofClaims {
-                htm: "POST".into(),
-                htu: URL.into(),
-                iat: NOW,
-                jti: "j1".into(),
-                ath: ath(PASSPORT)
-            }
+            ProofClaims { htm: "POST".into(), htu: URL.into(), iat: NOW, jti: "j1".into(), ath: ath(PASSPORT) }
         );
         let header = jws::parse(&p).unwrap().header;
         assert_eq!(

@@ -23,7 +23,8 @@ fn generate() -> Vec<(&'static str, String)> {
     let l = Ledger::standard(usize::MAX);
     let s = signer();
     // JCS lines: deterministic whatever serde_json features the workspace enables.
-    let entries: String = l.entries.iter().map(|e| serde_json::to_string(&serde_json::to_value(e).unwrap()).unwrap() + "\n").collect();
+    let entries: String =
+        l.entries.iter().map(|e| serde_json::to_string(&serde_json::to_value(e).unwrap()).unwrap() + "\n").collect();
     let checkpoint = sign_checkpoint(&l.checkpoint(), &s).unwrap();
     let saved = sign_checkpoint(&Ledger::standard(10).checkpoint(), &s).unwrap();
     let bundle = serde_json::to_string_pretty(&l.bundle(&s)).unwrap() + "\n";
@@ -56,7 +57,9 @@ fn golden_files_match() {
         if name.ends_with(".json") || name.ends_with(".jsonl") {
             // Compared as JSON values: member order depends on serde_json's
             // `preserve_order`, which other crates of the workspace may switch on.
-            let parse = |t: &str| -> Vec<serde_json::Value> { t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect() };
+            let parse = |t: &str| -> Vec<serde_json::Value> {
+                t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+            };
             let (a, b) = if name.ends_with(".jsonl") {
                 (parse(&committed), parse(content))
             } else {

@@ -222,16 +222,15 @@ fn key_bound_passport() {
     // Without proof.
     assert_eq!(g.check(&req(&token, None), &at(T0)).unwrap_err(), Error::ProofMissing);
     // Proof signed by another key.
-    let by_attacker =
-        agentsigna_verify::proof::sign_proof(&attacker(), &token, METHOD, URL, T0, "n-1");
+    let by_attacker = agentsigna_verify::proof::sign_proof(&attacker(), &token, METHOD, URL, T0, "n-1");
     assert_eq!(code(g.check(&req(&token, Some(&by_attacker)), &at(T0))), "proof_invalid");
     // Proof made for another passport.
     let other = sign(&bound_claims("p-2"));
     let for_other = proof(&other, T0, "n-2");
     assert_eq!(code(g.check(&req(&token, Some(&for_other)), &at(T0))), "proof_invalid");
     // Proof for another request.
-    let wrong_url = agentsigna_verify::proof::sign_proof(
-        &agent(), &token, METHOD, "https://erp.example/v1/payments", T0, "n-3");
+    let wrong_url =
+        agentsigna_verify::proof::sign_proof(&agent(), &token, METHOD, "https://erp.example/v1/payments", T0, "n-3");
     assert_eq!(code(g.check(&req(&token, Some(&wrong_url)), &at(T0))), "proof_invalid");
     let wrong_method = agentsigna_verify::proof::sign_proof(&agent(), &token, "DELETE", URL, T0, "n-4");
     assert_eq!(code(g.check(&req(&token, Some(&wrong_method)), &at(T0))), "proof_invalid");
@@ -242,7 +241,8 @@ fn key_bound_passport() {
     assert_eq!(code(g.check(&req(&token, Some("x.y")), &at(T0))), "proof_invalid");
     // Finally the right proof, with a query string on the URL: accepted once.
     let good = proof(&token, T0 + 60, "n-7");
-    let with_query = GateRequest { passport: &token, proof: Some(&good), method: METHOD, url: &format!("{URL}?dry_run=0") };
+    let with_query =
+        GateRequest { passport: &token, proof: Some(&good), method: METHOD, url: &format!("{URL}?dry_run=0") };
     assert_eq!(code(g.check(&with_query, &at(T0))), "valid");
     // Replayed proof on a fresh passport.
     let fresh = sign(&bound_claims("p-3"));

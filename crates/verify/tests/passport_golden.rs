@@ -99,7 +99,11 @@ fn generate() -> (String, String) {
     v.push(vector("alg_hs256_public_key_as_secret", hs256_passport(&c), now, "alg_not_allowed"));
     v.push(vector(
         "alg_rs256",
-        unsigned(&json!({"alg": "RS256", "kid": kid(&issuer()), "typ": "passport+jwt"}), &cv, &b64::url_encode([7u8; 256])),
+        unsigned(
+            &json!({"alg": "RS256", "kid": kid(&issuer()), "typ": "passport+jwt"}),
+            &cv,
+            &b64::url_encode([7u8; 256]),
+        ),
         now,
         "alg_not_allowed",
     ));
@@ -140,7 +144,11 @@ fn generate() -> (String, String) {
     ));
     v.push(vector(
         "unknown_crit_header",
-        forge(&json!({"alg": "EdDSA", "kid": kid(&issuer()), "typ": "passport+jwt", "crit": ["x-policy"], "x-policy": 1}), &cv, &issuer()),
+        forge(
+            &json!({"alg": "EdDSA", "kid": kid(&issuer()), "typ": "passport+jwt", "crit": ["x-policy"], "x-policy": 1}),
+            &cv,
+            &issuer(),
+        ),
         now,
         "malformed",
     ));
@@ -159,16 +167,16 @@ fn generate() -> (String, String) {
         now,
         "malformed",
     ));
-    v.push(vector(
-        "oversized",
-        format!("{}.{}.{}", parts[0], "A".repeat(16 * 1024), parts[2]),
-        now,
-        "malformed",
-    ));
+    v.push(vector("oversized", format!("{}.{}.{}", parts[0], "A".repeat(16 * 1024), parts[2]), now, "malformed"));
 
     // Key-bound passports, checked through the gate.
     let bound = sign(&bound_claims("pp-bound"));
-    v.push(with_proof(vector("bound_with_proof", bound.clone(), now, "valid"), proof(&bound, now, "nonce-1"), METHOD, URL));
+    v.push(with_proof(
+        vector("bound_with_proof", bound.clone(), now, "valid"),
+        proof(&bound, now, "nonce-1"),
+        METHOD,
+        URL,
+    ));
     v.push(with_proof(
         vector("bound_with_proof_url_with_query", bound.clone(), now, "valid"),
         proof(&bound, now - 60, "nonce-2"),
@@ -260,8 +268,17 @@ fn golden_vectors_verify_as_expected() {
     assert!(failures.is_empty(), "{failures:#?}");
     // Every error code of the passport path is covered.
     for code in [
-        "valid", "malformed", "wrong_type", "alg_not_allowed", "unknown_key", "bad_signature",
-        "expired", "not_yet_valid", "wrong_audience", "proof_missing", "proof_invalid",
+        "valid",
+        "malformed",
+        "wrong_type",
+        "alg_not_allowed",
+        "unknown_key",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "wrong_audience",
+        "proof_missing",
+        "proof_invalid",
     ] {
         assert!(vectors.iter().any(|v| v.expect == code), "no vector for {code}");
     }
@@ -273,8 +290,16 @@ fn golden_vectors_are_current() {
     // which other crates of the workspace may switch on; the tokens themselves do not.
     let (jwks, vectors) = generate();
     let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
-    assert_eq!(parse(&std::fs::read_to_string(dir().join("jwks.json")).unwrap()), parse(&jwks), "regenerate golden vectors");
-    assert_eq!(parse(&std::fs::read_to_string(dir().join("vectors.json")).unwrap()), parse(&vectors), "regenerate golden vectors");
+    assert_eq!(
+        parse(&std::fs::read_to_string(dir().join("jwks.json")).unwrap()),
+        parse(&jwks),
+        "regenerate golden vectors"
+    );
+    assert_eq!(
+        parse(&std::fs::read_to_string(dir().join("vectors.json")).unwrap()),
+        parse(&vectors),
+        "regenerate golden vectors"
+    );
 }
 
 #[test]

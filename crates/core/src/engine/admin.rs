@@ -76,7 +76,8 @@ fn check_label(field: &str, v: &Option<String>) -> Result<()> {
 }
 
 fn check_role(field: &str, role: &str) -> Result<()> {
-    if role.is_empty() || role.len() > 64 || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if role.is_empty() || role.len() > 64 || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(Error::invalid(field, format!("role must be 1-64 characters of [A-Za-z0-9_-] (got {role:?})")));
     }
     Ok(())
@@ -191,7 +192,12 @@ impl Engine {
     }
 
     /// Creates or updates a counterparty. Unchanged → no ledger event.
-    pub async fn put_counterparty(&self, by: &Principal, id: String, input: CounterpartyInput) -> Result<CounterpartyRecord> {
+    pub async fn put_counterparty(
+        &self,
+        by: &Principal,
+        id: String,
+        input: CounterpartyInput,
+    ) -> Result<CounterpartyRecord> {
         require_admin(by)?;
         check_name("id", &id)?;
         if input.name.trim().is_empty() {
@@ -209,7 +215,8 @@ impl Engine {
                         return Ok(e.clone());
                     }
                 }
-                let record = CounterpartyRecord { id: id.clone(), name: input.name, risk: input.risk, updated_at_ms: now };
+                let record =
+                    CounterpartyRecord { id: id.clone(), name: input.name, risk: input.risk, updated_at_ms: now };
                 store::put(tx, RecordKind::Counterparty, &id, &record)?;
                 org_event(
                     tx,
@@ -225,7 +232,12 @@ impl Engine {
     }
 
     /// Declares (or re-describes) an action type. Unchanged → no ledger event.
-    pub async fn declare_action(&self, by: &Principal, action_type: String, description: String) -> Result<ActionRecord> {
+    pub async fn declare_action(
+        &self,
+        by: &Principal,
+        action_type: String,
+        description: String,
+    ) -> Result<ActionRecord> {
         require_admin(by)?;
         check_action_type(&action_type)?;
         if description.chars().count() > 500 {
@@ -297,12 +309,9 @@ impl Engine {
                 } else {
                     CompiledPolicy::compile(&source, &now_env)?
                 };
-                let version = store::list::<PolicyRecord>(tx, RecordKind::Policy)?
-                    .iter()
-                    .map(|p| p.version)
-                    .max()
-                    .unwrap_or(0)
-                    + 1;
+                let version =
+                    store::list::<PolicyRecord>(tx, RecordKind::Policy)?.iter().map(|p| p.version).max().unwrap_or(0)
+                        + 1;
                 let now = ctx.now();
                 let record = PolicyRecord {
                     version,
@@ -405,7 +414,8 @@ impl Engine {
     pub async fn agent_record(&self, id: String) -> Result<AgentRecord> {
         self.store
             .read_tx(move |tx| {
-                store::get(tx, RecordKind::Agent, &id)?.ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))
+                store::get(tx, RecordKind::Agent, &id)?
+                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))
             })
             .await
     }
@@ -472,9 +482,7 @@ impl Engine {
 
     /// The shadow version and the recorded divergences, oldest first.
     pub async fn shadow_divergences(&self) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
-        self.store
-            .read_tx(|tx| Ok((shadow_version(tx)?, store::list(tx, RecordKind::ShadowDivergence)?)))
-            .await
+        self.store.read_tx(|tx| Ok((shadow_version(tx)?, store::list(tx, RecordKind::ShadowDivergence)?))).await
     }
 }
 

@@ -77,7 +77,10 @@ fn check_context(ctx: &Ctx, context: &Value) -> Result<()> {
                 if n.as_i64().map(i64::unsigned_abs).or(n.as_u64()).unwrap_or(u64::MAX)
                     > agentsigna_verify::ledger::MAX_SAFE_INTEGER =>
             {
-                Err(Error::invalid("context", format!("context{path} is an integer beyond 2^53 - 1; send it as a string")))
+                Err(Error::invalid(
+                    "context",
+                    format!("context{path} is an integer beyond 2^53 - 1; send it as a string"),
+                ))
             }
             Value::Array(items) => {
                 items.iter().enumerate().try_for_each(|(i, x)| walk(x, depth + 1, max, &format!("{path}[{i}]")))
@@ -245,14 +248,21 @@ impl Engine {
                     Principal::Agent(a) if *a == case.agent => {}
                     Principal::System(s) if *s == case.request.audience => {}
                     Principal::Admin => {}
-                    _ => return Err(Error::Forbidden("only the case's agent, its target system or the admin report execution".into())),
+                    _ => {
+                        return Err(Error::Forbidden(
+                            "only the case's agent, its target system or the admin report execution".into(),
+                        ))
+                    }
                 }
                 let passport = case
                     .passport
                     .as_ref()
                     .ok_or_else(|| Error::Conflict(format!("case {id} has no passport to execute with")))?;
                 if passport.id != input.passport_id {
-                    return Err(Error::invalid("passport_id", format!("passport_id {} is not this case's passport", input.passport_id)));
+                    return Err(Error::invalid(
+                        "passport_id",
+                        format!("passport_id {} is not this case's passport", input.passport_id),
+                    ));
                 }
                 let actor = by.actor();
                 if case.executions.iter().any(|e| e.actor == actor && e.reference == input.reference) {
@@ -429,9 +439,14 @@ fn decide_request(
         return Err(Error::unknown("action", format!("action type {:?} is not declared", request.action)));
     }
     let counterparty: CounterpartyRecord = store::get(tx, RecordKind::Counterparty, &request.counterparty)?
-        .ok_or_else(|| Error::unknown("counterparty", format!("counterparty {:?} is not registered", request.counterparty)))?;
+        .ok_or_else(|| {
+            Error::unknown("counterparty", format!("counterparty {:?} is not registered", request.counterparty))
+        })?;
     if tx.get_record(RecordKind::System, &request.audience)?.is_none() {
-        return Err(Error::unknown("audience", format!("audience {:?} is not a registered target system", request.audience)));
+        return Err(Error::unknown(
+            "audience",
+            format!("audience {:?} is not a registered target system", request.audience),
+        ));
     }
 
     let now = ctx.now();
@@ -451,10 +466,7 @@ fn decide_request(
         currency: &currency,
     };
     let (evaluation, policy) = if agent.suspended {
-        (
-            reject_with(Some("agent-suspended"), &format!("agent {} is suspended by the administrator", agent.id)),
-            None,
-        )
+        (reject_with(Some("agent-suspended"), &format!("agent {} is suspended by the administrator", agent.id)), None)
     } else {
         match active_version(tx)? {
             None => (reject_with(None, "no active policy"), None),
@@ -559,7 +571,11 @@ fn decide_request(
 fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
     Evaluation {
         verdict: Verdict::Rejected,
-        reasons: vec![Reason { rule: rule.map(str::to_owned), verdict: RuleVerdict::Reject, reason: reason.to_owned() }],
+        reasons: vec![Reason {
+            rule: rule.map(str::to_owned),
+            verdict: RuleVerdict::Reject,
+            reason: reason.to_owned(),
+        }],
         approvals_required: 0,
         roles_required: Vec::new(),
         deadline_secs: None,
@@ -643,7 +659,11 @@ pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Res
                 name: case.decision.counterparty.name.clone(),
                 risk: case.decision.counterparty.risk.as_str().to_owned(),
             },
-            amount: case.request.amount.as_ref().map(|a| pp::Amount { value: a.value.clone(), currency: a.currency.clone() }),
+            amount: case
+                .request
+                .amount
+                .as_ref()
+                .map(|a| pp::Amount { value: a.value.clone(), currency: a.currency.clone() }),
             description: case.request.description.clone(),
         }],
         decision: pp::Decision {
@@ -701,9 +721,13 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
         }
         CaseStatus::Authorized => {
             let data = match &case.passport {
-                Some(p) => json!({"passport_id": p.id, "reason": "the passport expired unused", "exp": p.expires_at_ms / 1000}),
-                None => json!({"passport_id": null, "reason": "the approved passport was not picked up within the pickup window",
-                               "pickup_deadline": case.pickup_deadline_ms.map(rfc3339_ms)}),
+                Some(p) => {
+                    json!({"passport_id": p.id, "reason": "the passport expired unused", "exp": p.expires_at_ms / 1000})
+                }
+                None => {
+                    json!({"passport_id": null, "reason": "the approved passport was not picked up within the pickup window",
+                               "pickup_deadline": case.pickup_deadline_ms.map(rfc3339_ms)})
+                }
             };
             case.status = CaseStatus::Expired;
             case_event(tx, case, "passport.expired", now, "server", data)?;
@@ -714,7 +738,14 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
 }
 
 /// Step 7: the case counts once per subject, by its worst outcome so far.
-fn apply_trust(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, outcome: Outcome, authoritative: bool, now: i64) -> Result<()> {
+fn apply_trust(
+    ctx: &Ctx,
+    tx: &mut dyn Tx,
+    case: &mut Case,
+    outcome: Outcome,
+    authoritative: bool,
+    now: i64,
+) -> Result<()> {
     let cfg = ctx.config.trust.clone();
     // The agent's own failure reports count against the agent; only other parties'
     // reports move the counterparty's standing (an agent must not be able to smear a

@@ -252,7 +252,13 @@ pub(crate) fn policy_env(tx: &mut dyn Tx) -> Result<PolicyEnv> {
 }
 
 /// Appends an organization event.
-pub(crate) fn org_event(tx: &mut dyn Tx, kind: &str, at_ms: i64, actor: &Principal, data: serde_json::Value) -> Result<()> {
+pub(crate) fn org_event(
+    tx: &mut dyn Tx,
+    kind: &str,
+    at_ms: i64,
+    actor: &Principal,
+    data: serde_json::Value,
+) -> Result<()> {
     tx.append(NewEntry { case: None, kind: kind.to_owned(), at_ms, actor: actor.actor(), data })?;
     Ok(())
 }
@@ -266,8 +272,13 @@ pub(crate) fn case_event(
     actor: &str,
     data: serde_json::Value,
 ) -> Result<agentsigna_verify::ledger::DigestedEntry> {
-    let entry =
-        tx.append(NewEntry { case: Some(case.id.clone()), kind: kind.to_owned(), at_ms, actor: actor.to_owned(), data })?;
+    let entry = tx.append(NewEntry {
+        case: Some(case.id.clone()),
+        kind: kind.to_owned(),
+        at_ms,
+        actor: actor.to_owned(),
+        data,
+    })?;
     case.head = Some((entry.entry.index, entry.digest.clone()));
     Ok(entry)
 }

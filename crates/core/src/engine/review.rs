@@ -10,7 +10,6 @@ use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, Rev
 use crate::store::{self, CaseFilter, RecordKind, StoreExt};
 use crate::{Error, Result};
 
-
 /// `POST /v1/reviews/{id}/decisions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,14 +34,21 @@ impl Engine {
         require_reviewer(by)?;
         if let Some(s) = &status {
             if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired" | "all") {
-                return Err(Error::invalid("status", format!("status must be pending, approved, rejected, expired or all (got {s:?})")));
+                return Err(Error::invalid(
+                    "status",
+                    format!("status must be pending, approved, rejected, expired or all (got {s:?})"),
+                ));
             }
         }
         let ctx = self.ctx();
         self.store
             .read_tx(move |tx| {
                 let pending_only = status.as_deref().unwrap_or("pending") == "pending";
-                let filter = CaseFilter { review_pending: if pending_only { Some(true) } else { None }, limit: 500, ..Default::default() };
+                let filter = CaseFilter {
+                    review_pending: if pending_only { Some(true) } else { None },
+                    limit: 500,
+                    ..Default::default()
+                };
                 let mut out = Vec::new();
                 for body in tx.list_cases(&filter)? {
                     let case: Case = serde_json::from_str(&body)?;
@@ -85,7 +91,10 @@ impl Engine {
         let decision = match input.decision.as_str() {
             "approve" | "reject" => input.decision.clone(),
             other => {
-                return Err(Error::invalid("decision", format!("decision must be \"approve\" or \"reject\" (got {other:?})")))
+                return Err(Error::invalid(
+                    "decision",
+                    format!("decision must be \"approve\" or \"reject\" (got {other:?})"),
+                ))
             }
         };
         let comment = input.comment.trim().to_owned();
@@ -116,7 +125,10 @@ impl Engine {
                     .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
                 let agent: AgentRecord = store::get(tx, RecordKind::Agent, &case.agent)?
                     .ok_or_else(|| Error::storage(format!("agent {} is missing", case.agent)))?;
-                let review = case.review.as_ref().ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
+                let review = case
+                    .review
+                    .as_ref()
+                    .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
                 if review.status != ReviewStatus::Pending {
                     return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
                 }

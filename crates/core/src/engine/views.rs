@@ -169,7 +169,9 @@ pub(crate) fn review_view(ctx: &Ctx, tx: &mut dyn Tx, case: &Case, by: &Principa
                 .rule
                 .as_ref()
                 .and_then(|id| compiled.as_ref().and_then(|c| c.rule(id)).map(|r| r.source.clone()));
-            rules.push(json!({"rule": reason.rule, "verdict": reason.verdict, "reason": reason.reason, "source": source}));
+            rules.push(
+                json!({"rule": reason.rule, "verdict": reason.verdict, "reason": reason.reason, "source": source}),
+            );
         }
     }
     let recent: Vec<Value> = {
@@ -222,8 +224,8 @@ impl Engine {
         let id = id.to_owned();
         self.store
             .read_tx(move |tx| {
-                let agent: AgentRecord =
-                    store::get(tx, RecordKind::Agent, &id)?.ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+                let agent: AgentRecord = store::get(tx, RecordKind::Agent, &id)?
+                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
                 let trust = trust_state(tx, RecordKind::AgentTrust, &id)?;
                 Ok(json!({
                     "id": agent.id, "owner": agent.owner, "name": agent.name,

@@ -43,10 +43,7 @@ pub struct TxNodes<'a>(pub RefCell<&'a mut dyn Tx>);
 
 impl NodeSource for TxNodes<'_> {
     fn node(&self, level: u32, index: u64) -> Result<Hash, agentsigna_verify::Error> {
-        self.0
-            .borrow_mut()
-            .merkle_node(level, index)
-            .map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
+        self.0.borrow_mut().merkle_node(level, index).map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
     }
 }
 
@@ -57,7 +54,12 @@ pub async fn latest_checkpoint(s: &AppState) -> ApiResult<String> {
         Some(c) => Ok(c),
         None => {
             let keys = s.engine.keys();
-            let cp = Checkpoint { origin: keys.ledger.name().to_owned(), size: 0, root: merkle::empty_root(), extensions: vec![] };
+            let cp = Checkpoint {
+                origin: keys.ledger.name().to_owned(),
+                size: 0,
+                root: merkle::empty_root(),
+                extensions: vec![],
+            };
             note::sign_checkpoint(&cp, &keys.ledger).map_err(|e| ApiError::from(agentsigna_core::Error::storage(e)))
         }
     }
@@ -74,7 +76,12 @@ async fn key(State(s): State<AppState>) -> Response {
 fn require_reader(p: &Principal) -> ApiResult<()> {
     match p {
         Principal::Admin | Principal::Approver(_) => Ok(()),
-        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "only approvers and the admin read the ledger")),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "only approvers and the admin read the ledger",
+        )),
     }
 }
 
@@ -101,7 +108,10 @@ async fn entries(State(s): State<AppState>, Auth(p): Auth, Query(r): Query<Range
         .read_tx(move |tx| {
             let size = tx.ledger_size()?;
             if start > size {
-                return Err(agentsigna_core::Error::invalid("start", format!("start ({start}) is beyond the ledger size ({size})")));
+                return Err(agentsigna_core::Error::invalid(
+                    "start",
+                    format!("start ({start}) is beyond the ledger size ({size})"),
+                ));
             }
             tx.ledger_entries(start, end.min(size))
         })
@@ -123,7 +133,11 @@ struct InclusionQuery {
     size: u64,
 }
 
-async fn inclusion(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<InclusionQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn inclusion(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<InclusionQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     require_reader(&p)?;
     let hashes = s
         .engine
@@ -131,10 +145,16 @@ async fn inclusion(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<Inc
         .read_tx(move |tx| {
             let tree = tx.ledger_size()?;
             if q.size == 0 || q.size > tree {
-                return Err(agentsigna_core::Error::invalid("size", format!("size must be between 1 and the tree size {tree} (got {})", q.size)));
+                return Err(agentsigna_core::Error::invalid(
+                    "size",
+                    format!("size must be between 1 and the tree size {tree} (got {})", q.size),
+                ));
             }
             if q.index >= q.size {
-                return Err(agentsigna_core::Error::invalid("index", format!("index must be below size {} (got {})", q.size, q.index)));
+                return Err(agentsigna_core::Error::invalid(
+                    "index",
+                    format!("index must be below size {} (got {})", q.size, q.index),
+                ));
             }
             let nodes = TxNodes(RefCell::new(tx));
             merkle::inclusion_proof(&nodes, q.index, q.size).map_err(agentsigna_core::Error::storage)
@@ -150,7 +170,11 @@ struct ConsistencyQuery {
     to: u64,
 }
 
-async fn consistency(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ConsistencyQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn consistency(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     require_reader(&p)?;
     let hashes = s
         .engine
@@ -161,10 +185,16 @@ async fn consistency(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<C
                 return Err(agentsigna_core::Error::invalid("from", "from must be at least 1"));
             }
             if q.from > q.to {
-                return Err(agentsigna_core::Error::invalid("from", format!("from ({}) is after to ({})", q.from, q.to)));
+                return Err(agentsigna_core::Error::invalid(
+                    "from",
+                    format!("from ({}) is after to ({})", q.from, q.to),
+                ));
             }
             if q.to > tree {
-                return Err(agentsigna_core::Error::invalid("to", format!("to ({}) is beyond the tree size {tree}", q.to)));
+                return Err(agentsigna_core::Error::invalid(
+                    "to",
+                    format!("to ({}) is beyond the tree size {tree}", q.to),
+                ));
             }
             let nodes = TxNodes(RefCell::new(tx));
             merkle::consistency_proof(&nodes, q.from, q.to).map_err(agentsigna_core::Error::storage)

@@ -31,7 +31,12 @@ impl AppState {
         let changed = Arc::new(Notify::new());
         let n = changed.clone();
         engine.set_listener(Arc::new(move || n.notify_waiters()));
-        AppState { engine, changed, sessions: Arc::new(crate::ui::session::Sessions::default()), stopping: Arc::default() }
+        AppState {
+            engine,
+            changed,
+            sessions: Arc::new(crate::ui::session::Sessions::default()),
+            stopping: Arc::default(),
+        }
     }
 }
 

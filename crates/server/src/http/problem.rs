@@ -34,7 +34,9 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
             Error::Invalid { field, detail } => ApiError::bad_request(field, detail),
-            Error::Unauthenticated(d) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", d),
+            Error::Unauthenticated(d) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", d)
+            }
             Error::Forbidden(d) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", d),
             Error::NotFound(d) => ApiError::not_found(d),
             Error::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
@@ -50,7 +52,10 @@ impl From<Error> for ApiError {
                 if let Some(rule) = &p.rule {
                     detail = format!("rule {rule}: {detail}");
                 }
-                ApiError { field: Some("source".into()), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-policy", "Invalid policy", detail) }
+                ApiError {
+                    field: Some("source".into()),
+                    ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-policy", "Invalid policy", detail)
+                }
             }
             Error::Storage(d) => {
                 // Details of storage failures stay in the server log.

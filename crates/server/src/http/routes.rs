@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use super::extract::{P as Path, Q as Query};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -54,7 +54,12 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this route does not accept that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method",
+    )
 }
 
 async fn healthz() -> Json<Value> {
@@ -72,11 +77,20 @@ async fn jwks(State(s): State<AppState>) -> Response {
 fn require_admin(p: &Principal) -> ApiResult<()> {
     match p {
         Principal::Admin => Ok(()),
-        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "this operation needs the admin credential")),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "this operation needs the admin credential",
+        )),
     }
 }
 
-async fn create_agent(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewAgent>) -> ApiResult<Response> {
+async fn create_agent(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<NewAgent>,
+) -> ApiResult<Response> {
     require_admin(&p)?;
     let (agent, key) = s.engine.register_agent(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": agent.id, "api_key": key}))).into_response())
@@ -98,13 +112,21 @@ async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<S
     Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
 }
 
-async fn create_approver(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewApprover>) -> ApiResult<Response> {
+async fn create_approver(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<NewApprover>,
+) -> ApiResult<Response> {
     require_admin(&p)?;
     let (a, token) = s.engine.register_approver(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": a.id, "roles": a.roles, "token": token}))).into_response())
 }
 
-async fn create_system(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<NewSystem>) -> ApiResult<Response> {
+async fn create_system(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<NewSystem>,
+) -> ApiResult<Response> {
     require_admin(&p)?;
     let (sys, token) = s.engine.register_system(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": sys.id, "token": token}))).into_response())
@@ -151,17 +173,29 @@ struct PolicyInput {
     activate: bool,
 }
 
-async fn create_policy(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<PolicyInput>) -> ApiResult<Response> {
+async fn create_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<PolicyInput>,
+) -> ApiResult<Response> {
     require_admin(&p)?;
     let created = s.engine.upload_policy(&p, input.source, input.activate).await?;
-    Ok((StatusCode::CREATED, Json(json!({"version": created.version, "digest": created.digest, "active": created.active})))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"version": created.version, "digest": created.digest, "active": created.active})),
+    )
         .into_response())
 }
 
 fn require_reader(p: &Principal) -> ApiResult<()> {
     match p {
         Principal::Admin | Principal::Approver(_) => Ok(()),
-        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "only approvers and the admin read this")),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "only approvers and the admin read this",
+        )),
     }
 }
 
@@ -184,7 +218,11 @@ struct ShadowInput {
     version: u64,
 }
 
-async fn set_shadow(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<ShadowInput>) -> ApiResult<Json<Value>> {
+async fn set_shadow(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<ShadowInput>,
+) -> ApiResult<Json<Value>> {
     require_admin(&p)?;
     let v = s.engine.set_shadow_policy(&p, Some(input.version)).await?;
     Ok(Json(json!({"shadow": v})))
@@ -203,7 +241,9 @@ async fn get_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<
 }
 
 fn parse_version(v: &str) -> ApiResult<u64> {
-    v.parse::<u64>().map_err(|_| ApiError::bad_request(Some("version".into()), format!("version must be a positive integer (got {v:?})")))
+    v.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(Some("version".into()), format!("version must be a positive integer (got {v:?})"))
+    })
 }
 
 async fn get_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
@@ -213,13 +253,21 @@ async fn get_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Pat
                    "created_at": rfc3339_ms(record.created_at_ms), "created_by": record.created_by})))
 }
 
-async fn activate_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
+async fn activate_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(version): Path<String>,
+) -> ApiResult<Json<Value>> {
     require_admin(&p)?;
     let r = s.engine.activate_policy(&p, parse_version(&version)?).await?;
     Ok(Json(json!({"version": r.version, "digest": r.digest, "active": true})))
 }
 
-async fn get_rule(State(s): State<AppState>, Auth(p): Auth, Path((version, rule)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_rule(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((version, rule)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     match p {
         Principal::Admin | Principal::Approver(_) | Principal::Agent(_) => {}
         Principal::System(_) => require_reader(&p)?,
@@ -228,7 +276,11 @@ async fn get_rule(State(s): State<AppState>, Auth(p): Auth, Path((version, rule)
     Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::bad_request(None, e.to_string()))?))
 }
 
-async fn submit_request(State(s): State<AppState>, Auth(p): Auth, JsonBody(input): JsonBody<RequestInput>) -> ApiResult<Response> {
+async fn submit_request(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(input): JsonBody<RequestInput>,
+) -> ApiResult<Response> {
     let out = s.engine.submit_request(&p, input).await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     let mut resp = (status, Json(out.body)).into_response();
@@ -258,11 +310,16 @@ struct WaitQuery {
 /// Longest `?wait`, in seconds.
 const MAX_WAIT: u64 = 60;
 
-async fn get_case(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult<Json<Value>> {
+async fn get_case(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<Value>> {
     if let Some(w) = q.wait {
-        let secs: u64 = w
-            .parse()
-            .map_err(|_| ApiError::bad_request(Some("wait".into()), format!("wait must be a number of seconds (got {w:?})")))?;
+        let secs: u64 = w.parse().map_err(|_| {
+            ApiError::bad_request(Some("wait".into()), format!("wait must be a number of seconds (got {w:?})"))
+        })?;
         let until = tokio::time::Instant::now() + Duration::from_secs(secs.min(MAX_WAIT));
         loop {
             let notified = s.changed.notified();
@@ -309,7 +366,11 @@ struct ReviewQuery {
     status: Option<String>,
 }
 
-async fn list_reviews(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ReviewQuery>) -> ApiResult<Json<Value>> {
+async fn list_reviews(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<ReviewQuery>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(s.engine.list_reviews(&p, q.status).await?))
 }
 

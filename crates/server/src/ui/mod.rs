@@ -95,7 +95,9 @@ fn error_page(status: StatusCode, chrome: Chrome, title: &str, message: impl Int
 /// Only `/ui/…` paths, never another origin (`//host`) or scheme, are followed after login.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains(['\\', '\r', '\n']) && n.len() <= 512 => {
+        Some(n)
+            if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains(['\\', '\r', '\n']) && n.len() <= 512 =>
+        {
             n.to_owned()
         }
         _ => "/ui/".to_owned(),
@@ -153,9 +155,19 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<LoginForm>, FormRejection>) -> Response {
+async fn login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
     let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, Chrome::default(), "Bad request", "The form could not be read.", "/ui/login");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            Chrome::default(),
+            "Bad request",
+            "The form could not be read.",
+            "/ui/login",
+        );
     };
     let expected = session::cookie(&headers, LOGIN_COOKIE);
     if !expected.is_some_and(|e| same_secret(&e, &form.csrf)) {
@@ -201,7 +213,9 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<
                 &headers,
                 StatusCode::FORBIDDEN,
                 next,
-                Some(format!("That is the credential of target system {id}. Only approvers (and the admin) sign in here.")),
+                Some(format!(
+                    "That is the credential of target system {id}. Only approvers (and the admin) sign in here."
+                )),
             )
         }
     }
@@ -221,7 +235,11 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
+async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
     let Some(cur) = s.sessions.current(&headers) else { return see_other("/ui/login") };
     let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
     if !same_secret(&cur.csrf, &csrf) {
@@ -313,7 +331,13 @@ async fn decide(
     let page_url = format!("/ui/reviews/{id}");
     let Some(cur) = s.sessions.current(&headers) else { return to_login(&page_url) };
     let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, chrome(&cur), "Bad request", "The form could not be read.", &page_url);
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            chrome(&cur),
+            "Bad request",
+            "The form could not be read.",
+            &page_url,
+        );
     };
     if !same_secret(&cur.csrf, &form.csrf) {
         return csrf_refused(&cur);
@@ -336,7 +360,8 @@ async fn decide(
             // Show the refusal on the case page itself, with the comment kept.
             match s.engine.get_review(&cur.principal, &id).await {
                 Ok(doc) => {
-                    let mut page = pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
+                    let mut page =
+                        pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
                     page.error = Some(format!("{}: {}", api.title, api.detail));
                     page.comment = form.comment;
                     html(api.status, render(&page))

@@ -444,7 +444,10 @@ pub fn review_page(doc: &Value, chrome: Chrome, me: Option<&str>, now_ms: i64) -
     let mut notes = Vec::new();
     let can_decide = match me {
         None => {
-            notes.push("You are signed in with the admin credential: you can read reviews, but only approvers decide.".to_owned());
+            notes.push(
+                "You are signed in with the admin credential: you can read reviews, but only approvers decide."
+                    .to_owned(),
+            );
             false
         }
         Some(me) => {

@@ -228,7 +228,9 @@ mod tests {
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         assert!(s.secure_for(&h));
         let c = set_cookie(SESSION_COOKIE, "abc", SESSION_TTL, true);
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/ui") && c.ends_with("Secure"));
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/ui") && c.ends_with("Secure")
+        );
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
     }
 }

@@ -81,9 +81,13 @@ async fn principals_see_only_what_they_may() {
     let agent = json!({"id": "rogue", "owner": "x@example.com"});
     for token in [s.bot(), s.carol(), s.erp()] {
         s.post(&token, "/v1/agents", &agent).await.expect_problem(403, None);
-        s.post(&token, "/v1/approvers", &json!({"id": "mallory@example.com", "roles": ["finance"]})).await.expect_problem(403, None);
+        s.post(&token, "/v1/approvers", &json!({"id": "mallory@example.com", "roles": ["finance"]}))
+            .await
+            .expect_problem(403, None);
         s.post(&token, "/v1/systems", &json!({"id": "crm"})).await.expect_problem(403, None);
-        s.put(&token, "/v1/counterparties/acme", &json!({"name": "Acme", "risk": "blocked"})).await.expect_problem(403, None);
+        s.put(&token, "/v1/counterparties/acme", &json!({"name": "Acme", "risk": "blocked"}))
+            .await
+            .expect_problem(403, None);
         s.put(&token, "/v1/actions/data.export", &json!({"description": "x"})).await.expect_problem(403, None);
         s.post(&token, "/v1/policies", &json!({"source": "", "activate": true})).await.expect_problem(403, None);
         s.post(&token, "/v1/policies/1/activate", &json!({})).await.expect_problem(403, None);

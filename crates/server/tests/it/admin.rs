@@ -30,7 +30,9 @@ async fn admin_builds_an_organization_through_the_api() {
     let admin = s.admin.clone();
 
     // Agents, with and without a holder key.
-    let r = s.post(&admin, "/v1/agents", &json!({"id": "analytics-bot", "owner": "gina@example.com", "name": "Analytics"})).await;
+    let r = s
+        .post(&admin, "/v1/agents", &json!({"id": "analytics-bot", "owner": "gina@example.com", "name": "Analytics"}))
+        .await;
     r.expect(201);
     assert_eq!(r.get("id"), "analytics-bot");
     let analytics = r.get("api_key").as_str().expect("api_key, shown once").to_owned();
@@ -38,7 +40,8 @@ async fn admin_builds_an_organization_through_the_api() {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
     let jwk = agentsigna_verify::jwk::Jwk::public_only(&key.verifying_key());
-    let r = s.post(&admin, "/v1/agents", &json!({"id": "bound-bot", "owner": "gina@example.com", "public_jwk": jwk})).await;
+    let r =
+        s.post(&admin, "/v1/agents", &json!({"id": "bound-bot", "owner": "gina@example.com", "public_jwk": jwk})).await;
     r.expect(201);
     let bound = r.get("api_key").as_str().expect("api_key").to_owned();
     let rec = s.get(&bound, "/v1/agents/bound-bot").await;
@@ -53,13 +56,21 @@ async fn admin_builds_an_organization_through_the_api() {
         json!({"kty": "OKP", "crv": "X25519", "x": jwk.x}),
         json!("not an object"),
     ] {
-        let r = s.post(&admin, "/v1/agents", &json!({"id": "bad-key-bot", "owner": "gina@example.com", "public_jwk": bad})).await;
+        let r = s
+            .post(&admin, "/v1/agents", &json!({"id": "bad-key-bot", "owner": "gina@example.com", "public_jwk": bad}))
+            .await;
         r.expect_problem(400, Some("public_jwk"));
     }
     s.get(&admin, "/v1/agents/bad-key-bot").await.expect_problem(404, None);
 
     // An approver and a target system.
-    let r = s.post(&admin, "/v1/approvers", &json!({"id": "hana@example.com", "name": "Hana (Privacy)", "roles": ["privacy"]})).await;
+    let r = s
+        .post(
+            &admin,
+            "/v1/approvers",
+            &json!({"id": "hana@example.com", "name": "Hana (Privacy)", "roles": ["privacy"]}),
+        )
+        .await;
     r.expect(201);
     assert_eq!(r.get("id"), "hana@example.com");
     let hana = r.get("token").as_str().expect("token").to_owned();
@@ -69,10 +80,13 @@ async fn admin_builds_an_organization_through_the_api() {
     let warehouse = r.get("token").as_str().expect("token").to_owned();
 
     // Counterparties and actions (PUT is idempotent).
-    let r = s.put(&admin, "/v1/counterparties/datacorp", &json!({"name": "DataCorp Processing", "risk": "medium"})).await;
+    let r =
+        s.put(&admin, "/v1/counterparties/datacorp", &json!({"name": "DataCorp Processing", "risk": "medium"})).await;
     r.expect(200);
     assert_eq!(r.json, json!({"id": "datacorp", "name": "DataCorp Processing", "risk": "medium"}));
-    s.put(&admin, "/v1/counterparties/datacorp", &json!({"name": "DataCorp Processing", "risk": "medium"})).await.expect(200);
+    s.put(&admin, "/v1/counterparties/datacorp", &json!({"name": "DataCorp Processing", "risk": "medium"}))
+        .await
+        .expect(200);
     let r = s.put(&admin, "/v1/actions/data.export", &json!({"description": "Export a data set"})).await;
     r.expect(200);
     assert_eq!(r.get("type"), "data.export");
@@ -88,7 +102,8 @@ async fn admin_builds_an_organization_through_the_api() {
     assert!(digest.starts_with("sha256:"));
     let list = s.get(&admin, "/v1/policies").await;
     assert_eq!(list.json["active"], json!(1), "uploaded, not active yet: {}", list.text);
-    let versions: Vec<_> = list.json["policies"].as_array().expect("policies").iter().map(|p| p["version"].clone()).collect();
+    let versions: Vec<_> =
+        list.json["policies"].as_array().expect("policies").iter().map(|p| p["version"].clone()).collect();
     assert_eq!(versions, [json!(1), json!(2)]);
     let export = json!({"action": "data.export", "counterparty": "datacorp", "audience": "warehouse", "description": "Q3 churn"});
     let r = s.submit(&analytics, &export).await;
@@ -109,7 +124,9 @@ async fn admin_builds_an_organization_through_the_api() {
     rule.expect(200);
     assert!(rule.text.contains("resource.risk == \\\"medium\\\""), "{}", rule.text);
     assert!(
-        rule.json["source"].as_str().is_some_and(|src| src.contains("forbid") && src.contains("resource.risk == \"medium\"")),
+        rule.json["source"]
+            .as_str()
+            .is_some_and(|src| src.contains("forbid") && src.contains("resource.risk == \"medium\"")),
         "{}",
         rule.text
     );
@@ -156,11 +173,19 @@ async fn admin_builds_an_organization_through_the_api() {
         .filter(|e| e["case"].is_null())
         .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
         .collect();
-    for t in ["agent.registered", "approver.registered", "system.registered", "counterparty.updated", "action.declared", "policy.activated"] {
+    for t in [
+        "agent.registered",
+        "approver.registered",
+        "system.registered",
+        "counterparty.updated",
+        "action.declared",
+        "policy.activated",
+    ] {
         assert!(types.iter().any(|x| x == t), "{t} in {types:?}");
     }
     assert_eq!(types.iter().filter(|t| *t == "policy.activated").count(), 3, "{types:?}");
-    let cp_updates = entries.text.lines().filter(|l| l.contains("counterparty.updated") && l.contains("datacorp")).count();
+    let cp_updates =
+        entries.text.lines().filter(|l| l.contains("counterparty.updated") && l.contains("datacorp")).count();
     assert_eq!(cp_updates, 1, "an unchanged PUT records nothing");
 }
 

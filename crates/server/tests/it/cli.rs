@@ -92,7 +92,8 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
 
     let log_path = tmp.path().join("serve.log");
     let serve = Serve::start_logging(&data, std::fs::File::create(&log_path).expect("log file"));
-    let keys: Vec<_> = std::fs::read_dir(data.join("keys")).expect("keys dir").map(|e| e.expect("entry").path()).collect();
+    let keys: Vec<_> =
+        std::fs::read_dir(data.join("keys")).expect("keys dir").map(|e| e.expect("entry").path()).collect();
     assert!(!keys.is_empty(), "keys are created on first start");
     for k in &keys {
         assert_eq!(mode(k), 0o600, "{} mode", k.display());
@@ -110,11 +111,17 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     let r = client.get(format!("{}/v1/policies", serve.base)).bearer_auth(&admin).send().expect("get");
     assert_eq!(r.status().as_u16(), 200);
     // A passport to verify below.
-    let r = client.post(format!("{}/v1/requests", serve.base)).bearer_auth(&bot).json(&po_body("acme", "10.00")).send().expect("post");
+    let r = client
+        .post(format!("{}/v1/requests", serve.base))
+        .bearer_auth(&bot)
+        .json(&po_body("acme", "10.00"))
+        .send()
+        .expect("post");
     assert_eq!(r.status().as_u16(), 201);
     let body: serde_json::Value = r.json().expect("json");
     let passport = body["passport"].as_str().expect("passport").to_owned();
-    let jwks_text = client.get(format!("{}/.well-known/jwks.json", serve.base)).send().expect("jwks").text().expect("text");
+    let jwks_text =
+        client.get(format!("{}/.well-known/jwks.json", serve.base)).send().expect("jwks").text().expect("text");
     let snapshot: Vec<(String, String)> = std::fs::read_dir(&creds_dir)
         .expect("credentials")
         .map(|e| {
@@ -154,10 +161,15 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     assert_eq!(r.status().as_u16(), 200, "the old agent key still works");
     let r = client.get(format!("{}/v1/policies", serve.base)).bearer_auth(&admin).send().expect("get");
     let policies: serde_json::Value = r.json().expect("json");
-    assert_eq!(policies["policies"].as_array().expect("policies").len(), 1, "the same policy is not uploaded twice: {policies}");
+    assert_eq!(
+        policies["policies"].as_array().expect("policies").len(),
+        1,
+        "the same policy is not uploaded twice: {policies}"
+    );
     assert_eq!(policies["active"], json!(1));
     // Same keys: the old passport still verifies against the new JWKS.
-    let jwks_after = client.get(format!("{}/.well-known/jwks.json", serve.base)).send().expect("jwks").text().expect("text");
+    let jwks_after =
+        client.get(format!("{}/.well-known/jwks.json", serve.base)).send().expect("jwks").text().expect("text");
     assert_eq!(jwks_after, jwks_text);
     // `verify --jwks URL` fetches the set.
     let jwks_url = format!("{}/.well-known/jwks.json", serve.base);
@@ -180,9 +192,11 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     assert_eq!((code, err.trim()), (1, "wrong_audience"));
     let (code, _, err) = outcome(&run_cli(&["verify", "garbage", "--jwks", jwks, "--audience", "erp"]));
     assert_eq!((code, err.trim()), (1, "malformed"));
-    let (code, _, err) = outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "2999-01-01T00:00:00Z"]));
+    let (code, _, err) =
+        outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "2999-01-01T00:00:00Z"]));
     assert_eq!((code, err.trim()), (1, "expired"));
-    let (code, _, err) = outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "2000-01-01T00:00:00Z"]));
+    let (code, _, err) =
+        outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "2000-01-01T00:00:00Z"]));
     assert_eq!((code, err.trim()), (1, "not_yet_valid"));
     // A passport whose signature was changed.
     let sig_at = passport.rfind('.').expect("compact JWS") + 10;
@@ -193,7 +207,8 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     // Unknown key.
     let empty = tmp.path().join("empty.json");
     std::fs::write(&empty, "{\"keys\": []}").expect("write");
-    let (code, _, err) = outcome(&run_cli(&["verify", &passport, "--jwks", empty.to_str().expect("path"), "--audience", "erp"]));
+    let (code, _, err) =
+        outcome(&run_cli(&["verify", &passport, "--jwks", empty.to_str().expect("path"), "--audience", "erp"]));
     assert_eq!((code, err.trim()), (1, "unknown_key"));
     // Standard input.
     let mut child = Command::new(bin())
@@ -213,8 +228,14 @@ fn serve_creates_secret_files_drains_on_sigterm_and_restarts_idempotently() {
     assert_eq!(run_cli(&["verify"]).status.code(), Some(2));
     assert_eq!(run_cli(&["verify", &passport, "--audience", "erp"]).status.code(), Some(2));
     assert_eq!(run_cli(&["verify", &passport, "--jwks", jwks]).status.code(), Some(2));
-    assert_eq!(run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "yesterday"]).status.code(), Some(2));
-    assert_eq!(run_cli(&["verify", &passport, "--jwks", "/nonexistent/jwks.json", "--audience", "erp"]).status.code(), Some(2));
+    assert_eq!(
+        run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--at", "yesterday"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run_cli(&["verify", &passport, "--jwks", "/nonexistent/jwks.json", "--audience", "erp"]).status.code(),
+        Some(2)
+    );
     assert_eq!(run_cli(&["no-such-command"]).status.code(), Some(2));
 }
 
@@ -225,7 +246,12 @@ fn sigterm_does_not_wait_for_long_polling_agents() {
     let serve = Serve::start(&data);
     let bot = read_token(&data.join("credentials/agent-procurement-bot.token"));
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(90)).build().expect("client");
-    let r = client.post(format!("{}/v1/requests", serve.base)).bearer_auth(&bot).json(&po_body("globex", "40000.00")).send().expect("post");
+    let r = client
+        .post(format!("{}/v1/requests", serve.base))
+        .bearer_auth(&bot)
+        .json(&po_body("globex", "40000.00"))
+        .send()
+        .expect("post");
     let body: serde_json::Value = r.json().expect("json");
     assert_eq!(body["verdict"], "escalated", "{body}");
     let url = format!("{}/v1/cases/{}?wait=60", serve.base, body["case_id"].as_str().expect("case"));
@@ -248,7 +274,12 @@ fn ledger_commands_on_a_mistyped_data_dir_fail_without_creating_anything() {
     assert!(!missing.exists(), "a read-only check must not create {} (with fresh keys)", missing.display());
     let out = tmp.path().join("bundle.json");
     let (code, _, err) = outcome(&run_cli(&[
-        "ledger", "export", "--data-dir", missing.to_str().expect("path"), "--out", out.to_str().expect("path"),
+        "ledger",
+        "export",
+        "--data-dir",
+        missing.to_str().expect("path"),
+        "--out",
+        out.to_str().expect("path"),
     ]));
     assert_eq!(code, 1, "{err}");
     assert!(!missing.exists(), "export must not create {}", missing.display());

@@ -17,7 +17,11 @@ async fn a_restart_keeps_cases_reviews_credentials_and_the_ledger() {
     s.restart().await;
     // Same keys: the passport issued before still verifies; same ledger key.
     s.verify_passport(&token, "erp").await;
-    assert_eq!(s.get_public("/v1/ledger/checkpoint").await.text, checkpoint_before, "re-applying the org writes nothing");
+    assert_eq!(
+        s.get_public("/v1/ledger/checkpoint").await.text,
+        checkpoint_before,
+        "re-applying the org writes nothing"
+    );
     // The pending review is still in the queue and can be decided.
     let q = s.get(&s.carol(), "/v1/reviews?status=pending").await;
     assert!(q.json["reviews"].as_array().expect("reviews").iter().any(|r| r["id"] == json!(review_id)), "{}", q.text);

@@ -43,8 +43,7 @@ pub fn outcome(o: &Output) -> (i32, String, String) {
 /// Whether `text` mentions `index N` (not `index N0`).
 pub fn names_index(text: &str, n: u64) -> bool {
     let needle = format!("index {n}");
-    text.match_indices(&needle)
-        .any(|(at, m)| !text[at + m.len()..].chars().next().is_some_and(|c| c.is_ascii_digit()))
+    text.match_indices(&needle).any(|(at, m)| !text[at + m.len()..].chars().next().is_some_and(|c| c.is_ascii_digit()))
 }
 
 /// Instant the manual clock starts at: now, to the second (so passports also verify
@@ -127,11 +126,7 @@ impl Server {
         change(&mut opts);
         let running = app::start(opts, clock.clone()).await.expect("server start");
         let admin = running.admin_token.clone().expect("a fresh data dir creates the admin token");
-        let creds = running
-            .credentials
-            .iter()
-            .map(|c| ((c.kind.to_owned(), c.id.clone()), c.token.clone()))
-            .collect();
+        let creds = running.credentials.iter().map(|c| ((c.kind.to_owned(), c.id.clone()), c.token.clone())).collect();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         Server { base: running.url(), running: Some(running), clock, dir, client, admin, creds }
     }
@@ -165,7 +160,10 @@ impl Server {
     /// The credential of an org principal.
     #[track_caller]
     pub fn token(&self, kind: &str, id: &str) -> String {
-        self.creds.get(&(kind.to_owned(), id.to_owned())).cloned().unwrap_or_else(|| panic!("no credential for {kind} {id}"))
+        self.creds
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| panic!("no credential for {kind} {id}"))
     }
 
     pub fn agent(&self, id: &str) -> String {
@@ -213,8 +211,16 @@ impl Server {
     }
 
     /// A request with a raw body and content type.
-    pub async fn raw(&self, method: reqwest::Method, token: Option<&str>, path: &str, content_type: &str, body: Vec<u8>) -> Resp {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req =
+            self.client.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -254,12 +260,18 @@ impl Server {
 
     /// `POST /v1/reviews/{id}/decisions`.
     pub async fn decide(&self, token: &str, review: &str, decision: &str, comment: &str) -> Resp {
-        self.post(token, &format!("/v1/reviews/{review}/decisions"), &json!({"decision": decision, "comment": comment})).await
+        self.post(token, &format!("/v1/reviews/{review}/decisions"), &json!({"decision": decision, "comment": comment}))
+            .await
     }
 
     /// `POST /v1/cases/{id}/outcome`.
     pub async fn outcome(&self, token: &str, case: &str, outcome: &str) -> Resp {
-        self.post(token, &format!("/v1/cases/{case}/outcome"), &json!({"outcome": outcome, "detail": "reported by a test"})).await
+        self.post(
+            token,
+            &format!("/v1/cases/{case}/outcome"),
+            &json!({"outcome": outcome, "detail": "reported by a test"}),
+        )
+        .await
     }
 
     /// The served JWK set.
@@ -323,7 +335,12 @@ pub fn check_entry_digest(served: &Value) -> Entry {
 
 /// The `type`s of a case's events, in order.
 pub fn event_types(case: &Value) -> Vec<String> {
-    case["events"].as_array().expect("events").iter().map(|e| e["type"].as_str().unwrap_or_default().to_owned()).collect()
+    case["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// The events of a given type.
@@ -333,12 +350,7 @@ pub fn events_of<'a>(case: &'a Value, kind: &str) -> Vec<&'a Value> {
 
 /// The rule ids named by a verdict's `reasons`.
 pub fn rules(body: &Value) -> Vec<String> {
-    body["reasons"]
-        .as_array()
-        .expect("reasons")
-        .iter()
-        .filter_map(|r| r["rule"].as_str().map(str::to_owned))
-        .collect()
+    body["reasons"].as_array().expect("reasons").iter().filter_map(|r| r["rule"].as_str().map(str::to_owned)).collect()
 }
 
 /// Copies a directory tree.

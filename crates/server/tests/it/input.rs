@@ -21,7 +21,9 @@ async fn bad_requests_are_problems_naming_the_field() {
     let ok = po_body("acme", "10.00");
     let size_before = s.get(&s.admin, "/v1/ledger/entries?start=0").await.text.lines().count();
 
-    let raw = |body: &'static str| s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json", body.as_bytes().to_vec());
+    let raw = |body: &'static str| {
+        s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json", body.as_bytes().to_vec())
+    };
     raw("{\"action\": ").await.expect_problem(400, None);
     raw("not json").await.expect_problem(400, None);
     raw("").await.expect_problem(400, None);
@@ -40,7 +42,11 @@ async fn bad_requests_are_problems_naming_the_field() {
         (with(ok.clone(), &["amount", "value"], json!("99999999999999999999")), 400, "amount.value"),
         (with(ok.clone(), &["amount", "currency"], json!("XYZ")), 400, "amount.currency"),
         (with(ok.clone(), &["amount", "currency"], json!("usd")), 400, "amount.currency"),
-        (with(with(ok.clone(), &["amount", "currency"], json!("JPY")), &["amount", "value"], json!("100.5")), 400, "amount.value"),
+        (
+            with(with(ok.clone(), &["amount", "currency"], json!("JPY")), &["amount", "value"], json!("100.5")),
+            400,
+            "amount.value",
+        ),
         (with(ok.clone(), &["counterparty"], json!("nobody-inc")), 422, "counterparty"),
         (with(ok.clone(), &["action"], json!("rocket.launch")), 422, "action"),
         (with(ok.clone(), &["audience"], json!("mainframe")), 422, "audience"),
@@ -49,7 +55,11 @@ async fn bad_requests_are_problems_naming_the_field() {
         (with(ok.clone(), &["context"], json!({"deep": {"list": [1, 2.25]}})), 400, "context"),
         (with(ok.clone(), &["context"], json!(["a"])), 400, "context"),
         (with(ok.clone(), &["context"], json!("text")), 400, "context"),
-        (with(ok.clone(), &["context"], json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}})), 400, "context"),
+        (
+            with(ok.clone(), &["context"], json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}})),
+            400,
+            "context",
+        ),
         (with(ok.clone(), &["context"], json!({"big": "x".repeat(20_000)})), 400, "context"),
         (with(ok.clone(), &["description"], json!("bell\u{7}")), 400, "description"),
         (with(ok.clone(), &["idempotency_key"], json!("")), 400, "idempotency_key"),
@@ -67,7 +77,9 @@ async fn bad_requests_are_problems_naming_the_field() {
     // Valid edge cases are accepted.
     let jpy = with(with(ok.clone(), &["amount", "currency"], json!("JPY")), &["amount", "value"], json!("1000"));
     s.submit(&bot, &jpy).await.expect(201);
-    let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json; charset=utf-8", ok.to_string().into_bytes()).await;
+    let r = s
+        .raw(Method::POST, Some(&bot), "/v1/requests", "application/json; charset=utf-8", ok.to_string().into_bytes())
+        .await;
     r.expect(201);
     let mut no_amount = ok.clone();
     no_amount.as_object_mut().expect("object").remove("amount");
@@ -79,7 +91,9 @@ async fn bad_requests_are_problems_naming_the_field() {
     r.expect_problem(413, None);
     let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "text/plain", ok.to_string().into_bytes()).await;
     r.expect_problem(415, None);
-    let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "application/x-www-form-urlencoded", b"action=x".to_vec()).await;
+    let r = s
+        .raw(Method::POST, Some(&bot), "/v1/requests", "application/x-www-form-urlencoded", b"action=x".to_vec())
+        .await;
     r.expect_problem(415, None);
     s.get(&bot, "/v1/nothing-here").await.expect_problem(404, None);
     s.get_public("/nothing").await.expect_problem(404, None);
@@ -97,15 +111,27 @@ async fn bad_requests_are_problems_naming_the_field() {
 async fn bad_admin_input_and_conflicts() {
     let s = Server::start().await;
     let admin = s.admin.clone();
-    s.post(&admin, "/v1/agents", &json!({"id": "procurement-bot", "owner": "z@example.com"})).await.expect_problem(409, None);
-    s.post(&admin, "/v1/approvers", &json!({"id": "carol@example.com", "roles": ["finance"]})).await.expect_problem(409, None);
+    s.post(&admin, "/v1/agents", &json!({"id": "procurement-bot", "owner": "z@example.com"}))
+        .await
+        .expect_problem(409, None);
+    s.post(&admin, "/v1/approvers", &json!({"id": "carol@example.com", "roles": ["finance"]}))
+        .await
+        .expect_problem(409, None);
     s.post(&admin, "/v1/systems", &json!({"id": "erp"})).await.expect_problem(409, None);
     s.post(&admin, "/v1/agents", &json!({"id": "", "owner": "z@example.com"})).await.expect_problem(400, Some("id"));
-    s.post(&admin, "/v1/agents", &json!({"id": "x", "owner": "z@example.com", "role": "admin"})).await.expect_problem(400, Some("role"));
+    s.post(&admin, "/v1/agents", &json!({"id": "x", "owner": "z@example.com", "role": "admin"}))
+        .await
+        .expect_problem(400, Some("role"));
     s.post(&admin, "/v1/agents", &json!({"id": "x"})).await.expect_problem(400, Some("owner"));
-    s.post(&admin, "/v1/approvers", &json!({"id": "y@example.com", "roles": ["fin ance"]})).await.expect_problem(400, Some("roles[0]"));
-    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "Acme", "risk": "extreme"})).await.expect_problem(400, Some("risk"));
-    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "", "risk": "low"})).await.expect_problem(400, Some("name"));
+    s.post(&admin, "/v1/approvers", &json!({"id": "y@example.com", "roles": ["fin ance"]}))
+        .await
+        .expect_problem(400, Some("roles[0]"));
+    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "Acme", "risk": "extreme"}))
+        .await
+        .expect_problem(400, Some("risk"));
+    s.put(&admin, "/v1/counterparties/acme", &json!({"name": "", "risk": "low"}))
+        .await
+        .expect_problem(400, Some("name"));
     s.put(&admin, "/v1/actions/Bad%20Type", &json!({"description": "x"})).await.expect_problem(400, Some("type"));
     s.get(&admin, "/v1/policies/abc").await.expect_problem(400, Some("version"));
     s.get(&admin, "/v1/policies/99").await.expect_problem(404, None);
@@ -127,16 +153,26 @@ async fn invalid_policy_is_refused_and_the_active_one_stays() {
         ("@id(\"typo\") permit (principal, action, resource) when { context.amout > 5 };", "amout"),
         ("@id(\"ghost\") permit (principal, action == Action::\"rocket.launch\", resource);", "rocket.launch"),
         ("permit (principal, action, resource);", "@id"),
-        ("@id(\"a\") permit (principal, action, resource);\n@id(\"a\") permit (principal, action, resource);", "duplicate"),
+        (
+            "@id(\"a\") permit (principal, action, resource);\n@id(\"a\") permit (principal, action, resource);",
+            "duplicate",
+        ),
         ("@id(\"v\") @verdict(\"maybe\") forbid (principal, action, resource);", "maybe"),
         // A role no approver can hold.
-        ("@id(\"r\") @verdict(\"escalate\") @approver_role(\"wizard\") forbid (principal, action, resource);", "wizard"),
+        (
+            "@id(\"r\") @verdict(\"escalate\") @approver_role(\"wizard\") forbid (principal, action, resource);",
+            "wizard",
+        ),
         ("@id(\"d\") @verdict(\"escalate\") @deadline(\"tomorrow\") forbid (principal, action, resource);", "tomorrow"),
     ];
     for (source, word) in bad {
         let r = s.post(&admin, "/v1/policies", &json!({"source": source, "activate": true})).await;
         r.expect_problem(400, Some("source"));
-        assert!(r.json["detail"].as_str().is_some_and(|d| d.contains(word)), "the detail names the error ({word}): {}", r.text);
+        assert!(
+            r.json["detail"].as_str().is_some_and(|d| d.contains(word)),
+            "the detail names the error ({word}): {}",
+            r.text
+        );
     }
     let after = s.get(&admin, "/v1/policies").await;
     assert_eq!(after.json["active"], json!(1));

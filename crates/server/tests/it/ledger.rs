@@ -82,14 +82,20 @@ async fn served_entries_proofs_and_evidence_verify_offline() {
         verify_inclusion(i as u64, cp.size, &leaf, &hashes(&p.json), &cp.root)
             .unwrap_or_else(|err| panic!("inclusion of {i}: {err}"));
     }
-    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index={}&size={}", cp.size, cp.size)).await.expect_problem(400, Some("index"));
-    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index=0&size={}", cp.size + 1)).await.expect_problem(400, Some("size"));
+    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index={}&size={}", cp.size, cp.size))
+        .await
+        .expect_problem(400, Some("index"));
+    s.get(&carol, &format!("/v1/ledger/proof/inclusion?index=0&size={}", cp.size + 1))
+        .await
+        .expect_problem(400, Some("size"));
 
     // Consistency between the two checkpoints.
     let p = s.get(&carol, &format!("/v1/ledger/proof/consistency?from={}&to={}", before.size, cp.size)).await;
     p.expect(200);
     verify_consistency(before.size, cp.size, &hashes(&p.json), &before.root, &cp.root).expect("consistency");
-    s.get(&carol, &format!("/v1/ledger/proof/consistency?from=0&to={}", cp.size)).await.expect_problem(400, Some("from"));
+    s.get(&carol, &format!("/v1/ledger/proof/consistency?from=0&to={}", cp.size))
+        .await
+        .expect_problem(400, Some("from"));
     s.get(&carol, "/v1/ledger/proof/consistency?from=3&to=2").await.expect_problem(400, None);
 
     // Case evidence, for the case's agent.
@@ -191,11 +197,15 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     let d = fresh("rehash");
     {
         let conn = db(&d);
-        let text: String = conn.query_row("SELECT entry FROM ledger WHERE idx = ?1", [target], |r| r.get(0)).expect("row");
+        let text: String =
+            conn.query_row("SELECT entry FROM ledger WHERE idx = ?1", [target], |r| r.get(0)).expect("row");
         let forged = text.replace("\"4800.00\"", "\"9800.00\"");
         let digest = agentsigna_verify::ledger::digest_canonical(forged.as_bytes()).to_vec();
-        conn.execute("UPDATE ledger SET entry = ?1, digest = ?2 WHERE idx = ?3", rusqlite::params![forged, digest, target])
-            .expect("forge");
+        conn.execute(
+            "UPDATE ledger SET entry = ?1, digest = ?2 WHERE idx = ?3",
+            rusqlite::params![forged, digest, target],
+        )
+        .expect("forge");
     }
     let (code, _, err) = verify_dir(&d);
     assert_eq!(code, 1, "a re-hashed entry is detected: {err}");
@@ -208,8 +218,14 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
 
     // The original is untouched; export it and verify the bundle in a fresh process.
     let bundle = scratch.path().join("bundle.json");
-    let (code, _, err) =
-        outcome(&run_cli(&["ledger", "export", "--data-dir", data.to_str().expect("path"), "--out", bundle.to_str().expect("path")]));
+    let (code, _, err) = outcome(&run_cli(&[
+        "ledger",
+        "export",
+        "--data-dir",
+        data.to_str().expect("path"),
+        "--out",
+        bundle.to_str().expect("path"),
+    ]));
     assert_eq!(code, 0, "export: {err}");
     let (code, out, err) =
         outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &key_text]));
@@ -221,14 +237,17 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     entries[target as usize]["data"]["amount"]["value"] = json!("9800.00");
     let forged = scratch.path().join("forged.json");
     std::fs::write(&forged, serde_json::to_vec(&doc).expect("json")).expect("write");
-    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--bundle", forged.to_str().expect("path"), "--key", &key_text]));
+    let (code, _, err) =
+        outcome(&run_cli(&["ledger", "verify", "--bundle", forged.to_str().expect("path"), "--key", &key_text]));
     assert_eq!(code, 1, "{err}");
     assert!(names_index(&err, target as u64), "{err}");
     // The wrong key is refused.
-    let other = agentsigna_verify::note::NoteSigner::new("someone/else", ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
-        .expect("signer")
-        .verifier_key();
-    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &other]));
+    let other =
+        agentsigna_verify::note::NoteSigner::new("someone/else", ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+            .expect("signer")
+            .verifier_key();
+    let (code, _, err) =
+        outcome(&run_cli(&["ledger", "verify", "--bundle", bundle.to_str().expect("path"), "--key", &other]));
     assert_eq!(code, 1, "{err}");
 }
 
@@ -254,20 +273,25 @@ async fn a_saved_checkpoint_catches_truncation_even_with_a_re_signed_checkpoint(
     // The same evidence, written offline from the data directory by `ledger evidence`.
     let offline = scratch.path().join("offline-evidence.json");
     let case = ids[1].as_str();
-    let (code, _, err) = outcome(&run_cli(&["ledger", "evidence", case, "--data-dir", &path(&data), "--out", &path(&offline)]));
+    let (code, _, err) =
+        outcome(&run_cli(&["ledger", "evidence", case, "--data-dir", &path(&data), "--out", &path(&offline)]));
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--evidence", &path(&offline), "--key", &key_text]));
     assert_eq!(code, 0, "offline evidence verifies: {err}");
     assert!(out.contains(case), "{out}");
-    let (code, out, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&data), "--checkpoint", &path(&saved)]));
+    let (code, out, err) =
+        outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&data), "--checkpoint", &path(&saved)]));
     assert_eq!(code, 0, "the ledger extends the saved checkpoint: {out} {err}");
 
     // Whoever holds the ledger key drops the newest entries and re-signs a checkpoint.
     let forged = scratch.path().join("forged");
     copy_dir(&data, &forged);
-    let saved_size = verify_checkpoint(&std::fs::read_to_string(&saved).expect("read"), &NoteVerifier::parse(&key_text).expect("key"))
-        .expect("saved checkpoint")
-        .size;
+    let saved_size = verify_checkpoint(
+        &std::fs::read_to_string(&saved).expect("read"),
+        &NoteVerifier::parse(&key_text).expect("key"),
+    )
+    .expect("saved checkpoint")
+    .size;
     let keep = saved_size - 2;
     {
         let conn = db(&forged);
@@ -288,11 +312,13 @@ async fn a_saved_checkpoint_catches_truncation_even_with_a_re_signed_checkpoint(
         };
         let note = agentsigna_verify::note::sign_checkpoint(&cp, &keys.ledger).expect("sign");
         conn.execute("DELETE FROM checkpoints", []).expect("delete");
-        conn.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", rusqlite::params![keep as i64, note]).expect("insert");
+        conn.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", rusqlite::params![keep as i64, note])
+            .expect("insert");
     }
     let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&forged)]));
     assert_eq!(code, 0, "alone, a consistently re-signed prefix looks fine: {err}");
-    let (code, _, err) = outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&forged), "--checkpoint", &path(&saved)]));
+    let (code, _, err) =
+        outcome(&run_cli(&["ledger", "verify", "--data-dir", &path(&forged), "--checkpoint", &path(&saved)]));
     assert_eq!(code, 1, "the saved checkpoint catches the truncation: {err}");
     assert!(err.contains("truncated"), "{err}");
 }

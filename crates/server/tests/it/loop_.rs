@@ -274,7 +274,12 @@ async fn blocked_counterparty_is_rejected_without_passport_and_takes_no_outcome(
     r.expect(201);
     assert_eq!(r.get("verdict"), "rejected", "{}", r.text);
     assert!(rules(&r.json).contains(&"blocked-counterparty".to_owned()), "{}", r.text);
-    let reason = r.json["reasons"].as_array().expect("reasons").iter().find(|x| x["rule"] == "blocked-counterparty").expect("rule");
+    let reason = r.json["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .find(|x| x["rule"] == "blocked-counterparty")
+        .expect("rule");
     assert_eq!(reason["verdict"], "reject");
     assert!(r.get("passport").is_null());
     assert!(r.get("review").is_null());
@@ -284,7 +289,9 @@ async fn blocked_counterparty_is_rejected_without_passport_and_takes_no_outcome(
     assert_eq!(event_types(&c.json), ["request.submitted", "decision.made"]);
     s.outcome(&s.erp(), &case_id, "completed").await.expect_problem(409, None);
     s.outcome(&s.bot(), &case_id, "disputed").await.expect_problem(409, None);
-    s.post(&s.erp(), &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": "psp-x"})).await.expect_problem(409, None);
+    s.post(&s.erp(), &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": "psp-x"}))
+        .await
+        .expect_problem(409, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +305,10 @@ async fn other_verdicts_of_the_procurement_policy() {
     assert!(rules(&r.json).contains(&"usd-only".to_owned()), "{}", r.text);
     let r = s.po("acme", "300000.00").await;
     assert_eq!(r.get("verdict"), "rejected", "{}", r.text);
-    assert_eq!(r.json["reasons"], json!([{"rule": null, "verdict": "reject", "reason": "no rule permits this action"}]));
+    assert_eq!(
+        r.json["reasons"],
+        json!([{"rule": null, "verdict": "reject", "reason": "no rule permits this action"}])
+    );
     // Every contract signature is reviewed by finance.
     let contract = json!({"action": "contract.sign", "counterparty": "acme", "audience": "clm", "description": "NDA"});
     let r = s.submit(&s.agent("contracts-bot"), &contract).await;
@@ -419,7 +429,8 @@ async fn a_waiting_agent_learns_at_once_that_its_review_expired() {
         let token = s.bot();
         tokio::spawn(async move {
             let t = Instant::now();
-            let body: Value = client.get(url).bearer_auth(token).send().await.expect("wait").json().await.expect("json");
+            let body: Value =
+                client.get(url).bearer_auth(token).send().await.expect("wait").json().await.expect("json");
             (body, t.elapsed())
         })
     };

@@ -7,5 +7,5 @@ mod harness;
 mod input;
 mod ledger;
 mod loop_;
-mod trust;
 mod tools;
+mod trust;

@@ -53,11 +53,21 @@ async fn policy_simulate_replays_recorded_verdicts_under_a_candidate() {
     s.po("acme", "900.00").await.expect(201);
     s.stop().await;
     // The candidate lowers the finance threshold to 1,000.00.
-    let source = std::fs::read_to_string(format!("{EXAMPLES}/policy.cedar")).unwrap().replace("context.amount > 1000000", "context.amount > 100000");
+    let source = std::fs::read_to_string(format!("{EXAMPLES}/policy.cedar"))
+        .unwrap()
+        .replace("context.amount > 1000000", "context.amount > 100000");
     let candidate = s.dir.path().join("candidate.cedar");
     std::fs::write(&candidate, source).unwrap();
     let data = s.data_dir();
-    let args = ["policy", "simulate", "--candidate", candidate.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--json"];
+    let args = [
+        "policy",
+        "simulate",
+        "--candidate",
+        candidate.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ];
     let (code, out, err) = outcome(&run_cli(&args));
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
@@ -72,7 +82,9 @@ async fn policy_simulate_replays_recorded_verdicts_under_a_candidate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_policy_is_evaluated_but_never_enforced_and_divergences_are_listed() {
     let s = Server::start().await;
-    let source = std::fs::read_to_string(format!("{EXAMPLES}/policy.cedar")).unwrap().replace("context.amount > 1000000", "context.amount > 100000");
+    let source = std::fs::read_to_string(format!("{EXAMPLES}/policy.cedar"))
+        .unwrap()
+        .replace("context.amount > 1000000", "context.amount > 100000");
     let r = s.post(&s.admin, "/v1/policies", &json!({"source": source, "activate": false})).await;
     r.expect(201);
     let v2 = r.json["version"].as_u64().unwrap();
@@ -133,7 +145,8 @@ async fn a_rotated_key_signs_new_passports_and_the_old_one_stays_published_until
     let jwks = s.jwks().await;
     assert_eq!(jwks.keys.len(), 2, "both keys are published");
     let new = s.po("acme", "11.00").await.get("passport").as_str().unwrap().to_owned();
-    let header: Value = serde_json::from_slice(&agentsigna_verify::b64::url_decode(new.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&agentsigna_verify::b64::url_decode(new.split('.').next().unwrap()).unwrap()).unwrap();
     assert_ne!(header["kid"].as_str().unwrap(), old_kid, "new passports are signed by the new key");
     s.verify_passport(&old, "erp").await;
     s.verify_passport(&new, "erp").await;
@@ -228,7 +241,9 @@ async fn the_gate_forwards_only_valid_unused_passports_for_its_audience() {
     gate.stop().await.unwrap();
 }
 
-async fn futures_join(reqs: Vec<impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static>) -> Vec<u16> {
+async fn futures_join(
+    reqs: Vec<impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static>,
+) -> Vec<u16> {
     let handles: Vec<_> = reqs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {

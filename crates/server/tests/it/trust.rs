@@ -8,7 +8,10 @@ async fn authorized(s: &Server, token: &str, body: &serde_json::Value) -> (Strin
     let r = s.submit(token, body).await;
     r.expect(201);
     assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
-    (r.get("case_id").as_str().expect("case").to_owned(), r.get("passport_id").as_str().expect("passport_id").to_owned())
+    (
+        r.get("case_id").as_str().expect("case").to_owned(),
+        r.get("passport_id").as_str().expect("passport_id").to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +48,13 @@ async fn outcomes_move_trust_and_the_next_verdict_uses_the_new_score() {
     s.post(&erp, &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": "psp-nope"}))
         .await
         .expect_problem(400, Some("passport_id"));
-    let ex = s.post(&erp, &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": passport_id, "reference": "PO-77"})).await;
+    let ex = s
+        .post(
+            &erp,
+            &format!("/v1/cases/{case_id}/execution"),
+            &json!({"passport_id": passport_id, "reference": "PO-77"}),
+        )
+        .await;
     ex.expect(200);
     assert_eq!(ex.get("status"), "executed", "{}", ex.text);
 
@@ -77,7 +86,8 @@ async fn outcomes_move_trust_and_the_next_verdict_uses_the_new_score() {
             "trust.updated"
         ]
     );
-    let subjects: Vec<_> = events_of(&case.json, "trust.updated").iter().map(|e| e["data"]["subject"].clone()).collect();
+    let subjects: Vec<_> =
+        events_of(&case.json, "trust.updated").iter().map(|e| e["data"]["subject"].clone()).collect();
     assert_eq!(subjects, [json!("agent:procurement-bot"), json!("counterparty:acme")]);
     assert_eq!(events_of(&case.json, "trust.updated")[0]["data"]["before"], json!(50));
     assert_eq!(events_of(&case.json, "trust.updated")[0]["data"]["after"], json!(67));

@@ -6,8 +6,8 @@ use agentsigna_verify::b64;
 use agentsigna_verify::jwk::{Jwk, Jwks};
 use agentsigna_verify::jws;
 use agentsigna_verify::passport::{
-    self, Amount, Approval, AuthorizationDetail, CaseRef, Confirmation, CounterpartyRef, Decision,
-    PassportClaims, PolicyRef, TrustRef, Verifier,
+    self, Amount, Approval, AuthorizationDetail, CaseRef, Confirmation, CounterpartyRef, Decision, PassportClaims,
+    PolicyRef, TrustRef, Verifier,
 };
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
@@ -96,8 +96,7 @@ pub fn approved_claims(jti: &str) -> PassportClaims {
     let mut c = claims(jti);
     c.decision.verdict = "approved".into();
     c.decision.rules = vec!["large-orders-need-finance".into()];
-    c.authorization_details[0].amount =
-        Some(Amount { value: "48000.00".into(), currency: "EUR".into() });
+    c.authorization_details[0].amount = Some(Amount { value: "48000.00".into(), currency: "EUR".into() });
     c.approvals = vec![
         Approval {
             approver: "alice@example.com".into(),
@@ -177,11 +176,7 @@ pub fn hs256_passport(claims: &PassportClaims) -> String {
 /// A passport with `alg: none` and an empty signature.
 pub fn none_passport(claims: &PassportClaims) -> String {
     let header = json!({"alg": "none", "kid": kid(&issuer()), "typ": "passport+jwt"});
-    format!(
-        "{}.{}.",
-        b64::url_encode(jws::sorted_json(&header)),
-        b64::url_encode(serde_json::to_vec(claims).unwrap())
-    )
+    format!("{}.{}.", b64::url_encode(jws::sorted_json(&header)), b64::url_encode(serde_json::to_vec(claims).unwrap()))
 }
 
 /// The token with its payload replaced by `claims` but the original signature kept.
