@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use agentsigna_verify::gate::{Gate, GateRequest};
+use agentsigna_verify::gate::{passport_from_headers, Gate, GateRequest, Refusal, PASSPORT_HEADER, PROOF_HEADER};
 use agentsigna_verify::jwk::Jwks;
 use agentsigna_verify::passport::Verifier;
+use agentsigna_verify::tower::refusal_response;
 use agentsigna_verify::{Clock, Error as VerifyError};
 
 use crate::http::problem::ApiError;
@@ -122,29 +123,6 @@ pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<R
     Ok(RunningGate { addr, shutdown: Some(tx), join: Some(join) })
 }
 
-fn refuse(e: &VerifyError) -> Response {
-    let (status, title) = match e {
-        VerifyError::WrongAudience { .. } => (StatusCode::FORBIDDEN, "Passport not meant for this system"),
-        VerifyError::Replayed(_) => (StatusCode::CONFLICT, "Passport already used"),
-        _ => (StatusCode::UNAUTHORIZED, "Invalid passport"),
-    };
-    let mut err = ApiError::new(status, "passport-refused", title, format!("{}: {e}", e.code()));
-    err.field = Some(e.code().to_owned());
-    let mut resp = err.into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Passport"));
-    }
-    resp
-}
-
-fn passport_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get("agentsigna-passport").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_owned());
-    }
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    auth.strip_prefix("Passport ").map(|t| t.trim().to_owned())
-}
-
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -160,12 +138,11 @@ const HOP_BY_HOP: &[&str] = &[
 
 async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Some(passport) = passport_of(&parts.headers) else {
-        return refuse(&VerifyError::Malformed(
-            "no passport: send Authorization: Passport <jws> or AgentSigna-Passport".into(),
-        ));
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(passport) = passport_from_headers(header).map(str::to_owned) else {
+        return refusal_response(&Refusal::no_passport());
     };
-    let proof = parts.headers.get("agentsigna-proof").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let proof = header(PROOF_HEADER).map(str::to_owned);
     let method = parts.method.as_str().to_owned();
     let url = format!("{}{}", s.public_url, parts.uri.path());
     let check = |s: &GateState| {
@@ -181,7 +158,7 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     }
     let verified = match verified {
         Ok(v) => v,
-        Err(e) => return refuse(&e),
+        Err(e) => return refusal_response(&Refusal::of(&e)),
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
@@ -201,8 +178,8 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     for (name, value) in &parts.headers {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n)
-            || n == "agentsigna-passport"
-            || n == "agentsigna-proof"
+            || n == PASSPORT_HEADER
+            || n == PROOF_HEADER
             || n == "agentsigna-case"
             || n == "agentsigna-action"
         {

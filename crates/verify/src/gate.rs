@@ -286,6 +286,102 @@ impl Gate {
     }
 }
 
+/// The header that carries a passport when `Authorization` is taken by something else.
+pub const PASSPORT_HEADER: &str = "agentsigna-passport";
+/// The header that carries the holder proof.
+pub const PROOF_HEADER: &str = "agentsigna-proof";
+
+/// Finds the passport in a request's headers: `AgentSigna-Passport: <jws>` or
+/// `Authorization: Passport <jws>`. `header` looks a header up by its lower-case name.
+///
+/// ```
+/// use agentsigna_verify::gate::passport_from_headers;
+/// let headers = [("authorization", "Passport a.b.c")];
+/// let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+/// assert_eq!(passport_from_headers(get), Some("a.b.c"));
+/// assert_eq!(passport_from_headers(|n| (n == "authorization").then_some("Bearer x")), None);
+/// ```
+pub fn passport_from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    if let Some(v) = header(PASSPORT_HEADER) {
+        return Some(v.trim());
+    }
+    header("authorization")?.strip_prefix("Passport ").map(str::trim)
+}
+
+/// How a gate answers a refused request: an RFC 9457 problem whose `code` member is
+/// the reason word ([`Error::code`]).
+///
+/// 401 for a missing or invalid passport or proof, 403 for a valid passport meant for
+/// another audience, 409 for a reused passport or proof.
+///
+/// ```
+/// use agentsigna_verify::{gate::Refusal, Error};
+/// let r = Refusal::of(&Error::Replayed("passport p-1".into()));
+/// assert_eq!((r.status, r.code), (409, "replayed"));
+/// let body: serde_json::Value = serde_json::from_str(&r.problem_json()).unwrap();
+/// assert_eq!(body["type"], "urn:agentsigna:problem:passport-refused");
+/// assert_eq!(body["status"], 409);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status: 401, 403 or 409.
+    pub status: u16,
+    /// The problem's `title`.
+    pub title: &'static str,
+    /// The reason word.
+    pub code: &'static str,
+    /// The problem's `detail`.
+    pub detail: String,
+}
+
+impl Refusal {
+    /// The content type of [`Refusal::problem_json`].
+    pub const CONTENT_TYPE: &'static str = "application/problem+json";
+    /// The `WWW-Authenticate` challenge to send with a 401.
+    pub const CHALLENGE: &'static str = "Passport";
+
+    /// The refusal for a gate error.
+    ///
+    /// ```
+    /// use agentsigna_verify::{gate::Refusal, Error};
+    /// assert_eq!(Refusal::of(&Error::ProofMissing).status, 401);
+    /// ```
+    pub fn of(e: &Error) -> Refusal {
+        let (status, title) = match e {
+            Error::WrongAudience { .. } => (403, "Passport not meant for this system"),
+            Error::Replayed(_) => (409, "Passport already used"),
+            _ => (401, "Invalid passport"),
+        };
+        Refusal { status, title, code: e.code(), detail: e.to_string() }
+    }
+
+    /// The refusal for a request that carries no passport at all (`malformed`, 401).
+    ///
+    /// ```
+    /// assert_eq!(agentsigna_verify::gate::Refusal::no_passport().code, "malformed");
+    /// ```
+    pub fn no_passport() -> Refusal {
+        Refusal::of(&Error::Malformed("no passport: send Authorization: Passport <jws> or AgentSigna-Passport".into()))
+    }
+
+    /// The problem document (`type`, `title`, `status`, `detail`, `code`).
+    ///
+    /// ```
+    /// let r = agentsigna_verify::gate::Refusal::no_passport();
+    /// assert!(r.problem_json().contains(r#""code":"malformed""#));
+    /// ```
+    pub fn problem_json(&self) -> String {
+        serde_json::json!({
+            "type": "urn:agentsigna:problem:passport-refused",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        })
+        .to_string()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -214,6 +214,7 @@ async fn the_gate_forwards_only_valid_unused_passports_for_its_audience() {
     let wrong = send(Some(format!("Passport {bank_passport}"))).await.unwrap();
     assert_eq!(wrong.status().as_u16(), 403);
     assert_eq!(wrong.headers()["content-type"], "application/problem+json");
+    assert_eq!(wrong.json::<Value>().await.unwrap()["code"], "wrong_audience");
     assert!(hits.lock().unwrap().is_empty());
     // Concurrent replays of one passport: exactly one is forwarded.
     let attempts: Vec<_> = (0..8).map(|_| send(Some(format!("Passport {passport}")))).collect();
@@ -250,4 +251,83 @@ async fn futures_join(
         out.push(h.await.unwrap().unwrap().status().as_u16());
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_layer_protects_an_axum_service_with_holder_bound_single_use_passports() {
+    use agentsigna_verify::gate::Gate;
+    use agentsigna_verify::passport::{VerifiedPassport, Verifier};
+    use agentsigna_verify::tower::GateLayer;
+    use axum::routing::post;
+    use axum::Extension;
+
+    let s = Server::start().await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let jwk = agentsigna_verify::jwk::Jwk::public_only(&key.verifying_key());
+    let r =
+        s.post(&s.admin, "/v1/agents", &json!({"id": "erp-bot", "owner": "gina@example.com", "public_jwk": jwk})).await;
+    r.expect(201);
+    let bot = r.get("api_key").as_str().unwrap().to_owned();
+
+    // The ERP is a Rust service: the layer sits in front of its routes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gate = Gate::new(Verifier::new(s.jwks().await, "erp"));
+    let layer = GateLayer::new(gate, base.clone()).with_clock(s.clock.clone());
+    let hits = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let h = hits.clone();
+    let erp = axum::Router::new()
+        .route(
+            "/purchase-orders",
+            post(move |Extension(v): Extension<VerifiedPassport>| {
+                let h = h.clone();
+                async move {
+                    h.lock().unwrap().push(v.claims.case.id.clone());
+                    (axum::http::StatusCode::CREATED, v.claims.authorization_details[0].action.clone())
+                }
+            }),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, erp).await.unwrap() });
+
+    let url = format!("{base}/purchase-orders");
+    let client = reqwest::Client::new();
+    let send = |passport: &str, proof: Option<&str>| {
+        let mut req = client.post(&url).header("Authorization", format!("Passport {passport}"));
+        if let Some(p) = proof {
+            req = req.header("AgentSigna-Proof", p);
+        }
+        req.send()
+    };
+    let now = s.now_secs();
+    let first = s.submit(&bot, &po_body("acme", "10.00")).await;
+    let case = first.get("case_id").as_str().unwrap().to_owned();
+    let passport = first.get("passport").as_str().unwrap().to_owned();
+    let second = s.submit(&bot, &po_body("acme", "11.00")).await.get("passport").as_str().unwrap().to_owned();
+
+    // Without its proof, with another key's proof, with a proof for another passport:
+    // refused with the reason, and none of it burns the passport.
+    let r = send(&passport, None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "proof_missing");
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let foreign = agentsigna_verify::proof::sign_proof(&stranger, &passport, "POST", &url, now, "n-1");
+    assert_eq!(send(&passport, Some(&foreign)).await.unwrap().json::<Value>().await.unwrap()["code"], "proof_invalid");
+    let other = agentsigna_verify::proof::sign_proof(&key, &second, "POST", &url, now, "n-2");
+    assert_eq!(send(&passport, Some(&other)).await.unwrap().json::<Value>().await.unwrap()["code"], "proof_invalid");
+    assert!(hits.lock().unwrap().is_empty(), "the service saw a refused request");
+
+    // With its proof: the handler runs, with the verified passport in its extensions.
+    let proof = agentsigna_verify::proof::sign_proof(&key, &passport, "POST", &url, now, "n-3");
+    let r = send(&passport, Some(&proof)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.text().await.unwrap(), "purchase_order.create");
+    assert_eq!(*hits.lock().unwrap(), [case]);
+    // Replayed, even with a fresh proof: 409.
+    let fresh = agentsigna_verify::proof::sign_proof(&key, &passport, "POST", &url, now, "n-4");
+    let r = send(&passport, Some(&fresh)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "replayed");
+    assert_eq!(hits.lock().unwrap().len(), 1);
 }
