@@ -152,11 +152,50 @@ impl<S> Layer<S> for GateLayer {
     }
 }
 
-/// The [`Service`] made by [`GateLayer`].
+/// The [`Service`] made by [`GateLayer`]: checks each request, then calls the inner
+/// service with the [`VerifiedPassport`] in the request's extensions, or answers the
+/// refusal itself.
+///
+/// ```
+/// use agentsigna_verify::{gate::Gate, jwk::Jwks, passport::Verifier};
+/// use agentsigna_verify::tower::{GateLayer, GateService};
+/// use tower_layer::Layer;
+/// #[derive(Debug, PartialEq)]
+/// struct Orders;
+/// let layer = GateLayer::new(Gate::new(Verifier::new(Jwks::default(), "erp")), "https://erp.example");
+/// let service: GateService<Orders> = layer.layer(Orders);
+/// assert_eq!(service.get_ref(), &Orders);
+/// ```
 #[derive(Debug, Clone)]
 pub struct GateService<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S> GateService<S> {
+    /// The inner service.
+    ///
+    /// ```
+    /// use agentsigna_verify::{gate::Gate, jwk::Jwks, passport::Verifier, tower::GateLayer};
+    /// use tower_layer::Layer;
+    /// let layer = GateLayer::new(Gate::new(Verifier::new(Jwks::default(), "erp")), "https://erp.example");
+    /// assert_eq!(*layer.layer(7).get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use agentsigna_verify::{gate::Gate, jwk::Jwks, passport::Verifier, tower::GateLayer};
+    /// use tower_layer::Layer;
+    /// let layer = GateLayer::new(Gate::new(Verifier::new(Jwks::default(), "erp")), "https://erp.example");
+    /// assert_eq!(layer.layer("inner").into_inner(), "inner");
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl Shared {
@@ -216,7 +255,8 @@ where
 }
 
 pin_project! {
-    /// The future of [`GateService`]: the inner service's, or a ready refusal.
+    /// The future of [`GateService`]: the inner service's, or a ready refusal. See the
+    /// [module example](self), which polls one.
     pub struct ResponseFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,
