@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use axum::body::{Body, Bytes};
@@ -51,7 +51,8 @@ struct GateState {
     public_url: String,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
-    last_jwks_fetch: Mutex<Option<Instant>>,
+    /// When the JWK set was last fetched, on the injected clock (ms).
+    last_jwks_fetch: Mutex<i64>,
 }
 
 async fn fetch_jwks(client: &reqwest::Client, source: &str) -> anyhow::Result<Jwks> {
@@ -96,6 +97,7 @@ impl RunningGate {
 pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningGate> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let jwks = fetch_jwks(&client, &opts.jwks).await?;
+    let fetched_at = clock.now_ms();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -108,7 +110,7 @@ pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<R
         public_url,
         clock,
         client,
-        last_jwks_fetch: Mutex::new(Some(Instant::now())),
+        last_jwks_fetch: Mutex::new(fetched_at),
     });
     let app = Router::new().fallback(handle).with_state(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,10 +250,11 @@ async fn refresh_jwks(s: &GateState) -> bool {
     }
     {
         let Ok(mut last) = s.last_jwks_fetch.lock() else { return false };
-        if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_INTERVAL) {
+        let now = s.clock.now_ms();
+        if now.saturating_sub(*last) < JWKS_REFRESH_INTERVAL.as_millis() as i64 {
             return false;
         }
-        *last = Some(Instant::now());
+        *last = now;
     }
     match fetch_jwks(&s.client, &s.opts.jwks).await {
         Ok(jwks) => {

@@ -331,3 +331,82 @@ async fn the_tower_layer_protects_an_axum_service_with_holder_bound_single_use_p
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "replayed");
     assert_eq!(hits.lock().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_refetches_its_jwks_on_an_unknown_key_at_most_every_30_seconds() {
+    use agentsigna_verify::clock::{Clock, ManualClock};
+    use agentsigna_verify::jwk::{Jwk, Jwks};
+    use agentsigna_verify::passport::{self, PassportClaims};
+    use axum::routing::{get, post};
+
+    let old = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let new = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    // The JWKS endpoint: publishes the old key only until the rotation below.
+    let published = Arc::new(std::sync::Mutex::new(vec![Jwk::from_verifying_key(&old.verifying_key())]));
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (p, f) = (published.clone(), fetches.clone());
+    let keys = axum::Router::new()
+        .route(
+            "/.well-known/jwks.json",
+            get(move || {
+                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let keys = p.lock().unwrap().clone();
+                async move { axum::Json(Jwks { keys }) }
+            }),
+        )
+        .route("/orders", post(|| async { "accepted" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, keys).await.unwrap() });
+
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let gate = agentsigna::gate::start(
+        agentsigna::gate::GateOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: base.clone(),
+            jwks: format!("{base}/.well-known/jwks.json"),
+            audience: "erp".into(),
+            public_url: None,
+            report_to: None,
+            report_token: None,
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let passport = |jti: &str| {
+        let now = clock.now_secs();
+        let claims: PassportClaims = serde_json::from_value(json!({
+            "iss": "agentsigna", "sub": "bot", "aud": "erp", "iat": now, "nbf": now, "exp": now + 300,
+            "jti": jti, "authorization_details": [], "approvals": [],
+            "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
+                "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
+            "case": {"id": "c-1", "index": 0, "head": "cd"}
+        }))
+        .unwrap();
+        passport::sign(&claims, &new).unwrap()
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/orders", gate.addr);
+    let send = |token: String| client.post(&url).header("AgentSigna-Passport", token).send();
+
+    // The issuer rotated to a key the gate has not seen; the JWKS now publishes it.
+    published.lock().unwrap().push(Jwk::from_verifying_key(&new.verifying_key()));
+    // Within 30 s of the last fetch: no refetch, however many unknown kids arrive.
+    for i in 0..5 {
+        let r = send(passport(&format!("early-{i}"))).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "unknown_key");
+    }
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "refetches are rate-limited");
+    // 30 s later the unknown kid triggers one refetch, and the passport passes.
+    clock.advance_secs(30);
+    let r = send(passport("late")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Known keys never cause a fetch.
+    assert_eq!(send(passport("later")).await.unwrap().status().as_u16(), 200);
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    gate.stop().await.unwrap();
+}
