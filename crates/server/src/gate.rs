@@ -17,7 +17,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use agentsigna_verify::gate::{passport_from_headers, Gate, GateRequest, Refusal, PASSPORT_HEADER, PROOF_HEADER};
+use agentsigna_verify::gate::{
+    passport_from_authorization, passport_from_headers, Gate, GateRequest, Refusal, PASSPORT_HEADER, PROOF_HEADER,
+};
 use agentsigna_verify::jwk::Jwks;
 use agentsigna_verify::passport::Verifier;
 use agentsigna_verify::tower::refusal_response;
@@ -187,7 +189,7 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
         {
             continue;
         }
-        if n == "authorization" && value.to_str().is_ok_and(|v| v.starts_with("Passport ")) {
+        if n == "authorization" && value.to_str().ok().and_then(passport_from_authorization).is_some() {
             continue;
         }
         fwd = fwd.header(name, value);

@@ -292,20 +292,34 @@ pub const PASSPORT_HEADER: &str = "agentsigna-passport";
 pub const PROOF_HEADER: &str = "agentsigna-proof";
 
 /// Finds the passport in a request's headers: `AgentSigna-Passport: <jws>` or
-/// `Authorization: Passport <jws>`. `header` looks a header up by its lower-case name.
+/// `Authorization: Passport <jws>` (scheme in any case). `header` looks a header up by its lower-case name.
 ///
 /// ```
 /// use agentsigna_verify::gate::passport_from_headers;
 /// let headers = [("authorization", "Passport a.b.c")];
 /// let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
 /// assert_eq!(passport_from_headers(get), Some("a.b.c"));
+/// assert_eq!(passport_from_headers(|n| (n == "authorization").then_some("passport a.b.c")), Some("a.b.c"));
 /// assert_eq!(passport_from_headers(|n| (n == "authorization").then_some("Bearer x")), None);
 /// ```
 pub fn passport_from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
     if let Some(v) = header(PASSPORT_HEADER) {
         return Some(v.trim());
     }
-    header("authorization")?.strip_prefix("Passport ").map(str::trim)
+    passport_from_authorization(header("authorization")?)
+}
+
+/// The passport of an `Authorization` header value with the `Passport` scheme (in any
+/// case, as RFC 9110 makes schemes case-insensitive); `None` for other schemes.
+///
+/// ```
+/// use agentsigna_verify::gate::passport_from_authorization;
+/// assert_eq!(passport_from_authorization("PASSPORT a.b.c"), Some("a.b.c"));
+/// assert_eq!(passport_from_authorization("Bearer a.b.c"), None);
+/// ```
+pub fn passport_from_authorization(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("passport").then(|| token.trim())
 }
 
 /// How a gate answers a refused request: an RFC 9457 problem whose `code` member is

@@ -389,6 +389,8 @@ mod tests {
         let again = run(&mut svc, request(&[("agentsigna-passport", &t)]));
         assert_eq!(again.status(), 409);
         assert_eq!(problem(&again)["code"], "replayed");
+        let lower = format!("passport {t}"); // schemes are case-insensitive
+        assert_eq!(run(&mut svc, request(&[("authorization", &lower)])).status(), 409);
         assert_eq!(upstream.0.lock().unwrap().len(), 1, "a replay never reaches the service");
     }
 
