@@ -216,7 +216,7 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
             headers.append(name.clone(), value.clone());
         }
     }
-    let bytes = upstream.bytes().await.unwrap_or_default();
+    let answer = read_limited(upstream, MAX_FORWARD_BODY).await;
     if let (Some(base), Some(token)) = (s.opts.report_to.clone(), s.opts.report_token.clone()) {
         // Never on the verification path: reported after the answer, in the background.
         let client = s.client.clone();
@@ -235,6 +235,21 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
             tracing::warn!(case = %case, "could not report the execution");
         });
     }
+    // The upstream acted (the execution is reported either way) but its answer is cut off
+    // or too large: say so rather than forward a truncated body under its status.
+    let bytes = match answer {
+        Ok(bytes) => bytes,
+        Err(detail) => {
+            tracing::warn!(status = status.as_u16(), detail, "upstream answer not forwarded");
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream",
+                "Upstream answer not forwarded",
+                format!("the protected system answered {} but {detail}", status.as_u16()),
+            )
+            .into_response();
+        }
+    };
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
@@ -243,6 +258,18 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
         HeaderValue::from_str(&verified.claims.case.id).unwrap_or(HeaderValue::from_static("")),
     );
     resp
+}
+
+/// Reads an upstream answer of at most `limit` bytes.
+async fn read_limited(mut upstream: reqwest::Response, limit: usize) -> Result<Bytes, &'static str> {
+    let mut body = Vec::new();
+    while let Some(chunk) = upstream.chunk().await.map_err(|_| "its answer was cut off")? {
+        if body.len() + chunk.len() > limit {
+            return Err("its answer is larger than the gate forwards");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Refetches a JWKS URL after an unknown `kid`, at most every 30 s.

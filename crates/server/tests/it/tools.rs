@@ -410,3 +410,63 @@ async fn the_gate_refetches_its_jwks_on_an_unknown_key_at_most_every_30_seconds(
     assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
     gate.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_never_forwards_a_truncated_upstream_answer() {
+    use agentsigna_verify::clock::{Clock, ManualClock};
+    use agentsigna_verify::jwk::{Jwk, Jwks};
+    use agentsigna_verify::passport::{self, PassportClaims};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // An upstream that announces 100 bytes, sends 5 and hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello").await;
+        }
+    });
+    let issuer = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let set = Jwks { keys: vec![Jwk::from_verifying_key(&issuer.verifying_key())] };
+    std::fs::write(&jwks, serde_json::to_string(&set).unwrap()).unwrap();
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let gate = agentsigna::gate::start(
+        agentsigna::gate::GateOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream,
+            jwks: jwks.to_str().unwrap().to_owned(),
+            audience: "erp".into(),
+            public_url: None,
+            report_to: None,
+            report_token: None,
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let now = clock.now_secs();
+    let claims: PassportClaims = serde_json::from_value(json!({
+        "iss": "agentsigna", "sub": "bot", "aud": "erp", "iat": now, "nbf": now, "exp": now + 300,
+        "jti": "p-1", "authorization_details": [], "approvals": [],
+        "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
+            "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
+        "case": {"id": "c-1", "index": 0, "head": "cd"}
+    }))
+    .unwrap();
+    let token = passport::sign(&claims, &issuer).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/orders", gate.addr))
+        .header("Authorization", format!("Passport {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("answered 200 but its answer was cut off"), "{body}");
+    gate.stop().await.unwrap();
+}
