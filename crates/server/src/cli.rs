@@ -48,6 +48,9 @@ pub enum Command {
     /// Trust standings: rebuild from the ledger.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Load benchmark: verdict latency at a fixed rate, sustained authorized requests/s,
+    /// and the ratio to a bare HTTP endpoint, on an in-process server with a durable ledger.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +285,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(KeysCommand::List(a)) => keys_list(&a.data_dir).map(|_| 0),
         Command::Keys(KeysCommand::Rotate(a)) => keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust_rebuild(a))),
+        Command::Bench(a) => crate::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //! ([`app`]), the commands ([`cli`]) and the procurement demo ([`demo`]).
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod gate;
