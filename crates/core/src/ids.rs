@@ -9,18 +9,13 @@ fn random_b64(bytes: usize) -> String {
     agentsigna_verify::b64::url_encode(buf)
 }
 
-/// A new identifier with a readable prefix, the creation time and 96 random bits, e.g.
-/// `case_0193a5b2c4d1Xb3…`. The 12 hex digits of milliseconds since the epoch make new ids
-/// sort after older ones, so the indexes on ids grow at their right edge instead of
-/// dirtying a random page per insert. The time is the machine's, for locality only: an
-/// id carries no meaning beyond being unique.
-pub fn new_id(prefix: &str) -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    id_at(prefix, ms)
-}
-
-fn id_at(prefix: &str, ms: u128) -> String {
-    format!("{prefix}_{:012x}{}", ms & 0xffff_ffff_ffff, random_b64(12))
+/// A new identifier with a readable prefix, its creation time `now_ms` (from the
+/// injected clock) and 96 random bits, e.g. `case_0193a5b2c4d1Xb3…`. The 12 hex digits of
+/// milliseconds make newer ids sort after older ones, so the indexes on ids grow at their
+/// right edge instead of dirtying a random page per insert. Uniqueness comes from the
+/// random bits; the time is there for locality only.
+pub fn new_id(prefix: &str, now_ms: i64) -> String {
+    format!("{prefix}_{:012x}{}", now_ms.clamp(0, 0xffff_ffff_ffff), random_b64(12))
 }
 
 /// A new secret credential: 192 random bits, prefixed with its kind so that a leaked
@@ -55,13 +50,14 @@ mod tests {
 
     #[test]
     fn ids_are_unique_valid_names_and_sort_by_creation_time() {
-        let a = id_at("case", 1_800_000_000_000);
-        let b = id_at("case", 1_800_000_000_001);
-        let c = id_at("case", 1_800_000_000_001);
+        let a = new_id("case", 1_800_000_000_000);
+        let b = new_id("case", 1_800_000_000_001);
+        let c = new_id("case", 1_800_000_000_001);
         assert!(a < b && a < c, "{a} {b} {c}");
         assert_ne!(b, c, "96 random bits tell ids of one millisecond apart");
         assert_eq!(&a[..17], "case_01a3185c5000");
         assert_eq!(a.len(), "case_".len() + 12 + 16);
-        check_name("id", &new_id("case")).unwrap();
+        check_name("id", &new_id("case", -5)).unwrap();
+        assert!(new_id("case", -5).starts_with("case_000000000000"));
     }
 }

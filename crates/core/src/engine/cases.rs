@@ -507,7 +507,7 @@ fn decide_request(
         Verdict::Rejected => CaseStatus::Rejected,
     };
     let mut case = Case {
-        id: new_id("case"),
+        id: new_id("case", now),
         agent: agent.id.clone(),
         status,
         created_at_ms: now,
@@ -586,7 +586,7 @@ fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
 fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, now: i64) -> Result<()> {
     let deadline_secs = eval.deadline_secs.unwrap_or(ctx.config.review_deadline_secs);
     let review = Review {
-        id: new_id("rev"),
+        id: new_id("rev", now),
         status: ReviewStatus::Pending,
         approvals_required: eval.approvals_required.max(1),
         roles_required: eval.roles_required.clone(),
@@ -642,7 +642,7 @@ pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Res
         })
         .unwrap_or_default();
     let policy = case.decision.policy.clone().unwrap_or(PolicyRef { version: 0, digest: String::new() });
-    let jti = new_id("psp");
+    let jti = new_id("psp", now);
     let claims = pp::PassportClaims {
         iss: ctx.config.issuer.clone(),
         sub: case.agent.clone(),
