@@ -68,7 +68,7 @@ pub struct Running {
     /// Credentials created by the org file on this start.
     pub credentials: Vec<NewCredential>,
     shutdown: Option<oneshot::Sender<()>>,
-    join: Option<JoinHandle<anyhow::Result<()>>>,
+    join: Option<JoinHandle<std::io::Result<()>>>,
     sweeper: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     state: AppState,
@@ -94,7 +94,7 @@ impl Running {
         self.state.begin_shutdown();
         if let Some(join) = self.join.take() {
             match tokio::time::timeout(grace, join).await {
-                Ok(r) => r.context("server task failed")??,
+                Ok(r) => r.context("server task failed")?.context("HTTP server failed")?,
                 Err(_) => tracing::warn!("in-flight requests did not finish within {grace:?}; exiting anyway"),
             }
         }
@@ -175,15 +175,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         crate::notify::spawn(engine.clone(), state.changed.clone(), cfg)?
     };
     let app = http::router(state.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .context("HTTP server failed")
-    });
+    let (tx, join) = http::serve_until_stopped(listener, app);
     let sweeper = if opts.sweeper {
         let e = engine.clone();
         let keys_dir = opts.data_dir.join("keys");

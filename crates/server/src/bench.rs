@@ -631,14 +631,7 @@ impl Bare {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("bare endpoint")?;
         let addr = listener.local_addr()?;
-        let (stop, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let (stop, join) = crate::http::serve_until_stopped(listener, router);
         Ok(Bare { addr, stop, join })
     }
 

@@ -209,14 +209,7 @@ async fn start_erp(agentsigna: Api, clock: Arc<DemoClock>, token: String) -> any
         next_po: Arc::new(AtomicU64::new(1001)),
     };
     let router = Router::new().route("/purchase-orders", post(erp_purchase_order)).with_state(erp);
-    let (stop, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let (stop, join) = crate::http::serve_until_stopped(listener, router);
     Ok(Service { url, stop, join })
 }
 

@@ -79,7 +79,7 @@ async fn fetch_jwks(client: &reqwest::Client, source: &str) -> anyhow::Result<Jw
 pub struct RunningGate {
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningGate {
@@ -89,7 +89,7 @@ impl RunningGate {
             let _ = s.send(());
         }
         if let Some(j) = self.join.take() {
-            j.await??;
+            j.await?.context("gate server failed")?;
         }
         Ok(())
     }
@@ -115,15 +115,7 @@ pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<R
         last_jwks_fetch: Mutex::new(fetched_at),
     });
     let app = Router::new().fallback(handle).with_state(state);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .context("gate server failed")
-    });
+    let (tx, join) = crate::http::serve_until_stopped(listener, app);
     Ok(RunningGate { addr, shutdown: Some(tx), join: Some(join) })
 }
 

@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use agentsigna_core::engine::Engine;
 use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -51,4 +54,21 @@ impl AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     routes::router().merge(ledger::router()).merge(crate::ui::router()).with_state(state)
+}
+
+/// Serves `router` on `listener` in a task until the returned sender fires or is dropped;
+/// requests in flight then finish before the task ends.
+pub fn serve_until_stopped(
+    listener: TcpListener,
+    router: Router,
+) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, join)
 }

@@ -152,8 +152,14 @@ async fn a_rotated_key_signs_new_passports_and_the_old_one_stays_published_until
     s.verify_passport(&new, "erp").await;
     let (_, list, _) = outcome(&run_cli(&["keys", "list", "--data-dir", data.to_str().unwrap()]));
     assert!(list.contains("rotated out; published until") && list.contains("active"), "{list}");
-    // Once every passport of the old key has expired (max lifetime 1 h), it retires.
-    s.clock.advance_secs(3601);
+    // Once every passport of the old key has expired (max lifetime 1 h), it retires. The
+    // CLI rotated on the wall clock, a little after the server's clock started: move the
+    // server's clock to 1 h past a wall-clock instant taken after the rotation.
+    let rotated_by = agentsigna_verify::Clock::now_ms(&agentsigna_verify::SystemClock);
+    s.clock.advance_secs(1);
+    let jwks = s.jwks().await;
+    assert_eq!(jwks.keys.len(), 2, "still published while its passports may be valid");
+    s.clock.set_ms(rotated_by + 3_601_000);
     let jwks = s.jwks().await;
     assert_eq!(jwks.keys.len(), 1);
     assert_ne!(jwks.keys[0].kid.as_deref(), Some(old_kid.as_str()));
@@ -336,7 +342,6 @@ async fn the_tower_layer_protects_an_axum_service_with_holder_bound_single_use_p
 async fn the_gate_refetches_its_jwks_on_an_unknown_key_at_most_every_30_seconds() {
     use agentsigna_verify::clock::{Clock, ManualClock};
     use agentsigna_verify::jwk::{Jwk, Jwks};
-    use agentsigna_verify::passport::{self, PassportClaims};
     use axum::routing::{get, post};
 
     let old = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
@@ -360,33 +365,9 @@ async fn the_gate_refetches_its_jwks_on_an_unknown_key_at_most_every_30_seconds(
     tokio::spawn(async move { axum::serve(listener, keys).await.unwrap() });
 
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let gate = agentsigna::gate::start(
-        agentsigna::gate::GateOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: base.clone(),
-            jwks: format!("{base}/.well-known/jwks.json"),
-            audience: "erp".into(),
-            public_url: None,
-            report_to: None,
-            report_token: None,
-        },
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let gate = start_gate(&base, &format!("{base}/.well-known/jwks.json"), clock.clone()).await;
     assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let passport = |jti: &str| {
-        let now = clock.now_secs();
-        let claims: PassportClaims = serde_json::from_value(json!({
-            "iss": "agentsigna", "sub": "bot", "aud": "erp", "iat": now, "nbf": now, "exp": now + 300,
-            "jti": jti, "authorization_details": [], "approvals": [],
-            "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
-                "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-            "case": {"id": "c-1", "index": 0, "head": "cd"}
-        }))
-        .unwrap();
-        passport::sign(&claims, &new).unwrap()
-    };
+    let passport = |jti: &str| signed_passport(&new, jti, clock.now_secs());
     let client = reqwest::Client::new();
     let url = format!("http://{}/orders", gate.addr);
     let send = |token: String| client.post(&url).header("AgentSigna-Passport", token).send();
@@ -415,7 +396,6 @@ async fn the_gate_refetches_its_jwks_on_an_unknown_key_at_most_every_30_seconds(
 async fn the_gate_never_forwards_a_truncated_upstream_answer() {
     use agentsigna_verify::clock::{Clock, ManualClock};
     use agentsigna_verify::jwk::{Jwk, Jwks};
-    use agentsigna_verify::passport::{self, PassportClaims};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // An upstream that announces 100 bytes, sends 5 and hangs up.
@@ -434,30 +414,8 @@ async fn the_gate_never_forwards_a_truncated_upstream_answer() {
     let set = Jwks { keys: vec![Jwk::from_verifying_key(&issuer.verifying_key())] };
     std::fs::write(&jwks, serde_json::to_string(&set).unwrap()).unwrap();
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let gate = agentsigna::gate::start(
-        agentsigna::gate::GateOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream,
-            jwks: jwks.to_str().unwrap().to_owned(),
-            audience: "erp".into(),
-            public_url: None,
-            report_to: None,
-            report_token: None,
-        },
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-    let now = clock.now_secs();
-    let claims: PassportClaims = serde_json::from_value(json!({
-        "iss": "agentsigna", "sub": "bot", "aud": "erp", "iat": now, "nbf": now, "exp": now + 300,
-        "jti": "p-1", "authorization_details": [], "approvals": [],
-        "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
-            "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-        "case": {"id": "c-1", "index": 0, "head": "cd"}
-    }))
-    .unwrap();
-    let token = passport::sign(&claims, &issuer).unwrap();
+    let gate = start_gate(&upstream, jwks.to_str().unwrap(), clock.clone()).await;
+    let token = signed_passport(&issuer, "p-1", clock.now_secs());
     let r = reqwest::Client::new()
         .post(format!("http://{}/orders", gate.addr))
         .header("Authorization", format!("Passport {token}"))
@@ -469,4 +427,35 @@ async fn the_gate_never_forwards_a_truncated_upstream_answer() {
     let body: Value = r.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("answered 200 but its answer was cut off"), "{body}");
     gate.stop().await.unwrap();
+}
+
+/// A gate for audience `erp` in front of `upstream`, with no execution reports.
+async fn start_gate(
+    upstream: &str,
+    jwks: &str,
+    clock: Arc<agentsigna_verify::clock::ManualClock>,
+) -> agentsigna::gate::RunningGate {
+    let opts = agentsigna::gate::GateOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_owned(),
+        jwks: jwks.to_owned(),
+        audience: "erp".into(),
+        public_url: None,
+        report_to: None,
+        report_token: None,
+    };
+    agentsigna::gate::start(opts, clock).await.unwrap()
+}
+
+/// A minimal passport for audience `erp`, valid for 300 s from `now`, signed by `key`.
+fn signed_passport(key: &ed25519_dalek::SigningKey, jti: &str, now: i64) -> String {
+    let claims: agentsigna_verify::passport::PassportClaims = serde_json::from_value(json!({
+        "iss": "agentsigna", "sub": "bot", "aud": "erp", "iat": now, "nbf": now, "exp": now + 300,
+        "jti": jti, "authorization_details": [], "approvals": [],
+        "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
+            "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
+        "case": {"id": "c-1", "index": 0, "head": "cd"}
+    }))
+    .unwrap();
+    agentsigna_verify::passport::sign(&claims, key).unwrap()
 }
