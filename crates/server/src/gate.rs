@@ -138,6 +138,11 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let Some(passport) = passport_from_headers(header).map(str::to_owned) else {
         return refusal_response(&Refusal::no_passport());
     };
+    // A body the gate would not forward is refused before the passport is used.
+    let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_FORWARD_BODY as u64) {
+        return too_large();
+    }
     let proof = header(PROOF_HEADER).map(str::to_owned);
     let method = parts.method.as_str().to_owned();
     let url = format!("{}{}", s.public_url, parts.uri.path());
@@ -158,15 +163,9 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Body too large",
-                "the body is larger than the gate forwards",
-            )
-            .into_response()
-        }
+        // Only a body without a declared length gets here (checked above), after its
+        // passport was used: the agent must ask for a new one.
+        Err(_) => return too_large(),
     };
     let target =
         format!("{}{}", s.opts.upstream.trim_end_matches('/'), parts.uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -250,6 +249,11 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
         HeaderValue::from_str(&verified.claims.case.id).unwrap_or(HeaderValue::from_static("")),
     );
     resp
+}
+
+fn too_large() -> Response {
+    let detail = format!("the body is larger than the {MAX_FORWARD_BODY} bytes the gate forwards");
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", detail).into_response()
 }
 
 /// Reads an upstream answer of at most `limit` bytes.

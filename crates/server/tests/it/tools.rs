@@ -426,6 +426,20 @@ async fn the_gate_never_forwards_a_truncated_upstream_answer() {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let body: Value = r.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("answered 200 but its answer was cut off"), "{body}");
+
+    // A body larger than the gate forwards is refused before its passport is used.
+    let token = signed_passport(&issuer, "p-2", clock.now_secs());
+    let send = |body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("http://{}/orders", gate.addr))
+            .header("Authorization", format!("Passport {token}"))
+            .body(body)
+            .send()
+    };
+    let r = send(vec![b'x'; agentsigna::gate::MAX_FORWARD_BODY + 1]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let r = send(b"small".to_vec()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 502, "the passport was still unused, so it reached the upstream");
     gate.stop().await.unwrap();
 }
 
