@@ -401,39 +401,17 @@ impl Refusal {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::jwk::{Jwk, Jwks};
     use crate::passport::{self, PassportClaims};
+    use crate::testing::{self, agent, issuer, issuer_jwks, T0};
 
-    const T0: i64 = 1_800_000_000;
     const URL: &str = "https://erp.example/v1/orders";
 
-    fn issuer() -> ed25519_dalek::SigningKey {
-        ed25519_dalek::SigningKey::from_bytes(&[1; 32])
-    }
-
-    fn agent() -> ed25519_dalek::SigningKey {
-        ed25519_dalek::SigningKey::from_bytes(&[2; 32])
-    }
-
     fn claims(jti: &str, bound: bool) -> PassportClaims {
-        let mut c: PassportClaims = serde_json::from_value(serde_json::json!({
-            "iss": "agentsigna", "sub": "agent-1", "aud": "erp",
-            "iat": T0, "nbf": T0, "exp": T0 + 300, "jti": jti,
-            "authorization_details": [], "approvals": [],
-            "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"},
-                "rules": [], "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-            "case": {"id": "c-1", "index": 0, "head": "cd"}
-        }))
-        .unwrap();
-        if bound {
-            c.cnf = Some(passport::Confirmation { jkt: Jwk::public_only(&agent().verifying_key()).thumbprint() });
-        }
-        c
+        testing::claims(jti, "erp", bound)
     }
 
     fn gate() -> Gate {
-        let jwks = Jwks { keys: vec![Jwk::from_verifying_key(&issuer().verifying_key())] };
-        Gate::new(Verifier::new(jwks, "erp"))
+        Gate::new(Verifier::new(issuer_jwks(), "erp"))
     }
 
     fn clock(secs: i64) -> ManualClock {
@@ -517,8 +495,7 @@ mod tests {
     #[test]
     fn fixed_instant_is_used_for_everything() {
         let token = passport::sign(&claims("p-6", false), &issuer()).unwrap();
-        let jwks = Jwks { keys: vec![Jwk::from_verifying_key(&issuer().verifying_key())] };
-        let g = Gate::new(Verifier::new(jwks, "erp").at(T0 + 1));
+        let g = Gate::new(Verifier::new(issuer_jwks(), "erp").at(T0 + 1));
         let req = GateRequest { passport: &token, proof: None, method: "POST", url: URL };
         assert!(g.check(&req, &clock(0)).is_ok());
         assert!(format!("{g:?}").contains("Gate"));

@@ -32,6 +32,8 @@ pub mod merkle;
 pub mod note;
 pub mod passport;
 pub mod proof;
+#[cfg(test)]
+mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
 

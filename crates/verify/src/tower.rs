@@ -297,35 +297,15 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::jwk::{Jwk, Jwks};
-    use crate::passport::{self, PassportClaims, Verifier};
+    use crate::jwk::Jwks;
+    use crate::passport::{self, Verifier};
     use crate::proof;
+    use crate::testing::{agent, claims, issuer, issuer_jwks, T0};
 
-    const T0: i64 = 1_800_000_000;
     const BASE: &str = "https://erp.example";
 
-    fn issuer() -> ed25519_dalek::SigningKey {
-        ed25519_dalek::SigningKey::from_bytes(&[1; 32])
-    }
-
-    fn agent() -> ed25519_dalek::SigningKey {
-        ed25519_dalek::SigningKey::from_bytes(&[2; 32])
-    }
-
     fn token(jti: &str, aud: &str, bound: bool) -> String {
-        let mut c: PassportClaims = serde_json::from_value(serde_json::json!({
-            "iss": "agentsigna", "sub": "agent-1", "aud": aud,
-            "iat": T0, "nbf": T0, "exp": T0 + 300, "jti": jti,
-            "authorization_details": [], "approvals": [],
-            "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"},
-                "rules": [], "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-            "case": {"id": format!("case-{jti}"), "index": 0, "head": "cd"}
-        }))
-        .unwrap();
-        if bound {
-            c.cnf = Some(passport::Confirmation { jkt: Jwk::public_only(&agent().verifying_key()).thumbprint() });
-        }
-        passport::sign(&c, &issuer()).unwrap()
+        passport::sign(&claims(jti, aud, bound), &issuer()).unwrap()
     }
 
     /// Records the case of every request that reached it.
@@ -359,9 +339,8 @@ mod tests {
     }
 
     fn setup() -> (GateService<Upstream>, Upstream, Arc<ManualClock>) {
-        let jwks = Jwks { keys: vec![Jwk::from_verifying_key(&issuer().verifying_key())] };
         let clock = Arc::new(ManualClock::new(T0 * 1000));
-        let layer = GateLayer::new(Gate::new(Verifier::new(jwks, "erp")), BASE).with_clock(clock.clone());
+        let layer = GateLayer::new(Gate::new(Verifier::new(issuer_jwks(), "erp")), BASE).with_clock(clock.clone());
         let upstream = Upstream::default();
         (layer.layer(upstream.clone()), upstream, clock)
     }
@@ -439,8 +418,7 @@ mod tests {
         let auth = format!("Passport {}", token("p-6", "erp", false));
         let r = run(&mut svc, request(&[("authorization", &auth)]));
         assert_eq!(problem(&r)["code"], "unknown_key");
-        let jwks = Jwks { keys: vec![Jwk::from_verifying_key(&issuer().verifying_key())] };
-        layer.gate().write().unwrap().verifier_mut().set_jwks(jwks);
+        layer.gate().write().unwrap().verifier_mut().set_jwks(issuer_jwks());
         assert_eq!(run(&mut svc, request(&[("authorization", &auth)])).status(), 200);
     }
 }
