@@ -2,6 +2,7 @@
 //! place.
 
 use crate::policy::PolicyError;
+use crate::store::StoreError;
 
 /// Result alias of the core crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -30,9 +31,15 @@ pub enum Error {
     /// A refused policy (400), with Cedar's message and location.
     #[error("invalid policy: {0}")]
     Policy(PolicyError),
-    /// The store failed (500). Never carries secrets.
+    /// An internal failure (500): a broken invariant, unreadable data, a signing or key
+    /// failure. Never carries secrets.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The store failed: [`StoreError::Unavailable`] is a 503 (retry later), a
+    /// [`StoreError::Conflict`] left after the engine's retries is a 503 too, and
+    /// [`StoreError::Storage`] is a 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Error {

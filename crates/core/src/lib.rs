@@ -6,8 +6,8 @@
 //! backends implement.
 //!
 //! Architecture invariant: this crate knows nothing about HTTP or SQL. Every state change
-//! happens inside one store transaction ([`store::Tx`]) together with the ledger entries
-//! that record it, so a case and its ledger can never disagree.
+//! is decided against one snapshot and committed as one [`store::WriteSet`] together with
+//! the ledger entries that record it, so a case and its ledger can never disagree.
 
 pub mod engine;
 pub mod error;

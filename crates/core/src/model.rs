@@ -180,6 +180,21 @@ impl CaseStatus {
             CaseStatus::Closed => "closed",
         }
     }
+
+    /// Every status, in the order of the loop.
+    pub const ALL: [CaseStatus; 6] = [
+        CaseStatus::PendingReview,
+        CaseStatus::Authorized,
+        CaseStatus::Rejected,
+        CaseStatus::Expired,
+        CaseStatus::Executed,
+        CaseStatus::Closed,
+    ];
+
+    /// The status of a wire name.
+    pub fn parse(s: &str) -> Option<CaseStatus> {
+        CaseStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// What the agent asked for.
@@ -335,9 +350,7 @@ pub struct Case {
     pub agent_counted: Option<(Outcome, i64)>,
     /// What the case counts as for the counterparty's trust and since when.
     pub counterparty_counted: Option<(Outcome, i64)>,
-    /// The body of the first response, returned again on an idempotent retry.
-    pub first_response: serde_json::Value,
-    /// Global index and digest of the case's latest ledger entry.
+    /// `seq` and digest of the case's latest ledger entry (its chain head).
     pub head: Option<(u64, String)>,
 }
 

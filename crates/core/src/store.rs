@@ -1,18 +1,23 @@
-//! The storage boundary. A backend implements [`Tx`] (typed reads and writes inside one
-//! transaction, plus ledger appends) and [`Store`] (runs closures in transactions).
+//! The storage boundary: decide outside, sequence inside.
 //!
-//! Architecture invariant: every state change and the ledger entries that record it are
-//! written by one closure in one transaction: they commit together or not at all, and a
-//! write is acknowledged only after its transaction is durable.
+//! An operation reads one consistent [`Snapshot`] and decides on its own thread (policy,
+//! trust, JSON, canonical form, digests, the passport signature). What it decided is one
+//! [`WriteSet`]: the state changes, the ledger entries already hashed and chained
+//! ([`SealedEntry`]), and the [`Precondition`]s the decision relied on. The backend's
+//! serial step ([`Store::commit`]) only checks the preconditions, assigns ledger positions,
+//! writes, extends the Merkle tree, signs one checkpoint per batch and commits. A stale
+//! precondition fails the write set alone with [`StoreError::Conflict`]; the engine then
+//! decides again against a new snapshot.
+//!
+//! Architecture invariant: a write set commits whole or not at all, and [`Store::commit`]
+//! resolves only once the transaction holding it (with its checkpoint) is durable.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use agentsigna_verify::ledger::DigestedEntry;
+use agentsigna_verify::ledger::{DigestedEntry, Entry};
 use agentsigna_verify::merkle::Hash;
-
-use crate::{Error, Result};
 
 /// Tables of simple JSON records keyed by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,132 +82,234 @@ pub struct CaseFilter {
     pub audience: Option<String>,
     pub status: Option<String>,
     pub review_pending: Option<bool>,
-    /// Only cases created before this id's position (pagination by creation order).
     pub limit: u32,
 }
 
-/// A new ledger event; the backend assigns `index`, `seq` and `prev`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEntry {
-    pub case: Option<String>,
-    pub kind: String,
-    pub at_ms: i64,
-    pub actor: String,
-    pub data: serde_json::Value,
+/// A stored body with its version (1 when first written, +1 at every write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub body: String,
+    pub version: u64,
 }
 
-/// Reads and writes inside one transaction.
-pub trait Tx {
-    /// A JSON record, if present.
-    fn get_record(&mut self, kind: RecordKind, id: &str) -> Result<Option<String>>;
-    /// Inserts or replaces a JSON record.
-    fn put_record(&mut self, kind: RecordKind, id: &str, body: &str) -> Result<()>;
-    /// All records of a kind, ordered by id.
-    fn list_records(&mut self, kind: RecordKind) -> Result<Vec<String>>;
-    /// Deletes a JSON record; returns whether it existed.
-    fn delete_record(&mut self, kind: RecordKind, id: &str) -> Result<bool>;
+/// The last entry of a chain (a case's, or the organization chain's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub digest: Hash,
+}
 
-    /// The principal holding the credential with this hash: (kind, id).
-    fn credential(&mut self, hash: &str) -> Result<Option<(String, String)>>;
+/// Something a decision read and relied on; checked by the serial step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The record is still at this version (`None`: still absent).
+    Record { kind: RecordKind, id: String, version: Option<u64> },
+    /// The case row is still at this version (`None`: still absent).
+    Case { id: String, version: Option<u64> },
+    /// The chain's last entry is still this one (`None`: the chain is still empty).
+    ChainHead { chain: Option<String>, head: Option<ChainHead> },
+    /// No case of this agent uses this idempotency key yet.
+    IdempotencyFree { agent: String, key: String },
+}
+
+/// One state change of a write set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Inserts or replaces a record (its version moves on by one).
+    PutRecord { kind: RecordKind, id: String, body: String },
+    /// Deletes a record if present.
+    DeleteRecord { kind: RecordKind, id: String },
     /// Stores a credential hash for a principal.
-    fn put_credential(&mut self, hash: &str, kind: &str, id: &str) -> Result<()>;
+    PutCredential { hash: String, kind: String, id: String },
+    /// Inserts or replaces a case (its version moves on by one).
+    PutCase(CaseRow),
+}
 
-    /// A case body.
-    fn get_case(&mut self, id: &str) -> Result<Option<String>>;
-    /// Inserts or replaces a case.
-    fn put_case(&mut self, row: &CaseRow) -> Result<()>;
+/// A ledger entry decided, canonicalized and hashed before sequencing: the serial step
+/// stores `canonical` and `digest` as they are and only assigns the position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedEntry {
+    pub entry: Entry,
+    /// RFC 8785 canonical JSON of `entry`, the exact bytes hashed.
+    pub canonical: String,
+    /// `SHA-256(0x00 ‖ canonical)`.
+    pub digest: Hash,
+}
+
+impl SealedEntry {
+    /// Canonicalizes and hashes an entry.
+    pub fn seal(entry: Entry) -> Result<SealedEntry, agentsigna_verify::Error> {
+        let canonical = entry.canonical_json()?;
+        let digest = agentsigna_verify::ledger::digest_canonical(canonical.as_bytes());
+        Ok(SealedEntry { entry, canonical, digest })
+    }
+
+    /// The chain this entry extends: its case id, `None` for the organization chain.
+    pub fn chain(&self) -> Option<&str> {
+        self.entry.case.as_deref()
+    }
+}
+
+/// Everything one decision writes, with what it relied on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteSet {
+    pub preconditions: Vec<Precondition>,
+    pub writes: Vec<Write>,
+    /// In chain order; positions are assigned in this order.
+    pub entries: Vec<SealedEntry>,
+}
+
+impl WriteSet {
+    /// Whether committing it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.entries.is_empty()
+    }
+}
+
+/// What a commit assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Ledger index of the write set's first entry (the others follow contiguously).
+    pub first_index: u64,
+    /// Tree size of the checkpoint signed for the batch.
+    pub tree_size: u64,
+}
+
+/// The error source kept by [`StoreError`] (shared, so errors stay cheap to clone).
+pub type Source = Arc<dyn std::error::Error + Send + Sync>;
+
+/// What a store failure means for the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A precondition no longer holds (or a uniqueness constraint was hit): decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached (retry later; HTTP 503).
+    #[error("the database is unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        #[source]
+        source: Option<Source>,
+    },
+    /// The database answered with an error, or holds data that cannot be read (HTTP 500).
+    #[error("storage error: {detail}")]
+    Storage {
+        detail: String,
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+impl PartialEq for StoreError {
+    fn eq(&self, other: &StoreError) -> bool {
+        match (self, other) {
+            (StoreError::Conflict(a), StoreError::Conflict(b)) => a == b,
+            (StoreError::Unavailable { detail: a, .. }, StoreError::Unavailable { detail: b, .. }) => a == b,
+            (StoreError::Storage { detail: a, .. }, StoreError::Storage { detail: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
+impl StoreError {
+    /// A storage error with its source.
+    pub fn storage(detail: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Storage { detail: detail.into(), source: Some(Arc::new(source)) }
+    }
+
+    /// A storage error without a source (corrupt data, a broken invariant).
+    pub fn corrupt(detail: impl Into<String>) -> StoreError {
+        StoreError::Storage { detail: detail.into(), source: None }
+    }
+
+    /// The database is unreachable.
+    pub fn unavailable(
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable { detail: detail.into(), source: Some(Arc::new(source)) }
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Reads against one consistent snapshot of the store.
+pub trait Snapshot {
+    /// A JSON record with its version.
+    fn record(&mut self, kind: RecordKind, id: &str) -> StoreResult<Option<Versioned>>;
+    /// All records of a kind, ordered by id.
+    fn records(&mut self, kind: RecordKind) -> StoreResult<Vec<String>>;
+    /// The principal holding the credential with this hash: (kind, id).
+    fn credential(&mut self, hash: &str) -> StoreResult<Option<(String, String)>>;
+    /// A case body with its version.
+    fn case(&mut self, id: &str) -> StoreResult<Option<Versioned>>;
     /// The case an agent created with an idempotency key.
-    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> Result<Option<String>>;
+    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<Versioned>>;
     /// The case of a review.
-    fn case_by_review(&mut self, review_id: &str) -> Result<Option<String>>;
+    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<Versioned>>;
     /// Case bodies matching the filter, newest first (pending reviews: earliest deadline first).
-    fn list_cases(&mut self, filter: &CaseFilter) -> Result<Vec<String>>;
+    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>>;
     /// Ids of cases due at `now_ms`, at most `limit`.
-    fn due_cases(&mut self, now_ms: i64, limit: u32) -> Result<Vec<String>>;
-
-    /// Appends a ledger entry to the global log and its chain.
-    fn append(&mut self, entry: NewEntry) -> Result<DigestedEntry>;
-    /// Number of entries in the ledger (as seen by this transaction).
-    fn ledger_size(&mut self) -> Result<u64>;
+    fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// The last entry of a chain (`None`: the organization chain).
+    fn chain_head(&mut self, chain: Option<&str>) -> StoreResult<Option<ChainHead>>;
+    /// Number of entries in the ledger.
+    fn ledger_size(&mut self) -> StoreResult<u64>;
     /// Entries `[start, end)`.
-    fn ledger_entries(&mut self, start: u64, end: u64) -> Result<Vec<DigestedEntry>>;
-    /// Every entry of a case (or of the organization chain for `None`), in order.
-    fn case_entries(&mut self, case: Option<&str>) -> Result<Vec<DigestedEntry>>;
-    /// A stored perfect-subtree hash of the Merkle tree.
-    fn merkle_node(&mut self, level: u32, index: u64) -> Result<Hash>;
+    fn ledger_entries(&mut self, start: u64, end: u64) -> StoreResult<Vec<DigestedEntry>>;
+    /// Every entry of a chain (a case's, or the organization chain for `None`), in order.
+    fn chain_entries(&mut self, chain: Option<&str>) -> StoreResult<Vec<DigestedEntry>>;
+    /// A stored perfect-subtree hash of the Merkle tree (level 0: an entry's digest).
+    fn merkle_node(&mut self, level: u32, index: u64) -> StoreResult<Hash>;
     /// The latest signed checkpoint (signed note text), if any.
-    fn checkpoint(&mut self) -> Result<Option<String>>;
+    fn checkpoint(&mut self) -> StoreResult<Option<String>>;
 }
 
 /// A boxed future, so that the trait stays object-safe without an async runtime here.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-/// A closure run in a transaction, with a type-erased result.
-pub type TxFn = Box<dyn FnOnce(&mut dyn Tx) -> Result<Box<dyn Any + Send>> + Send + 'static>;
+
+/// A closure run against a snapshot (on a thread where blocking is allowed).
+pub type ReadFn = Box<dyn FnOnce(&mut dyn Snapshot) + Send + 'static>;
 
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
-    /// Runs `f` in a write transaction; resolves once the transaction is durable. If `f`
-    /// fails, nothing it did is kept.
-    fn write(&self, f: TxFn) -> BoxFuture<Result<Box<dyn Any + Send>>>;
     /// Runs `f` against a consistent read-only snapshot.
-    fn read(&self, f: TxFn) -> BoxFuture<Result<Box<dyn Any + Send>>>;
+    fn read(&self, f: ReadFn) -> BoxFuture<StoreResult<()>>;
+    /// The serial step: checks the write set's preconditions, assigns its entries their
+    /// positions, writes it, and resolves once it is durable. A failing write set changes
+    /// nothing and does not affect others committed in the same batch.
+    fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>>;
     /// Backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 }
 
-fn downcast<T: 'static>(b: Box<dyn Any + Send>) -> Result<T> {
-    b.downcast::<T>().map(|b| *b).map_err(|_| Error::storage("result type mismatch"))
-}
-
-/// Typed helpers over [`Store`].
+/// Typed reads over [`Store`].
 pub trait StoreExt {
-    /// Typed [`Store::write`].
-    fn write_tx<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    /// Runs `f` against a snapshot and returns its result.
+    fn read_with<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static;
-    /// Typed [`Store::read`].
-    fn read_tx<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static;
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static;
 }
 
 impl<S: Store + ?Sized> StoreExt for S {
-    fn write_tx<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    fn read_with<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static,
     {
-        let fut = self.write(Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)));
-        async move { downcast(fut.await?) }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = self.read(Box::new(move |snap| {
+            let _ = tx.send(f(snap));
+        }));
+        async move {
+            fut.await?;
+            rx.try_recv().map_err(|_| E::from(StoreError::corrupt("the read ended without a result")))?
+        }
     }
-
-    fn read_tx<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
-    {
-        let fut = self.read(Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)));
-        async move { downcast(fut.await?) }
-    }
-}
-
-/// Typed record helpers over [`Tx`].
-pub fn get<T: serde::de::DeserializeOwned>(tx: &mut dyn Tx, kind: RecordKind, id: &str) -> Result<Option<T>> {
-    match tx.get_record(kind, id)? {
-        Some(body) => Ok(Some(serde_json::from_str(&body)?)),
-        None => Ok(None),
-    }
-}
-
-/// Stores a typed record.
-pub fn put<T: serde::Serialize>(tx: &mut dyn Tx, kind: RecordKind, id: &str, value: &T) -> Result<()> {
-    let body = serde_json::to_string(value).map_err(|e| Error::storage(e.to_string()))?;
-    tx.put_record(kind, id, &body)
-}
-
-/// Lists typed records.
-pub fn list<T: serde::de::DeserializeOwned>(tx: &mut dyn Tx, kind: RecordKind) -> Result<Vec<T>> {
-    tx.list_records(kind)?.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
 }

@@ -109,7 +109,7 @@ fn claims(jti: &str, now: i64) -> PassportClaims {
         "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab".repeat(32)},
             "rules": ["small-orders"], "decided_at": "2027-01-15T08:00:00.000Z",
             "trust": {"agent": 50, "counterparty": 50}},
-        "case": {"id": format!("c-{jti}"), "index": 0, "head": "cd".repeat(32)}
+        "case": {"id": format!("c-{jti}"), "seq": 0, "head": "cd".repeat(32)}
     }))
     .unwrap()
 }

@@ -172,7 +172,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
             public_url: public_url.clone(),
             retry: crate::notify::RetryPolicy::default(),
         };
-        crate::notify::spawn(engine.clone(), state.changed.clone(), cfg)?
+        crate::notify::spawn(engine.clone(), engine.outbox_signal(), cfg)?
     };
     let app = http::router(state.clone());
     let (tx, join) = http::serve_until_stopped(listener, app);
@@ -206,7 +206,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     } else {
         None
     };
-    tracing::info!(%addr, backend = engine.store().backend(), "agentsigna is listening");
+    tracing::info!(%addr, backend = engine.backend(), "agentsigna is listening");
     Ok(Running {
         addr,
         engine,

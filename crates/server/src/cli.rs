@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use agentsigna_core::engine::Config;
 use agentsigna_core::SystemClock;
 use agentsigna_verify::clock::parse_rfc3339_ms;
-use agentsigna_verify::evidence::{verify_bundle, verify_evidence, Bundle, Evidence, LedgerVerifier};
+use agentsigna_verify::evidence::{verify_bundle, verify_evidence, Bundle, Evidence};
 use agentsigna_verify::jwk::Jwks;
 use agentsigna_verify::note::{self, NoteVerifier};
 use agentsigna_verify::passport::Verifier;
@@ -463,41 +463,14 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
         }
     };
     let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&data_dir))?;
-    let note_text = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
-    let mut verifier = LedgerVerifier::new();
+    let mut saved = Vec::new();
     if let Some(p) = &a.checkpoint {
-        let saved = note::verify_checkpoint(&std::fs::read_to_string(p)?, &key).context("saved checkpoint")?;
-        verifier.expect_prefix(&saved, &p.display().to_string())?;
+        let cp = note::verify_checkpoint(&std::fs::read_to_string(p)?, &key).context("saved checkpoint")?;
+        saved.push((cp, p.display().to_string()));
     }
-    let total = reader.size()?;
-    let progress = Progress::new(total);
-    reader.scan(|idx, text, digest| {
-        let parsed: agentsigna_verify::ledger::Entry = serde_json::from_str(text)
-            .map_err(|e| agentsigna_core::Error::storage(format!("bad entry at index {idx}: not an entry: {e}")))?;
-        let entry = agentsigna_verify::ledger::DigestedEntry {
-            entry: parsed,
-            digest: agentsigna_verify::ledger::hex_lower(digest),
-        };
-        if i64::try_from(entry.entry.index).ok() != Some(idx) {
-            return Err(agentsigna_core::Error::storage(format!(
-                "bad entry at index {idx}: stored position {idx} holds an entry claiming index {}",
-                entry.entry.index
-            )));
-        }
-        // The stored text must be exactly the canonical form that was hashed.
-        let canonical =
-            entry.entry.canonical_json().map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
-        if canonical != text {
-            return Err(agentsigna_core::Error::storage(format!(
-                "bad entry at index {idx}: stored text is not canonical"
-            )));
-        }
-        verifier.push_digested(&entry).map_err(|e| agentsigna_core::Error::storage(e.to_string()))?;
-        progress.tick(verifier.size());
-        Ok(())
-    })?;
+    let progress = Progress::new(reader.size()?);
+    let report = reader.audit(&key, &saved, |done| progress.tick(done))?;
     progress.done();
-    let report = verifier.finish_note(&note_text, &key)?;
     Ok(format!(
         "OK: {} entries, {} cases, every digest and chain recomputed, Merkle root matches the checkpoint signed by {} at size {}",
         report.entries, report.cases, report.checkpoint.origin, report.checkpoint.size
@@ -509,19 +482,7 @@ fn ledger_export(a: LedgerExportArgs) -> anyhow::Result<()> {
     let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
     let checkpoint = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&checkpoint, &keys.ledger.verifier())?;
-    let mut entries = Vec::new();
-    reader.scan(|idx, text, digest| {
-        if u64::try_from(idx).unwrap_or(u64::MAX) >= cp.size {
-            return Ok(());
-        }
-        let entry =
-            serde_json::from_str(text).map_err(|e| agentsigna_core::Error::storage(format!("entry {idx}: {e}")))?;
-        entries.push(agentsigna_verify::ledger::DigestedEntry {
-            entry,
-            digest: agentsigna_verify::ledger::hex_lower(digest),
-        });
-        Ok(())
-    })?;
+    let entries = reader.entries(cp.size)?;
     let bundle = Bundle::new(checkpoint, keys.ledger.verifier_key(), entries);
     let n = bundle.entries.len();
     std::fs::write(&a.out, serde_json::to_vec(&bundle)?)
@@ -560,11 +521,18 @@ fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
     let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
     let note_text = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&note_text, &keys.ledger.verifier())?;
-    let entries: Vec<_> = reader.case_entries(&a.case)?.into_iter().filter(|e| e.entry.index < cp.size).collect();
-    if entries.is_empty() {
+    let entries = reader.case_entries(&a.case)?;
+    if !entries.iter().any(|e| e.index < cp.size) {
         bail!("case {} has no entries in the ledger", a.case);
     }
-    let ev = Evidence::build(&a.case, &cp, note_text, keys.ledger.verifier_key(), entries, &reader)?;
+    let ev = agentsigna_core::engine::ledger::build_evidence(
+        &a.case,
+        &cp,
+        note_text,
+        keys.ledger.verifier_key(),
+        entries,
+        &reader,
+    )?;
     let text = serde_json::to_string_pretty(&ev)?;
     match &a.out {
         Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?,

@@ -24,7 +24,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use agentsigna_core::engine::Engine;
-use agentsigna_core::store::{RecordKind, StoreExt};
 use agentsigna_verify::clock::rfc3339_ms;
 
 use crate::ui::format_amount;
@@ -277,29 +276,18 @@ pub fn spawn_discarder(engine: Arc<Engine>) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             // Read first: an idle server does no write transaction.
-            let ids = engine
-                .store()
-                .read_tx(|tx| {
-                    Ok(tx
-                        .list_records(RecordKind::Outbox)?
-                        .iter()
-                        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
-                        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-                        .collect::<Vec<String>>())
-                })
-                .await;
+            let ids = engine.outbox_items().await.map(|items| {
+                items
+                    .iter()
+                    .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+                    .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                    .collect::<Vec<String>>()
+            });
             let r = match ids {
                 Ok(ids) if ids.is_empty() => Ok(0),
                 Ok(ids) => {
-                    engine
-                        .store()
-                        .write_tx(move |tx| {
-                            for id in &ids {
-                                tx.delete_record(RecordKind::Outbox, id)?;
-                            }
-                            Ok(ids.len())
-                        })
-                        .await
+                    let n = ids.len();
+                    engine.outbox_remove(ids).await.map(|()| n)
                 }
                 Err(e) => Err(e),
             };
@@ -314,7 +302,7 @@ pub fn spawn_discarder(engine: Arc<Engine>) -> JoinHandle<()> {
 
 /// One pass over the outbox: tries every notification that is due.
 async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConfig) -> anyhow::Result<()> {
-    let records: Vec<String> = engine.store().read_tx(|tx| tx.list_records(RecordKind::Outbox)).await?;
+    let records: Vec<String> = engine.outbox_items().await?;
     for body in records {
         let record: Value = match serde_json::from_str(&body) {
             Ok(v) => v,
@@ -343,7 +331,7 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConf
             }
         }
         if errors.is_empty() {
-            engine.store().write_tx(move |tx| tx.delete_record(RecordKind::Outbox, &id)).await?;
+            engine.outbox_remove(vec![id]).await?;
             continue;
         }
         state.attempts += 1;
@@ -361,16 +349,8 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConf
         let mut updated = record;
         updated["delivery"] = serde_json::to_value(&state)?;
         let text = serde_json::to_string(&updated)?;
-        engine
-            .store()
-            .write_tx(move |tx| {
-                // Another node may have delivered and deleted it meanwhile.
-                if tx.get_record(RecordKind::Outbox, &id)?.is_some() {
-                    tx.put_record(RecordKind::Outbox, &id, &text)?;
-                }
-                Ok(())
-            })
-            .await?;
+        // Another node may have delivered and retired it meanwhile.
+        engine.outbox_update(id, text).await?;
     }
     Ok(())
 }

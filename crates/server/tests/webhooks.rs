@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentsigna::app::{self, Running, ServeOptions};
-use agentsigna_core::store::{RecordKind, StoreExt};
 use agentsigna_core::ManualClock;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -166,7 +165,7 @@ async fn decide(base: &str, token: &str, review: &str, decision: &str, comment: 
 }
 
 async fn outbox_len(r: &Running) -> usize {
-    r.engine.store().read_tx(|tx| tx.list_records(RecordKind::Outbox)).await.unwrap().len()
+    r.engine.outbox_items().await.unwrap().len()
 }
 
 async fn wait_outbox_empty(r: &Running) {
@@ -298,7 +297,7 @@ async fn a_receiver_that_is_down_loses_nothing_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stored = running.engine.store().read_tx(|tx| tx.list_records(RecordKind::Outbox)).await.unwrap();
+    let stored = running.engine.outbox_items().await.unwrap();
     assert_eq!(stored.len(), 1);
     let record: Value = serde_json::from_str(&stored[0]).unwrap();
     assert!(record["delivery"]["attempts"].as_u64().unwrap() >= 1, "{record}");

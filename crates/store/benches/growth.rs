@@ -9,29 +9,35 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentsigna_core::store::{NewEntry, StoreExt};
+use agentsigna_core::store::{SealedEntry, Snapshot, Store, StoreError, StoreExt, WriteSet};
 use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
+use agentsigna_verify::ledger::{hex_lower, Entry};
 use agentsigna_verify::merkle;
 use agentsigna_verify::note::NoteSigner;
 use serde_json::json;
 
-struct Nodes<'a>(std::cell::RefCell<&'a mut dyn agentsigna_core::store::Tx>);
+struct Nodes<'a>(std::cell::RefCell<&'a mut dyn Snapshot>);
 impl merkle::NodeSource for Nodes<'_> {
     fn node(&self, level: u32, index: u64) -> Result<merkle::Hash, agentsigna_verify::Error> {
         self.0.borrow_mut().merkle_node(level, index).map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
     }
 }
 
-fn entry(i: u64) -> NewEntry {
-    NewEntry {
+/// Entry `i`: six per case, chained on the previous entry of its case.
+fn entry(i: u64, prev: Option<[u8; 32]>) -> SealedEntry {
+    let seq = i % 6;
+    SealedEntry::seal(Entry {
+        seq,
+        prev: if seq == 0 { None } else { prev.map(|d| hex_lower(&d)) },
         case: Some(format!("case_{:012}", i / 6)),
         kind: "request.submitted".into(),
-        at_ms: 1_800_000_000_000 + i as i64,
+        at: agentsigna_verify::clock::rfc3339_ms(1_800_000_000_000 + i as i64),
         actor: "agent:procurement-bot".into(),
         data: json!({"action": "purchase_order.create", "counterparty": "acme",
                      "amount": {"value": "4800.00", "currency": "USD"}, "audience": "erp",
                      "description": "40 keyboards for onboarding", "context": {"cost_center": "IT-7"}}),
-    }
+    })
+    .unwrap()
 }
 
 fn main() {
@@ -46,32 +52,34 @@ fn main() {
         "entries", "append commit", "inclusion proof", "consistency proof", "bytes/entry"
     );
     let mut size = 0u64;
+    let mut last: Option<[u8; 32]> = None;
     for target in [10_000u64, 100_000, 1_000_000].into_iter().filter(|t| *t <= max) {
         // Fill in large transactions (not what is measured).
         while size < target {
             let n = (target - size).min(5_000);
             let start = size;
-            rt.block_on(store.write_tx(move |tx| {
-                for i in start..start + n {
-                    tx.append(entry(i))?;
-                }
-                Ok(())
-            }))
-            .unwrap();
+            let mut ws = WriteSet::default();
+            for i in start..start + n {
+                let e = entry(i, last);
+                last = Some(e.digest);
+                ws.entries.push(e);
+            }
+            rt.block_on(store.commit(ws)).unwrap();
             size += n;
         }
         // One-entry commits: what a request pays for its ledger write (incl. fsync).
         let rounds = 200u64;
         let t = Instant::now();
         for i in 0..rounds {
-            let e = entry(size + i);
-            rt.block_on(store.write_tx(move |tx| tx.append(e).map(|_| ()))).unwrap();
+            let e = entry(size + i, last);
+            last = Some(e.digest);
+            rt.block_on(store.commit(WriteSet { entries: vec![e], ..WriteSet::default() })).unwrap();
         }
         let append = t.elapsed() / rounds as u32;
         size += rounds;
         let sz = size;
         let (incl, cons) = rt
-            .block_on(store.read_tx(move |tx| {
+            .block_on(store.read_with(move |tx| -> Result<_, StoreError> {
                 let nodes = Nodes(std::cell::RefCell::new(tx));
                 let t = Instant::now();
                 for i in 0..1000u64 {

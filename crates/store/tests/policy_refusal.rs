@@ -7,7 +7,6 @@ use std::sync::Arc;
 use agentsigna_core::engine::{Config, Engine};
 use agentsigna_core::keys::Keyring;
 use agentsigna_core::model::Principal;
-use agentsigna_core::store::StoreExt;
 use agentsigna_core::SystemClock;
 use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 use proptest::prelude::*;
@@ -55,7 +54,7 @@ proptest! {
             }
             e.declare_roles(&admin, vec!["finance".into(), "risk".into()]).await.unwrap();
             let v1 = e.upload_policy(&admin, POLICY.to_owned(), true).await.unwrap();
-            let size = e.store().read_tx(|tx| tx.ledger_size()).await.unwrap();
+            let size = e.ledger_size().await.unwrap();
             for src in sources {
                 if let Ok(v) = e.upload_policy(&admin, src.clone(), true).await {
                     // A mutation may still be a valid policy (e.g. junk inside a comment).
@@ -65,7 +64,7 @@ proptest! {
                 let (versions, active) = e.list_policies().await.unwrap();
                 prop_assert_eq!(active, Some(v1.version));
                 prop_assert_eq!(versions.len(), 1);
-                prop_assert_eq!(e.store().read_tx(|tx| tx.ledger_size()).await.unwrap(), size);
+                prop_assert_eq!(e.ledger_size().await.unwrap(), size);
             }
             Ok(())
         })?;

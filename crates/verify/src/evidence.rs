@@ -1,14 +1,14 @@
 //! Offline ledger formats: the full ledger bundle, per-case evidence, and the streaming
 //! [`LedgerVerifier`] behind both (and behind `agentsigna ledger verify --data-dir`).
 //!
-//! # Ledger bundle — `agentsigna-ledger-bundle/v1`
+//! # Ledger bundle — `agentsigna-ledger-bundle/v2`
 //!
 //! Written by `agentsigna ledger export`, checked by `agentsigna ledger verify --bundle`.
 //! One JSON object (UTF-8), no other members allowed:
 //!
 //! ```json
 //! {
-//!   "format": "agentsigna-ledger-bundle/v1",
+//!   "format": "agentsigna-ledger-bundle/v2",
 //!   "checkpoint": "agentsigna/…\n3\n<base64 root>\n\n— agentsigna/… <base64 sig>\n",
 //!   "key": "agentsigna/…+1a2b3c4d+AS…",
 //!   "entries": [
@@ -25,9 +25,14 @@
 //! - `key`: the ledger's note verifier key. **Informational only**: the verifier is given
 //!   the trusted key separately (`--key`), never takes it from the bundle.
 //! - `entries`: every ledger entry from index 0, in index order, each exactly as hashed
-//!   (see [`crate::ledger`]) plus its `digest`, and no other member: a member outside
-//!   the hashed object would be shown to readers without being covered by the digest, so
-//!   parsing refuses it (as it refuses unknown top-level members).
+//!   (see [`crate::ledger`]) plus its `index` and `digest` beside it, and no other member:
+//!   a member outside the hashed object would be shown to readers without being covered
+//!   by the digest or the tree, so parsing refuses it (as it refuses unknown top-level
+//!   members). `index` is not hashed; the Merkle tree commits to the order.
+//!
+//! Format versions: v2 (this one) hashes `{case, seq, prev, type, at, actor, data}`; v1
+//! hashed `index` too. A document of another version is refused with a plain
+//! "unsupported format version" error.
 //!
 //! [`verify_bundle`] accepts it only when: the checkpoint signature verifies with the
 //! trusted key and its origin is the key name; indexes run 0, 1, 2, … without gap; each
@@ -39,14 +44,14 @@
 //! the first `size` digests equal), which catches truncation and rewritten history even
 //! when the checkpoint was re-signed.
 //!
-//! # Case evidence — `agentsigna-case-evidence/v1`
+//! # Case evidence — `agentsigna-case-evidence/v2`
 //!
 //! Served by `GET /v1/cases/{id}/evidence` and `agentsigna ledger evidence CASE`, checked
 //! by `agentsigna ledger verify --evidence FILE --key VKEY`. One JSON object:
 //!
 //! ```json
 //! {
-//!   "format": "agentsigna-case-evidence/v1",
+//!   "format": "agentsigna-case-evidence/v2",
 //!   "case": "case-id",
 //!   "checkpoint": "<signed checkpoint note>",
 //!   "key": "<note verifier key, informational>",
@@ -80,10 +85,10 @@ use crate::note::{verify_checkpoint, Checkpoint, NoteVerifier};
 use crate::Error;
 
 /// The `format` of a ledger bundle.
-pub const BUNDLE_FORMAT: &str = "agentsigna-ledger-bundle/v1";
+pub const BUNDLE_FORMAT: &str = "agentsigna-ledger-bundle/v2";
 
 /// The `format` of a case evidence document.
-pub const EVIDENCE_FORMAT: &str = "agentsigna-case-evidence/v1";
+pub const EVIDENCE_FORMAT: &str = "agentsigna-case-evidence/v2";
 
 /// An offline copy of the whole ledger: all entries, a signed checkpoint covering them
 /// and the ledger's note verifier key (see the module docs for the format).
@@ -122,7 +127,7 @@ struct StrictEntry {
 impl From<StrictEntry> for DigestedEntry {
     fn from(e: StrictEntry) -> DigestedEntry {
         let StrictEntry { index, case, seq, prev, kind, at, actor, data, digest } = e;
-        DigestedEntry { entry: Entry { index, case, seq, prev, kind, at, actor, data }, digest }
+        DigestedEntry { index, entry: Entry { case, seq, prev, kind, at, actor, data }, digest }
     }
 }
 
@@ -137,7 +142,7 @@ fn strict_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Digested
 /// ```
 /// use agentsigna_verify::evidence::parse_digested_entry;
 /// let line = r#"{"index":0,"case":null,"seq":0,"prev":null,"type":"agent.registered","at":"2026-01-01T00:00:00.000Z","actor":"admin","data":{},"digest":"00"}"#;
-/// assert_eq!(parse_digested_entry(line).unwrap().entry.index, 0);
+/// assert_eq!(parse_digested_entry(line).unwrap().index, 0);
 /// assert!(parse_digested_entry(&line.replace("\"data\"", "\"note\":1,\"data\"")).is_err());
 /// ```
 pub fn parse_digested_entry(json: &str) -> Result<DigestedEntry, Error> {
@@ -175,9 +180,7 @@ pub fn verify_bundle(
     key: &NoteVerifier,
     saved_checkpoint: Option<&Checkpoint>,
 ) -> Result<BundleReport, Error> {
-    if bundle.format != BUNDLE_FORMAT {
-        return Err(Error::Malformed(format!("bundle format {:?}, expected {BUNDLE_FORMAT:?}", bundle.format)));
-    }
+    check_format("bundle", &bundle.format, BUNDLE_FORMAT)?;
     let checkpoint = verify_checkpoint(&bundle.checkpoint, key)?;
     let mut verifier = LedgerVerifier::new();
     if let Some(saved) = saved_checkpoint {
@@ -208,11 +211,11 @@ pub fn verify_bundle(
 /// use agentsigna_verify::ledger::Entry;
 /// use agentsigna_verify::note::Checkpoint;
 /// let e = Entry {
-///     index: 0, case: Some("c1".into()), seq: 0, prev: None, kind: "request.submitted".into(),
+///     case: Some("c1".into()), seq: 0, prev: None, kind: "request.submitted".into(),
 ///     at: "2026-01-01T00:00:00.000Z".into(), actor: "agent:a".into(), data: serde_json::json!({}),
 /// };
 /// let mut v = LedgerVerifier::new();
-/// let digest = v.push(&e, None).unwrap();
+/// let digest = v.push(0, &e, None).unwrap();
 /// let cp = Checkpoint { origin: "o".into(), size: 1, root: digest, extensions: vec![] };
 /// let report = v.finish(&cp).unwrap();
 /// assert_eq!((report.entries, report.cases), (1, 1));
@@ -256,12 +259,11 @@ impl LedgerVerifier {
         self.check_prefixes()
     }
 
-    /// Checks the next entry (`stored_digest`: the digest stored beside it, if any) and
-    /// adds it to the tree; returns its digest. The first failure is an
+    /// Checks the next entry, found at `index` (`stored_digest`: the digest stored beside
+    /// it, if any) and adds it to the tree; returns its digest. The first failure is an
     /// [`Error::BadEntry`] naming the entry (or a [`Error::BadProof`] when an expected
     /// prefix is reached with another root).
-    pub fn push(&mut self, entry: &Entry, stored_digest: Option<&str>) -> Result<Hash, Error> {
-        let index = entry.index;
+    pub fn push(&mut self, index: u64, entry: &Entry, stored_digest: Option<&str>) -> Result<Hash, Error> {
         let expected_index = self.frontier.size();
         if index != expected_index {
             return Err(Error::BadEntry {
@@ -317,7 +319,7 @@ impl LedgerVerifier {
 
     /// [`LedgerVerifier::push`] for an entry with its stored digest.
     pub fn push_digested(&mut self, entry: &DigestedEntry) -> Result<Hash, Error> {
-        self.push(&entry.entry, Some(&entry.digest))
+        self.push(entry.index, &entry.entry, Some(&entry.digest))
     }
 
     /// Number of entries verified so far.
@@ -449,7 +451,7 @@ impl From<StrictEvidenceEntry> for EvidenceEntry {
     fn from(e: StrictEvidenceEntry) -> EvidenceEntry {
         let StrictEvidenceEntry { index, case, seq, prev, kind, at, actor, data, digest, inclusion } = e;
         EvidenceEntry {
-            entry: DigestedEntry { entry: Entry { index, case, seq, prev, kind, at, actor, data }, digest },
+            entry: DigestedEntry { index, entry: Entry { case, seq, prev, kind, at, actor, data }, digest },
             inclusion,
         }
     }
@@ -476,7 +478,7 @@ impl Evidence {
         let entries = entries
             .into_iter()
             .map(|e| {
-                let proof = inclusion_proof(nodes, e.entry.index, checkpoint.size)?;
+                let proof = inclusion_proof(nodes, e.index, checkpoint.size)?;
                 Ok(EvidenceEntry::new(e, &proof))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -521,9 +523,7 @@ pub fn decode_hashes(texts: &[String]) -> Result<Vec<Hash>, Error> {
 /// first entry whose digest, case, seq or prev is wrong, [`Error::BadProof`] for the first
 /// inclusion proof that does not verify.
 pub fn verify_evidence(ev: &Evidence, key: &NoteVerifier) -> Result<Checkpoint, Error> {
-    if ev.format != EVIDENCE_FORMAT {
-        return Err(Error::Malformed(format!("evidence format {:?}, expected {EVIDENCE_FORMAT:?}", ev.format)));
-    }
+    check_format("evidence", &ev.format, EVIDENCE_FORMAT)?;
     let cp = verify_checkpoint(&ev.checkpoint, key)?;
     if ev.entries.is_empty() {
         return Err(Error::Malformed(format!("evidence of case {:?} holds no entries", ev.case)));
@@ -531,7 +531,7 @@ pub fn verify_evidence(ev: &Evidence, key: &NoteVerifier) -> Result<Checkpoint, 
     let mut prev: Option<(u64, Hash)> = None;
     for (seq, item) in (0u64..).zip(&ev.entries) {
         let entry = &item.entry.entry;
-        let index = entry.index;
+        let index = item.entry.index;
         let bad = |reason: String| Error::BadEntry { index, reason };
         let digest = entry.digest().map_err(|e| bad(e.to_string()))?;
         let digest_hex = hex_lower(&digest);
@@ -575,6 +575,22 @@ pub fn verify_evidence(ev: &Evidence, key: &NoteVerifier) -> Result<Checkpoint, 
     Ok(cp)
 }
 
+/// Refuses a document whose `format` is not `expected`; another version of the same format
+/// gets a plain "unsupported format version" error.
+fn check_format(what: &str, format: &str, expected: &str) -> Result<(), Error> {
+    if format == expected {
+        return Ok(());
+    }
+    let family = expected.split('/').next().unwrap_or(expected);
+    match format.strip_prefix(family).and_then(|rest| rest.strip_prefix('/')) {
+        Some(version) => Err(Error::Malformed(format!(
+            "unsupported format version {version} of {family} (this verifier reads {expected}); \
+             re-export the {what} with a current agentsigna"
+        ))),
+        None => Err(Error::Malformed(format!("{what} format {format:?}, expected {expected:?}"))),
+    }
+}
+
 /// Whether `text` is the lowercase hex of `digest`, without allocating.
 fn hex_equals(text: &str, digest: &Hash) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -596,7 +612,7 @@ fn hex_equals(text: &str, digest: &Hash) -> bool {
 /// use agentsigna_verify::evidence::digest_entry;
 /// use agentsigna_verify::ledger::Entry;
 /// let e = Entry {
-///     index: 4, case: None, seq: 0, prev: None, kind: "policy.activated".into(),
+///     case: None, seq: 0, prev: None, kind: "policy.activated".into(),
 ///     at: "2026-01-01T00:00:00.000Z".into(), actor: "admin".into(),
 ///     data: serde_json::json!({"b": [1, -2, "x\n"], "a": {"z": null, "y": true}}),
 /// };

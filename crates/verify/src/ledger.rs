@@ -1,8 +1,10 @@
 //! Ledger entries, their digests, and verification of the per-case hash chains.
 //!
-//! An entry is `{index, case, seq, prev, type, at, actor, data}`. Its digest is
+//! An entry is `{case, seq, prev, type, at, actor, data}` (ledger format v2). Its digest is
 //! `SHA-256(0x00 ‖ JCS(entry))` (RFC 8785 canonical JSON), which is also its RFC 6962
-//! Merkle leaf hash. Entries of one case form a hash chain through `prev`; entries with
+//! Merkle leaf hash. The entry's global position (`index`) is a property of the log, not
+//! of the entry: it is served beside the entry, never hashed, so every digest, chain link
+//! and passport can be computed before the entry is sequenced. Entries of one case form a hash chain through `prev`; entries with
 //! `case: null` (organization events) form the organization chain the same way.
 
 use std::collections::HashMap;
@@ -16,8 +18,6 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// Global position, 0, 1, 2, … with no gap.
-    pub index: u64,
     /// The case id, `None` for organization events.
     pub case: Option<String>,
     /// Position within the case (or within the organization chain).
@@ -35,9 +35,12 @@ pub struct Entry {
     pub data: serde_json::Value,
 }
 
-/// An entry as served by the API and in bundles: the hashed object plus its `digest`.
+/// An entry as served by the API and in bundles: its global position `index`, the hashed
+/// object, and its `digest` (neither `index` nor `digest` is part of the hashed object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestedEntry {
+    /// Global position in the log, 0, 1, 2, … with no gap.
+    pub index: u64,
     /// The hashed entry.
     #[serde(flatten)]
     pub entry: Entry,
@@ -62,7 +65,7 @@ impl Entry {
     /// ```
     /// use agentsigna_verify::ledger::Entry;
     /// let entry = Entry {
-    ///     index: 0, case: None, seq: 0, prev: None, kind: "action.declared".into(),
+    ///     case: None, seq: 0, prev: None, kind: "action.declared".into(),
     ///     at: "2026-01-01T00:00:00.000Z".into(), actor: "admin".into(),
     ///     data: serde_json::json!({"action": "payment.send"}),
     /// };
@@ -97,8 +100,6 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
     write_opt_str(e.case.as_deref(), out);
     out.extend_from_slice(b",\"data\":");
     write_value(&e.data, out)?;
-    out.extend_from_slice(b",\"index\":");
-    write_int(e.index, false, out)?;
     out.extend_from_slice(b",\"prev\":");
     write_opt_str(e.prev.as_deref(), out);
     out.extend_from_slice(b",\"seq\":");
@@ -107,6 +108,15 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
     write_str(&e.kind, out);
     out.push(b'}');
     Ok(())
+}
+
+/// The RFC 8785 canonical JSON text of a value, with the same limits as entries (no
+/// floating-point numbers, integers within ±(2^53 − 1), ASCII object keys): e.g. to hash
+/// a request independently of its members' order.
+pub fn canonical_value(v: &serde_json::Value) -> Result<String, Error> {
+    let mut out = Vec::with_capacity(256);
+    write_value(v, &mut out)?;
+    String::from_utf8(out).map_err(|e| Error::Malformed(e.to_string()))
 }
 
 fn write_opt_str(s: Option<&str>, out: &mut Vec<u8>) {
@@ -256,12 +266,12 @@ pub fn parse_digest_hex(text: &str) -> Option<[u8; 32]> {
 /// use agentsigna_verify::ledger::{ChainVerifier, Entry};
 /// let mut v = ChainVerifier::new(0);
 /// let e = Entry {
-///     index: 0, case: Some("c1".into()), seq: 0, prev: None, kind: "request.submitted".into(),
+///     case: Some("c1".into()), seq: 0, prev: None, kind: "request.submitted".into(),
 ///     at: "2026-01-01T00:00:00.000Z".into(), actor: "agent:a".into(), data: serde_json::json!({}),
 /// };
-/// let d = v.push(&e, None).unwrap();
-/// let e2 = Entry { index: 1, seq: 1, prev: Some(agentsigna_verify::ledger::hex_lower(&d)), ..e };
-/// assert!(v.push(&e2, None).is_ok());
+/// let d = v.push(0, &e, None).unwrap();
+/// let e2 = Entry { seq: 1, prev: Some(agentsigna_verify::ledger::hex_lower(&d)), ..e };
+/// assert!(v.push(1, &e2, None).is_ok());
 /// ```
 #[derive(Debug, Default)]
 pub struct ChainVerifier {
@@ -281,14 +291,14 @@ impl ChainVerifier {
         self.next_index
     }
 
-    /// Checks the next entry; returns its digest. `stored_digest` is the digest stored or
-    /// served beside the entry, if any.
-    pub fn push(&mut self, entry: &Entry, stored_digest: Option<&str>) -> Result<[u8; 32], Error> {
-        let bad = |reason: String| Error::BadEntry { index: entry.index, reason };
-        if entry.index != self.next_index {
+    /// Checks the next entry, found at `index`; returns its digest. `stored_digest` is the
+    /// digest stored or served beside the entry, if any.
+    pub fn push(&mut self, index: u64, entry: &Entry, stored_digest: Option<&str>) -> Result<[u8; 32], Error> {
+        let bad = |reason: String| Error::BadEntry { index, reason };
+        if index != self.next_index {
             return Err(Error::BadEntry {
                 index: self.next_index,
-                reason: format!("expected index {}, found {}", self.next_index, entry.index),
+                reason: format!("expected index {}, found {index}", self.next_index),
             });
         }
         let digest = entry.digest().map_err(|e| bad(e.to_string()))?;
@@ -334,9 +344,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(index: u64, case: Option<&str>, seq: u64, prev: Option<String>) -> Entry {
+    fn entry(case: Option<&str>, seq: u64, prev: Option<String>) -> Entry {
         Entry {
-            index,
             case: case.map(str::to_owned),
             seq,
             prev,
@@ -349,16 +358,16 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        let e = entry(0, Some("c"), 0, None);
+        let e = entry(Some("c"), 0, None);
         assert_eq!(
             e.canonical_json().unwrap(),
-            r#"{"actor":"agent:buyer-1","at":"2026-11-29T10:00:00.000Z","case":"c","data":{"a":"x","b":1},"index":0,"prev":null,"seq":0,"type":"request.submitted"}"#
+            r#"{"actor":"agent:buyer-1","at":"2026-11-29T10:00:00.000Z","case":"c","data":{"a":"x","b":1},"prev":null,"seq":0,"type":"request.submitted"}"#
         );
     }
 
     #[test]
     fn keys_sort_by_code_units_not_by_quoted_bytes() {
-        let mut e = entry(0, None, 0, None);
+        let mut e = entry(None, 0, None);
         e.data = json!({"a b": 3, "a!": 2, "a": 1, "q\"": 4});
         let text = e.canonical_json().unwrap();
         assert!(text.contains(r#""data":{"a":1,"a b":3,"a!":2,"q\"":4}"#), "{text}");
@@ -366,7 +375,7 @@ mod tests {
 
     #[test]
     fn unsafe_integers_are_refused() {
-        let mut e = entry(0, None, 0, None);
+        let mut e = entry(None, 0, None);
         e.data = json!({"n": 9_007_199_254_740_991u64, "m": -9_007_199_254_740_991i64});
         assert!(e.digest().is_ok());
         e.data = json!({"n": 9_007_199_254_740_992u64});
@@ -375,7 +384,7 @@ mod tests {
 
     #[test]
     fn floats_and_non_ascii_keys_are_refused() {
-        let mut e = entry(0, None, 0, None);
+        let mut e = entry(None, 0, None);
         e.data = json!({"v": 1.5});
         assert!(e.digest().is_err());
         e.data = json!({"é": 1});
@@ -384,30 +393,32 @@ mod tests {
 
     #[test]
     fn chain_detects_edits_gaps_and_reorders() {
-        let e0 = entry(0, Some("c"), 0, None);
+        let e0 = entry(Some("c"), 0, None);
         let d0 = e0.digest().unwrap();
-        let e1 = entry(1, Some("c"), 1, Some(hex_lower(&d0)));
+        let e1 = entry(Some("c"), 1, Some(hex_lower(&d0)));
         let mut v = ChainVerifier::new(0);
-        v.push(&e0, None).unwrap();
-        v.push(&e1, None).unwrap();
+        v.push(0, &e0, None).unwrap();
+        v.push(1, &e1, None).unwrap();
 
         // Gap.
         let mut v = ChainVerifier::new(0);
-        v.push(&e0, None).unwrap();
-        let mut skipped = e1.clone();
-        skipped.index = 2;
-        assert!(matches!(v.push(&skipped, None), Err(Error::BadEntry { index: 1, .. })));
+        v.push(0, &e0, None).unwrap();
+        assert!(matches!(v.push(2, &e1, None), Err(Error::BadEntry { index: 1, .. })));
 
         // Broken prev.
         let mut v = ChainVerifier::new(0);
-        v.push(&e0, None).unwrap();
+        v.push(0, &e0, None).unwrap();
         let mut forged = e1.clone();
         forged.prev = Some("00".repeat(32));
-        assert!(v.push(&forged, None).is_err());
+        assert!(v.push(1, &forged, None).is_err());
+
+        // Reordered within a chain: seq 1 before seq 0.
+        let mut v = ChainVerifier::new(0);
+        assert!(v.push(0, &e1, None).is_err());
 
         // Stored digest mismatch (payload edited after hashing).
         let mut v = ChainVerifier::new(0);
-        assert!(v.push(&e0, Some(&"11".repeat(32))).is_err());
+        assert!(v.push(0, &e0, Some(&"11".repeat(32))).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!     "decision": {"verdict": "authorized", "policy": {"version": 3, "digest": "ab12"},
 //!         "rules": ["small-orders"], "decided_at": "2027-01-15T08:00:00.000Z",
 //!         "trust": {"agent": 72, "counterparty": 64}},
-//!     "approvals": [], "case": {"id": "c-1", "index": 41, "head": "cd34"}
+//!     "approvals": [], "case": {"id": "c-1", "seq": 4, "head": "cd34"}
 //! })).unwrap();
 //! let token = passport::sign(&claims, &issuer).unwrap();
 //!
@@ -164,8 +164,8 @@ pub struct Approval {
 pub struct CaseRef {
     /// Case id.
     pub id: String,
-    /// Global ledger index of the case's last entry before issuance.
-    pub index: u64,
+    /// `seq` of the case's last entry before issuance (its chain head).
+    pub seq: u64,
     /// Digest (lowercase hex) of that entry.
     pub head: String,
 }
@@ -459,7 +459,7 @@ mod tests {
                 decision: "approve".into(),
                 at: "2027-01-15T08:00:00.000Z".into(),
             }],
-            case: CaseRef { id: "c-1".into(), index: 7, head: "cd".into() },
+            case: CaseRef { id: "c-1".into(), seq: 7, head: "cd".into() },
             cnf: None,
         }
     }

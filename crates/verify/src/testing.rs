@@ -31,7 +31,7 @@ pub fn claims(jti: &str, aud: &str, bound: bool) -> PassportClaims {
         "authorization_details": [], "approvals": [],
         "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"},
             "rules": [], "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-        "case": {"id": format!("case-{jti}"), "index": 0, "head": "cd"}
+        "case": {"id": format!("case-{jti}"), "seq": 0, "head": "cd"}
     }))
     .unwrap();
     if bound {

@@ -3,13 +3,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{org_event, policy_env, Engine};
+use super::draft::Draft;
+use super::{get, list, org_event, policy_env, Engine};
 use crate::ids::{check_name, new_secret, secret_hash};
 use crate::model::{
     ActionRecord, AgentRecord, ApproverRecord, CounterpartyRecord, PolicyRecord, Principal, Risk, SystemRecord,
 };
 use crate::policy::CompiledPolicy;
-use crate::store::{self, RecordKind, StoreExt};
+use crate::store::{RecordKind, Snapshot};
 use crate::{Error, Result};
 
 /// `POST /v1/agents`.
@@ -101,36 +102,34 @@ impl Engine {
                 Some(agentsigna_verify::jwk::Jwk { kid: None, alg: None, use_: None, ..jwk })
             }
         };
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                if tx.get_record(RecordKind::Agent, &input.id)?.is_some() {
-                    return Err(Error::Conflict(format!("agent {} already exists", input.id)));
-                }
-                let now = ctx.now();
-                let record = AgentRecord {
-                    id: input.id.clone(),
-                    owner: input.owner,
-                    name: input.name,
-                    public_jwk,
-                    suspended: false,
-                    created_at_ms: now,
-                };
-                let key = new_secret("agent");
-                tx.put_credential(&secret_hash(&key), "agent", &record.id)?;
-                store::put(tx, RecordKind::Agent, &record.id, &record)?;
-                org_event(
-                    tx,
-                    "agent.registered",
-                    now,
-                    &by,
-                    json!({"id": record.id, "owner": record.owner, "name": record.name,
+        let key = new_secret("agent");
+        self.transact(&["org"], move |ctx, d| {
+            if d.record(RecordKind::Agent, &input.id)?.is_some() {
+                return Err(Error::Conflict(format!("agent {} already exists", input.id)));
+            }
+            let now = ctx.now();
+            let record = AgentRecord {
+                id: input.id.clone(),
+                owner: input.owner.clone(),
+                name: input.name.clone(),
+                public_jwk: public_jwk.clone(),
+                suspended: false,
+                created_at_ms: now,
+            };
+            d.put_credential(secret_hash(&key), "agent", &record.id);
+            d.put(RecordKind::Agent, &record.id, &record)?;
+            org_event(
+                d,
+                "agent.registered",
+                now,
+                &by,
+                json!({"id": record.id, "owner": record.owner, "name": record.name,
                            "jkt": record.public_jwk.as_ref().map(|j| j.thumbprint())}),
-                )?;
-                Ok((record, key))
-            })
-            .await
+            )?;
+            Ok((record, key.clone()))
+        })
+        .await
     }
 
     /// Registers an approver; returns its record and token (shown once).
@@ -141,31 +140,29 @@ impl Engine {
         for (i, r) in input.roles.iter().enumerate() {
             check_role(&format!("roles[{i}]"), r)?;
         }
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                if tx.get_record(RecordKind::Approver, &input.id)?.is_some() {
-                    return Err(Error::Conflict(format!("approver {} already exists", input.id)));
-                }
-                let now = ctx.now();
-                let mut roles = input.roles;
-                roles.sort();
-                roles.dedup();
-                let record = ApproverRecord { id: input.id, name: input.name, roles, created_at_ms: now };
-                let token = new_secret("approver");
-                tx.put_credential(&secret_hash(&token), "approver", &record.id)?;
-                store::put(tx, RecordKind::Approver, &record.id, &record)?;
-                org_event(
-                    tx,
-                    "approver.registered",
-                    now,
-                    &by,
-                    json!({"id": record.id, "name": record.name, "roles": record.roles}),
-                )?;
-                Ok((record, token))
-            })
-            .await
+        let token = new_secret("approver");
+        self.transact(&["org"], move |ctx, d| {
+            if d.record(RecordKind::Approver, &input.id)?.is_some() {
+                return Err(Error::Conflict(format!("approver {} already exists", input.id)));
+            }
+            let now = ctx.now();
+            let mut roles = input.roles.clone();
+            roles.sort();
+            roles.dedup();
+            let record = ApproverRecord { id: input.id.clone(), name: input.name.clone(), roles, created_at_ms: now };
+            d.put_credential(secret_hash(&token), "approver", &record.id);
+            d.put(RecordKind::Approver, &record.id, &record)?;
+            org_event(
+                d,
+                "approver.registered",
+                now,
+                &by,
+                json!({"id": record.id, "name": record.name, "roles": record.roles}),
+            )?;
+            Ok((record, token.clone()))
+        })
+        .await
     }
 
     /// Registers a target system; returns its record and token (shown once).
@@ -173,22 +170,20 @@ impl Engine {
         require_admin(by)?;
         check_name("id", &input.id)?;
         check_label("name", &input.name)?;
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                if tx.get_record(RecordKind::System, &input.id)?.is_some() {
-                    return Err(Error::Conflict(format!("target system {} already exists", input.id)));
-                }
-                let now = ctx.now();
-                let record = SystemRecord { id: input.id, name: input.name, created_at_ms: now };
-                let token = new_secret("system");
-                tx.put_credential(&secret_hash(&token), "system", &record.id)?;
-                store::put(tx, RecordKind::System, &record.id, &record)?;
-                org_event(tx, "system.registered", now, &by, json!({"id": record.id, "name": record.name}))?;
-                Ok((record, token))
-            })
-            .await
+        let token = new_secret("system");
+        self.transact(&["org"], move |ctx, d| {
+            if d.record(RecordKind::System, &input.id)?.is_some() {
+                return Err(Error::Conflict(format!("target system {} already exists", input.id)));
+            }
+            let now = ctx.now();
+            let record = SystemRecord { id: input.id.clone(), name: input.name.clone(), created_at_ms: now };
+            d.put_credential(secret_hash(&token), "system", &record.id);
+            d.put(RecordKind::System, &record.id, &record)?;
+            org_event(d, "system.registered", now, &by, json!({"id": record.id, "name": record.name}))?;
+            Ok((record, token.clone()))
+        })
+        .await
     }
 
     /// Creates or updates a counterparty. Unchanged → no ledger event.
@@ -204,31 +199,29 @@ impl Engine {
             return Err(Error::invalid("name", "name must not be empty"));
         }
         check_label("name", &Some(input.name.clone()))?;
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                let now = ctx.now();
-                let existing: Option<CounterpartyRecord> = store::get(tx, RecordKind::Counterparty, &id)?;
-                if let Some(e) = &existing {
-                    if e.name == input.name && e.risk == input.risk {
-                        return Ok(e.clone());
-                    }
+        self.transact(&["org"], move |ctx, d| {
+            let now = ctx.now();
+            let existing: Option<CounterpartyRecord> = d.get(RecordKind::Counterparty, &id)?;
+            if let Some(e) = &existing {
+                if e.name == input.name && e.risk == input.risk {
+                    return Ok(e.clone());
                 }
-                let record =
-                    CounterpartyRecord { id: id.clone(), name: input.name, risk: input.risk, updated_at_ms: now };
-                store::put(tx, RecordKind::Counterparty, &id, &record)?;
-                org_event(
-                    tx,
-                    "counterparty.updated",
-                    now,
-                    &by,
-                    json!({"id": id, "name": record.name, "risk": record.risk.as_str(),
+            }
+            let record =
+                CounterpartyRecord { id: id.clone(), name: input.name.clone(), risk: input.risk, updated_at_ms: now };
+            d.put(RecordKind::Counterparty, &id, &record)?;
+            org_event(
+                d,
+                "counterparty.updated",
+                now,
+                &by,
+                json!({"id": id, "name": record.name, "risk": record.risk.as_str(),
                            "previous_risk": existing.map(|e| e.risk.as_str())}),
-                )?;
-                Ok(record)
-            })
-            .await
+            )?;
+            Ok(record)
+        })
+        .await
     }
 
     /// Declares (or re-describes) an action type. Unchanged → no ledger event.
@@ -243,28 +236,26 @@ impl Engine {
         if description.chars().count() > 500 {
             return Err(Error::invalid("description", "description must be at most 500 characters"));
         }
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                let existing: Option<ActionRecord> = store::get(tx, RecordKind::Action, &action_type)?;
-                if let Some(e) = existing {
-                    if e.description == description {
-                        return Ok(e);
-                    }
+        self.transact(&["org"], move |ctx, d| {
+            let existing: Option<ActionRecord> = d.get(RecordKind::Action, &action_type)?;
+            if let Some(e) = existing {
+                if e.description == description {
+                    return Ok(e);
                 }
-                let record = ActionRecord { action_type: action_type.clone(), description };
-                store::put(tx, RecordKind::Action, &action_type, &record)?;
-                org_event(
-                    tx,
-                    "action.declared",
-                    ctx.now(),
-                    &by,
-                    json!({"type": record.action_type, "description": record.description}),
-                )?;
-                Ok(record)
-            })
-            .await
+            }
+            let record = ActionRecord { action_type: action_type.clone(), description: description.clone() };
+            d.put(RecordKind::Action, &action_type, &record)?;
+            org_event(
+                d,
+                "action.declared",
+                ctx.now(),
+                &by,
+                json!({"type": record.action_type, "description": record.description}),
+            )?;
+            Ok(record)
+        })
+        .await
     }
 
     /// Declares approver roles that policies may name before any approver holds them.
@@ -273,18 +264,21 @@ impl Engine {
         for (i, r) in roles.iter().enumerate() {
             check_role(&format!("roles[{i}]"), r)?;
         }
-        self.store
-            .write_tx(move |tx| {
-                let mut all: Vec<String> = match tx.get_record(RecordKind::Setting, "roles")? {
-                    Some(b) => serde_json::from_str(&b)?,
-                    None => Vec::new(),
-                };
-                all.extend(roles);
-                all.sort();
-                all.dedup();
-                store::put(tx, RecordKind::Setting, "roles", &all)
-            })
-            .await
+        self.transact(&["org"], move |_, d| {
+            let mut all: Vec<String> = match d.record(RecordKind::Setting, "roles")? {
+                Some(b) => serde_json::from_str(&b)?,
+                None => Vec::new(),
+            };
+            let before = all.clone();
+            all.extend(roles.iter().cloned());
+            all.sort();
+            all.dedup();
+            if all != before {
+                d.put(RecordKind::Setting, "roles", &all)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Uploads a new immutable policy version, validated against the schema; optionally
@@ -296,33 +290,33 @@ impl Engine {
         }
         // Compiling a large policy takes a while: do it before entering the single writer,
         // and again inside only if the declared actions or roles changed meanwhile.
-        let env = self.store.read_tx(policy_env).await?;
-        let precompiled = CompiledPolicy::compile(&source, &env)?;
-        let ctx = self.ctx();
+        let env = self.read(|_, snap| policy_env(snap)).await?;
+        let precompiled = std::sync::Arc::new(CompiledPolicy::compile(&source, &env)?);
         let by = by.clone();
         let created = self
-            .store
-            .write_tx(move |tx| {
-                let now_env = policy_env(tx)?;
+            .transact(&["org"], move |ctx, d| {
+                let now_env = policy_env(d.snapshot())?;
                 let compiled = if now_env.actions == env.actions && now_env.roles == env.roles {
-                    precompiled
+                    precompiled.clone()
                 } else {
-                    CompiledPolicy::compile(&source, &now_env)?
+                    std::sync::Arc::new(CompiledPolicy::compile(&source, &now_env)?)
                 };
                 let version =
-                    store::list::<PolicyRecord>(tx, RecordKind::Policy)?.iter().map(|p| p.version).max().unwrap_or(0)
-                        + 1;
+                    d.list::<PolicyRecord>(RecordKind::Policy)?.iter().map(|p| p.version).max().unwrap_or(0) + 1;
+                // Relies on the number staying free: of two uploads racing for it, the second
+                // decides again.
+                d.record(RecordKind::Policy, &version.to_string())?;
                 let now = ctx.now();
                 let record = PolicyRecord {
                     version,
                     digest: compiled.digest(),
-                    source,
+                    source: source.clone(),
                     created_at_ms: now,
                     created_by: by.actor(),
                 };
-                store::put(tx, RecordKind::Policy, &version.to_string(), &record)?;
+                d.put(RecordKind::Policy, &version.to_string(), &record)?;
                 org_event(
-                    tx,
+                    d,
                     "policy.created",
                     now,
                     &by,
@@ -330,127 +324,131 @@ impl Engine {
                            "rules": compiled.rules().iter().map(|r| r.id.clone()).collect::<Vec<_>>()}),
                 )?;
                 if activate {
-                    activate_in(tx, &by, version, &record.digest, now)?;
+                    activate_in(d, &by, version, &record.digest, now)?;
                 }
-                if let Ok(mut map) = ctx.policies.compiled.lock() {
-                    map.insert(version, std::sync::Arc::new(compiled));
-                }
-                Ok(PolicyCreated { version, digest: record.digest, active: activate })
+                Ok((PolicyCreated { version, digest: record.digest, active: activate }, compiled))
             })
             .await?;
-        Ok(created)
+        // Cached only once committed: a version number decided but not stored is no policy.
+        if let Ok(mut map) = self.policies.compiled.lock() {
+            map.insert(created.0.version, created.1);
+        }
+        Ok(created.0)
     }
 
     /// Compiles the active and shadow policies ahead of the first request (after a
     /// restart), so that no request waits for a compilation inside the writer.
     pub async fn warm_policies(&self) -> Result<()> {
-        let ctx = self.ctx();
-        self.store
-            .read_tx(move |tx| {
-                for v in [active_version(tx)?, shadow_version(tx)?].into_iter().flatten() {
-                    ctx.compiled(tx, v)?;
-                }
-                Ok(())
-            })
-            .await
+        self.read(move |ctx, snap| {
+            for v in
+                [setting_version(snap, "active_policy")?, setting_version(snap, "shadow_policy")?].into_iter().flatten()
+            {
+                ctx.compiled(snap, v)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Activates an existing version (also a roll-back).
     pub async fn activate_policy(&self, by: &Principal, version: u64) -> Result<PolicyCreated> {
         require_admin(by)?;
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                let record: PolicyRecord = store::get(tx, RecordKind::Policy, &version.to_string())?
-                    .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
-                // Still valid against today's declared actions and roles?
-                ctx.compiled(tx, version)?;
-                if active_version(tx)? != Some(version) {
-                    activate_in(tx, &by, version, &record.digest, ctx.now())?;
-                }
-                Ok(PolicyCreated { version, digest: record.digest, active: true })
-            })
-            .await
+        self.transact(&["org"], move |ctx, d| {
+            let record: PolicyRecord = d
+                .stable_record(RecordKind::Policy, &version.to_string())?
+                .map(|b| serde_json::from_str(&b))
+                .transpose()?
+                .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
+            // Still valid against today's declared actions and roles?
+            ctx.compiled(d.snapshot(), version)?;
+            if active_version(d)? != Some(version) {
+                activate_in(d, &by, version, &record.digest, ctx.now())?;
+            }
+            Ok(PolicyCreated { version, digest: record.digest, active: true })
+        })
+        .await
     }
 
     /// Every policy version (without sources) and the active one.
     pub async fn list_policies(&self) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
-        self.store
-            .read_tx(|tx| {
-                let mut all: Vec<PolicyRecord> = store::list(tx, RecordKind::Policy)?;
-                all.sort_by_key(|p| p.version);
-                Ok((all, active_version(tx)?))
-            })
-            .await
+        self.read(|_, snap| {
+            let mut all: Vec<PolicyRecord> = list(snap, RecordKind::Policy)?;
+            all.sort_by_key(|p| p.version);
+            Ok((all, setting_version(snap, "active_policy")?))
+        })
+        .await
     }
 
     /// One policy version and whether it is active.
     pub async fn get_policy(&self, version: u64) -> Result<(PolicyRecord, bool)> {
-        self.store
-            .read_tx(move |tx| {
-                let record: PolicyRecord = store::get(tx, RecordKind::Policy, &version.to_string())?
-                    .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
-                Ok((record, active_version(tx)? == Some(version)))
-            })
-            .await
+        self.read(move |_, snap| {
+            let record: PolicyRecord = get(snap, RecordKind::Policy, &version.to_string())?
+                .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
+            Ok((record, setting_version(snap, "active_policy")? == Some(version)))
+        })
+        .await
     }
 
     /// One rule of a policy version, with its source text.
     pub async fn get_policy_rule(&self, version: u64, rule: String) -> Result<crate::policy::Rule> {
-        let ctx = self.ctx();
-        self.store
-            .read_tx(move |tx| {
-                let compiled = ctx.compiled(tx, version)?;
-                compiled
-                    .rule(&rule)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound(format!("policy version {version} has no rule {rule}")))
-            })
-            .await
+        self.read(move |ctx, snap| {
+            let compiled = ctx.compiled(snap, version)?;
+            compiled
+                .rule(&rule)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("policy version {version} has no rule {rule}")))
+        })
+        .await
     }
 
     /// A registered agent.
     pub async fn agent_record(&self, id: String) -> Result<AgentRecord> {
-        self.store
-            .read_tx(move |tx| {
-                store::get(tx, RecordKind::Agent, &id)?
-                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))
-            })
-            .await
+        self.read(move |_, snap| {
+            get(snap, RecordKind::Agent, &id)?.ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))
+        })
+        .await
     }
 
     /// Suspends or resumes an agent (the kill switch).
     pub async fn set_suspended(&self, by: &Principal, id: String, suspended: bool) -> Result<AgentRecord> {
         require_admin(by)?;
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                let mut agent: AgentRecord = store::get(tx, RecordKind::Agent, &id)?
-                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
-                if agent.suspended != suspended {
-                    agent.suspended = suspended;
-                    store::put(tx, RecordKind::Agent, &id, &agent)?;
-                    let kind = if suspended { "agent.suspended" } else { "agent.resumed" };
-                    org_event(tx, kind, ctx.now(), &by, json!({"id": id}))?;
-                }
-                Ok(agent)
-            })
-            .await
+        self.transact(&["org"], move |ctx, d| {
+            let mut agent: AgentRecord =
+                d.get(RecordKind::Agent, &id)?.ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+            if agent.suspended != suspended {
+                agent.suspended = suspended;
+                d.put(RecordKind::Agent, &id, &agent)?;
+                let kind = if suspended { "agent.suspended" } else { "agent.resumed" };
+                org_event(d, kind, ctx.now(), &by, json!({"id": id}))?;
+            }
+            Ok(agent)
+        })
+        .await
     }
 }
 
-pub(crate) fn active_version(tx: &mut dyn crate::store::Tx) -> Result<Option<u64>> {
-    match tx.get_record(RecordKind::Setting, "active_policy")? {
-        Some(b) => Ok(Some(serde_json::from_str(&b)?)),
+/// The active policy version a decision relies on.
+pub(crate) fn active_version(d: &mut Draft<'_>) -> Result<Option<u64>> {
+    match d.record(RecordKind::Setting, "active_policy")? {
+        Some(b) => Ok(serde_json::from_str(&b)?),
         None => Ok(None),
     }
 }
 
-pub(crate) fn shadow_version(tx: &mut dyn crate::store::Tx) -> Result<Option<u64>> {
-    match tx.get_record(RecordKind::Setting, "shadow_policy")? {
+/// The shadow policy version a decision relies on.
+pub(crate) fn shadow_version(d: &mut Draft<'_>) -> Result<Option<u64>> {
+    match d.record(RecordKind::Setting, "shadow_policy")? {
         Some(b) => Ok(serde_json::from_str(&b)?),
+        None => Ok(None),
+    }
+}
+
+/// A policy version setting as of a snapshot (`active_policy`, `shadow_policy`).
+fn setting_version(snap: &mut dyn Snapshot, name: &str) -> Result<Option<u64>> {
+    match snap.record(RecordKind::Setting, name)? {
+        Some(v) => Ok(serde_json::from_str(&v.body)?),
         None => Ok(None),
     }
 }
@@ -460,36 +458,36 @@ impl Engine {
     /// the active one, never enforced; divergences are recorded.
     pub async fn set_shadow_policy(&self, by: &Principal, version: Option<u64>) -> Result<Option<u64>> {
         require_admin(by)?;
-        let ctx = self.ctx();
         let by = by.clone();
-        self.store
-            .write_tx(move |tx| {
-                let digest = match version {
-                    Some(v) => {
-                        let record: PolicyRecord = store::get(tx, RecordKind::Policy, &v.to_string())?
-                            .ok_or_else(|| Error::NotFound(format!("policy version {v} does not exist")))?;
-                        ctx.compiled(tx, v)?;
-                        Some(record.digest)
-                    }
-                    None => None,
-                };
-                store::put(tx, RecordKind::Setting, "shadow_policy", &version)?;
-                org_event(tx, "policy.shadowed", ctx.now(), &by, json!({"version": version, "digest": digest}))?;
-                Ok(version)
-            })
-            .await
+        self.transact(&["org"], move |ctx, d| {
+            let digest = match version {
+                Some(v) => {
+                    let record: PolicyRecord = get(d.snapshot(), RecordKind::Policy, &v.to_string())?
+                        .ok_or_else(|| Error::NotFound(format!("policy version {v} does not exist")))?;
+                    ctx.compiled(d.snapshot(), v)?;
+                    Some(record.digest)
+                }
+                None => None,
+            };
+            shadow_version(d)?;
+            d.put(RecordKind::Setting, "shadow_policy", &version)?;
+            org_event(d, "policy.shadowed", ctx.now(), &by, json!({"version": version, "digest": digest}))?;
+            Ok(version)
+        })
+        .await
     }
 
     /// The shadow version and the recorded divergences, oldest first.
     pub async fn shadow_divergences(&self) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
-        self.store.read_tx(|tx| Ok((shadow_version(tx)?, store::list(tx, RecordKind::ShadowDivergence)?))).await
+        self.read(|_, snap| Ok((setting_version(snap, "shadow_policy")?, list(snap, RecordKind::ShadowDivergence)?)))
+            .await
     }
 }
 
-fn activate_in(tx: &mut dyn crate::store::Tx, by: &Principal, version: u64, digest: &str, now: i64) -> Result<()> {
-    let previous = active_version(tx)?;
-    store::put(tx, RecordKind::Setting, "active_policy", &version)?;
-    org_event(tx, "policy.activated", now, by, json!({"version": version, "digest": digest, "previous": previous}))
+fn activate_in(d: &mut Draft<'_>, by: &Principal, version: u64, digest: &str, now: i64) -> Result<()> {
+    let previous = active_version(d)?;
+    d.put(RecordKind::Setting, "active_policy", &version)?;
+    org_event(d, "policy.activated", now, by, json!({"version": version, "digest": digest, "previous": previous}))
 }
 
 /// Action types are dotted lowercase names like `purchase_order.create`.
@@ -522,15 +520,14 @@ impl Engine {
     /// Recomputes every trust standing from the ledger in one transaction. With `write`,
     /// stored standings are replaced by the replay; otherwise they are only compared.
     pub async fn rebuild_trust(&self, write: bool) -> Result<TrustRebuild> {
-        let ctx = self.ctx();
-        let job = move |tx: &mut dyn crate::store::Tx| -> Result<TrustRebuild> {
+        let job = move |ctx: &super::Ctx, d: &mut Draft<'_>| -> Result<TrustRebuild> {
             let cfg = ctx.config.trust.clone();
             let mut replay = crate::trust::Replay::default();
-            let size = tx.ledger_size()?;
+            let size = d.snapshot().ledger_size()?;
             let mut start = 0;
             while start < size {
                 let end = (start + 10_000).min(size);
-                for e in tx.ledger_entries(start, end)? {
+                for e in d.snapshot().ledger_entries(start, end)? {
                     replay.push(&cfg, &e.entry);
                 }
                 start = end;
@@ -543,22 +540,19 @@ impl Engine {
             for (kind, label, states) in sets {
                 for (id, state) in states.iter() {
                     out.subjects += 1;
-                    let stored: Option<crate::trust::TrustState> = store::get(tx, kind, id)?;
+                    let stored: Option<crate::trust::TrustState> = d.get(kind, id)?;
                     if stored.as_ref() != Some(state) {
                         out.differing.push(format!("{label}:{id}"));
                         if write {
-                            store::put(tx, kind, id, state)?;
+                            d.put(kind, id, state)?;
                         }
                     }
                 }
             }
             Ok(out)
         };
-        if write {
-            self.store.write_tx(job).await
-        } else {
-            self.store.read_tx(job).await
-        }
+        // Without `write` the draft writes nothing, so nothing is committed.
+        self.transact(&["trust-rebuild"], job).await
     }
 }
 
@@ -595,60 +589,59 @@ impl Engine {
     /// Replays every recorded policy verdict of the ledger, with the inputs recorded at
     /// decision time (trust, risk, amount), under a candidate policy.
     pub async fn simulate_policy(&self, candidate: String) -> Result<Simulation> {
-        self.store
-            .read_tx(move |tx| {
-                let env = policy_env(tx)?;
-                let compiled = CompiledPolicy::compile(&candidate, &env)?;
-                let mut out = Simulation { candidate_digest: compiled.digest(), ..Default::default() };
-                let size = tx.ledger_size()?;
-                let mut start = 0;
-                while start < size {
-                    let end = (start + 10_000).min(size);
-                    for e in tx.ledger_entries(start, end)? {
-                        let e = e.entry;
-                        if e.kind != "decision.made" || e.data.get("policy").is_none_or(|p| p.is_null()) {
-                            continue;
-                        }
-                        let d = &e.data;
-                        let inputs = &d["inputs"];
-                        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-                        let from: crate::policy::Verdict = serde_json::from_value(d["verdict"].clone())?;
-                        let from_reasons: Vec<crate::policy::Reason> = serde_json::from_value(d["reasons"].clone())?;
-                        let (agent, owner) = (s(&inputs["agent"]["id"]), s(&inputs["agent"]["owner"]));
-                        let (cp, risk) = (s(&inputs["counterparty"]["id"]), s(&inputs["counterparty"]["risk"]));
-                        let (action, currency) = (s(&inputs["action"]), s(&inputs["currency"]));
-                        let amount = inputs["amount_minor"].as_i64().unwrap_or(0);
-                        let eval = compiled.evaluate(&crate::policy::PolicyInput {
-                            agent_id: &agent,
-                            agent_owner: &owner,
-                            agent_trust: inputs["agent"]["trust"].as_i64().unwrap_or(50),
-                            action: &action,
-                            counterparty_id: &cp,
-                            counterparty_risk: &risk,
-                            counterparty_trust: inputs["counterparty"]["trust"].as_i64().unwrap_or(50),
-                            amount_minor: amount,
-                            currency: &currency,
-                        });
-                        out.replayed += 1;
-                        if eval.verdict != from {
-                            out.changed.push(ChangedVerdict {
-                                case_id: e.case.clone().unwrap_or_default(),
-                                at: e.at.clone(),
-                                agent,
-                                action,
-                                counterparty: cp,
-                                amount_minor: amount,
-                                from,
-                                from_rules: rule_ids(&from_reasons),
-                                to: eval.verdict,
-                                to_rules: rule_ids(&eval.reasons),
-                            });
-                        }
+        self.read(move |_, tx| {
+            let env = policy_env(tx)?;
+            let compiled = CompiledPolicy::compile(&candidate, &env)?;
+            let mut out = Simulation { candidate_digest: compiled.digest(), ..Default::default() };
+            let size = tx.ledger_size()?;
+            let mut start = 0;
+            while start < size {
+                let end = (start + 10_000).min(size);
+                for e in tx.ledger_entries(start, end)? {
+                    let e = e.entry;
+                    if e.kind != "decision.made" || e.data.get("policy").is_none_or(|p| p.is_null()) {
+                        continue;
                     }
-                    start = end;
+                    let d = &e.data;
+                    let inputs = &d["inputs"];
+                    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                    let from: crate::policy::Verdict = serde_json::from_value(d["verdict"].clone())?;
+                    let from_reasons: Vec<crate::policy::Reason> = serde_json::from_value(d["reasons"].clone())?;
+                    let (agent, owner) = (s(&inputs["agent"]["id"]), s(&inputs["agent"]["owner"]));
+                    let (cp, risk) = (s(&inputs["counterparty"]["id"]), s(&inputs["counterparty"]["risk"]));
+                    let (action, currency) = (s(&inputs["action"]), s(&inputs["currency"]));
+                    let amount = inputs["amount_minor"].as_i64().unwrap_or(0);
+                    let eval = compiled.evaluate(&crate::policy::PolicyInput {
+                        agent_id: &agent,
+                        agent_owner: &owner,
+                        agent_trust: inputs["agent"]["trust"].as_i64().unwrap_or(50),
+                        action: &action,
+                        counterparty_id: &cp,
+                        counterparty_risk: &risk,
+                        counterparty_trust: inputs["counterparty"]["trust"].as_i64().unwrap_or(50),
+                        amount_minor: amount,
+                        currency: &currency,
+                    });
+                    out.replayed += 1;
+                    if eval.verdict != from {
+                        out.changed.push(ChangedVerdict {
+                            case_id: e.case.clone().unwrap_or_default(),
+                            at: e.at.clone(),
+                            agent,
+                            action,
+                            counterparty: cp,
+                            amount_minor: amount,
+                            from,
+                            from_rules: rule_ids(&from_reasons),
+                            to: eval.verdict,
+                            to_rules: rule_ids(&eval.reasons),
+                        });
+                    }
                 }
-                Ok(out)
-            })
-            .await
+                start = end;
+            }
+            Ok(out)
+        })
+        .await
     }
 }

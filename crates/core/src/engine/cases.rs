@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::admin::active_version;
+use super::draft::Draft;
 use super::views;
-use super::{case_event, load_case, save_case, Ctx, Engine};
+use super::{case_event, read_case, Ctx, Engine};
 use crate::ids::new_id;
 use crate::model::{
     AgentRecord, Case, CaseRequest, CaseStatus, CounterpartyRecord, CounterpartySnapshot, DecisionRecord,
@@ -14,7 +15,7 @@ use crate::model::{
 };
 use crate::money::Amount;
 use crate::policy::{Evaluation, PolicyInput, Reason, RuleVerdict, Verdict};
-use crate::store::{self, RecordKind, StoreExt, Tx};
+use crate::store::{RecordKind, Snapshot};
 use crate::trust::{Outcome, TrustState};
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -117,8 +118,22 @@ fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn trust_state(tx: &mut dyn Tx, kind: RecordKind, id: &str) -> Result<TrustState> {
-    Ok(store::get(tx, kind, id)?.unwrap_or_default())
+/// A trust standing as of the snapshot (for views).
+pub(crate) fn trust_state(snap: &mut dyn Snapshot, kind: RecordKind, id: &str) -> Result<TrustState> {
+    Ok(super::get(snap, kind, id)?.unwrap_or_default())
+}
+
+/// A trust standing a decision relies on.
+fn trust_of(d: &mut Draft<'_>, kind: RecordKind, id: &str) -> Result<TrustState> {
+    Ok(d.get(kind, id)?.unwrap_or_default())
+}
+
+/// What reading a case for `?wait` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitState {
+    pub status: CaseStatus,
+    /// When the case next needs the server's attention (a deadline), if ever.
+    pub due_ms: Option<i64>,
 }
 
 impl Engine {
@@ -159,76 +174,83 @@ impl Engine {
             context,
             idempotency_key: input.idempotency_key,
         };
+        // RFC 8785: a retry whose members come in another order is the same request.
         let request_hash = {
-            let canonical = serde_json::to_string(&request).map_err(|e| Error::storage(e.to_string()))?;
+            let value = serde_json::to_value(&request).map_err(|e| Error::storage(e.to_string()))?;
+            let canonical = agentsigna_verify::ledger::canonical_value(&value)
+                .map_err(|e| Error::invalid("context", format!("context cannot be recorded: {e}")))?;
             hex::encode(Sha256::digest(canonical.as_bytes()))
         };
-        let out = self
-            .store
-            .write_tx(move |tx| decide_request(&ctx, tx, agent_id, request, request_hash, amount_minor, currency))
-            .await?;
-        if out.created {
-            self.changed();
-        }
-        Ok(out)
+        drop(ctx);
+        let lock = match &request.idempotency_key {
+            Some(k) => format!("idem:{agent_id}:{k}"),
+            None => String::new(),
+        };
+        let keys: &[&str] = if lock.is_empty() { &[] } else { &[&lock] };
+        self.transact(keys, move |ctx, d| {
+            decide_request(ctx, d, &agent_id, request.clone(), &request_hash, amount_minor, &currency)
+        })
+        .await
     }
 
     /// `GET /v1/cases/{id}`: the case as this principal may see it. An agent fetching
     /// its approved case picks up its passport.
     pub async fn get_case(&self, by: &Principal, id: &str) -> Result<Value> {
-        let ctx = self.ctx();
-        let by2 = by.clone();
-        let id2 = id.to_owned();
+        let (by2, id2) = (by.clone(), id.to_owned());
         // Fast path: a read; a write only when something is due or a passport is to issue.
         let needs_write = self
-            .store
-            .read_tx(move |tx| {
-                let case = load_case(tx, &id2)?;
+            .read(move |ctx, snap| {
+                let case = read_case(snap, &id2)?;
                 can_read(&by2, &case)?;
-                let now = ctx.now();
-                let due = case.due_ms().is_some_and(|d| d <= now);
+                let due = case.due_ms().is_some_and(|d| d <= ctx.now());
                 let pickup = matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
                     && case.passport.is_none();
                 Ok(due || pickup)
             })
             .await?;
-        let ctx = self.ctx();
-        let by2 = by.clone();
-        let id2 = id.to_owned();
-        let f = move |tx: &mut dyn Tx| -> Result<Value> {
-            let mut case = load_case(tx, &id2)?;
-            can_read(&by2, &case)?;
-            let mut changed = process_due_case(&ctx, tx, &mut case)?;
-            if matches!(by2, Principal::Agent(_)) && case.status == CaseStatus::Authorized && case.passport.is_none() {
-                issue_passport(&ctx, tx, &mut case)?;
-                changed = true;
-            }
-            if changed {
-                save_case(tx, &case)?;
-            }
-            views::case_view(&ctx, tx, &case, &by2)
-        };
         if needs_write {
-            let v = self.store.write_tx(f).await?;
-            self.changed();
-            Ok(v)
-        } else {
-            self.store.read_tx(f).await
+            let (by2, id2) = (by.clone(), id.to_owned());
+            self.transact(&[id], move |ctx, d| {
+                let mut case = d.load_case(&id2)?;
+                can_read(&by2, &case)?;
+                let mut changed = process_due_case(ctx, d, &mut case)?;
+                if matches!(by2, Principal::Agent(_))
+                    && case.status == CaseStatus::Authorized
+                    && case.passport.is_none()
+                {
+                    changed |= issue_or_refuse_passport(ctx, d, &mut case)?;
+                }
+                if changed {
+                    d.save_case(&case)?;
+                }
+                Ok(())
+            })
+            .await?;
         }
+        self.case_view_of(by, id).await
+    }
+
+    /// The case document, read from a snapshot.
+    async fn case_view_of(&self, by: &Principal, id: &str) -> Result<Value> {
+        let (by, id) = (by.clone(), id.to_owned());
+        self.read(move |ctx, snap| {
+            let case = read_case(snap, &id)?;
+            can_read(&by, &case)?;
+            views::case_view(ctx, snap, &case, &by)
+        })
+        .await
     }
 
     /// The status of a case without side effects (for `?wait` loops).
-    pub async fn case_status(&self, by: &Principal, id: &str) -> Result<CaseStatus> {
-        let by = by.clone();
-        let id = id.to_owned();
-        self.store
-            .read_tx(move |tx| {
-                let case = load_case(tx, &id)?;
-                can_read(&by, &case)?;
-                Ok(case.status)
-            })
-            .await
+    pub async fn case_wait_state(&self, by: &Principal, id: &str) -> Result<WaitState> {
+        let (by, id) = (by.clone(), id.to_owned());
+        self.read(move |_, snap| {
+            let case = read_case(snap, &id)?;
+            can_read(&by, &case)?;
+            Ok(WaitState { status: case.status, due_ms: case.due_ms() })
+        })
+        .await
     }
 
     /// Step 5 report: the action was carried out with the case's passport.
@@ -236,62 +258,57 @@ impl Engine {
         if let Some(r) = &input.reference {
             check_text("reference", r, 200)?;
         }
-        let ctx = self.ctx();
-        let by = by.clone();
-        let id = id.to_owned();
-        let v = self
-            .store
-            .write_tx(move |tx| {
-                let mut case = load_case(tx, &id)?;
-                can_read(&by, &case)?;
-                match &by {
-                    Principal::Agent(a) if *a == case.agent => {}
-                    Principal::System(s) if *s == case.request.audience => {}
-                    Principal::Admin => {}
-                    _ => {
-                        return Err(Error::Forbidden(
-                            "only the case's agent, its target system or the admin report execution".into(),
-                        ))
-                    }
+        let (by2, id2) = (by.clone(), id.to_owned());
+        self.transact(&[id], move |ctx, d| {
+            let (by, id, input) = (&by2, &id2, input.clone());
+            let mut case = d.load_case(id)?;
+            can_read(by, &case)?;
+            match by {
+                Principal::Agent(a) if *a == case.agent => {}
+                Principal::System(s) if *s == case.request.audience => {}
+                Principal::Admin => {}
+                _ => {
+                    return Err(Error::Forbidden(
+                        "only the case's agent, its target system or the admin report execution".into(),
+                    ))
                 }
-                let passport = case
-                    .passport
-                    .as_ref()
-                    .ok_or_else(|| Error::Conflict(format!("case {id} has no passport to execute with")))?;
-                if passport.id != input.passport_id {
-                    return Err(Error::invalid(
-                        "passport_id",
-                        format!("passport_id {} is not this case's passport", input.passport_id),
-                    ));
-                }
-                let actor = by.actor();
-                if case.executions.iter().any(|e| e.actor == actor && e.reference == input.reference) {
-                    return views::case_view(&ctx, tx, &case, &by);
-                }
-                let now = ctx.now();
-                case_event(
-                    tx,
-                    &mut case,
-                    "execution.reported",
-                    now,
-                    &actor,
-                    json!({"passport_id": input.passport_id, "reference": input.reference}),
-                )?;
-                case.executions.push(ExecutionRecord {
-                    passport_id: input.passport_id,
-                    reference: input.reference,
-                    actor,
-                    at_ms: now,
-                });
-                if matches!(case.status, CaseStatus::Authorized | CaseStatus::Expired) {
-                    case.status = CaseStatus::Executed;
-                }
-                save_case(tx, &case)?;
-                views::case_view(&ctx, tx, &case, &by)
-            })
-            .await?;
-        self.changed();
-        Ok(v)
+            }
+            let passport = case
+                .passport
+                .as_ref()
+                .ok_or_else(|| Error::Conflict(format!("case {id} has no passport to execute with")))?;
+            if passport.id != input.passport_id {
+                return Err(Error::invalid(
+                    "passport_id",
+                    format!("passport_id {} is not this case's passport", input.passport_id),
+                ));
+            }
+            let actor = by.actor();
+            if case.executions.iter().any(|e| e.actor == actor && e.reference == input.reference) {
+                return Ok(());
+            }
+            let now = ctx.now();
+            case_event(
+                d,
+                &mut case,
+                "execution.reported",
+                now,
+                &actor,
+                json!({"passport_id": input.passport_id, "reference": input.reference}),
+            )?;
+            case.executions.push(ExecutionRecord {
+                passport_id: input.passport_id,
+                reference: input.reference,
+                actor,
+                at_ms: now,
+            });
+            if matches!(case.status, CaseStatus::Authorized | CaseStatus::Expired) {
+                case.status = CaseStatus::Executed;
+            }
+            d.save_case(&case)
+        })
+        .await?;
+        self.case_view_of(by, id).await
     }
 
     /// Step 6–7: an outcome closes the case and updates trust.
@@ -299,100 +316,114 @@ impl Engine {
         if let Some(d) = &input.detail {
             check_text("detail", d, 2000)?;
         }
-        let ctx = self.ctx();
-        let by = by.clone();
-        let id = id.to_owned();
-        let v = self
-            .store
-            .write_tx(move |tx| {
-                let mut case = load_case(tx, &id)?;
-                let authoritative = match &by {
-                    Principal::System(s) if *s == case.request.audience => true,
-                    Principal::Approver(_) | Principal::Admin => true,
-                    Principal::Agent(a) if *a == case.agent => {
-                        if !matches!(input.outcome, Outcome::Rejected | Outcome::Disputed) {
-                            return Err(Error::Forbidden(
-                                "an agent may report only its own failures (rejected, disputed); its success is not evidence".into(),
-                            ));
-                        }
-                        false
-                    }
-                    Principal::Agent(_) => return Err(Error::NotFound(format!("case {id} does not exist"))),
-                    Principal::System(_) => {
-                        return Err(Error::Forbidden("only the case's target system reports its outcome".into()))
-                    }
-                };
-                if case.passport.is_none() {
-                    return Err(Error::Conflict(format!("case {id} never received a passport; it takes no outcome")));
+        // The trust standings this outcome may move are locked with the case, so that
+        // outcomes racing on one agent queue here instead of conflicting in the store.
+        let (agent, counterparty) = {
+            let (by, id) = (by.clone(), id.to_owned());
+            self.read(move |_, snap| {
+                let case = read_case(snap, &id)?;
+                if !matches!(by, Principal::Admin | Principal::Approver(_) | Principal::System(_)) {
+                    can_read(&by, &case)?;
                 }
-                let actor = by.actor();
-                if case.outcomes.iter().any(|o| o.actor == actor && o.outcome == input.outcome) {
-                    return views::case_view(&ctx, tx, &case, &by);
-                }
-                let now = ctx.now();
-                case_event(
-                    tx,
-                    &mut case,
-                    "outcome.recorded",
-                    now,
-                    &actor,
-                    json!({"outcome": input.outcome.as_str(), "detail": input.detail, "authoritative": authoritative}),
-                )?;
-                case.outcomes.push(OutcomeRecord { outcome: input.outcome, detail: input.detail, actor, at_ms: now });
-                case.status = CaseStatus::Closed;
-                apply_trust(&ctx, tx, &mut case, input.outcome, authoritative, now)?;
-                save_case(tx, &case)?;
-                views::case_view(&ctx, tx, &case, &by)
+                Ok((case.agent.clone(), case.decision.counterparty.id.clone()))
             })
-            .await?;
-        self.changed();
-        Ok(v)
+            .await?
+        };
+        let (agent_key, cp_key) = (format!("trust:agent:{agent}"), format!("trust:counterparty:{counterparty}"));
+        let (by2, id2) = (by.clone(), id.to_owned());
+        self.transact(&[id, &agent_key, &cp_key], move |ctx, d| {
+            let (by, id, input) = (&by2, &id2, input.clone());
+            let mut case = d.load_case(id)?;
+            let authoritative = match by {
+                Principal::System(s) if *s == case.request.audience => true,
+                Principal::Approver(_) | Principal::Admin => true,
+                Principal::Agent(a) if *a == case.agent => {
+                    if !matches!(input.outcome, Outcome::Rejected | Outcome::Disputed) {
+                        return Err(Error::Forbidden(
+                            "an agent may report only its own failures (rejected, disputed); its success is not evidence".into(),
+                        ));
+                    }
+                    false
+                }
+                // Neither may learn that the case exists.
+                Principal::Agent(_) | Principal::System(_) => {
+                    return Err(Error::NotFound(format!("case {id} does not exist")))
+                }
+            };
+            if case.passport.is_none() {
+                return Err(Error::Conflict(format!("case {id} never received a passport; it takes no outcome")));
+            }
+            let actor = by.actor();
+            if case.outcomes.iter().any(|o| o.actor == actor && o.outcome == input.outcome) {
+                return Ok(());
+            }
+            let now = ctx.now();
+            case_event(
+                d,
+                &mut case,
+                "outcome.recorded",
+                now,
+                &actor,
+                json!({"outcome": input.outcome.as_str(), "detail": input.detail, "authoritative": authoritative}),
+            )?;
+            case.outcomes.push(OutcomeRecord { outcome: input.outcome, detail: input.detail, actor, at_ms: now });
+            case.status = CaseStatus::Closed;
+            apply_trust(ctx, d, &mut case, input.outcome, authoritative, now)?;
+            d.save_case(&case)
+        })
+        .await?;
+        self.case_view_of(by, id).await
     }
 
     /// Expires due reviews, pickup windows and passports. Returns how many cases changed.
     pub async fn process_due(&self) -> Result<usize> {
-        let ctx = self.ctx();
-        let n = self
-            .store
-            .write_tx(move |tx| {
-                let now = ctx.now();
-                let mut n = 0;
-                for id in tx.due_cases(now, 200)? {
-                    let mut case = load_case(tx, &id)?;
-                    if process_due_case(&ctx, tx, &mut case)? {
-                        save_case(tx, &case)?;
-                        n += 1;
+        let due = self.read(|ctx, snap| Ok(snap.due_cases(ctx.now(), 200)?)).await?;
+        let mut n = 0;
+        for id in due {
+            let id2 = id.clone();
+            let changed = self
+                .transact(&[&id], move |ctx, d| {
+                    let mut case = d.load_case(&id2)?;
+                    let changed = process_due_case(ctx, d, &mut case)?;
+                    if changed {
+                        d.save_case(&case)?;
                     }
-                }
-                Ok(n)
-            })
-            .await?;
-        if n > 0 {
-            self.changed();
+                    Ok(changed)
+                })
+                .await?;
+            n += usize::from(changed);
         }
         Ok(n)
     }
 
     /// Lists cases visible to a principal (agents: their own; systems: addressed to them).
     pub async fn list_cases(&self, by: &Principal, status: Option<String>, limit: u32) -> Result<Value> {
+        if let Some(s) = &status {
+            if CaseStatus::parse(s).is_none() {
+                return Err(Error::invalid(
+                    "status",
+                    format!(
+                        "status must be one of pending_review, authorized, rejected, expired, executed, closed (got {s:?})"
+                    ),
+                ));
+            }
+        }
         let by = by.clone();
-        let ctx = self.ctx();
-        self.store
-            .read_tx(move |tx| {
-                let mut filter = crate::store::CaseFilter { status, limit: limit.clamp(1, 500), ..Default::default() };
-                match &by {
-                    Principal::Agent(a) => filter.agent = Some(a.clone()),
-                    Principal::System(s) => filter.audience = Some(s.clone()),
-                    _ => {}
-                }
-                let mut out = Vec::new();
-                for body in tx.list_cases(&filter)? {
-                    let case: Case = serde_json::from_str(&body)?;
-                    out.push(views::case_summary(&ctx, &case));
-                }
-                Ok(json!({ "cases": out }))
-            })
-            .await
+        self.read(move |ctx, snap| {
+            let mut filter = crate::store::CaseFilter { status, limit: limit.clamp(1, 500), ..Default::default() };
+            match &by {
+                Principal::Agent(a) => filter.agent = Some(a.clone()),
+                Principal::System(s) => filter.audience = Some(s.clone()),
+                _ => {}
+            }
+            let mut out = Vec::new();
+            for body in snap.list_cases(&filter)? {
+                let case: Case = serde_json::from_str(&body)?;
+                out.push(views::case_summary(ctx, &case));
+            }
+            Ok(json!({ "cases": out }))
+        })
+        .await
     }
 }
 
@@ -411,38 +442,39 @@ pub(crate) fn can_read(by: &Principal, case: &Case) -> Result<()> {
     }
 }
 
+/// Steps 1–2 on a draft: the verdict of a request (and its passport or review).
 #[allow(clippy::too_many_arguments)]
 fn decide_request(
     ctx: &Ctx,
-    tx: &mut dyn Tx,
-    agent_id: String,
+    d: &mut Draft<'_>,
+    agent_id: &str,
     request: CaseRequest,
-    request_hash: String,
+    request_hash: &str,
     amount_minor: i64,
-    currency: String,
+    currency: &str,
 ) -> Result<Submitted> {
     if let Some(key) = &request.idempotency_key {
-        if let Some(body) = tx.case_by_idempotency(&agent_id, key)? {
-            let case: Case = serde_json::from_str(&body)?;
+        if let Some(case) = d.case_by_idempotency(agent_id, key)? {
             if case.request_hash != request_hash {
                 return Err(Error::Conflict(format!(
                     "idempotency_key {key:?} was already used for a different request (case {})",
                     case.id
                 )));
             }
-            return Ok(Submitted { created: false, body: case.first_response.clone(), case_id: case.id });
+            return Ok(Submitted { created: false, body: views::submit_response(&case), case_id: case.id });
         }
     }
-    let agent: AgentRecord = store::get(tx, RecordKind::Agent, &agent_id)?
+    let agent: AgentRecord = d
+        .get(RecordKind::Agent, agent_id)?
         .ok_or_else(|| Error::Unauthenticated(format!("agent {agent_id} no longer exists")))?;
-    if store::get::<crate::model::ActionRecord>(tx, RecordKind::Action, &request.action)?.is_none() {
+    if d.stable_record(RecordKind::Action, &request.action)?.is_none() {
         return Err(Error::unknown("action", format!("action type {:?} is not declared", request.action)));
     }
-    let counterparty: CounterpartyRecord = store::get(tx, RecordKind::Counterparty, &request.counterparty)?
-        .ok_or_else(|| {
+    let counterparty: CounterpartyRecord =
+        d.get(RecordKind::Counterparty, &request.counterparty)?.ok_or_else(|| {
             Error::unknown("counterparty", format!("counterparty {:?} is not registered", request.counterparty))
         })?;
-    if tx.get_record(RecordKind::System, &request.audience)?.is_none() {
+    if d.stable_record(RecordKind::System, &request.audience)?.is_none() {
         return Err(Error::unknown(
             "audience",
             format!("audience {:?} is not a registered target system", request.audience),
@@ -451,8 +483,8 @@ fn decide_request(
 
     let now = ctx.now();
     let cfg = &ctx.config.trust;
-    let agent_trust = trust_state(tx, RecordKind::AgentTrust, &agent.id)?.score(cfg, now);
-    let cp_trust = trust_state(tx, RecordKind::CounterpartyTrust, &counterparty.id)?.score(cfg, now);
+    let agent_trust = trust_of(d, RecordKind::AgentTrust, &agent.id)?.score(cfg, now);
+    let cp_trust = trust_of(d, RecordKind::CounterpartyTrust, &counterparty.id)?.score(cfg, now);
 
     let input = PolicyInput {
         agent_id: &agent.id,
@@ -463,24 +495,24 @@ fn decide_request(
         counterparty_risk: counterparty.risk.as_str(),
         counterparty_trust: cp_trust,
         amount_minor,
-        currency: &currency,
+        currency,
     };
     let (evaluation, policy) = if agent.suspended {
         (reject_with(Some("agent-suspended"), &format!("agent {} is suspended by the administrator", agent.id)), None)
     } else {
-        match active_version(tx)? {
+        match active_version(d)? {
             None => (reject_with(None, "no active policy"), None),
             Some(version) => {
-                let compiled = ctx.compiled(tx, version)?;
+                let compiled = ctx.compiled(d.snapshot(), version)?;
                 (compiled.evaluate(&input), Some(PolicyRef { version, digest: compiled.digest() }))
             }
         }
     };
 
     // Shadow mode: a candidate version evaluated beside the active one, never enforced.
-    let shadow = match (super::admin::shadow_version(tx)?, &policy) {
+    let shadow = match (super::admin::shadow_version(d)?, &policy) {
         (Some(v), Some(active)) if v != active.version && !agent.suspended => {
-            let compiled = ctx.compiled(tx, v)?;
+            let compiled = ctx.compiled(d.snapshot(), v)?;
             Some((PolicyRef { version: v, digest: compiled.digest() }, compiled.evaluate(&input)))
         }
         _ => None,
@@ -497,7 +529,7 @@ fn decide_request(
             risk: counterparty.risk,
         },
         amount_minor,
-        currency: currency.clone(),
+        currency: currency.to_owned(),
         decided_at_ms: now,
         ttl_secs: evaluation.ttl_secs,
     };
@@ -512,7 +544,7 @@ fn decide_request(
         status,
         created_at_ms: now,
         request,
-        request_hash,
+        request_hash: request_hash.to_owned(),
         decision,
         review: None,
         pickup_deadline_ms: None,
@@ -521,9 +553,9 @@ fn decide_request(
         outcomes: Vec::new(),
         agent_counted: None,
         counterparty_counted: None,
-        first_response: Value::Null,
         head: None,
     };
+    d.new_case(&case.id);
     let actor = format!("agent:{}", agent.id);
     let submitted = json!({
         "agent": agent.id, "owner": agent.owner, "action": case.request.action,
@@ -532,7 +564,7 @@ fn decide_request(
         "context": case.request.context, "idempotency_key": case.request.idempotency_key,
         "request_hash": case.request_hash,
     });
-    case_event(tx, &mut case, "request.submitted", now, &actor, submitted)?;
+    case_event(d, &mut case, "request.submitted", now, &actor, submitted)?;
     let decided = json!({
         "verdict": evaluation.verdict, "reasons": evaluation.reasons, "policy": policy,
         "inputs": {
@@ -544,7 +576,7 @@ fn decide_request(
         "ttl_secs": evaluation.ttl_secs,
         "shadow": shadow.as_ref().map(|(p, e)| json!({"policy": p, "verdict": e.verdict, "reasons": e.reasons})),
     });
-    case_event(tx, &mut case, "decision.made", now, "server", decided)?;
+    case_event(d, &mut case, "decision.made", now, "server", decided)?;
     if let Some((shadow_policy, shadow_eval)) = &shadow {
         if shadow_eval.verdict != evaluation.verdict {
             let record = json!({
@@ -554,17 +586,16 @@ fn decide_request(
                 "shadow": {"policy": shadow_policy, "verdict": shadow_eval.verdict, "reasons": shadow_eval.reasons},
             });
             // Keyed by time then case id, so listing returns them in order.
-            store::put(tx, RecordKind::ShadowDivergence, &format!("{now:020}-{}", case.id), &record)?;
+            d.put(RecordKind::ShadowDivergence, &format!("{now:020}-{}", case.id), &record)?;
         }
     }
     match evaluation.verdict {
-        Verdict::Escalated => open_review(ctx, tx, &mut case, &evaluation, now)?,
-        Verdict::Authorized => issue_passport(ctx, tx, &mut case)?,
+        Verdict::Escalated => open_review(ctx, d, &mut case, &agent, &evaluation, now)?,
+        Verdict::Authorized => issue_passport(ctx, d, &mut case, &agent)?,
         Verdict::Rejected => {}
     }
     let body = views::submit_response(&case);
-    case.first_response = body.clone();
-    save_case(tx, &case)?;
+    d.save_case(&case)?;
     Ok(Submitted { created: true, body, case_id: case.id })
 }
 
@@ -583,7 +614,14 @@ fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
     }
 }
 
-fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, now: i64) -> Result<()> {
+fn open_review(
+    ctx: &Ctx,
+    d: &mut Draft<'_>,
+    case: &mut Case,
+    agent: &AgentRecord,
+    eval: &Evaluation,
+    now: i64,
+) -> Result<()> {
     let deadline_secs = eval.deadline_secs.unwrap_or(ctx.config.review_deadline_secs);
     let review = Review {
         id: new_id("rev", now),
@@ -596,7 +634,7 @@ fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, n
         closed_at_ms: None,
     };
     case_event(
-        tx,
+        d,
         case,
         "review.opened",
         now,
@@ -608,23 +646,104 @@ fn open_review(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case, eval: &Evaluation, n
         }),
     )?;
     case.review = Some(review);
-    queue_notification(tx, case, "review.opened", now)?;
-    Ok(())
+    queue_notification(d, case, Some(&agent.owner), "review.opened", now)
+}
+
+/// What changed under a pending case that forbids authorizing it now: the agent was
+/// suspended, or the active policy now rejects the request outright (a counterparty
+/// blocked meanwhile, a new reject rule). Evaluated with today's state, at each approval
+/// and again at passport issuance.
+pub(crate) fn recheck(ctx: &Ctx, d: &mut Draft<'_>, case: &Case) -> Result<Option<Evaluation>> {
+    let agent: AgentRecord = d
+        .get(RecordKind::Agent, &case.agent)?
+        .ok_or_else(|| Error::storage(format!("agent {} of case {} is missing", case.agent, case.id)))?;
+    if agent.suspended {
+        return Ok(Some(reject_with(
+            Some("agent-suspended"),
+            &format!("agent {} was suspended by the administrator while the case was pending", agent.id),
+        )));
+    }
+    let Some(version) = active_version(d)? else {
+        return Ok(Some(reject_with(None, "no active policy")));
+    };
+    let counterparty: CounterpartyRecord =
+        d.get(RecordKind::Counterparty, &case.decision.counterparty.id)?.ok_or_else(|| {
+            Error::storage(format!("counterparty {} of case {} is missing", case.decision.counterparty.id, case.id))
+        })?;
+    let now = ctx.now();
+    let cfg = &ctx.config.trust;
+    let agent_trust = trust_of(d, RecordKind::AgentTrust, &agent.id)?.score(cfg, now);
+    let cp_trust = trust_of(d, RecordKind::CounterpartyTrust, &counterparty.id)?.score(cfg, now);
+    let compiled = ctx.compiled(d.snapshot(), version)?;
+    let eval = compiled.evaluate(&PolicyInput {
+        agent_id: &agent.id,
+        agent_owner: &agent.owner,
+        agent_trust,
+        action: &case.request.action,
+        counterparty_id: &counterparty.id,
+        counterparty_risk: counterparty.risk.as_str(),
+        counterparty_trust: cp_trust,
+        amount_minor: case.decision.amount_minor,
+        currency: &case.decision.currency,
+    });
+    Ok((eval.verdict == Verdict::Rejected).then_some(eval))
+}
+
+/// Rejects a case whose recheck failed, recording why (`decision.rechecked`).
+pub(crate) fn reject_on_recheck(
+    ctx: &Ctx,
+    d: &mut Draft<'_>,
+    case: &mut Case,
+    eval: &Evaluation,
+    stage: &str,
+) -> Result<()> {
+    let now = ctx.now();
+    let policy = active_version(d)?;
+    case_event(
+        d,
+        case,
+        "decision.rechecked",
+        now,
+        "server",
+        json!({"verdict": "rejected", "reasons": eval.reasons, "stage": stage, "policy_version": policy}),
+    )?;
+    case.status = CaseStatus::Rejected;
+    case.decision.reasons.extend(eval.reasons.iter().cloned());
+    if let Some(review) = case.review.as_mut() {
+        if review.status == ReviewStatus::Pending {
+            review.status = ReviewStatus::Rejected;
+            review.closed_at_ms = Some(now);
+        }
+    }
+    let owner = d.get::<AgentRecord>(RecordKind::Agent, &case.agent)?.map(|a| a.owner);
+    queue_notification(d, case, owner.as_deref(), "review.rejected", now)
+}
+
+/// An agent picking up its approved passport: re-checked first (see [`recheck`]).
+/// Returns whether the case changed.
+fn issue_or_refuse_passport(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case) -> Result<bool> {
+    if let Some(eval) = recheck(ctx, d, case)? {
+        reject_on_recheck(ctx, d, case, &eval, "passport")?;
+        return Ok(true);
+    }
+    let agent: AgentRecord = d
+        .get(RecordKind::Agent, &case.agent)?
+        .ok_or_else(|| Error::storage(format!("agent {} of case {} is missing", case.agent, case.id)))?;
+    issue_passport(ctx, d, case, &agent)?;
+    Ok(true)
 }
 
 /// Step 4: signs the case's one passport, bound to the case's chain head.
-pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Result<()> {
+pub(crate) fn issue_passport(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case, agent: &AgentRecord) -> Result<()> {
     if case.passport.is_some() {
         return Ok(());
     }
     let now = ctx.now();
-    let agent: AgentRecord = store::get(tx, RecordKind::Agent, &case.agent)?
-        .ok_or_else(|| Error::storage(format!("agent {} of case {} is missing", case.agent, case.id)))?;
     // A rule's @ttl sets the lifetime (the shortest of the deciding rules), never beyond the maximum.
     let ttl = case.decision.ttl_secs.unwrap_or(ctx.config.passport_ttl_secs).clamp(1, ctx.config.max_passport_ttl_secs);
     let iat = now.div_euclid(1000);
     let exp = iat + ttl;
-    let (head_index, head_digest) =
+    let (head_seq, head_digest) =
         case.head.clone().ok_or_else(|| Error::storage(format!("case {} has no ledger entries", case.id)))?;
     let approved = case.review.as_ref().is_some_and(|r| r.status == ReviewStatus::Approved);
     let approvals = case
@@ -676,16 +795,16 @@ pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Res
             trust: pp::TrustRef { agent: case.decision.trust.agent, counterparty: case.decision.trust.counterparty },
         },
         approvals,
-        case: pp::CaseRef { id: case.id.clone(), index: head_index, head: head_digest },
+        case: pp::CaseRef { id: case.id.clone(), seq: head_seq, head: head_digest },
         cnf: agent.public_jwk.as_ref().map(|j| pp::Confirmation { jkt: j.thumbprint() }),
     };
     let (token, kid) = {
-        let keys = ctx.keys.read().map_err(|_| Error::storage("key lock poisoned"))?;
+        let keys = ctx.keys.read().map_err(|_| Error::storage("the key lock is poisoned"))?;
         let key = keys.active()?;
         (pp::sign(&claims, &key.signing).map_err(|e| Error::storage(e.to_string()))?, key.kid.clone())
     };
     case_event(
-        tx,
+        d,
         case,
         "passport.issued",
         now,
@@ -701,7 +820,7 @@ pub(crate) fn issue_passport(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Res
 }
 
 /// Applies whatever is due on a case at `now`. Returns whether it changed.
-pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> Result<bool> {
+pub(crate) fn process_due_case(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case) -> Result<bool> {
     let now = ctx.now();
     match case.due_ms() {
         Some(due) if due <= now => {}
@@ -715,8 +834,9 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
             let data = json!({"review": review.id, "deadline": rfc3339_ms(review.deadline_ms),
                               "approvals": review.approvals().count(), "approvals_required": review.approvals_required});
             case.status = CaseStatus::Rejected;
-            case_event(tx, case, "review.expired", now, "server", data)?;
-            queue_notification(tx, case, "review.expired", now)?;
+            case_event(d, case, "review.expired", now, "server", data)?;
+            let owner = d.get::<AgentRecord>(RecordKind::Agent, &case.agent)?.map(|a| a.owner);
+            queue_notification(d, case, owner.as_deref(), "review.expired", now)?;
             Ok(true)
         }
         CaseStatus::Authorized => {
@@ -730,7 +850,7 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
                 }
             };
             case.status = CaseStatus::Expired;
-            case_event(tx, case, "passport.expired", now, "server", data)?;
+            case_event(d, case, "passport.expired", now, "server", data)?;
             Ok(true)
         }
         _ => Ok(false),
@@ -740,7 +860,7 @@ pub(crate) fn process_due_case(ctx: &Ctx, tx: &mut dyn Tx, case: &mut Case) -> R
 /// Step 7: the case counts once per subject, by its worst outcome so far.
 fn apply_trust(
     ctx: &Ctx,
-    tx: &mut dyn Tx,
+    d: &mut Draft<'_>,
     case: &mut Case,
     outcome: Outcome,
     authoritative: bool,
@@ -763,16 +883,16 @@ fn apply_trust(
         if counted.is_some_and(|(o, _)| o >= outcome) {
             continue;
         }
-        let mut state = trust_state(tx, kind, &id)?;
+        let mut state = trust_of(d, kind, &id)?;
         let event = state.apply(&cfg, &case.id, counted, outcome, now);
-        store::put(tx, kind, &id, &state)?;
+        d.put(kind, &id, &state)?;
         if label == "agent" {
             case.agent_counted = Some((outcome, now));
         } else {
             case.counterparty_counted = Some((outcome, now));
         }
         case_event(
-            tx,
+            d,
             case,
             "trust.updated",
             now,
@@ -789,9 +909,14 @@ fn apply_trust(
 /// it announces: it commits with the event or not at all, a failing receiver loses
 /// nothing, and delivery (by the server's notifier) never delays a verdict. Keyed by time,
 /// review and event, so listing the outbox returns notifications in order.
-pub(crate) fn queue_notification(tx: &mut dyn Tx, case: &Case, event: &str, now: i64) -> Result<()> {
+pub(crate) fn queue_notification(
+    d: &mut Draft<'_>,
+    case: &Case,
+    owner: Option<&str>,
+    event: &str,
+    now: i64,
+) -> Result<()> {
     let Some(review) = &case.review else { return Ok(()) };
-    let owner = store::get::<AgentRecord>(tx, RecordKind::Agent, &case.agent)?.map(|a| a.owner);
     let id = format!("{now:020}-{}-{event}", review.id);
     let body = json!({
         "id": id,
@@ -816,7 +941,7 @@ pub(crate) fn queue_notification(tx: &mut dyn Tx, case: &Case, event: &str, now:
             "approver": d.approver, "roles": d.roles, "decision": d.decision, "comment": d.comment, "at": rfc3339_ms(d.at_ms),
         })).collect::<Vec<_>>(),
         "deadline": rfc3339_ms(review.deadline_ms),
-        "ledger": case.head.as_ref().map(|(index, digest)| json!({"index": index, "digest": digest})),
+        "ledger": case.head.as_ref().map(|(seq, digest)| json!({"seq": seq, "digest": digest})),
     });
-    store::put(tx, RecordKind::Outbox, &id, &body)
+    d.put(RecordKind::Outbox, &id, &body)
 }

@@ -1,28 +1,42 @@
-//! The seven-step loop: every operation a principal can perform, each one store
-//! transaction that changes state and appends the ledger entries recording it.
+//! The seven-step loop: every operation a principal can perform. Each one decides on its
+//! own task against a snapshot ([`draft`]), then hands the store one write set to sequence
+//! ([`Engine::transact`]); a stale precondition makes it decide again.
 //!
 //! - [`admin`]: registering agents, approvers, systems, counterparties, action types,
 //!   policies;
 //! - [`cases`]: requests and verdicts, passports, execution, outcomes and trust, expiry;
 //! - [`review`]: human review decisions;
-//! - [`views`]: the JSON documents the API returns.
+//! - [`views`]: the JSON documents the API returns;
+//! - [`ledger`]: checkpoint, entries, proofs and case evidence as principals read them;
+//! - [`watch`]: waking `?wait` requests when their case changes;
+//! - [`outbox`]: the webhook outbox as the notifier sees it.
 
 pub mod admin;
 pub mod cases;
+pub(crate) mod draft;
+pub mod ledger;
+pub mod outbox;
 pub mod review;
 pub mod views;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Keyring;
-use crate::model::{Case, CaseStatus, Principal};
+use crate::model::{Case, Principal};
 use crate::policy::{CompiledPolicy, PolicyEnv};
-use crate::store::{self, CaseRow, NewEntry, RecordKind, Store, StoreExt, Tx};
+use crate::store::{RecordKind, Snapshot, Store, StoreError, StoreExt};
 use crate::trust::TrustConfig;
 use crate::{Clock, Error, Result};
+use draft::Draft;
+
+/// How often an operation decides again after a stale precondition before giving up
+/// (the caller then gets a 503 and retries later).
+const MAX_ATTEMPTS: u32 = 12;
 
 /// Settings of the loop. Defaults are the documented ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +81,39 @@ pub(crate) struct PolicyCache {
     compiled: Mutex<HashMap<u64, Arc<CompiledPolicy>>>,
 }
 
+/// In-process locks on the keys an operation writes (a case, a trust standing), so that
+/// operations of one node on the same key queue instead of failing each other's
+/// preconditions. Across nodes, preconditions alone keep writes correct.
+struct KeyLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl KeyLocks {
+    fn new() -> KeyLocks {
+        KeyLocks { stripes: (0..256).map(|_| tokio::sync::Mutex::new(())).collect() }
+    }
+
+    async fn lock(&self, keys: &[&str]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let mut idx: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut h);
+                (h.finish() % self.stripes.len() as u64) as usize
+            })
+            .collect();
+        // One order for everyone: no deadlock between operations locking several keys.
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
+    }
+}
+
 /// The AgentSigna engine: one per server process, shared by all requests.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -75,7 +122,8 @@ pub struct Engine {
     pub(crate) config: Arc<Config>,
     pub(crate) policies: Arc<PolicyCache>,
     auth_cache: RwLock<HashMap<String, Principal>>,
-    listener: RwLock<Option<Arc<dyn Fn() + Send + Sync>>>,
+    locks: KeyLocks,
+    watch: watch::Watchers,
 }
 
 impl std::fmt::Debug for Engine {
@@ -84,7 +132,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Data shared with transaction closures (which must be `'static`).
+/// Data shared with decisions (which run off the caller's stack).
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub clock: Arc<dyn Clock>,
@@ -103,13 +151,14 @@ impl Engine {
             config: Arc::new(config),
             policies: Arc::new(PolicyCache::default()),
             auth_cache: RwLock::new(HashMap::new()),
-            listener: RwLock::new(None),
+            locks: KeyLocks::new(),
+            watch: watch::Watchers::default(),
         }
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The storage backend's name (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
     }
 
     /// The clock.
@@ -133,29 +182,20 @@ impl Engine {
     /// Rotates the passport key in this process (the CLI rotates the files).
     pub fn rotate_passport_key(&self) -> Result<String> {
         let now = self.clock.now_ms();
-        let mut keys = self.keys.write().map_err(|_| Error::storage("key lock poisoned"))?;
+        let mut keys = match self.keys.write() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
         Ok(keys.rotate(now)?.kid.clone())
     }
 
     /// Replaces the keys (after `agentsigna keys rotate` changed the key files).
     pub fn replace_keys(&self, keys: Keyring) {
-        if let Ok(mut k) = self.keys.write() {
-            *k = keys;
-        }
-    }
-
-    /// Registers a callback run after every committed change of a case (used to wake
-    /// `?wait` requests).
-    pub fn set_listener(&self, f: Arc<dyn Fn() + Send + Sync>) {
-        if let Ok(mut l) = self.listener.write() {
-            *l = Some(f);
-        }
-    }
-
-    pub(crate) fn changed(&self) {
-        let listener = self.listener.read().ok().and_then(|l| l.clone());
-        if let Some(f) = listener {
-            f();
+        // A panic elsewhere while holding the lock cannot leave a half-written keyring
+        // (replacement is one assignment), so a poisoned lock is taken over, never skipped.
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(p) => *p.into_inner() = keys,
         }
     }
 
@@ -168,6 +208,64 @@ impl Engine {
         }
     }
 
+    /// Runs a read-only function against one snapshot.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ctx, &mut dyn Snapshot) -> Result<T> + Send + 'static,
+    {
+        let ctx = self.ctx();
+        self.store.read_with(move |snap| f(&ctx, snap)).await
+    }
+
+    /// Decides against a snapshot and commits what was decided; decides again (up to
+    /// [`MAX_ATTEMPTS`] times) when a precondition went stale meanwhile. `keys` are the
+    /// keys the operation writes, locked within this process for its duration.
+    ///
+    /// Nothing is written when `decide` fails; a value it returns is the caller's only
+    /// after the commit is durable.
+    pub(crate) async fn transact<T, F>(&self, keys: &[&str], decide: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Ctx, &mut Draft<'_>) -> Result<T> + Send + Sync + 'static,
+    {
+        let decide = Arc::new(decide);
+        let _guards = self.locks.lock(keys).await;
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            let ctx = self.ctx();
+            let decide = decide.clone();
+            let (value, decided) = self
+                .store
+                .read_with(move |snap| -> Result<_> {
+                    let mut draft = Draft::new(snap);
+                    let value = decide(&ctx, &mut draft)?;
+                    Ok((value, draft.finish()))
+                })
+                .await?;
+            if decided.writes.is_empty() {
+                return Ok(value);
+            }
+            match self.store.commit(decided.writes).await {
+                Ok(_) => {
+                    self.watch.changed(&decided.changed, decided.outbox);
+                    return Ok(value);
+                }
+                Err(StoreError::Conflict(why)) => {
+                    last = why;
+                    // Jittered backoff, so that racing nodes do not collide again in step.
+                    let cap = 200u64 << attempt.min(8);
+                    let micros = rand::Rng::gen_range(&mut rand::thread_rng(), 0..cap);
+                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict(format!(
+            "the operation kept conflicting with concurrent changes ({MAX_ATTEMPTS} attempts; last: {last})"
+        ))))
+    }
+
     /// Resolves a bearer credential to its principal (401 when unknown).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let hash = crate::ids::secret_hash(token);
@@ -177,7 +275,7 @@ impl Engine {
             }
         }
         let h = hash.clone();
-        let found = self.store.read_tx(move |tx| tx.credential(&h)).await?;
+        let found = self.read(move |_, snap| Ok(snap.credential(&h)?)).await?;
         let principal = match found {
             Some((kind, id)) => match kind.as_str() {
                 "admin" => Principal::Admin,
@@ -200,17 +298,22 @@ impl Engine {
     /// Makes sure an admin credential exists; returns a new admin token when it had to
     /// create one (the caller writes it to `admin.token`; only its hash is stored).
     pub async fn ensure_admin_token(&self) -> Result<Option<String>> {
-        self.store
-            .write_tx(move |tx| {
-                if tx.get_record(RecordKind::Setting, "admin_token")?.is_some() {
-                    return Ok(None);
-                }
-                let token = crate::ids::new_secret("admin");
-                tx.put_credential(&crate::ids::secret_hash(&token), "admin", "admin")?;
-                tx.put_record(RecordKind::Setting, "admin_token", "\"created\"")?;
-                Ok(Some(token))
-            })
-            .await
+        let token = crate::ids::new_secret("admin");
+        self.transact(&[], move |_, d| {
+            if d.record(RecordKind::Setting, "admin_token")?.is_some() {
+                return Ok(None);
+            }
+            d.put_credential(crate::ids::secret_hash(&token), "admin", "admin");
+            d.put_raw(RecordKind::Setting, "admin_token", "\"created\"".to_owned());
+            Ok(Some(token.clone()))
+        })
+        .await
+    }
+
+    /// Whether the store answers and the keys are loaded (readiness).
+    pub async fn ready(&self) -> Result<()> {
+        self.keys.read().map_err(|_| Error::storage("the key lock is poisoned"))?.active()?;
+        self.read(|_, snap| Ok(snap.ledger_size()?)).await.map(|_| ())
     }
 }
 
@@ -219,16 +322,17 @@ impl Ctx {
         self.clock.now_ms()
     }
 
-    /// The compiled policy of a version (compiled at most once per process).
-    pub(crate) fn compiled(&self, tx: &mut dyn Tx, version: u64) -> Result<Arc<CompiledPolicy>> {
+    /// The compiled policy of a version (compiled at most once per process; versions are
+    /// immutable, so no precondition is needed).
+    pub(crate) fn compiled(&self, snap: &mut dyn Snapshot, version: u64) -> Result<Arc<CompiledPolicy>> {
         if let Ok(map) = self.policies.compiled.lock() {
             if let Some(p) = map.get(&version) {
                 return Ok(p.clone());
             }
         }
-        let record: crate::model::PolicyRecord = store::get(tx, RecordKind::Policy, &version.to_string())?
+        let record: crate::model::PolicyRecord = get(snap, RecordKind::Policy, &version.to_string())?
             .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
-        let env = policy_env(tx)?;
+        let env = policy_env(snap)?;
         let compiled = Arc::new(CompiledPolicy::compile(&record.source, &env)?);
         if let Ok(mut map) = self.policies.compiled.lock() {
             map.insert(version, compiled.clone());
@@ -237,13 +341,30 @@ impl Ctx {
     }
 }
 
+/// A typed record of a snapshot.
+pub(crate) fn get<T: serde::de::DeserializeOwned>(
+    snap: &mut dyn Snapshot,
+    kind: RecordKind,
+    id: &str,
+) -> Result<Option<T>> {
+    match snap.record(kind, id)? {
+        Some(v) => Ok(Some(serde_json::from_str(&v.body)?)),
+        None => Ok(None),
+    }
+}
+
+/// Typed records of a kind.
+pub(crate) fn list<T: serde::de::DeserializeOwned>(snap: &mut dyn Snapshot, kind: RecordKind) -> Result<Vec<T>> {
+    snap.records(kind)?.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
+}
+
 /// The environment policies are validated against: declared actions and approver roles.
-pub(crate) fn policy_env(tx: &mut dyn Tx) -> Result<PolicyEnv> {
-    let actions: Vec<crate::model::ActionRecord> = store::list(tx, RecordKind::Action)?;
-    let approvers: Vec<crate::model::ApproverRecord> = store::list(tx, RecordKind::Approver)?;
+pub(crate) fn policy_env(snap: &mut dyn Snapshot) -> Result<PolicyEnv> {
+    let actions: Vec<crate::model::ActionRecord> = list(snap, RecordKind::Action)?;
+    let approvers: Vec<crate::model::ApproverRecord> = list(snap, RecordKind::Approver)?;
     let mut roles: Vec<String> = approvers.into_iter().flat_map(|a| a.roles).collect();
-    if let Some(declared) = tx.get_record(RecordKind::Setting, "roles")? {
-        let declared: Vec<String> = serde_json::from_str(&declared)?;
+    if let Some(declared) = snap.record(RecordKind::Setting, "roles")? {
+        let declared: Vec<String> = serde_json::from_str(&declared.body)?;
         roles.extend(declared);
     }
     roles.sort();
@@ -251,61 +372,36 @@ pub(crate) fn policy_env(tx: &mut dyn Tx) -> Result<PolicyEnv> {
     Ok(PolicyEnv { actions: actions.into_iter().map(|a| a.action_type).collect(), roles })
 }
 
+/// Loads a case from a snapshot.
+pub(crate) fn read_case(snap: &mut dyn Snapshot, id: &str) -> Result<Case> {
+    match snap.case(id)? {
+        Some(v) => Ok(serde_json::from_str(&v.body)?),
+        None => Err(Error::NotFound(format!("case {id} does not exist"))),
+    }
+}
+
 /// Appends an organization event.
 pub(crate) fn org_event(
-    tx: &mut dyn Tx,
+    d: &mut Draft<'_>,
     kind: &str,
     at_ms: i64,
     actor: &Principal,
     data: serde_json::Value,
 ) -> Result<()> {
-    tx.append(NewEntry { case: None, kind: kind.to_owned(), at_ms, actor: actor.actor(), data })?;
+    d.append(None, kind, at_ms, &actor.actor(), data)?;
     Ok(())
 }
 
 /// Appends an event to a case's chain and moves its head.
 pub(crate) fn case_event(
-    tx: &mut dyn Tx,
+    d: &mut Draft<'_>,
     case: &mut Case,
     kind: &str,
     at_ms: i64,
     actor: &str,
     data: serde_json::Value,
-) -> Result<agentsigna_verify::ledger::DigestedEntry> {
-    let entry = tx.append(NewEntry {
-        case: Some(case.id.clone()),
-        kind: kind.to_owned(),
-        at_ms,
-        actor: actor.to_owned(),
-        data,
-    })?;
-    case.head = Some((entry.entry.index, entry.digest.clone()));
-    Ok(entry)
-}
-
-/// Loads a case.
-pub(crate) fn load_case(tx: &mut dyn Tx, id: &str) -> Result<Case> {
-    match tx.get_case(id)? {
-        Some(body) => Ok(serde_json::from_str(&body)?),
-        None => Err(Error::NotFound(format!("case {id} does not exist"))),
-    }
-}
-
-/// Stores a case with its index columns.
-pub(crate) fn save_case(tx: &mut dyn Tx, case: &Case) -> Result<()> {
-    let body = serde_json::to_string(case).map_err(|e| Error::storage(e.to_string()))?;
-    let review = case.review.as_ref();
-    tx.put_case(&CaseRow {
-        id: case.id.clone(),
-        agent: case.agent.clone(),
-        audience: case.request.audience.clone(),
-        status: case.status.as_str().to_owned(),
-        idempotency_key: case.request.idempotency_key.clone(),
-        review_id: review.map(|r| r.id.clone()),
-        review_pending: case.status == CaseStatus::PendingReview,
-        deadline_ms: review.map(|r| r.deadline_ms),
-        due_ms: case.due_ms(),
-        created_at_ms: case.created_at_ms,
-        body,
-    })
+) -> Result<()> {
+    let head = d.append(Some(&case.id), kind, at_ms, actor, data)?;
+    case.head = Some((head.seq, agentsigna_verify::ledger::hex_lower(&head.digest)));
+    Ok(())
 }

@@ -3,11 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cases::{can_read, process_due_case};
+use super::cases::{can_read, process_due_case, queue_notification, recheck, reject_on_recheck};
+use super::draft::Draft;
 use super::views;
-use super::{case_event, load_case, save_case, Engine};
+use super::{case_event, Ctx, Engine};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
-use crate::store::{self, CaseFilter, RecordKind, StoreExt};
+use crate::store::{CaseFilter, RecordKind};
 use crate::{Error, Result};
 
 /// `POST /v1/reviews/{id}/decisions`.
@@ -28,6 +29,14 @@ fn require_reviewer(by: &Principal) -> Result<()> {
     }
 }
 
+/// What deciding found, before it is answered (after the commit).
+enum Decided {
+    /// The decision was recorded.
+    Recorded { case_id: String },
+    /// The deadline had passed: the expiry was recorded instead, and the approver is told.
+    Expired,
+}
+
 impl Engine {
     /// Reviews, pending ones ordered by deadline.
     pub async fn list_reviews(&self, by: &Principal, status: Option<String>) -> Result<Value> {
@@ -40,49 +49,45 @@ impl Engine {
                 ));
             }
         }
-        let ctx = self.ctx();
-        self.store
-            .read_tx(move |tx| {
-                let pending_only = status.as_deref().unwrap_or("pending") == "pending";
-                let filter = CaseFilter {
-                    review_pending: if pending_only { Some(true) } else { None },
-                    limit: 500,
-                    ..Default::default()
-                };
-                let mut out = Vec::new();
-                for body in tx.list_cases(&filter)? {
-                    let case: Case = serde_json::from_str(&body)?;
-                    let Some(review) = &case.review else { continue };
-                    let wanted = status.as_deref().unwrap_or("pending");
-                    if wanted != "all" && review.status.as_str() != wanted {
-                        continue;
-                    }
-                    out.push(views::review_summary(&ctx, &case));
+        self.read(move |ctx, snap| {
+            let pending_only = status.as_deref().unwrap_or("pending") == "pending";
+            let filter = CaseFilter {
+                review_pending: if pending_only { Some(true) } else { None },
+                limit: 500,
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            for body in snap.list_cases(&filter)? {
+                let case: Case = serde_json::from_str(&body)?;
+                let Some(review) = &case.review else { continue };
+                let wanted = status.as_deref().unwrap_or("pending");
+                if wanted != "all" && review.status.as_str() != wanted {
+                    continue;
                 }
-                Ok(json!({ "reviews": out }))
-            })
-            .await
+                out.push(views::review_summary(ctx, &case));
+            }
+            Ok(json!({ "reviews": out }))
+        })
+        .await
     }
 
     /// One review with everything an approver needs to decide.
     pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<Value> {
         require_reviewer(by)?;
-        let ctx = self.ctx();
         let by = by.clone();
         let review_id = review_id.to_owned();
-        self.store
-            .read_tx(move |tx| {
-                let body = tx
-                    .case_by_review(&review_id)?
-                    .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-                let case: Case = serde_json::from_str(&body)?;
-                views::review_view(&ctx, tx, &case, &by)
-            })
-            .await
+        self.read(move |ctx, snap| {
+            let body = snap
+                .case_by_review(&review_id)?
+                .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
+            let case: Case = serde_json::from_str(&body.body)?;
+            views::review_view(ctx, snap, &case, &by)
+        })
+        .await
     }
 
     /// An approver's decision. Exactly one outcome under concurrency: decisions on one
-    /// review are serialized by the store's single writer.
+    /// review are serialized by the case's version (and queue on its lock in-process).
     pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<Value> {
         let approver_id = match by {
             Principal::Approver(id) => id.clone(),
@@ -104,97 +109,122 @@ impl Engine {
         if comment.chars().count() > 2000 {
             return Err(Error::invalid("comment", "comment must be at most 2000 characters"));
         }
-        let ctx = self.ctx();
-        let by = by.clone();
-        let review_id = review_id.to_owned();
-        let v = self
-            .store
-            .write_tx(move |tx| {
-                let body = tx
-                    .case_by_review(&review_id)?
-                    .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-                let case: Case = serde_json::from_str(&body)?;
-                let mut case = load_case(tx, &case.id)?;
-                can_read(&by, &case)?;
-                // A deadline that passed wins over a late decision.
-                if process_due_case(&ctx, tx, &mut case)? {
-                    save_case(tx, &case)?;
-                    return Err(Error::Conflict(format!("review {review_id} expired at its deadline")));
-                }
-                let approver: ApproverRecord = store::get(tx, RecordKind::Approver, &approver_id)?
-                    .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
-                let agent: AgentRecord = store::get(tx, RecordKind::Agent, &case.agent)?
-                    .ok_or_else(|| Error::storage(format!("agent {} is missing", case.agent)))?;
-                let review = case
-                    .review
-                    .as_ref()
-                    .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-                if review.status != ReviewStatus::Pending {
-                    return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
-                }
-                if approver.id == agent.owner {
-                    return Err(Error::Forbidden(format!(
-                        "{} owns agent {} and may not decide on its requests",
-                        approver.id, agent.id
-                    )));
-                }
-                if review.decisions.iter().any(|d| d.approver == approver.id) {
-                    return Err(Error::Conflict(format!("{} has already decided on review {review_id}", approver.id)));
-                }
-                let now = ctx.now();
-                let record = ReviewDecision {
-                    approver: approver.id.clone(),
-                    roles: approver.roles.clone(),
-                    decision: decision.clone(),
-                    comment: comment.clone(),
-                    at_ms: now,
-                };
-                let (review_status, case_status) = {
-                    let review = case.review.as_mut().ok_or_else(|| Error::storage("review vanished"))?;
-                    review.decisions.push(record);
-                    if decision == "reject" {
-                        review.status = ReviewStatus::Rejected;
-                        review.closed_at_ms = Some(now);
-                    } else if review.satisfied() {
-                        review.status = ReviewStatus::Approved;
-                        review.closed_at_ms = Some(now);
-                    }
-                    let cs = match review.status {
-                        ReviewStatus::Approved => CaseStatus::Authorized,
-                        ReviewStatus::Rejected => CaseStatus::Rejected,
-                        _ => CaseStatus::PendingReview,
-                    };
-                    (review.status, cs)
-                };
-                let (approvals, missing, required) = {
-                    let r = case.review.as_ref().ok_or_else(|| Error::storage("review vanished"))?;
-                    (r.approvals().count(), r.roles_missing(), r.approvals_required)
-                };
-                case_event(
-                    tx,
-                    &mut case,
-                    "review.decided",
-                    now,
-                    &by.actor(),
-                    json!({
-                        "review": review_id, "approver": approver.id, "roles": approver.roles,
-                        "decision": decision, "comment": comment, "review_status": review_status.as_str(),
-                        "approvals": approvals, "approvals_required": required, "roles_missing": missing,
-                    }),
-                )?;
-                case.status = case_status;
-                if case_status == CaseStatus::Authorized {
-                    case.pickup_deadline_ms = Some(now + ctx.config.pickup_window_secs * 1000);
-                }
-                if review_status != ReviewStatus::Pending {
-                    let event = format!("review.{}", review_status.as_str());
-                    super::cases::queue_notification(tx, &case, &event, now)?;
-                }
-                save_case(tx, &case)?;
-                views::review_view(&ctx, tx, &case, &by)
-            })
+        let by2 = by.clone();
+        let rid = review_id.to_owned();
+        let lock = format!("review:{review_id}");
+        let decided = self
+            .transact(&[&lock], move |ctx, d| decide_on(ctx, d, &by2, &approver_id, &rid, &decision, &comment))
             .await?;
-        self.changed();
-        Ok(v)
+        match decided {
+            Decided::Expired => Err(Error::Conflict(format!("review {review_id} expired at its deadline"))),
+            Decided::Recorded { case_id } => {
+                let by = by.clone();
+                self.read(move |ctx, snap| {
+                    let case = super::read_case(snap, &case_id)?;
+                    views::review_view(ctx, snap, &case, &by)
+                })
+                .await
+            }
+        }
     }
+}
+
+/// One decision on a draft.
+fn decide_on(
+    ctx: &Ctx,
+    d: &mut Draft<'_>,
+    by: &Principal,
+    approver_id: &str,
+    review_id: &str,
+    decision: &str,
+    comment: &str,
+) -> Result<Decided> {
+    let mut case =
+        d.case_by_review(review_id)?.ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
+    can_read(by, &case)?;
+    // A deadline that passed wins over a late decision: the expiry is committed, then the
+    // approver is told.
+    if process_due_case(ctx, d, &mut case)? {
+        d.save_case(&case)?;
+        return Ok(Decided::Expired);
+    }
+    let approver: ApproverRecord = d
+        .get(RecordKind::Approver, approver_id)?
+        .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
+    let agent: AgentRecord = d
+        .get(RecordKind::Agent, &case.agent)?
+        .ok_or_else(|| Error::storage(format!("agent {} is missing", case.agent)))?;
+    let review = case.review.as_ref().ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
+    if review.status != ReviewStatus::Pending {
+        return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
+    }
+    if approver.id == agent.owner {
+        return Err(Error::Forbidden(format!(
+            "{} owns agent {} and may not decide on its requests",
+            approver.id, agent.id
+        )));
+    }
+    if review.decisions.iter().any(|x| x.approver == approver.id) {
+        return Err(Error::Conflict(format!("{} has already decided on review {review_id}", approver.id)));
+    }
+    let now = ctx.now();
+    let record = ReviewDecision {
+        approver: approver.id.clone(),
+        roles: approver.roles.clone(),
+        decision: decision.to_owned(),
+        comment: comment.to_owned(),
+        at_ms: now,
+    };
+    let (review_status, case_status) = {
+        let review = case.review.as_mut().ok_or_else(|| Error::storage("review vanished"))?;
+        review.decisions.push(record);
+        if decision == "reject" {
+            review.status = ReviewStatus::Rejected;
+            review.closed_at_ms = Some(now);
+        } else if review.satisfied() {
+            review.status = ReviewStatus::Approved;
+            review.closed_at_ms = Some(now);
+        }
+        let cs = match review.status {
+            ReviewStatus::Approved => CaseStatus::Authorized,
+            ReviewStatus::Rejected => CaseStatus::Rejected,
+            _ => CaseStatus::PendingReview,
+        };
+        (review.status, cs)
+    };
+    let (approvals, missing, required) = {
+        let r = case.review.as_ref().ok_or_else(|| Error::storage("review vanished"))?;
+        (r.approvals().count(), r.roles_missing(), r.approvals_required)
+    };
+    case_event(
+        d,
+        &mut case,
+        "review.decided",
+        now,
+        &by.actor(),
+        json!({
+            "review": review_id, "approver": approver.id, "roles": approver.roles,
+            "decision": decision, "comment": comment, "review_status": review_status.as_str(),
+            "approvals": approvals, "approvals_required": required, "roles_missing": missing,
+        }),
+    )?;
+    case.status = case_status;
+    // What changed under the pending case (suspension, a blocked counterparty, a new reject
+    // rule) may forbid authorizing it: checked at every approval.
+    if decision == "approve" {
+        if let Some(eval) = recheck(ctx, d, &case)? {
+            reject_on_recheck(ctx, d, &mut case, &eval, "review")?;
+            d.save_case(&case)?;
+            return Ok(Decided::Recorded { case_id: case.id });
+        }
+    }
+    if case_status == CaseStatus::Authorized {
+        case.pickup_deadline_ms = Some(now + ctx.config.pickup_window_secs * 1000);
+    }
+    if review_status != ReviewStatus::Pending {
+        let event = format!("review.{}", review_status.as_str());
+        queue_notification(d, &case, Some(&agent.owner), &event, now)?;
+    }
+    d.save_case(&case)?;
+    Ok(Decided::Recorded { case_id: case.id })
 }

@@ -3,9 +3,9 @@
 use serde_json::{json, Value};
 
 use super::cases::trust_state;
-use super::{Ctx, Engine};
+use super::{get, Ctx, Engine};
 use crate::model::{AgentRecord, Case, CaseStatus, CounterpartyRecord, Principal};
-use crate::store::{self, CaseFilter, RecordKind, StoreExt, Tx};
+use crate::store::{CaseFilter, RecordKind, Snapshot};
 use crate::trust::TrustState;
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -30,17 +30,24 @@ fn review_json(case: &Case) -> Value {
     }
 }
 
-/// The 201 body of `POST /v1/requests` (returned again, unchanged, on idempotent retries).
+/// The 201 body of `POST /v1/requests`, as it was when the case was decided: built from
+/// what does not change afterwards, so an idempotent retry gets the same body.
 pub fn submit_response(case: &Case) -> Value {
+    let initial = match case.decision.verdict {
+        crate::policy::Verdict::Authorized => CaseStatus::Authorized,
+        crate::policy::Verdict::Escalated => CaseStatus::PendingReview,
+        crate::policy::Verdict::Rejected => CaseStatus::Rejected,
+    };
     let mut body = json!({
         "case_id": case.id,
-        "status": case.status.as_str(),
+        "status": initial.as_str(),
         "verdict": case.decision.verdict,
         "reasons": case.decision.reasons,
         "policy": case.decision.policy,
         "trust": {"agent": case.decision.trust.agent, "counterparty": case.decision.trust.counterparty},
     });
-    if let Some(p) = &case.passport {
+    // Only a case authorized at once had its passport in the first response.
+    if let Some(p) = case.passport.as_ref().filter(|_| initial == CaseStatus::Authorized) {
         body["passport"] = json!(p.token);
         body["passport_id"] = json!(p.id);
         body["passport_expires_at"] = json!(rfc3339_ms(p.expires_at_ms));
@@ -71,9 +78,9 @@ pub(crate) fn case_summary(_ctx: &Ctx, case: &Case) -> Value {
 
 /// The whole case as `by` may see it. Only the agent sees the passport itself (it is a
 /// bearer credential unless key-bound); others see its id and lifetime.
-pub(crate) fn case_view(ctx: &Ctx, tx: &mut dyn Tx, case: &Case, by: &Principal) -> Result<Value> {
+pub(crate) fn case_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &Principal) -> Result<Value> {
     let now = ctx.now();
-    let events = tx.case_entries(Some(&case.id))?;
+    let events = snap.chain_entries(Some(&case.id))?;
     let passport = case.passport.as_ref().map(|p| {
         let usable = case.status == CaseStatus::Authorized && p.expires_at_ms > now;
         let show = usable && matches!(by, Principal::Agent(a) if *a == case.agent);
@@ -156,14 +163,14 @@ fn trust_json(ctx: &Ctx, state: &TrustState) -> Value {
 
 /// Everything an approver needs: the case, the agent (owner, trust, recent outcomes), the
 /// counterparty, the rules that decided (with their Cedar source) and the timeline.
-pub(crate) fn review_view(ctx: &Ctx, tx: &mut dyn Tx, case: &Case, by: &Principal) -> Result<Value> {
-    let agent: Option<AgentRecord> = store::get(tx, RecordKind::Agent, &case.agent)?;
-    let agent_trust = trust_state(tx, RecordKind::AgentTrust, &case.agent)?;
-    let cp: Option<CounterpartyRecord> = store::get(tx, RecordKind::Counterparty, &case.decision.counterparty.id)?;
-    let cp_trust = trust_state(tx, RecordKind::CounterpartyTrust, &case.decision.counterparty.id)?;
+pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &Principal) -> Result<Value> {
+    let agent: Option<AgentRecord> = get(snap, RecordKind::Agent, &case.agent)?;
+    let agent_trust = trust_state(snap, RecordKind::AgentTrust, &case.agent)?;
+    let cp: Option<CounterpartyRecord> = get(snap, RecordKind::Counterparty, &case.decision.counterparty.id)?;
+    let cp_trust = trust_state(snap, RecordKind::CounterpartyTrust, &case.decision.counterparty.id)?;
     let mut rules = Vec::new();
     if let Some(policy) = &case.decision.policy {
-        let compiled = ctx.compiled(tx, policy.version).ok();
+        let compiled = ctx.compiled(snap, policy.version).ok();
         for reason in &case.decision.reasons {
             let source = reason
                 .rule
@@ -177,7 +184,7 @@ pub(crate) fn review_view(ctx: &Ctx, tx: &mut dyn Tx, case: &Case, by: &Principa
     let recent: Vec<Value> = {
         let filter = CaseFilter { agent: Some(case.agent.clone()), limit: 20, ..Default::default() };
         let mut out = Vec::new();
-        for body in tx.list_cases(&filter)? {
+        for body in snap.list_cases(&filter)? {
             let c: Case = serde_json::from_str(&body)?;
             if c.id == case.id {
                 continue;
@@ -190,7 +197,7 @@ pub(crate) fn review_view(ctx: &Ctx, tx: &mut dyn Tx, case: &Case, by: &Principa
         }
         out
     };
-    let mut view = case_view(ctx, tx, case, by)?;
+    let mut view = case_view(ctx, snap, case, by)?;
     view["review"] = review_json(case);
     view["id"] = json!(case.review.as_ref().map(|r| r.id.clone()));
     view["rules"] = json!(rules);
@@ -220,21 +227,19 @@ impl Engine {
             Principal::Agent(a) if a == id => {}
             _ => return Err(Error::Forbidden("agents read only their own record".into())),
         }
-        let ctx = self.ctx();
         let id = id.to_owned();
-        self.store
-            .read_tx(move |tx| {
-                let agent: AgentRecord = store::get(tx, RecordKind::Agent, &id)?
-                    .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
-                let trust = trust_state(tx, RecordKind::AgentTrust, &id)?;
-                Ok(json!({
-                    "id": agent.id, "owner": agent.owner, "name": agent.name,
-                    "public_jwk": agent.public_jwk, "jkt": agent.public_jwk.as_ref().map(|j| j.thumbprint()),
-                    "suspended": agent.suspended, "created_at": rfc3339_ms(agent.created_at_ms),
-                    "trust": trust_json(&ctx, &trust),
-                }))
-            })
-            .await
+        self.read(move |ctx, snap| {
+            let agent: AgentRecord = get(snap, RecordKind::Agent, &id)?
+                .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+            let trust = trust_state(snap, RecordKind::AgentTrust, &id)?;
+            Ok(json!({
+                "id": agent.id, "owner": agent.owner, "name": agent.name,
+                "public_jwk": agent.public_jwk, "jkt": agent.public_jwk.as_ref().map(|j| j.thumbprint()),
+                "suspended": agent.suspended, "created_at": rfc3339_ms(agent.created_at_ms),
+                "trust": trust_json(ctx, &trust),
+            }))
+        })
+        .await
     }
 
     /// `GET /v1/counterparties/{id}`.
@@ -243,18 +248,16 @@ impl Engine {
             Principal::Admin | Principal::Approver(_) => {}
             _ => return Err(Error::Forbidden("only approvers and the admin read counterparties".into())),
         }
-        let ctx = self.ctx();
         let id = id.to_owned();
-        self.store
-            .read_tx(move |tx| {
-                let cp: CounterpartyRecord = store::get(tx, RecordKind::Counterparty, &id)?
-                    .ok_or_else(|| Error::NotFound(format!("counterparty {id} does not exist")))?;
-                let trust = trust_state(tx, RecordKind::CounterpartyTrust, &id)?;
-                Ok(json!({
-                    "id": cp.id, "name": cp.name, "risk": cp.risk.as_str(),
-                    "updated_at": rfc3339_ms(cp.updated_at_ms), "trust": trust_json(&ctx, &trust),
-                }))
-            })
-            .await
+        self.read(move |ctx, snap| {
+            let cp: CounterpartyRecord = get(snap, RecordKind::Counterparty, &id)?
+                .ok_or_else(|| Error::NotFound(format!("counterparty {id} does not exist")))?;
+            let trust = trust_state(snap, RecordKind::CounterpartyTrust, &id)?;
+            Ok(json!({
+                "id": cp.id, "name": cp.name, "risk": cp.risk.as_str(),
+                "updated_at": rfc3339_ms(cp.updated_at_ms), "trust": trust_json(ctx, &trust),
+            }))
+        })
+        .await
     }
 }

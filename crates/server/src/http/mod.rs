@@ -14,15 +14,12 @@ use agentsigna_core::engine::Engine;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// Woken after every committed change of a case (for `?wait`).
-    pub changed: Arc<Notify>,
     /// Sessions of the approver web pages (`/ui/`).
     pub sessions: Arc<crate::ui::session::Sessions>,
     /// Set when the server shuts down: long polls return at once.
@@ -31,15 +28,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> AppState {
-        let changed = Arc::new(Notify::new());
-        let n = changed.clone();
-        engine.set_listener(Arc::new(move || n.notify_waiters()));
-        AppState {
-            engine,
-            changed,
-            sessions: Arc::new(crate::ui::session::Sessions::default()),
-            stopping: Arc::default(),
-        }
+        AppState { engine, sessions: Arc::new(crate::ui::session::Sessions::default()), stopping: Arc::default() }
     }
 }
 
@@ -47,7 +36,7 @@ impl AppState {
     /// Ends every long poll: called when the server starts draining.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.changed.notify_waiters();
+        self.engine.wake_all_waiters();
     }
 }
 

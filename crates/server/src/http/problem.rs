@@ -4,6 +4,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use agentsigna_core::store::StoreError;
 use agentsigna_core::Error;
 
 /// An error answered as `application/problem+json`.
@@ -27,6 +28,21 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 503 with `Retry-After`: the request may succeed later, unchanged.
+    pub fn unavailable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
+    }
+
+    /// 500: the details stay in the server log.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server could not complete the request; see its log",
+        )
     }
 }
 
@@ -58,14 +74,26 @@ impl From<Error> for ApiError {
                 }
             }
             Error::Storage(d) => {
-                // Details of storage failures stay in the server log.
-                tracing::error!(error = %d, "storage error");
-                let (status, title) = if d.contains("queue is full") {
-                    (StatusCode::SERVICE_UNAVAILABLE, "Overloaded")
-                } else {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
-                };
-                ApiError::new(status, "internal", title, "the server could not complete the request; see its log")
+                // Details of internal failures stay in the server log.
+                tracing::error!(error = %d, "internal error");
+                ApiError::internal()
+            }
+            Error::Store(e) => {
+                let error: &dyn std::error::Error = &e;
+                match e {
+                    StoreError::Unavailable { .. } => {
+                        tracing::warn!(error = %error, source = ?error.source(), "store unavailable");
+                        ApiError::unavailable("the database is unavailable; retry later")
+                    }
+                    StoreError::Conflict(_) => {
+                        tracing::warn!(error = %error, "decision kept conflicting with concurrent changes");
+                        ApiError::unavailable("too many concurrent changes of the same records; retry later")
+                    }
+                    StoreError::Storage { .. } => {
+                        tracing::error!(error = %error, source = ?error.source(), "storage error");
+                        ApiError::internal()
+                    }
+                }
             }
         }
     }
@@ -86,6 +114,9 @@ impl IntoResponse for ApiError {
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -310,6 +310,9 @@ struct WaitQuery {
 /// Longest `?wait`, in seconds.
 const MAX_WAIT: u64 = 60;
 
+/// How often a waiting request re-reads its case even without a change notification.
+const WAIT_FALLBACK: Duration = Duration::from_secs(2);
+
 async fn get_case(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -321,21 +324,31 @@ async fn get_case(
             ApiError::bad_request(Some("wait".into()), format!("wait must be a number of seconds (got {w:?})"))
         })?;
         let until = tokio::time::Instant::now() + Duration::from_secs(secs.min(MAX_WAIT));
+        // Woken only by changes of this case; reads only: the case's expiry, when due, is
+        // applied by the final `get_case` (or the sweeper), never by a waiter's loop.
+        let watch = s.engine.watch_case(&id);
         loop {
-            let notified = s.changed.notified();
+            let notified = watch.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if s.engine.case_status(&p, &id).await? != CaseStatus::PendingReview {
+            let state = s.engine.case_wait_state(&p, &id).await?;
+            if state.status != CaseStatus::PendingReview {
                 break;
             }
-            // Deadlines pass without any request: let expiry run.
-            s.engine.process_due().await?;
+            let now_ms = s.engine.clock().now_ms();
+            if state.due_ms.is_some_and(|d| d <= now_ms) {
+                break;
+            }
             let now = tokio::time::Instant::now();
             if now >= until || s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            // Wake at least every second: another node may have decided it.
-            let slice = (until - now).min(Duration::from_secs(1));
+            // Until the deadline at the latest; and every two seconds, as a fallback for
+            // changes made by another process that were not reported to this one.
+            let to_due = state.due_ms.map_or(WAIT_FALLBACK, |d| {
+                Duration::from_millis(u64::try_from(d - now_ms).unwrap_or(0)).min(WAIT_FALLBACK)
+            });
+            let slice = (until - now).min(to_due);
             let _ = tokio::time::timeout(slice, notified).await;
         }
     }

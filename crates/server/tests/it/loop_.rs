@@ -82,7 +82,7 @@ async fn authorized_po_gets_a_verifiable_passport_bound_to_the_case_chain() {
     // The passport is bound to the last event before passport.issued.
     let before = &events[1];
     assert_eq!(json!(claims.case.head), before["digest"]);
-    assert_eq!(json!(claims.case.index), before["index"]);
+    assert_eq!(json!(claims.case.seq), before["seq"]);
     assert_eq!(events[2]["data"]["passport_id"], json!(claims.jti));
     assert_eq!(events[0]["actor"], "agent:procurement-bot");
     assert_eq!(events[0]["data"]["amount"], json!({"value": "4800.00", "currency": "USD"}));

@@ -477,7 +477,7 @@ fn signed_passport(key: &ed25519_dalek::SigningKey, jti: &str, now: i64) -> Stri
         "jti": jti, "authorization_details": [], "approvals": [],
         "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"}, "rules": [],
             "decided_at": "x", "trust": {"agent": 50, "counterparty": 50}},
-        "case": {"id": "c-1", "index": 0, "head": "cd"}
+        "case": {"id": "c-1", "seq": 0, "head": "cd"}
     }))
     .unwrap();
     agentsigna_verify::passport::sign(&claims, key).unwrap()

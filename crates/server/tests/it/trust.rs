@@ -40,9 +40,9 @@ async fn outcomes_move_trust_and_the_next_verdict_uses_the_new_score() {
     let bot = s.bot();
     let erp = s.erp();
     let (case_id, passport_id) = authorized(&s, &bot, &po_body("acme", "100.00")).await;
-    // The agent's success is not evidence; another system is not the audience.
+    // The agent's success is not evidence; another system may not even learn the case exists.
     s.outcome(&bot, &case_id, "completed").await.expect_problem(403, None);
-    s.outcome(&s.system("bank"), &case_id, "completed").await.expect_problem(403, None);
+    s.outcome(&s.system("bank"), &case_id, "completed").await.expect_problem(404, None);
     s.outcome(&erp, &case_id, "great").await.expect_problem(400, Some("outcome"));
     // Execution with the wrong passport id is refused; with the right one, recorded.
     s.post(&erp, &format!("/v1/cases/{case_id}/execution"), &json!({"passport_id": "psp-nope"}))

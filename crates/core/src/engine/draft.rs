@@ -1,0 +1,242 @@
+//! A decision in the making: reads from one snapshot, records what it relied on, and
+//! buffers what it writes into one [`WriteSet`].
+//!
+//! Every operation of the engine is a function of a [`Draft`]. It runs off the store's
+//! serial step (on the caller's task), so all of its CPU work — policy, trust, JSON,
+//! canonical form, digests, passport signatures — is done before sequencing. Reads of
+//! mutable state add a [`Precondition`]; ledger appends are chained on the snapshot's
+//! chain heads and sealed (canonicalized and hashed) here.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use agentsigna_verify::clock::rfc3339_ms;
+use agentsigna_verify::ledger::{hex_lower, Entry};
+
+use crate::model::{Case, CaseStatus};
+use crate::store::{CaseRow, ChainHead, Precondition, RecordKind, SealedEntry, Snapshot, Write, WriteSet};
+use crate::{Error, Result};
+
+/// Reads of one snapshot and the write set they lead to.
+pub(crate) struct Draft<'a> {
+    snap: &'a mut dyn Snapshot,
+    writes: WriteSet,
+    /// Records read or written so far (reads are recorded once; later reads see writes).
+    records: HashMap<(RecordKind, String), Option<String>>,
+    /// Chain heads read or moved so far.
+    heads: HashMap<Option<String>, Option<ChainHead>>,
+    /// Cases loaded (with their version precondition recorded) or written.
+    cases_seen: HashMap<String, ()>,
+    /// Cases whose state this draft changes (to wake whoever waits on them).
+    changed: Vec<String>,
+    /// Whether a webhook notification was queued.
+    outbox: bool,
+}
+
+/// What a draft decided: its write set and whom to wake.
+pub(crate) struct Decided {
+    pub writes: WriteSet,
+    pub changed: Vec<String>,
+    pub outbox: bool,
+}
+
+impl<'a> Draft<'a> {
+    pub(crate) fn new(snap: &'a mut dyn Snapshot) -> Draft<'a> {
+        Draft {
+            snap,
+            writes: WriteSet::default(),
+            records: HashMap::new(),
+            heads: HashMap::new(),
+            cases_seen: HashMap::new(),
+            changed: Vec::new(),
+            outbox: false,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Decided {
+        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox }
+    }
+
+    /// The snapshot, for reads that need no precondition (ledger, proofs, lists).
+    pub(crate) fn snapshot(&mut self) -> &mut dyn Snapshot {
+        self.snap
+    }
+
+    /// A record, relying on it staying as read.
+    pub(crate) fn record(&mut self, kind: RecordKind, id: &str) -> Result<Option<String>> {
+        let key = (kind, id.to_owned());
+        if let Some(v) = self.records.get(&key) {
+            return Ok(v.clone());
+        }
+        let found = self.snap.record(kind, id)?;
+        self.writes.preconditions.push(Precondition::Record {
+            kind,
+            id: id.to_owned(),
+            version: found.as_ref().map(|v| v.version),
+        });
+        let body = found.map(|v| v.body);
+        self.records.insert(key, body.clone());
+        Ok(body)
+    }
+
+    /// A record whose existence and content the decision does not depend on changing
+    /// (immutable policy versions, action types and target systems, which are never
+    /// removed): no precondition.
+    pub(crate) fn stable_record(&mut self, kind: RecordKind, id: &str) -> Result<Option<String>> {
+        if let Some(v) = self.records.get(&(kind, id.to_owned())) {
+            return Ok(v.clone());
+        }
+        Ok(self.snap.record(kind, id)?.map(|v| v.body))
+    }
+
+    /// A typed record, relying on it staying as read.
+    pub(crate) fn get<T: DeserializeOwned>(&mut self, kind: RecordKind, id: &str) -> Result<Option<T>> {
+        match self.record(kind, id)? {
+            Some(body) => Ok(Some(serde_json::from_str(&body)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a record.
+    pub(crate) fn put_raw(&mut self, kind: RecordKind, id: &str, body: String) {
+        if kind == RecordKind::Outbox {
+            self.outbox = true;
+        }
+        self.records.insert((kind, id.to_owned()), Some(body.clone()));
+        self.writes.writes.push(Write::PutRecord { kind, id: id.to_owned(), body });
+    }
+
+    /// Stores a typed record.
+    pub(crate) fn put<T: Serialize>(&mut self, kind: RecordKind, id: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_string(value).map_err(|e| Error::storage(e.to_string()))?;
+        self.put_raw(kind, id, body);
+        Ok(())
+    }
+
+    /// Deletes a record.
+    pub(crate) fn delete(&mut self, kind: RecordKind, id: &str) {
+        self.records.insert((kind, id.to_owned()), None);
+        self.writes.writes.push(Write::DeleteRecord { kind, id: id.to_owned() });
+    }
+
+    /// All records of a kind as of the snapshot (no precondition: callers that depend on
+    /// one record's absence read it with [`Draft::record`]).
+    pub(crate) fn list<T: DeserializeOwned>(&mut self, kind: RecordKind) -> Result<Vec<T>> {
+        self.snap.records(kind)?.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
+    }
+
+    /// Stores a credential hash.
+    pub(crate) fn put_credential(&mut self, hash: String, kind: &str, id: &str) {
+        self.writes.writes.push(Write::PutCredential { hash, kind: kind.to_owned(), id: id.to_owned() });
+    }
+
+    fn seen_case(&mut self, id: &str, version: Option<u64>) {
+        if self.cases_seen.insert(id.to_owned(), ()).is_none() {
+            self.writes.preconditions.push(Precondition::Case { id: id.to_owned(), version });
+        }
+    }
+
+    /// Loads a case, relying on it staying as read.
+    pub(crate) fn load_case(&mut self, id: &str) -> Result<Case> {
+        match self.snap.case(id)? {
+            Some(v) => {
+                self.seen_case(id, Some(v.version));
+                Ok(serde_json::from_str(&v.body)?)
+            }
+            None => Err(Error::NotFound(format!("case {id} does not exist"))),
+        }
+    }
+
+    /// The case of a review, relying on it staying as read.
+    pub(crate) fn case_by_review(&mut self, review_id: &str) -> Result<Option<Case>> {
+        match self.snap.case_by_review(review_id)? {
+            Some(v) => {
+                let case: Case = serde_json::from_str(&v.body)?;
+                self.seen_case(&case.id, Some(v.version));
+                Ok(Some(case))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The case an agent created with this idempotency key; when there is none, relies on
+    /// the key staying free.
+    pub(crate) fn case_by_idempotency(&mut self, agent: &str, key: &str) -> Result<Option<Case>> {
+        match self.snap.case_by_idempotency(agent, key)? {
+            Some(v) => Ok(Some(serde_json::from_str(&v.body)?)),
+            None => {
+                self.writes
+                    .preconditions
+                    .push(Precondition::IdempotencyFree { agent: agent.to_owned(), key: key.to_owned() });
+                Ok(None)
+            }
+        }
+    }
+
+    /// A new case: its id is fresh, so its chain starts empty and its row is absent.
+    pub(crate) fn new_case(&mut self, id: &str) {
+        self.cases_seen.insert(id.to_owned(), ());
+        self.writes.preconditions.push(Precondition::Case { id: id.to_owned(), version: None });
+        self.heads.insert(Some(id.to_owned()), None);
+    }
+
+    /// Stores a case with its index columns.
+    pub(crate) fn save_case(&mut self, case: &Case) -> Result<()> {
+        let body = serde_json::to_string(case).map_err(|e| Error::storage(e.to_string()))?;
+        let review = case.review.as_ref();
+        self.writes.writes.push(Write::PutCase(CaseRow {
+            id: case.id.clone(),
+            agent: case.agent.clone(),
+            audience: case.request.audience.clone(),
+            status: case.status.as_str().to_owned(),
+            idempotency_key: case.request.idempotency_key.clone(),
+            review_id: review.map(|r| r.id.clone()),
+            review_pending: case.status == CaseStatus::PendingReview,
+            deadline_ms: review.map(|r| r.deadline_ms),
+            due_ms: case.due_ms(),
+            created_at_ms: case.created_at_ms,
+            body,
+        }));
+        if !self.changed.contains(&case.id) {
+            self.changed.push(case.id.clone());
+        }
+        Ok(())
+    }
+
+    /// Appends an event to a chain (a case's, or the organization chain for `None`): chained
+    /// on the head as read (a precondition) or as moved by this draft, then sealed.
+    pub(crate) fn append(
+        &mut self,
+        chain: Option<&str>,
+        kind: &str,
+        at_ms: i64,
+        actor: &str,
+        data: serde_json::Value,
+    ) -> Result<ChainHead> {
+        let key = chain.map(str::to_owned);
+        let head = match self.heads.get(&key) {
+            Some(h) => *h,
+            None => {
+                let h = self.snap.chain_head(chain)?;
+                self.writes.preconditions.push(Precondition::ChainHead { chain: key.clone(), head: h });
+                h
+            }
+        };
+        let entry = Entry {
+            case: key.clone(),
+            seq: head.map_or(0, |h| h.seq + 1),
+            prev: head.map(|h| hex_lower(&h.digest)),
+            kind: kind.to_owned(),
+            at: rfc3339_ms(at_ms),
+            actor: actor.to_owned(),
+            data,
+        };
+        let sealed = SealedEntry::seal(entry).map_err(|e| Error::storage(format!("unhashable ledger entry: {e}")))?;
+        let new_head = ChainHead { seq: sealed.entry.seq, digest: sealed.digest };
+        self.writes.entries.push(sealed);
+        self.heads.insert(key, Some(new_head));
+        Ok(new_head)
+    }
+}

@@ -1,0 +1,291 @@
+//! Reads: snapshots on read-only connections, and the offline [`LedgerReader`].
+
+use std::path::Path;
+
+use agentsigna_core::store::{CaseFilter, ChainHead, RecordKind, Snapshot, StoreError, StoreResult, Versioned};
+use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
+use agentsigna_verify::merkle::{Hash, NodeSource};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{db_err, open_conn, to_i64};
+
+/// A perfect-subtree hash of the Merkle tree (level 0: an entry's digest).
+pub(crate) fn node(conn: &Connection, level: u32, index: u64) -> StoreResult<Hash> {
+    let i = to_i64(index)?;
+    let blob: Option<Vec<u8>> = if level == 0 {
+        conn.prepare_cached("SELECT digest FROM ledger WHERE idx = ?1")
+            .and_then(|mut s| s.query_row([i], |r| r.get(0)).optional())
+            .map_err(db_err)?
+    } else {
+        conn.prepare_cached("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")
+            .and_then(|mut s| s.query_row(params![level, i], |r| r.get(0)).optional())
+            .map_err(db_err)?
+    };
+    let blob = blob.ok_or_else(|| StoreError::corrupt(format!("no Merkle node at level {level}, index {index}")))?;
+    <Hash>::try_from(blob.as_slice()).map_err(|_| StoreError::corrupt("corrupt Merkle node"))
+}
+
+pub(crate) fn ledger_size(conn: &Connection) -> StoreResult<u64> {
+    let n: Option<i64> = conn.query_row("SELECT MAX(idx) FROM ledger", [], |r| r.get(0)).map_err(db_err)?;
+    Ok(n.map_or(0, |n| u64::try_from(n + 1).unwrap_or(0)))
+}
+
+pub(crate) fn chain_head(conn: &Connection, chain: Option<&str>) -> StoreResult<Option<ChainHead>> {
+    let head: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT seq, digest FROM ledger WHERE case_id IS ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([chain], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(db_err)?;
+    match head {
+        None => Ok(None),
+        Some((seq, digest)) => Ok(Some(ChainHead {
+            seq: u64::try_from(seq).map_err(|_| StoreError::corrupt("negative seq"))?,
+            digest: <Hash>::try_from(digest.as_slice()).map_err(|_| StoreError::corrupt("corrupt digest"))?,
+        })),
+    }
+}
+
+pub(crate) fn checkpoint(conn: &Connection) -> StoreResult<Option<String>> {
+    conn.query_row("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+fn parse_entry(index: i64, text: &str, digest: &[u8]) -> StoreResult<DigestedEntry> {
+    let entry: Entry =
+        serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("corrupt ledger entry {index}: {e}")))?;
+    let index = u64::try_from(index).map_err(|_| StoreError::corrupt("negative ledger index"))?;
+    Ok(DigestedEntry { index, entry, digest: hex_lower(digest) })
+}
+
+fn entries(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<DigestedEntry>> {
+    let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = s
+        .query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (index, text, digest) = row.map_err(db_err)?;
+        out.push(parse_entry(index, &text, &digest)?);
+    }
+    Ok(out)
+}
+
+fn versioned(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Option<Versioned>> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row(args, |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(db_err)?;
+    Ok(row.map(|(body, version)| Versioned { body, version: u64::try_from(version).unwrap_or(0) }))
+}
+
+fn strings(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<String>> {
+    let mut s = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = s.query_map(args, |r| r.get(0)).map_err(db_err)?;
+    rows.collect::<Result<Vec<String>, _>>().map_err(db_err)
+}
+
+/// A read transaction on a connection (a snapshot in WAL mode).
+pub(crate) struct SqlSnapshot<'a> {
+    pub conn: &'a Connection,
+}
+
+impl Snapshot for SqlSnapshot<'_> {
+    fn record(&mut self, kind: RecordKind, id: &str) -> StoreResult<Option<Versioned>> {
+        versioned(
+            self.conn,
+            "SELECT body, version FROM records WHERE kind = ?1 AND id = ?2",
+            params![kind.as_str(), id],
+        )
+    }
+
+    fn records(&mut self, kind: RecordKind) -> StoreResult<Vec<String>> {
+        strings(self.conn, "SELECT body FROM records WHERE kind = ?1 ORDER BY id", [kind.as_str()])
+    }
+
+    fn credential(&mut self, hash: &str) -> StoreResult<Option<(String, String)>> {
+        self.conn
+            .prepare_cached("SELECT kind, id FROM credentials WHERE hash = ?1")
+            .and_then(|mut s| s.query_row([hash], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(db_err)
+    }
+
+    fn case(&mut self, id: &str) -> StoreResult<Option<Versioned>> {
+        versioned(self.conn, "SELECT body, version FROM cases WHERE id = ?1", [id])
+    }
+
+    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<Versioned>> {
+        versioned(self.conn, "SELECT body, version FROM cases WHERE agent = ?1 AND idempotency_key = ?2", [agent, key])
+    }
+
+    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<Versioned>> {
+        versioned(self.conn, "SELECT body, version FROM cases WHERE review_id = ?1", [review_id])
+    }
+
+    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>> {
+        let mut sql = String::from("SELECT body FROM cases WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        for (column, value) in [("agent", &filter.agent), ("audience", &filter.audience), ("status", &filter.status)] {
+            if let Some(v) = value {
+                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+            }
+        }
+        if let Some(p) = filter.review_pending {
+            args.push(i64::from(p).into());
+            sql.push_str(&format!(" AND review_pending = ?{}", args.len()));
+            sql.push_str(" ORDER BY deadline_ms ASC, created_at_ms ASC");
+        } else {
+            sql.push_str(" ORDER BY created_at_ms DESC, id DESC");
+        }
+        sql.push_str(&format!(" LIMIT {}", filter.limit.clamp(1, 10_000)));
+        strings(self.conn, &sql, rusqlite::params_from_iter(args))
+    }
+
+    fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
+        strings(
+            self.conn,
+            "SELECT id FROM cases WHERE due_ms IS NOT NULL AND due_ms <= ?1 ORDER BY due_ms LIMIT ?2",
+            params![now_ms, limit],
+        )
+    }
+
+    fn chain_head(&mut self, chain: Option<&str>) -> StoreResult<Option<ChainHead>> {
+        chain_head(self.conn, chain)
+    }
+
+    fn ledger_size(&mut self) -> StoreResult<u64> {
+        ledger_size(self.conn)
+    }
+
+    fn ledger_entries(&mut self, start: u64, end: u64) -> StoreResult<Vec<DigestedEntry>> {
+        entries(
+            self.conn,
+            "SELECT idx, entry, digest FROM ledger WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            params![to_i64(start)?, to_i64(end)?],
+        )
+    }
+
+    fn chain_entries(&mut self, chain: Option<&str>) -> StoreResult<Vec<DigestedEntry>> {
+        entries(self.conn, "SELECT idx, entry, digest FROM ledger WHERE case_id IS ?1 ORDER BY seq", [chain])
+    }
+
+    fn merkle_node(&mut self, level: u32, index: u64) -> StoreResult<Hash> {
+        node(self.conn, level, index)
+    }
+
+    fn checkpoint(&mut self) -> StoreResult<Option<String>> {
+        checkpoint(self.conn)
+    }
+}
+
+/// Offline, read-only access to a database for `ledger verify` and `ledger export`.
+pub struct LedgerReader {
+    conn: Connection,
+}
+
+impl LedgerReader {
+    /// Opens a database read-only.
+    pub fn open(path: &Path) -> StoreResult<LedgerReader> {
+        if !path.exists() {
+            return Err(StoreError::corrupt(format!("{} does not exist", path.display())));
+        }
+        Ok(LedgerReader { conn: open_conn(path, true)? })
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> StoreResult<u64> {
+        ledger_size(&self.conn)
+    }
+
+    /// The latest stored checkpoint.
+    pub fn checkpoint(&self) -> StoreResult<Option<String>> {
+        checkpoint(&self.conn)
+    }
+
+    /// Calls `f` with every stored entry in index order: `(stored idx, canonical text, stored digest)`.
+    /// Stops at the first error `f` returns.
+    pub fn scan<E: From<StoreError>>(&self, mut f: impl FnMut(i64, &str, &[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut s = self.conn.prepare("SELECT idx, entry, digest FROM ledger ORDER BY idx").map_err(db_err)?;
+        let mut rows = s.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let idx: i64 = row.get(0).map_err(db_err)?;
+            let text = row.get_ref(1).map_err(db_err)?.as_str().map_err(|e| StoreError::storage("ledger text", e))?;
+            let digest =
+                row.get_ref(2).map_err(db_err)?.as_blob().map_err(|e| StoreError::storage("ledger digest", e))?;
+            f(idx, text, digest)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of one case, in chain order.
+    pub fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>> {
+        SqlSnapshot { conn: &self.conn }.chain_entries(Some(case))
+    }
+}
+
+impl NodeSource for LedgerReader {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, agentsigna_verify::Error> {
+        node(&self.conn, level, index).map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
+    }
+}
+
+/// Why a stored ledger failed its audit.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger has no signed checkpoint.
+    #[error("the ledger has no checkpoint")]
+    NoCheckpoint,
+    /// A stored entry is not an entry, or not stored in its canonical form.
+    #[error("bad entry at index {index}: {reason}")]
+    BadText { index: i64, reason: String },
+    /// A digest, chain, Merkle root or checkpoint does not verify (the first failure).
+    #[error(transparent)]
+    Ledger(#[from] agentsigna_verify::Error),
+}
+
+impl LedgerReader {
+    /// Recomputes every digest, every chain and the Merkle root of the stored ledger, and
+    /// checks them against its checkpoint signed by `key`; each of `saved` (checkpoints
+    /// kept earlier, with a label for errors) must describe a prefix of the ledger.
+    /// `progress` is called with the number of entries checked so far.
+    pub fn audit(
+        &self,
+        key: &agentsigna_verify::note::NoteVerifier,
+        saved: &[(agentsigna_verify::note::Checkpoint, String)],
+        mut progress: impl FnMut(u64),
+    ) -> Result<agentsigna_verify::evidence::BundleReport, AuditError> {
+        let note = self.checkpoint()?.ok_or(AuditError::NoCheckpoint)?;
+        let mut verifier = agentsigna_verify::evidence::LedgerVerifier::new();
+        for (cp, label) in saved {
+            verifier.expect_prefix(cp, label)?;
+        }
+        self.scan(|idx, text, digest| -> Result<(), AuditError> {
+            let bad = |reason: String| AuditError::BadText { index: idx, reason };
+            let entry: Entry = serde_json::from_str(text).map_err(|e| bad(format!("not an entry: {e}")))?;
+            // The stored text must be exactly the canonical form that was hashed.
+            if entry.canonical_json().map_err(|e| bad(e.to_string()))? != text {
+                return Err(bad("stored text is not canonical".into()));
+            }
+            let index = u64::try_from(idx).map_err(|_| bad("negative index".into()))?;
+            verifier.push(index, &entry, Some(&hex_lower(digest)))?;
+            progress(verifier.size());
+            Ok(())
+        })?;
+        Ok(verifier.finish_note(&note, key)?)
+    }
+
+    /// Every entry with its stored position and digest, up to (not including) `end`.
+    pub fn entries(&self, end: u64) -> StoreResult<Vec<DigestedEntry>> {
+        let mut out = Vec::new();
+        self.scan(|idx, text, digest| -> StoreResult<()> {
+            if u64::try_from(idx).unwrap_or(u64::MAX) < end {
+                out.push(parse_entry(idx, text, digest)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
