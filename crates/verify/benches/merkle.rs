@@ -74,7 +74,6 @@ fn ledger(n: u64) -> Vec<DigestedEntry> {
                 Some((s, d)) => (s + 1, Some(d.clone())),
             };
             let entry = Entry {
-                index,
                 case: case.clone(),
                 seq,
                 prev,
@@ -85,7 +84,7 @@ fn ledger(n: u64) -> Vec<DigestedEntry> {
             };
             let digest = hex_lower(&entry.digest().unwrap());
             heads.insert(case, (seq, digest.clone()));
-            DigestedEntry { entry, digest }
+            DigestedEntry { index, entry, digest }
         })
         .collect()
 }
@@ -114,7 +113,7 @@ fn ledger_verify(c: &mut Criterion) {
         b.iter(|| {
             let mut v = agentsigna_verify::ledger::ChainVerifier::new(0);
             for e in &entries {
-                black_box(v.push(&e.entry, Some(&e.digest)).unwrap());
+                black_box(v.push(e.index, &e.entry, Some(&e.digest)).unwrap());
             }
         })
     });

@@ -29,7 +29,7 @@ fn claims(bound: Option<String>) -> PassportClaims {
             "trust": {"agent": 72, "counterparty": 64}},
         "approvals": [{"approver": "alice@example.com", "roles": ["finance"], "decision": "approve",
             "at": "2027-01-15T07:58:00.000Z"}],
-        "case": {"id": "case-0001", "index": 41,
+        "case": {"id": "case-0001", "seq": 4,
             "head": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}
     }))
     .unwrap();

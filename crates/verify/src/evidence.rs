@@ -65,7 +65,7 @@
 //! ```
 //!
 //! `entries` are all entries of the case up to the checkpoint, in order, each with exactly
-//! the entry's members, `digest` and `inclusion` (unknown members are refused); `inclusion` is
+//! the entry's members, `index`, `digest` and `inclusion` (unknown members are refused); `inclusion` is
 //! the RFC 9162 inclusion proof (audit path, leaf side first, standard base64 of 32-byte
 //! hashes) of `digest` at `index` in the tree of the checkpoint. [`verify_evidence`]
 //! checks the checkpoint signature, then per entry: the digest recomputes, `case` is the
@@ -101,7 +101,7 @@ pub struct Bundle {
     pub checkpoint: String,
     /// The ledger's note verifier key; informational, not trusted by verification.
     pub key: String,
-    /// Every entry from index 0, in order, with its digest.
+    /// Every entry from index 0, in order, with its index and digest.
     #[serde(deserialize_with = "strict_entries")]
     pub entries: Vec<DigestedEntry>,
 }
@@ -137,7 +137,7 @@ fn strict_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Digested
 }
 
 /// Parses one entry with its digest from JSON (e.g. a line of a JSON Lines export or a
-/// `/v1/ledger/entries` item), refusing members other than the entry's and `digest`.
+/// `/v1/ledger/entries` item), refusing members other than the entry's, `index` and `digest`.
 ///
 /// ```
 /// use agentsigna_verify::evidence::parse_digested_entry;
@@ -422,7 +422,7 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "StrictEvidenceEntry")]
 pub struct EvidenceEntry {
-    /// The entry as hashed, with its digest.
+    /// The entry as hashed, with its index and digest.
     #[serde(flatten)]
     pub entry: DigestedEntry,
     /// Inclusion proof of the digest at the entry's index: standard base64 hashes,

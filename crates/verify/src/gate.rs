@@ -15,7 +15,7 @@
 //!     "decision": {"verdict": "authorized", "policy": {"version": 1, "digest": "ab"},
 //!         "rules": [], "decided_at": "2027-01-15T08:00:00.000Z",
 //!         "trust": {"agent": 50, "counterparty": 50}},
-//!     "case": {"id": "c-1", "index": 0, "head": "cd"}
+//!     "case": {"id": "c-1", "seq": 0, "head": "cd"}
 //! })).unwrap();
 //! let token = passport::sign(&claims, &issuer).unwrap();
 //!

@@ -159,7 +159,7 @@ pub struct Approval {
     pub at: String,
 }
 
-/// Ledger position of the case at issuance.
+/// The case's chain head at issuance: the `seq` and digest of its last entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseRef {
     /// Case id.

@@ -118,12 +118,20 @@ fn deleted_entry() {
 fn inserted_forged_entry() {
     let l = Ledger::standard(usize::MAX);
     let key = signer().verifier();
-    // A copy of entry 4 pretending to be entry 5.
+    // A copy of entry 4 pretending to be entry 5 (its digest is unchanged: `index` is not
+    // hashed): seq 1 of c-0001 a second time breaks the chain.
     let mut b = l.bundle(&signer());
     let mut forged = b.entries[4].clone();
-    forged.entry.index = 5;
-    redigest(&mut forged);
+    forged.index = 5;
     b.entries.insert(5, forged);
+    bad_entry_at(verify_bundle(&b, &key, None), 5);
+    // The same, renumbering every later entry (only `index` changes, so no digest does).
+    let mut b = l.bundle(&signer());
+    let forged = b.entries[4].clone();
+    b.entries.insert(5, forged);
+    for (i, e) in b.entries.iter_mut().enumerate() {
+        e.index = i as u64;
+    }
     bad_entry_at(verify_bundle(&b, &key, None), 5);
     // A well-formed new case entry inserted and everything after renumbered and
     // rechained (no key needed for that): the signed root catches it.
@@ -148,14 +156,21 @@ fn reordered_entries() {
     let mut b = l.bundle(&signer());
     b.entries.swap(4, 6);
     bad_entry_at(verify_bundle(&b, &key, None), 4);
-    // Swapped and renumbered (indexes fixed, digests recomputed): chains break.
+    // Swapped and renumbered (indexes fixed; `index` is not hashed, so the stored digests
+    // still match): two entries of one case, so its chain breaks.
     let mut b = l.bundle(&signer());
     b.entries.swap(4, 6);
-    b.entries[4].entry.index = 4;
-    b.entries[6].entry.index = 6;
-    redigest(&mut b.entries[4]);
-    redigest(&mut b.entries[6]);
+    b.entries[4].index = 4;
+    b.entries[6].index = 6;
     bad_entry_at(verify_bundle(&b, &key, None), 4);
+    // Two entries of different cases swapped and renumbered: every digest and every chain
+    // still holds, only the order committed to by the signed root is wrong.
+    let mut b = l.bundle(&signer());
+    b.entries.swap(12, 13);
+    b.entries[12].index = 12;
+    b.entries[13].index = 13;
+    assert_ne!(b.entries[12].entry.case, b.entries[13].entry.case);
+    bad_proof(verify_bundle(&b, &key, None), "Merkle root");
     // Two entries of different cases swapped and fully rechained: the root catches it.
     let mut entries = l.entries.clone();
     entries.swap(13, 12);
@@ -245,10 +260,16 @@ fn checkpoint_signature_and_format() {
     let mut b = l.bundle(&signer());
     b.checkpoint = b.checkpoint.replacen("\n17\n", "\n16\n", 1);
     assert!(matches!(verify_bundle(&b, &key, None), Err(Error::BadNote(_))));
-    // Wrong format.
+    // Wrong format: another document, or another version of the bundle format.
     let mut b = l.bundle(&signer());
-    b.format = "agentsigna-ledger-bundle/v2".into();
+    b.format = "agentsigna-case-evidence/v2".into();
     assert!(matches!(verify_bundle(&b, &key, None), Err(Error::Malformed(_))));
+    for version in ["agentsigna-ledger-bundle/v1", "agentsigna-ledger-bundle/v3"] {
+        b.format = version.into();
+        let err = verify_bundle(&b, &key, None).unwrap_err();
+        assert!(matches!(err, Error::Malformed(_)), "{err:?}");
+        assert!(err.to_string().contains("unsupported format version"), "{err}");
+    }
     // A checkpoint of another origin signed by a key of that name.
     let other = agentsigna_verify::note::NoteSigner::new(
         "agentsigna/other",

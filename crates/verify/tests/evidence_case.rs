@@ -63,7 +63,7 @@ fn tampered_evidence() {
     let l = Ledger::standard(usize::MAX);
     let key = signer().verifier();
     let good = l.evidence("c-0001", &signer());
-    let idx: Vec<u64> = good.entries.iter().map(|e| e.entry.entry.index).collect();
+    let idx: Vec<u64> = good.entries.iter().map(|e| e.entry.index).collect();
     assert_eq!(idx, vec![3, 4, 6, 8, 10]);
 
     // Payload edited.
@@ -99,12 +99,16 @@ fn tampered_evidence() {
     let mut ev = good.clone();
     ev.case = "c-0002".into();
     bad_entry_at(verify_evidence(&ev, &key), 3);
-    // Index moved (entry claims another position): digest changes, and with digest
-    // recomputed the inclusion proof fails.
+    // Index moved (entry claims another position): `index` is not hashed, so the digest
+    // still matches, but the inclusion proof fails.
     let mut ev = good.clone();
-    ev.entries[4].entry.entry.index = 11;
-    redigest(&mut ev.entries[4].entry);
+    ev.entries[4].entry.index = 11;
+    assert_eq!(ev.entries[4].entry.digest, good.entries[4].entry.digest);
     bad_proof(verify_evidence(&ev, &key));
+    // Moved before the previous entry of the case: refused as out of order.
+    let mut ev = good.clone();
+    ev.entries[2].entry.index = 4;
+    bad_entry_at(verify_evidence(&ev, &key), 4);
     // Proof hashes tampered, dropped, or not 32 bytes.
     let mut ev = good.clone();
     ev.entries[2].inclusion[1] = agentsigna_verify::b64::std_encode([7u8; 32]);
@@ -126,10 +130,16 @@ fn tampered_evidence() {
     let mut ev = good.clone();
     ev.checkpoint = Ledger::standard(11).evidence("c-0001", &signer()).checkpoint;
     bad_proof(verify_evidence(&ev, &key));
-    // Wrong format.
+    // Wrong format: another document, or another version of the evidence format.
     let mut ev = good;
-    ev.format = "agentsigna-case-evidence/v0".into();
+    ev.format = "agentsigna-ledger-bundle/v2".into();
     assert!(matches!(verify_evidence(&ev, &key), Err(Error::Malformed(_))));
+    for version in ["agentsigna-case-evidence/v0", "agentsigna-case-evidence/v1"] {
+        ev.format = version.into();
+        let err = verify_evidence(&ev, &key).unwrap_err();
+        assert!(matches!(err, Error::Malformed(_)), "{err:?}");
+        assert!(err.to_string().contains("unsupported format version"), "{err}");
+    }
 }
 
 #[test]

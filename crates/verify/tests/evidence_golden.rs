@@ -1,7 +1,9 @@
-//! Golden vectors of the ledger formats in `testdata/ledger/`: a small deterministic
+//! Golden vectors of the ledger formats (v2) in `testdata/ledger/`: a small deterministic
 //! ledger (fixed key, fixed entries). Regenerate with `UPDATE_GOLDEN=1 cargo test -p
 //! agentsigna-verify --test evidence_golden`; otherwise the committed files must match
 //! byte for byte (bundle and evidence JSON: value for value) and verify on their own.
+//! `testdata/ledger/v1/` keeps the last v1 bundle and evidence (never regenerated): they
+//! must be refused as an unsupported format version.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod evidence_common;
@@ -72,27 +74,25 @@ fn golden_files_match() {
     }
 }
 
-fn read(name: &str) -> Option<String> {
+fn read(name: &str) -> String {
     let path = dir().join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(_) if std::env::var_os("UPDATE_GOLDEN").is_some() => None,
-        Err(e) => panic!("{}: {e}", path.display()),
-    }
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
 fn committed_files_verify_on_their_own() {
-    let (Some(key), Some(entries), Some(checkpoint), Some(saved), Some(bundle), Some(evidence)) = (
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        // `golden_files_match` is rewriting them concurrently; run again without it.
+        return;
+    }
+    let (key, entries, checkpoint, saved, bundle, evidence) = (
         read("key.txt"),
         read("entries.jsonl"),
         read("checkpoint.txt"),
         read("checkpoint-10.txt"),
         read("bundle.json"),
         read("evidence-c-0001.json"),
-    ) else {
-        return;
-    };
+    );
     let key = NoteVerifier::parse(&key).unwrap();
     assert_eq!(key.name(), ORIGIN);
     let saved = read_saved_checkpoint(&saved, &key).unwrap();
@@ -111,4 +111,36 @@ fn committed_files_verify_on_their_own() {
     assert_eq!(verify_bundle(&bundle, &key, Some(&saved)).unwrap().checkpoint, cp);
     let evidence: Evidence = serde_json::from_str(&evidence).unwrap();
     assert_eq!(verify_evidence(&evidence, &key).unwrap(), cp);
+}
+
+/// The v1 golden files (`testdata/ledger/v1/`, kept as they were committed before the v2
+/// format): `index` was hashed then, so every stored digest differs from a v2 recomputation
+/// and a verifier would otherwise report a confusing digest mismatch. It must say plainly
+/// that the version is not supported.
+#[test]
+fn v1_documents_are_refused_as_unsupported_versions() {
+    let key = NoteVerifier::parse(&read("key.txt")).unwrap();
+    let v1 = |name: &str| read(&format!("v1/{name}"));
+
+    let bundle: Bundle = serde_json::from_str(&v1("bundle.json")).unwrap();
+    assert_eq!(bundle.format, "agentsigna-ledger-bundle/v1");
+    // A genuine document otherwise: its checkpoint verifies with the ledger key.
+    verify_checkpoint(&bundle.checkpoint, &key).unwrap();
+    let stale = bundle.entries.iter().filter(|e| e.entry.digest_hex().unwrap() != e.digest).count();
+    assert_eq!(stale, bundle.entries.len(), "v1 digests covered `index`");
+    let err = verify_bundle(&bundle, &key, None).unwrap_err();
+    assert!(matches!(err, agentsigna_verify::Error::Malformed(_)), "{err:?}");
+    assert!(err.to_string().contains("unsupported format version"), "{err}");
+    // Even relabelled as v2, those entries do not verify.
+    let relabelled = Bundle { format: agentsigna_verify::evidence::BUNDLE_FORMAT.into(), ..bundle };
+    assert!(verify_bundle(&relabelled, &key, None).is_err());
+
+    let evidence: Evidence = serde_json::from_str(&v1("evidence-c-0001.json")).unwrap();
+    assert_eq!(evidence.format, "agentsigna-case-evidence/v1");
+    verify_checkpoint(&evidence.checkpoint, &key).unwrap();
+    let err = verify_evidence(&evidence, &key).unwrap_err();
+    assert!(matches!(err, agentsigna_verify::Error::Malformed(_)), "{err:?}");
+    assert!(err.to_string().contains("unsupported format version"), "{err}");
+    let relabelled = Evidence { format: agentsigna_verify::evidence::EVIDENCE_FORMAT.into(), ..evidence };
+    assert!(verify_evidence(&relabelled, &key).is_err());
 }

@@ -266,6 +266,13 @@ fn golden_vectors_verify_as_expected() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // Claims of the current format: `case` is `{id, seq, head}`.
+    let valid = vectors.iter().find(|v| v.name == "valid_authorized").unwrap();
+    let claims = Verifier::new(jwks.clone(), AUDIENCE).verify_at(&valid.token, valid.now).unwrap().claims;
+    assert_eq!((claims.case.id.as_str(), claims.case.seq), ("case-0001", 4));
+    let payload: serde_json::Value =
+        serde_json::from_slice(&b64::url_decode(valid.token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(payload["case"], json!({"id": "case-0001", "seq": 4, "head": claims.case.head}));
     // Every error code of the passport path is covered.
     for code in [
         "valid",

@@ -117,7 +117,6 @@ impl Ledger {
             Some((seq, digest)) => (seq + 1, Some(digest.clone())),
         };
         let entry = Entry {
-            index,
             case: key.clone(),
             seq,
             prev,
@@ -128,7 +127,7 @@ impl Ledger {
         };
         let digest = entry.digest_hex().unwrap();
         self.heads.insert(key, (seq, digest.clone()));
-        self.entries.push(DigestedEntry { entry, digest });
+        self.entries.push(DigestedEntry { index, entry, digest });
     }
 
     /// The test ledger (the first `n` events).
@@ -140,8 +139,8 @@ impl Ledger {
         l
     }
 
-    /// Rebuilds a ledger from possibly edited entries, renumbering and rechaining them
-    /// correctly: what someone rewriting history without the signing key can do.
+    /// Rebuilds a ledger from possibly edited entries, renumbering (their `index`) and
+    /// rechaining (`seq`, `prev`, `digest`) them correctly: what someone rewriting history without the signing key can do.
     pub fn rechain(entries: &[DigestedEntry]) -> Ledger {
         let mut l = Ledger::default();
         for e in entries {

@@ -85,7 +85,7 @@ pub fn claims(jti: &str) -> PassportClaims {
         approvals: vec![],
         case: CaseRef {
             id: "case-0001".into(),
-            index: 41,
+            seq: 4,
             head: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into(),
         },
         cnf: None,
