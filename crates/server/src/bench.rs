@@ -1,6 +1,7 @@
-//! `agentsigna bench`: the load benchmark behind the design's quality targets, "verdict
-//! p99 ≤ 10 ms over HTTP at 1,000 requests/s; ≥ 5,000 authorized requests/s sustained on
-//! 2 cores with durable ledger, ratio to a bare HTTP endpoint reported".
+//! `agentsigna bench`: the load benchmark behind the design's quality targets: "authorized
+//! requests/s (durable ledger, 2 cores, load generator included) ÷ a bare HTTP endpoint's
+//! requests/s ≥ 0.10 on SQLite; verdict p99 ≤ 2 ms at 1,000 requests/s (open loop)", and
+//! "800 agents waiting with `?wait` do not slow other requests measurably".
 //!
 //! # What runs
 //!
@@ -37,6 +38,9 @@
 //!    the latency of each request from its actual send.
 //! 3. The same closed loop against the bare endpoint; the ratio of 2 to 3 is the share of
 //!    the HTTP stack's capacity AgentSigna keeps while doing its work.
+//! 4. With `--waiters N`: N more agents' connections each hold a `?wait` long poll on an
+//!    escalated case of their own while phase 2 runs again; the ratio of the two closed
+//!    loops says what the waiting costs everyone else.
 //!
 //! At the end the servers are stopped and the whole ledger is verified as
 //! `agentsigna ledger verify` does (every digest, chain and the Merkle root against the
@@ -69,7 +73,6 @@ use agentsigna_core::org::OrgFile;
 use agentsigna_core::SystemClock;
 
 use crate::app::{self, Running, ServeOptions};
-use crate::cli::LedgerVerifyArgs;
 
 /// The reference org and its policy (their source is `examples/procurement/`).
 const ORG: &str = include_str!("../../../examples/procurement/org.toml");
@@ -83,9 +86,9 @@ const BARE_ANSWER: &str = r#"{"status":"ok"}"#;
 /// Warm-up requests per connection.
 const WARMUP_PER_CONNECTION: u64 = 5;
 /// The design's targets.
-const TARGET_P99_MS: f64 = 10.0;
+const TARGET_P99_MS: f64 = 2.0;
 const TARGET_P99_RATE: u32 = 1000;
-const TARGET_AUTHORIZED_PER_SEC: f64 = 5000.0;
+const TARGET_RATIO: f64 = 0.10;
 
 /// `agentsigna bench` options.
 #[derive(Debug, Args)]
@@ -106,6 +109,10 @@ pub struct BenchArgs {
     /// Print one JSON object with the figures instead of the markdown report.
     #[arg(long)]
     pub json: bool,
+    /// Phase 4: long polls (`?wait`) held open on escalated cases while the closed loop
+    /// runs again (0: skip the phase).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub waiters: u32,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -204,18 +211,21 @@ impl Phase {
 /// Whether the design's targets were met by this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Targets {
-    /// Open-loop verdict p99 ≤ 10 ms (the target is stated at 1,000 requests/s).
-    pub p99_le_10ms: bool,
+    /// Open-loop verdict p99 ≤ 2 ms (the target is stated at 1,000 requests/s).
+    pub p99_le_2ms: bool,
     /// The open-loop rate the p99 was measured at.
     pub p99_measured_at_rate: u32,
-    /// Closed-loop authorized requests/s ≥ 5,000.
-    pub authorized_per_sec_ge_5000: bool,
+    /// Closed-loop authorized requests/s ÷ bare endpoint requests/s ≥ 0.10.
+    pub ratio_ge_0_10: bool,
 }
 
 /// The ledger after the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerFigures {
     pub entries: u64,
+    pub cases: u64,
+    /// `bytes_on_disk` ÷ `cases`.
+    pub bytes_per_case: u64,
     /// Database, WAL and shared-memory files.
     pub bytes_on_disk: u64,
     pub verified: bool,
@@ -242,8 +252,13 @@ pub struct Report {
     pub open_loop: Phase,
     pub closed_loop: Phase,
     pub bare: Phase,
+    /// Phase 4 (`--waiters`): the closed loop again while the long polls wait.
+    pub with_waiters: Option<Phase>,
+    pub waiters: u32,
     /// Closed-loop authorized requests/s ÷ bare requests/s.
     pub ratio: f64,
+    /// Phase 4's authorized requests/s ÷ phase 2's (1.0: the waiters cost nothing).
+    pub waiters_ratio: Option<f64>,
     pub targets: Targets,
     pub ledger: LedgerFigures,
     /// Failed requests over every phase, warm-up included.
@@ -561,6 +576,55 @@ struct Measured {
     open_loop: Phase,
     closed_loop: Phase,
     bare: Phase,
+    with_waiters: Option<Phase>,
+}
+
+/// Holds `n` long polls: each on a connection of its own, on an escalated case of its own
+/// (a purchase order the example policy sends to review), re-polling until aborted.
+async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let body = |key: &str| {
+        format!(
+            r#"{{"action":"purchase_order.create","counterparty":"globex","amount":{{"value":"40000.00","currency":"USD"}},"audience":"erp","description":"Servers","idempotency_key":"{key}"}}"#
+        )
+    };
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut sender = connect(target.addr).await?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/requests")
+            .header(header::HOST, target.host.clone())
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(a) = &target.authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        let req = req.body(Full::new(Bytes::from(body(&format!("{prefix}-{i}")))))?;
+        let (status, answer) = exchange(&mut sender, req).await?;
+        let v: serde_json::Value = serde_json::from_slice(&answer)?;
+        let case = match (status.is_success(), v["verdict"].as_str(), v["case_id"].as_str()) {
+            (true, Some("escalated"), Some(c)) => c.to_owned(),
+            _ => return Err(anyhow!("a waiter's request was not escalated: {status} {}", snippet(&answer))),
+        };
+        let (host, auth) = (target.host.clone(), target.authorization.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let mut req = Request::builder()
+                    .method(Method::GET)
+                    .uri(format!("/v1/cases/{case}?wait=60"))
+                    .header(header::HOST, host.clone());
+                if let Some(a) = &auth {
+                    req = req.header(header::AUTHORIZATION, a.clone());
+                }
+                let Ok(req) = req.body(Full::new(Bytes::new())) else { return };
+                if exchange(&mut sender, req).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Let every poll reach the server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(handles)
 }
 
 async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow::Result<Measured> {
@@ -586,7 +650,20 @@ async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow
     eprintln!("bench: phase 3/3, closed loop against the bare endpoint for {} s", a.duration_secs);
     let bare =
         closed_loop(&bare, "closed loop, bare endpoint", &format!("{run}-b"), duration, None, connections).await?;
-    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare })
+    let with_waiters = if a.waiters > 0 {
+        let n = usize::try_from(a.waiters)?;
+        eprintln!("bench: phase 4, {n} long polls held while the closed loop runs again for {} s", a.duration_secs);
+        let waiters = start_waiters(&signa, n, &format!("{run}-wait")).await?;
+        let name = format!("closed loop, AgentSigna, {n} long polls waiting");
+        let phase = closed_loop(&signa, &name, &format!("{run}-cw"), duration, None, connections).await;
+        for w in waiters {
+            w.abort();
+        }
+        Some(phase?)
+    } else {
+        None
+    };
+    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare, with_waiters })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,12 +783,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
 
     eprintln!("bench: verifying the ledger");
     let ledger = ledger_figures(&data_dir)?;
-    let errors = m.warmup.errors + m.open_loop.errors + m.closed_loop.errors + m.bare.errors;
+    let errors = m.warmup.errors
+        + m.open_loop.errors
+        + m.closed_loop.errors
+        + m.bare.errors
+        + m.with_waiters.as_ref().map_or(0, |p| p.errors);
     let ratio = if m.bare.rate > 0.0 { m.closed_loop.rate / m.bare.rate } else { 0.0 };
+    let waiters_ratio =
+        m.with_waiters.as_ref().map(|p| if m.closed_loop.rate > 0.0 { p.rate / m.closed_loop.rate } else { 0.0 });
     let targets = Targets {
-        p99_le_10ms: m.open_loop.latency_ms.is_some_and(|l| l.p99 <= TARGET_P99_MS),
+        p99_le_2ms: m.open_loop.latency_ms.is_some_and(|l| l.p99 <= TARGET_P99_MS),
         p99_measured_at_rate: a.rate,
-        authorized_per_sec_ge_5000: m.closed_loop.rate >= TARGET_AUTHORIZED_PER_SEC,
+        ratio_ge_0_10: ratio >= TARGET_RATIO,
     };
     let report = Report {
         version: env!("CARGO_PKG_VERSION"),
@@ -729,7 +812,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         open_loop: m.open_loop,
         closed_loop: m.closed_loop,
         bare: m.bare,
+        with_waiters: m.with_waiters,
+        waiters: a.waiters,
         ratio,
+        waiters_ratio,
         targets,
         ledger,
         errors,
@@ -749,7 +835,7 @@ fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
     let entries = agentsigna_store::sqlite::LedgerReader::open(&db)
         .and_then(|r| r.size())
         .with_context(|| format!("cannot read the ledger of {}", db.display()))?;
-    let bytes_on_disk = ["", "-wal", "-shm"]
+    let bytes_on_disk: u64 = ["", "-wal", "-shm"]
         .iter()
         .filter_map(|suffix| {
             let mut name = db.clone().into_os_string();
@@ -758,18 +844,28 @@ fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
         })
         .sum();
     let started = std::time::Instant::now();
-    let args = LedgerVerifyArgs {
-        data_dir: Some(data_dir.to_owned()),
-        bundle: None,
-        evidence: None,
-        key: None,
-        checkpoint: None,
+    let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)
+        .with_context(|| format!("cannot read the ledger key of {}", data_dir.display()))?;
+    let audit = agentsigna_store::sqlite::LedgerReader::open(&db)
+        .map_err(agentsigna_store::sqlite::AuditError::from)
+        .and_then(|r| r.audit(&keys.ledger.verifier(), &[], |_| {}));
+    let (verified, verification, cases) = match audit {
+        Ok(r) => (
+            true,
+            format!("OK: {} entries, {} cases, every digest, chain and the Merkle root verified", r.entries, r.cases),
+            r.cases,
+        ),
+        Err(e) => (false, format!("FAILED: {e}"), 0),
     };
-    let (verified, verification) = match crate::cli::ledger_verify_inner(args) {
-        Ok(msg) => (true, msg),
-        Err(e) => (false, format!("FAILED: {e:#}")),
-    };
-    Ok(LedgerFigures { entries, bytes_on_disk, verified, verification, verify_secs: started.elapsed().as_secs_f64() })
+    Ok(LedgerFigures {
+        entries,
+        cases,
+        bytes_per_case: bytes_on_disk.checked_div(cases).unwrap_or(0),
+        bytes_on_disk,
+        verified,
+        verification,
+        verify_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -850,6 +946,9 @@ fn markdown(r: &Report) -> String {
     row(&mut out, &format!("1. open loop at {}/s", thousands(u64::from(r.rate))), &r.open_loop);
     row(&mut out, "2. closed loop, AgentSigna", &r.closed_loop);
     row(&mut out, "3. closed loop, bare endpoint", &r.bare);
+    if let Some(p) = &r.with_waiters {
+        row(&mut out, &format!("4. closed loop, {} long polls waiting", thousands(u64::from(r.waiters))), p);
+    }
     let _ = writeln!(
         out,
         "\nPhase 1 latency runs from each request's scheduled send time (no coordinated omission); \
@@ -868,22 +967,30 @@ fn markdown(r: &Report) -> String {
     } else {
         format!(" (measured at {}/s, not at the target's 1,000/s)", thousands(u64::from(r.rate)))
     };
+    let _ =
+        writeln!(out, "- Target verdict p99 ≤ 2 ms at 1,000 requests/s: {} (p99 {p99}){at}", met(r.targets.p99_le_2ms));
     let _ = writeln!(
         out,
-        "- Target verdict p99 ≤ 10 ms at 1,000 requests/s: {} (p99 {p99}){at}",
-        met(r.targets.p99_le_10ms)
-    );
-    let _ = writeln!(
-        out,
-        "- Target ≥ 5,000 authorized requests/s sustained: {} ({}/s)",
-        met(r.targets.authorized_per_sec_ge_5000),
+        "- Target ratio ≥ 0.10: {} ({:.3}; {} authorized requests/s)",
+        met(r.targets.ratio_ge_0_10),
+        r.ratio,
         rate(r.closed_loop.rate)
     );
+    if let Some(w) = r.waiters_ratio {
+        let _ = writeln!(
+            out,
+            "- With {} long polls waiting: {:.3} of the throughput without them",
+            thousands(u64::from(r.waiters)),
+            w
+        );
+    }
     let _ = writeln!(
         out,
-        "- Ledger: {} entries, {:.1} MiB on disk (database + WAL); verified in {:.1} s: {}",
+        "- Ledger: {} entries, {} cases, {:.1} MiB on disk (database + WAL), {} bytes per case; verified in {:.1} s: {}",
         thousands(r.ledger.entries),
+        thousands(r.ledger.cases),
         r.ledger.bytes_on_disk as f64 / (1024.0 * 1024.0),
+        thousands(r.ledger.bytes_per_case),
         r.ledger.verify_secs,
         r.ledger.verification
     );
@@ -891,7 +998,7 @@ fn markdown(r: &Report) -> String {
         let _ = writeln!(out, "- Errors: none");
     } else {
         let _ = writeln!(out, "- **Errors: {}** (the run fails)", thousands(r.errors));
-        for p in [&r.warmup, &r.open_loop, &r.closed_loop, &r.bare] {
+        for p in [&r.warmup, &r.open_loop, &r.closed_loop, &r.bare].into_iter().chain(r.with_waiters.as_ref()) {
             if p.errors > 0 {
                 let k = &p.error_kinds;
                 let _ = writeln!(

@@ -35,8 +35,14 @@ use crate::{Clock, Error, Result};
 use draft::Draft;
 
 /// How often an operation decides again after a stale precondition before giving up
-/// (the caller then gets a 503 and retries later).
-const MAX_ATTEMPTS: u32 = 12;
+/// (the caller then gets a 503 and retries later). Within one process, operations on one
+/// key queue on its lock and do not conflict; these attempts absorb races with other
+/// nodes, which on a hot key (one agent's trust) can lose several rounds in a row.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// Longest pause between two attempts (the pause is random, up to a bound doubling from
+/// 200 µs per attempt).
+const MAX_BACKOFF_MICROS: u64 = 50_000;
 
 /// Settings of the loop. Defaults are the documented ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,7 +260,7 @@ impl Engine {
                 Err(StoreError::Conflict(why)) => {
                     last = why;
                     // Jittered backoff, so that racing nodes do not collide again in step.
-                    let cap = 200u64 << attempt.min(8);
+                    let cap = (200u64 << attempt.min(16)).min(MAX_BACKOFF_MICROS);
                     let micros = rand::Rng::gen_range(&mut rand::thread_rng(), 0..cap);
                     tokio::time::sleep(Duration::from_micros(micros)).await;
                 }

@@ -39,11 +39,14 @@ pub(crate) fn to_i64(v: u64) -> StoreResult<i64> {
 pub struct SqliteOptions {
     /// Number of read-only connections kept open.
     pub readers: usize,
+    /// Write sets that may wait for the writer; beyond it, commits are refused at once
+    /// (`Unavailable`: the server answers 503) instead of queueing without bound.
+    pub queue: usize,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { readers: 4 }
+        SqliteOptions { readers: 4, queue: 4096 }
     }
 }
 
@@ -116,7 +119,7 @@ impl SqliteStore {
         for _ in 0..options.readers.max(1) {
             readers.push(open_conn(path, true)?);
         }
-        let (tx, rx) = mpsc::sync_channel::<writer::Job>(4096);
+        let (tx, rx) = mpsc::sync_channel::<writer::Job>(options.queue.max(1));
         let thread = std::thread::Builder::new()
             .name("agentsigna-writer".into())
             .spawn(move || writer::writer_loop(conn, frontier, signer, rx))
@@ -196,5 +199,58 @@ impl Drop for SqliteStore {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use agentsigna_core::store::{RecordKind, StoreExt, Write};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_writer_queue_refuses_at_once_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let signer = NoteSigner::new("agentsigna/q", ed25519_dalek::SigningKey::from_bytes(&[3; 32])).unwrap();
+        let store = Arc::new(SqliteStore::open(&path, signer, SqliteOptions { readers: 1, queue: 2 }).unwrap());
+        // Another connection holds the write lock: the writer blocks in BEGIN IMMEDIATE.
+        let blocker = open_conn(&path, false).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let ws = |i: usize| WriteSet {
+            writes: vec![Write::PutRecord { kind: RecordKind::Setting, id: format!("s{i}"), body: "1".into() }],
+            ..WriteSet::default()
+        };
+        let mut pending = Vec::new();
+        let mut refused = 0;
+        for i in 0..8 {
+            let fut = store.commit(ws(i));
+            // The first is taken by the writer, two wait in the queue, the rest are refused.
+            match tokio::time::timeout(std::time::Duration::from_millis(50), fut).await {
+                Ok(Err(StoreError::Unavailable { detail, .. })) => {
+                    assert!(detail.contains("queue is full"), "{detail}");
+                    refused += 1;
+                }
+                Ok(other) => panic!("unexpected answer while the writer is blocked: {other:?}"),
+                Err(_) => pending.push(i),
+            }
+        }
+        assert!(refused >= 4, "refused {refused}, pending {pending:?}");
+        blocker.execute_batch("COMMIT").unwrap();
+        // Once unblocked, the writer serves new work again.
+        let mut ok = false;
+        for _ in 0..100 {
+            match store.commit(ws(100)).await {
+                Ok(_) => {
+                    ok = true;
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        assert!(ok, "the writer recovers after the queue drained");
+        let n = store.read_with(|s| -> StoreResult<usize> { Ok(s.records(RecordKind::Setting)?.len()) }).await.unwrap();
+        assert!(n >= 1);
     }
 }

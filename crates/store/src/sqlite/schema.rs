@@ -18,8 +18,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE credentials (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, id TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE cases (
         id TEXT PRIMARY KEY, version INTEGER NOT NULL, agent TEXT NOT NULL, audience TEXT NOT NULL,
-        status TEXT NOT NULL, idempotency_key TEXT, review_id TEXT UNIQUE, review_pending INTEGER NOT NULL,
-        deadline_ms INTEGER, due_ms INTEGER, created_at_ms INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+        status TEXT NOT NULL, idempotency_key TEXT, review_id TEXT, review_pending INTEGER NOT NULL,
+        deadline_ms INTEGER, due_ms INTEGER, created_at_ms INTEGER NOT NULL, body TEXT NOT NULL);
+    CREATE UNIQUE INDEX cases_review ON cases (review_id) WHERE review_id IS NOT NULL;
     CREATE UNIQUE INDEX cases_idempotency ON cases (agent, idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE INDEX cases_due ON cases (due_ms) WHERE due_ms IS NOT NULL;
     CREATE INDEX cases_pending ON cases (deadline_ms) WHERE review_pending = 1;

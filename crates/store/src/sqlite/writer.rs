@@ -219,3 +219,147 @@ fn store_checkpoint(conn: &Connection, frontier: &Frontier, signer: &NoteSigner)
         .map_err(db_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use agentsigna_core::store::{ChainHead, RecordKind, SealedEntry};
+    use agentsigna_verify::ledger::{hex_lower, Entry};
+
+    fn signer() -> NoteSigner {
+        NoteSigner::new("agentsigna/test", ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap()
+    }
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_conn(&dir.path().join("t.db"), false).unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        (dir, conn)
+    }
+
+    fn entry(case: &str, seq: u64, prev: Option<[u8; 32]>) -> SealedEntry {
+        SealedEntry::seal(Entry {
+            case: Some(case.into()),
+            seq,
+            prev: prev.map(|d| hex_lower(&d)),
+            kind: "request.submitted".into(),
+            at: "2026-12-01T00:00:00.000Z".into(),
+            actor: "agent:a".into(),
+            data: serde_json::json!({}),
+        })
+        .unwrap()
+    }
+
+    fn put(id: &str, version: Option<u64>) -> WriteSet {
+        WriteSet {
+            preconditions: vec![Precondition::Record { kind: RecordKind::Agent, id: id.into(), version }],
+            writes: vec![Write::PutRecord { kind: RecordKind::Agent, id: id.into(), body: "{}".into() }],
+            entries: vec![],
+        }
+    }
+
+    /// Runs one batch; returns each write set's answer.
+    fn batch(conn: &Connection, frontier: &mut Frontier, sets: Vec<WriteSet>) -> Vec<StoreResult<Committed>> {
+        let mut answers = Vec::new();
+        let mut jobs = Vec::new();
+        for writes in sets {
+            let (reply, rx) = oneshot::channel();
+            jobs.push(Job { writes, reply });
+            answers.push(rx);
+        }
+        run_batch(conn, frontier, &signer(), jobs);
+        answers.into_iter().map(|mut rx| rx.try_recv().expect("answered")).collect()
+    }
+
+    #[test]
+    fn a_failing_write_set_fails_alone_and_its_entries_take_no_position() {
+        let (_dir, conn) = db();
+        let mut frontier = Frontier::default();
+        let a = entry("c1", 0, None);
+        let stale = WriteSet { entries: vec![entry("c2", 0, None)], ..put("x", Some(7)) };
+        let b = entry("c3", 0, None);
+        let results = batch(
+            &conn,
+            &mut frontier,
+            vec![
+                WriteSet { entries: vec![a.clone()], ..put("x", None) },
+                stale,
+                WriteSet { entries: vec![b.clone()], ..WriteSet::default() },
+            ],
+        );
+        assert_eq!(results[0].as_ref().unwrap().first_index, 0);
+        assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{:?}", results[1]);
+        // The third gets the position the failed one would have taken: no gap.
+        assert_eq!(results[2].as_ref().unwrap().first_index, 1);
+        assert_eq!(frontier.size(), 2);
+        assert_eq!(frontier.root(), agentsigna_verify::merkle::root_from_leaves(&[a.digest, b.digest]));
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
+        let version: i64 = conn.query_row("SELECT version FROM records WHERE id = 'x'", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 1, "the stale write set's record write was rolled back");
+    }
+
+    #[test]
+    fn each_precondition_kind_is_checked() {
+        let (_dir, conn) = db();
+        let mut frontier = Frontier::default();
+        let e0 = entry("c", 0, None);
+        batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e0.clone()], ..put("x", None) }]);
+        let stale = [
+            Precondition::Record { kind: RecordKind::Agent, id: "x".into(), version: None },
+            Precondition::Case { id: "k".into(), version: Some(1) },
+            Precondition::ChainHead { chain: Some("c".into()), head: None },
+            Precondition::ChainHead { chain: None, head: Some(ChainHead { seq: 0, digest: e0.digest }) },
+        ];
+        for p in stale {
+            let ws = WriteSet { preconditions: vec![p.clone()], ..WriteSet::default() };
+            let r = batch(&conn, &mut frontier, vec![ws]);
+            assert!(matches!(r[0], Err(StoreError::Conflict(_))), "{p:?}: {:?}", r[0]);
+        }
+        let fresh = [
+            Precondition::Record { kind: RecordKind::Agent, id: "x".into(), version: Some(1) },
+            Precondition::Case { id: "k".into(), version: None },
+            Precondition::ChainHead { chain: Some("c".into()), head: Some(ChainHead { seq: 0, digest: e0.digest }) },
+            Precondition::ChainHead { chain: None, head: None },
+            Precondition::IdempotencyFree { agent: "a".into(), key: "k1".into() },
+        ];
+        let ws = WriteSet { preconditions: fresh.to_vec(), ..WriteSet::default() };
+        assert!(batch(&conn, &mut frontier, vec![ws])[0].is_ok());
+    }
+
+    #[test]
+    fn a_forked_chain_is_refused_even_without_a_precondition() {
+        let (_dir, conn) = db();
+        let mut frontier = Frontier::default();
+        let e0 = entry("c", 0, None);
+        batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e0.clone()], ..WriteSet::default() }]);
+        // A second seq 0 for the same case (two decisions from one snapshot).
+        let fork = WriteSet { entries: vec![entry("c", 0, None)], ..WriteSet::default() };
+        let r = batch(&conn, &mut frontier, vec![fork]);
+        assert!(matches!(r[0], Err(StoreError::Conflict(_))), "{:?}", r[0]);
+        assert_eq!(frontier.size(), 1);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_the_batch_and_restores_the_frontier() {
+        let (_dir, conn) = db();
+        let mut frontier = Frontier::default();
+        let e0 = entry("c", 0, None);
+        batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e0.clone()], ..WriteSet::default() }]);
+        // The checkpoint cannot be stored: the batch must fail whole.
+        conn.execute_batch("ALTER TABLE checkpoints RENAME TO gone").unwrap();
+        let e1 = entry("c", 1, Some(e0.digest));
+        let r = batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e1.clone()], ..WriteSet::default() }]);
+        assert!(r[0].is_err());
+        assert_eq!(frontier.size(), 1, "the frontier is back at the committed tree");
+        assert_eq!(frontier.root(), agentsigna_verify::merkle::root_from_leaves(&[e0.digest]));
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "nothing of the failed batch was kept");
+        // Repaired, the same write set commits at the right position.
+        conn.execute_batch("ALTER TABLE gone RENAME TO checkpoints").unwrap();
+        let r = batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e1], ..WriteSet::default() }]);
+        assert_eq!(r[0].as_ref().unwrap().first_index, 1);
+    }
+}
