@@ -24,10 +24,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use agentsigna_core::engine::Engine;
+use agentsigna_core::money::Amount;
 use agentsigna_core::store::{RecordKind, StoreExt};
 use agentsigna_verify::clock::rfc3339_ms;
-
-use crate::ui::format_amount;
 
 /// When and how often deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +159,7 @@ pub fn text(n: &Value, public_url: &str) -> String {
     let agent = n["agent"]["id"].as_str().unwrap_or("an agent");
     let action = str_of(n, "action");
     let amount = match (n["amount"]["value"].as_str(), n["amount"]["currency"].as_str()) {
-        (Some(v), c) => format!(" {}", format_amount(v, c.unwrap_or(""))),
+        (Some(v), c) => format!(" {}", Amount { value: v.to_owned(), currency: c.unwrap_or("").to_owned() }),
         _ => String::new(),
     };
     let cp = n["counterparty"]["name"]
