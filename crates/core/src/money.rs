@@ -1,5 +1,7 @@
 //! Amounts: decimal strings checked against the currency's ISO 4217 minor unit, turned
-//! into integer minor units for the policy.
+//! into integer minor units for the policy, and shown to people with thousands separators.
+
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +110,56 @@ impl Amount {
     }
 }
 
+/// For people: the value with its integer digits grouped by thousands, then the currency
+/// (omitted when empty).
+///
+/// ```
+/// use agentsigna_core::money::Amount;
+/// let a = Amount { value: "40000.00".into(), currency: "USD".into() };
+/// assert_eq!(a.to_string(), "40,000.00 USD");
+/// ```
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Grouped(&self.value))?;
+        if !self.currency.is_empty() {
+            write!(f, " {}", self.currency)?;
+        }
+        Ok(())
+    }
+}
+
+/// A decimal number for people, its integer digits grouped by thousands with `,`; what
+/// follows the first `.` is kept as it is. The one thousands-separator formatter: amounts
+/// ([`Amount`]'s `Display`) and counts (`Grouped(&n.to_string())`) both use it.
+///
+/// ```
+/// use agentsigna_core::money::Grouped;
+/// assert_eq!(Grouped("1234567").to_string(), "1,234,567");
+/// assert_eq!(Grouped("40000.005").to_string(), "40,000.005");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grouped<'a>(pub &'a str);
+
+impl fmt::Display for Grouped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (int, frac) = match self.0.split_once('.') {
+            Some((int, frac)) => (int, Some(frac)),
+            None => (self.0, None),
+        };
+        let len = int.chars().count();
+        for (i, c) in int.chars().enumerate() {
+            if i > 0 && (len - i) % 3 == 0 {
+                f.write_char(',')?;
+            }
+            f.write_char(c)?;
+        }
+        if let Some(frac) = frac {
+            write!(f, ".{frac}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +181,26 @@ mod tests {
         assert!(units("1.5", "JPY").is_err());
         let err = units("1", "usd").unwrap_err();
         assert!(matches!(err, Error::Invalid { field: Some(ref f), .. } if f == "amount.currency"));
+    }
+
+    #[test]
+    fn amounts_are_shown_with_thousands_separators() {
+        let shown = |v: &str, c: &str| Amount { value: v.into(), currency: c.into() }.to_string();
+        assert_eq!(shown("40000.00", "USD"), "40,000.00 USD");
+        assert_eq!(shown("1234567", "JPY"), "1,234,567 JPY");
+        assert_eq!(shown("999.5", ""), "999.5");
+        assert_eq!(shown("0.01", "USD"), "0.01 USD");
+        assert_eq!(shown("100000", "BHD"), "100,000 BHD");
+    }
+
+    #[test]
+    fn digits_are_grouped_by_thousands() {
+        for (n, shown) in [(0u64, "0"), (999, "999"), (1000, "1,000"), (12345, "12,345"), (1234567, "1,234,567")] {
+            assert_eq!(Grouped(&n.to_string()).to_string(), shown);
+        }
+        assert_eq!(Grouped(&u64::MAX.to_string()).to_string(), "18,446,744,073,709,551,615");
+        assert_eq!(Grouped("").to_string(), "");
+        assert_eq!(Grouped("123456.7890").to_string(), "123,456.7890");
+        assert_eq!(Grouped("1.").to_string(), "1.");
     }
 }

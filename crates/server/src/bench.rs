@@ -69,6 +69,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use agentsigna_core::money::Grouped;
 use agentsigna_core::org::OrgFile;
 use agentsigna_core::SystemClock;
 
@@ -873,15 +874,7 @@ fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
 
 /// `12345` → `12,345`.
 fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+    Grouped(&n.to_string()).to_string()
 }
 
 fn rate(r: f64) -> String {

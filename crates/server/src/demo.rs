@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use agentsigna_core::money::Amount;
 use agentsigna_core::org::OrgFile;
 use agentsigna_core::{Clock, SystemClock};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -230,23 +231,6 @@ fn section(n: u32, title: &str) {
     println!("\n{n}. {title}\n{}", "-".repeat(title.chars().count() + 3));
 }
 
-/// `40000.00` → `40,000.00`.
-fn money(value: &str) -> String {
-    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
-    let mut out = String::new();
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if frac.is_empty() {
-        out
-    } else {
-        format!("{out}.{frac}")
-    }
-}
-
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
@@ -365,7 +349,14 @@ impl Demo {
     async fn ask(&self, a: Ask<'_>, want: &str, rule: &str) -> anyhow::Result<Value> {
         say(
             "① request",
-            format!("{} asks: {} with {}, {} USD → {}", a.agent, a.action, a.counterparty, money(a.value), a.audience),
+            format!(
+                "{} asks: {} with {}, {} → {}",
+                a.agent,
+                a.action,
+                a.counterparty,
+                Amount { value: a.value.to_owned(), currency: "USD".to_owned() },
+                a.audience
+            ),
         );
         more(format!("\"{}\"", a.description));
         let body = json!({"action": a.action, "counterparty": a.counterparty, "amount": {"value": a.value, "currency": "USD"},

@@ -11,9 +11,14 @@
 //! attempt the failure is recorded in the outbox record, logged, and the worker moves on.
 //! Delivery is at least once: receivers deduplicate on `id` (also in the
 //! `AgentSigna-Delivery` header).
+//!
+//! Retries and the `AgentSigna-Timestamp`/`sent_at` stamps are timed by an injected
+//! [`Clock`] ([`spawn_with_clock`]); [`spawn`] uses the wall clock, not the engine's:
+//! receivers compare the timestamp with their own clocks, and the backoff paces real
+//! network attempts, so a test that moves the engine's clock does not move them.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use hmac::{Hmac, Mac};
@@ -24,9 +29,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use agentsigna_core::engine::Engine;
+use agentsigna_core::money::Amount;
+use agentsigna_core::{Clock, SystemClock};
 use agentsigna_verify::clock::rfc3339_ms;
-
-use crate::ui::format_amount;
 
 /// When and how often deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +101,7 @@ pub fn validate_urls(urls: &[String]) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Delivery {
     attempts: u32,
-    /// Wall-clock instant (ms) of the next attempt.
+    /// Instant (ms since the epoch, on the notifier's clock) of the next attempt.
     next_at_ms: i64,
     /// Receivers that already accepted it (SHA-256 prefixes of their URLs: URLs often
     /// carry secrets and do not belong in the database).
@@ -122,8 +127,25 @@ fn url_key(url: &str) -> String {
     hex::encode(&Sha256::digest(url.as_bytes())[..8])
 }
 
-fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+impl Delivery {
+    /// Whether an attempt is due at `now_ms`.
+    fn due(&self, now_ms: i64) -> bool {
+        !self.gave_up && self.next_at_ms <= now_ms
+    }
+
+    /// Records an attempt at `now_ms` that failed with `error`: schedules the next one after
+    /// the backoff and returns the wait, or gives up after the last attempt (`None`).
+    fn failed(&mut self, now_ms: i64, error: String, retry: &RetryPolicy) -> Option<Duration> {
+        self.attempts += 1;
+        self.last_error = Some(error);
+        if self.attempts >= retry.max_attempts {
+            self.gave_up = true;
+            return None;
+        }
+        let wait = retry.backoff(self.attempts);
+        self.next_at_ms = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        Some(wait)
+    }
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the `AgentSigna-Signature` header.
@@ -159,7 +181,7 @@ pub fn text(n: &Value, public_url: &str) -> String {
     let agent = n["agent"]["id"].as_str().unwrap_or("an agent");
     let action = str_of(n, "action");
     let amount = match (n["amount"]["value"].as_str(), n["amount"]["currency"].as_str()) {
-        (Some(v), c) => format!(" {}", format_amount(v, c.unwrap_or(""))),
+        (Some(v), c) => format!(" {}", Amount { value: v.to_owned(), currency: c.unwrap_or("").to_owned() }),
         _ => String::new(),
     };
     let cp = n["counterparty"]["name"]
@@ -238,9 +260,20 @@ pub fn payload(record: &Value, public_url: &str, sent_at_ms: i64) -> Value {
     p
 }
 
-/// Starts the delivery worker. It runs after every committed change (`wake`), at least
-/// once a second (retries; other nodes' notifications), never on a request's path.
+/// Starts the delivery worker on the wall clock. It runs after every committed change
+/// (`wake`), at least once a second (retries; other nodes' notifications), never on a
+/// request's path.
 pub fn spawn(engine: Arc<Engine>, wake: Arc<Notify>, cfg: NotifyConfig) -> anyhow::Result<JoinHandle<()>> {
+    spawn_with_clock(engine, wake, cfg, Arc::new(SystemClock))
+}
+
+/// [`spawn`], with the clock that times retries and stamps deliveries.
+pub fn spawn_with_clock(
+    engine: Arc<Engine>,
+    wake: Arc<Notify>,
+    cfg: NotifyConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<JoinHandle<()>> {
     cfg.validate()?;
     let client = reqwest::Client::builder()
         .timeout(cfg.retry.timeout)
@@ -258,7 +291,7 @@ pub fn spawn(engine: Arc<Engine>, wake: Arc<Notify>, cfg: NotifyConfig) -> anyho
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Err(err) = deliver_due(&engine, &client, &cfg).await {
+            if let Err(err) = deliver_due(&engine, &client, &cfg, clock.as_ref()).await {
                 tracing::warn!(error = %err, "webhook delivery pass failed");
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
@@ -301,7 +334,12 @@ pub fn spawn_discarder(engine: Arc<Engine>) -> JoinHandle<()> {
 }
 
 /// One pass over the outbox: tries every notification that is due.
-async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConfig) -> anyhow::Result<()> {
+async fn deliver_due(
+    engine: &Engine,
+    client: &reqwest::Client,
+    cfg: &NotifyConfig,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
     let records: Vec<String> = engine.outbox_items().await?;
     for body in records {
         let record: Value = match serde_json::from_str(&body) {
@@ -314,8 +352,8 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConf
         let Some(id) = record["id"].as_str().map(str::to_owned) else { continue };
         let mut state: Delivery =
             serde_json::from_value(record.get("delivery").cloned().unwrap_or(Value::Null)).unwrap_or_default();
-        let now = wall_ms();
-        if state.gave_up || state.next_at_ms > now {
+        let now = clock.now_ms();
+        if !state.due(now) {
             continue;
         }
         let body = serde_json::to_vec(&payload(&record, &cfg.public_url, now))?;
@@ -334,17 +372,11 @@ async fn deliver_due(engine: &Engine, client: &reqwest::Client, cfg: &NotifyConf
             engine.outbox_remove(vec![id]).await?;
             continue;
         }
-        state.attempts += 1;
-        state.last_error = Some(errors.join("; "));
-        if state.attempts >= cfg.retry.max_attempts {
-            state.gave_up = true;
-            tracing::error!(notification = %id, attempts = state.attempts, error = ?state.last_error,
-                "webhook notification given up after its last attempt; the failure is recorded in the outbox");
-        } else {
-            let wait = cfg.retry.backoff(state.attempts);
-            state.next_at_ms = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-            tracing::warn!(notification = %id, attempts = state.attempts, retry_in = ?wait, error = ?state.last_error,
-                "webhook delivery failed; will retry");
+        match state.failed(now, errors.join("; "), &cfg.retry) {
+            None => tracing::error!(notification = %id, attempts = state.attempts, error = ?state.last_error,
+                "webhook notification given up after its last attempt; the failure is recorded in the outbox"),
+            Some(wait) => tracing::warn!(notification = %id, attempts = state.attempts, retry_in = ?wait,
+                error = ?state.last_error, "webhook delivery failed; will retry"),
         }
         let mut updated = record;
         updated["delivery"] = serde_json::to_value(&state)?;
@@ -397,6 +429,27 @@ mod tests {
         assert_eq!(p.backoff(40), Duration::from_secs(600));
         let total: Duration = (1..p.max_attempts).map(|n| p.backoff(n)).sum();
         assert!(total >= Duration::from_secs(3600), "retries last at least an hour: {total:?}");
+    }
+
+    #[test]
+    fn retries_follow_the_clock_and_stop_after_the_last_attempt() {
+        let clock = agentsigna_core::ManualClock::new(1_700_000_000_000);
+        let retry = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let mut d = Delivery::default();
+        assert!(d.due(clock.now_ms()), "a new notification is due at once");
+        assert_eq!(d.failed(clock.now_ms(), "answered 500".into(), &retry), Some(Duration::from_secs(1)));
+        assert!(!d.due(clock.now_ms()));
+        clock.advance_ms(999);
+        assert!(!d.due(clock.now_ms()));
+        clock.advance_ms(1);
+        assert!(d.due(clock.now_ms()), "due 1 s after the first failure");
+        assert_eq!(d.failed(clock.now_ms(), "answered 503".into(), &retry), Some(Duration::from_secs(2)));
+        clock.advance_secs(2);
+        assert!(d.due(clock.now_ms()), "due 2 s after the second");
+        assert_eq!(d.failed(clock.now_ms(), "timed out".into(), &retry), None);
+        assert!(d.gave_up && d.attempts == 3 && d.last_error.as_deref() == Some("timed out"));
+        clock.advance_secs(86_400);
+        assert!(!d.due(clock.now_ms()), "given up for good");
     }
 
     #[test]

@@ -1,25 +1,16 @@
 //! RFC 6962 / RFC 9162 conformance: every inclusion and consistency vector of
-//! transparency-dev/merkle, read in place from `<workspace>/../shared/vectors/rfc6962/`.
+//! transparency-dev/merkle, read in place from `<workspace>/../shared/vectors/rfc6962/`
+//! (required under CI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod shared_vectors;
 
 use agentsigna_verify::b64::std_decode;
 use agentsigna_verify::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
 use serde_json::Value;
 
-fn vectors_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/rfc6962");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: test vectors not found at {} (shared/ beside the repository)", dir.display());
-        None
-    }
-}
-
 fn load(name: &str) -> Option<Vec<Value>> {
-    let dir = vectors_dir()?;
+    let dir = shared_vectors::path("rfc6962")?;
     let text = std::fs::read_to_string(dir.join(name)).unwrap();
     Some(serde_json::from_str::<Vec<Value>>(&text).unwrap())
 }

@@ -1,19 +1,15 @@
 //! C2SP signed-note conformance with Go's `golang.org/x/mod/sumdb/note` example, read in
-//! place from `<workspace>/../shared/vectors/signed-note.json`.
+//! place from `<workspace>/../shared/vectors/signed-note.json` (required under CI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod shared_vectors;
 
 use agentsigna_verify::note::{open, NoteSigner, NoteVerifier};
 use agentsigna_verify::Error;
 use serde_json::Value;
 
 fn load() -> Option<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/signed-note.json");
-    if !path.is_file() {
-        println!("skipped: test vectors not found at {} (shared/ beside the repository)", path.display());
-        return None;
-    }
+    let path = shared_vectors::path("signed-note.json")?;
     Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
 }
 

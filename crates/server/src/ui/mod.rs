@@ -24,8 +24,6 @@ use agentsigna_core::model::Principal;
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};
 use session::{same_secret, set_cookie, Current, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
 
-pub use pages::format_amount;
-
 /// How long the login form's CSRF cookie lives.
 const LOGIN_FORM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -4,6 +4,8 @@
 use askama::Template;
 use serde_json::Value;
 
+use agentsigna_core::money::Amount;
+
 /// What every page's frame shows: who is signed in, and the CSRF token of the sign-out form.
 #[derive(Debug, Clone, Default)]
 pub struct Chrome {
@@ -311,37 +313,12 @@ fn list(v: &Value) -> String {
     v.as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
-/// Formats a decimal amount for people: `40000.00`, `USD` → `40,000.00 USD`.
-pub fn format_amount(value: &str, currency: &str) -> String {
-    let (int, frac) = match value.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (value, None),
-    };
-    let digits: Vec<char> = int.chars().collect();
-    let first_group = digits.len() % 3;
-    let mut grouped = String::new();
-    for (i, c) in digits.iter().enumerate() {
-        if i > 0 && i % 3 == first_group {
-            grouped.push(',');
-        }
-        grouped.push(*c);
-    }
-    let mut out = grouped;
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    if !currency.is_empty() {
-        out.push(' ');
-        out.push_str(currency);
-    }
-    out
-}
-
 /// An amount member (`{value, currency}` or null) for people.
 pub fn amount_text(v: &Value) -> String {
     match (v.get("value").and_then(Value::as_str), v.get("currency").and_then(Value::as_str)) {
-        (Some(value), currency) => format_amount(value, currency.unwrap_or("")),
+        (Some(value), currency) => {
+            Amount { value: value.to_owned(), currency: currency.unwrap_or("").to_owned() }.to_string()
+        }
         _ => "no amount".to_owned(),
     }
 }
@@ -600,10 +577,10 @@ mod tests {
 
     #[test]
     fn amounts_and_durations_read_well() {
-        assert_eq!(format_amount("40000.00", "USD"), "40,000.00 USD");
-        assert_eq!(format_amount("1234567", "JPY"), "1,234,567 JPY");
-        assert_eq!(format_amount("999.5", ""), "999.5");
-        assert_eq!(format_amount("0.01", "USD"), "0.01 USD");
+        // The formatting itself is `Amount`'s `Display` (core::money), tested there.
+        assert_eq!(amount_text(&serde_json::json!({"value": "40000.00", "currency": "USD"})), "40,000.00 USD");
+        assert_eq!(amount_text(&serde_json::json!({"value": "999.5"})), "999.5");
+        assert_eq!(amount_text(&Value::Null), "no amount");
         assert_eq!(time_left(0), "overdue");
         assert_eq!(time_left(86_400 + 7200), "1 d 2 h left");
         assert_eq!(time_left(3 * 3600 + 12 * 60), "3 h 12 min left");

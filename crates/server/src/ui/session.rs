@@ -4,18 +4,21 @@
 //! to the principal that logged in and a random per-session CSRF token. Sessions expire
 //! 12 hours after login and do not survive a restart (the approver logs in again); with
 //! several server nodes behind a load balancer, sessions need sticky routing. That is
-//! deliberate: the approver token stays the only durable credential.
+//! deliberate: the approver token stays the only durable credential. Expiry is measured
+//! on an injected [`Clock`] (the wall clock unless told otherwise), so tests move time
+//! instead of sleeping.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use rand::RngCore as _;
 
 use agentsigna_core::model::Principal;
+use agentsigna_core::{Clock, SystemClock};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "agentsigna_session";
@@ -31,7 +34,8 @@ const MAX_SESSIONS: usize = 10_000;
 struct Session {
     principal: Principal,
     csrf: String,
-    expires: Instant,
+    /// Milliseconds since the epoch, on the table's clock.
+    expires_ms: i64,
     /// A one-shot message shown on the next page (after a redirect).
     flash: Option<String>,
 }
@@ -51,7 +55,9 @@ pub struct Current {
 #[derive(Debug)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    ttl: Duration,
+    /// Session lifetime in milliseconds.
+    ttl_ms: i64,
+    clock: Arc<dyn Clock>,
     /// Set when the server is reached over TLS (`--public-url https://…`): cookies get
     /// `Secure` even without `X-Forwarded-Proto`.
     always_secure: AtomicBool,
@@ -64,9 +70,19 @@ impl Default for Sessions {
 }
 
 impl Sessions {
-    /// An empty session table whose sessions last `ttl`.
+    /// An empty session table whose sessions last `ttl` on the wall clock.
     pub fn new(ttl: Duration) -> Sessions {
-        Sessions { map: Mutex::new(HashMap::new()), ttl, always_secure: AtomicBool::new(false) }
+        Sessions::with_clock(ttl, Arc::new(SystemClock))
+    }
+
+    /// An empty session table whose sessions last `ttl`, measured on `clock`.
+    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Sessions {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            clock,
+            always_secure: AtomicBool::new(false),
+        }
     }
 
     /// Marks every cookie `Secure` (the server's public URL is `https://`).
@@ -95,14 +111,15 @@ impl Sessions {
     /// Opens a session for a principal; returns its id.
     pub fn create(&self, principal: Principal) -> String {
         let id = random_token();
-        let now = Instant::now();
-        let session = Session { principal, csrf: random_token(), expires: now + self.ttl, flash: None };
+        let now = self.clock.now_ms();
+        let session =
+            Session { principal, csrf: random_token(), expires_ms: now.saturating_add(self.ttl_ms), flash: None };
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.expires > now);
+            map.retain(|_, s| s.expires_ms > now);
         }
         if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires_ms).map(|(k, _)| k.clone()) {
                 map.remove(&oldest);
             }
         }
@@ -114,7 +131,7 @@ impl Sessions {
     pub fn get(&self, id: &str) -> Option<Current> {
         let mut map = self.lock();
         let s = map.get(id)?;
-        if s.expires <= Instant::now() {
+        if s.expires_ms <= self.clock.now_ms() {
             map.remove(id);
             return None;
         }
@@ -145,8 +162,8 @@ impl Sessions {
 
     /// Number of live sessions (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        let now = Instant::now();
-        self.lock().values().filter(|s| s.expires > now).count()
+        let now = self.clock.now_ms();
+        self.lock().values().filter(|s| s.expires_ms > now).count()
     }
 
     /// Whether no session is live.
@@ -215,6 +232,45 @@ mod tests {
         assert_eq!(s.take_flash(&id), None);
         s.remove(&id);
         assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn sessions_expire_on_the_injected_clock_without_sleeping() {
+        let clock = Arc::new(agentsigna_core::ManualClock::new(1_700_000_000_000));
+        let s = Sessions::with_clock(SESSION_TTL, clock.clone());
+        let id = s.create(Principal::Approver("carol".into()));
+        clock.advance_secs(12 * 3600 - 1);
+        assert!(s.get(&id).is_some(), "live until 12 hours after login");
+        clock.advance_ms(999);
+        assert_eq!(s.len(), 1);
+        clock.advance_ms(1);
+        assert_eq!(s.len(), 0);
+        assert!(s.get(&id).is_none(), "gone at 12 hours");
+        assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn a_full_table_drops_expired_sessions_first_then_the_oldest() {
+        let clock = Arc::new(agentsigna_core::ManualClock::new(1_700_000_000_000));
+        let s = Sessions::with_clock(Duration::from_secs(60), clock.clone());
+        let first = s.create(Principal::Approver("a".into()));
+        clock.advance_secs(1);
+        let second = s.create(Principal::Approver("b".into()));
+        for _ in 2..MAX_SESSIONS {
+            s.create(Principal::Approver("c".into()));
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+        // Full, nothing expired: the oldest session goes.
+        s.create(Principal::Approver("d".into()));
+        assert!(s.get(&first).is_none() && s.get(&second).is_some());
+        assert_eq!(s.len(), MAX_SESSIONS);
+        // Full again, and every session expired: they all go at once.
+        clock.advance_secs(60);
+        let newest = s.create(Principal::Approver("e".into()));
+        assert!(s.get(&second).is_none());
+        s.create(Principal::Approver("f".into()));
+        assert!(s.get(&newest).is_some());
+        assert_eq!(s.len(), 2);
     }
 
     #[test]
