@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 erp = MCPServer("toy-erp", instructions="A toy ERP: purchase orders, payments, inventory.")
 
@@ -51,7 +52,7 @@ def _require_passport(ctx: Context, tool: str, action: str, arguments: dict[str,
     token = _passport(ctx)
     _log({"event": "call", "tool": tool, "arguments": arguments, "passport": token})
     if token is None:
-        raise ValueError("refused: this ERP accepts actions only with an AgentSigna passport")
+        raise ToolError("refused: this ERP accepts actions only with an AgentSigna passport")
     jwks_url = os.environ.get("ERP_JWKS_URL")
     if jwks_url:
         import jwt  # PyJWT, only needed when verifying
@@ -61,7 +62,7 @@ def _require_passport(ctx: Context, tool: str, action: str, arguments: dict[str,
         claims = jwt.decode(token, key=key, algorithms=["EdDSA"], audience="erp", leeway=30)
         detail = claims["authorization_details"][0]
         if detail["action"] != action or (detail.get("amount") or {}).get("value") != amount:
-            raise ValueError(f"refused: the passport authorizes {detail['action']} {detail.get('amount')}, not this call")
+            raise ToolError(f"refused: the passport authorizes {detail['action']} {detail.get('amount')}, not this call")
     return token
 
 
@@ -81,7 +82,7 @@ def send_payment(payee: str, amount: str, currency: str, invoice: str, ctx: Cont
     args = {"payee": payee, "amount": amount, "currency": currency, "invoice": invoice}
     _require_passport(ctx, "send_payment", "payment.send", args, amount)
     if not invoice.startswith("INV-"):
-        raise ValueError(f"unknown invoice {invoice!r}: no payment was made")
+        raise ToolError(f"unknown invoice {invoice!r}: no payment was made")
     return {"payment": f"PAY-{invoice[4:]}", **args}
 
 

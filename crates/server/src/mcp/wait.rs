@@ -64,8 +64,9 @@ pub async fn wait_for_decision(
     let start = Instant::now();
     progress.notify(Duration::ZERO, total, format!("waiting for the human decision on case {id}")).await;
     loop {
-        let remaining = total.saturating_sub(start.elapsed());
-        let round = remaining.min(ROUND).as_secs();
+        // Whole seconds for `?wait`, rounded up: a wait never ends early.
+        let remaining = total.saturating_sub(start.elapsed()).min(ROUND);
+        let round = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
         let answer = tokio::select! {
             a = api.case(key, id, round) => a?,
             _ = ct.cancelled() => return Ok(Waited::Cancelled),
