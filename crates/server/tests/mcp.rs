@@ -62,8 +62,9 @@ async fn drive(py: &str, dir: &Path, plan: Value) -> Vec<Value> {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the Python client failed:\n{stderr}");
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("driver output is not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout))
+    });
     doc["results"].as_array().unwrap().clone()
 }
 
@@ -362,7 +363,12 @@ async fn gate_over_streamable_http_in_front_of_an_http_upstream() {
     wait_listening(erp_port, &mut erp.0, "the toy ERP").await;
     let mut gate_cmd = Command::new(bin());
     gate_cmd.args(["mcp-gate", "--tools"]).arg(tools_file(dir.path(), "PT2S"));
-    gate_cmd.args(["--listen", &format!("127.0.0.1:{gate_port}"), "--upstream", &format!("http://127.0.0.1:{erp_port}/mcp")]);
+    gate_cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{gate_port}"),
+        "--upstream",
+        &format!("http://127.0.0.1:{erp_port}/mcp"),
+    ]);
     env_of(&mut gate_cmd);
     gate_cmd.env_remove("AGENTSIGNA_API_KEY");
     let mut gate = Killed(gate_cmd.spawn().unwrap());

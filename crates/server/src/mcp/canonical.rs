@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn members_are_sorted_and_whitespace_dropped() {
         let v = json!({"b": [1, true, null], "a": {"y": "x\n\u{1}", "x": -3}, "\u{e9}": "é"});
-        assert_eq!(canonical_json(&v).unwrap(), "{\"a\":{\"x\":-3,\"y\":\"x\\n\\u0001\"},\"b\":[1,true,null],\"é\":\"é\"}");
+        assert_eq!(
+            canonical_json(&v).unwrap(),
+            "{\"a\":{\"x\":-3,\"y\":\"x\\n\\u0001\"},\"b\":[1,true,null],\"é\":\"é\"}"
+        );
     }
 
     #[test]

@@ -308,7 +308,8 @@ impl McpGate {
             }
         }
         let Some(passport) = doc["passport"].as_str().map(str::to_owned) else {
-            let text = format!("{} was not forwarded: case {case} is authorized but its passport is not shown.", m.name);
+            let text =
+                format!("{} was not forwarded: case {case} is authorized but its passport is not shown.", m.name);
             return summary::result(doc, text, true);
         };
         // Connect first: a passport is used only when the call can be sent.
@@ -343,7 +344,8 @@ impl McpGate {
                 let mut result = forwarded(result);
                 let failed = result.is_error == Some(true);
                 let detail = failed.then(|| first_text(&result));
-                self.report(&case, jti, &m.name, if failed { "rejected" } else { "completed" }, detail.as_deref()).await;
+                self.report(&case, jti, &m.name, if failed { "rejected" } else { "completed" }, detail.as_deref())
+                    .await;
                 let mut meta = result.meta.take().unwrap_or_default();
                 meta.0.insert(CASE_META.to_owned(), json!(case));
                 result.meta = Some(meta);
@@ -351,7 +353,11 @@ impl McpGate {
             }
             Err(UpstreamFailure::Error(e)) => {
                 self.report(&case, jti, &m.name, "rejected", Some(&e.message)).await;
-                summary::error_text(format!("{} was forwarded under case {case}; {}.", m.name, UpstreamFailure::Error(e)))
+                summary::error_text(format!(
+                    "{} was forwarded under case {case}; {}.",
+                    m.name,
+                    UpstreamFailure::Error(e)
+                ))
             }
             Err(e) => {
                 tracing::warn!(case = %case, tool = %m.name, error = %e, "forwarded call without an answer");
@@ -394,7 +400,8 @@ fn first_text(result: &CallToolResult) -> String {
 }
 
 fn refused_request(m: &Mapping, e: &ApiFailure) -> CallToolResult {
-    let culprit = e.field().and_then(|f| m.argument_for_field(f)).map(|a| format!(" The culprit: {a}.")).unwrap_or_default();
+    let culprit =
+        e.field().and_then(|f| m.argument_for_field(f)).map(|a| format!(" The culprit: {a}.")).unwrap_or_default();
     let text = format!("{} was not forwarded: AgentSigna refused the request: {}.{culprit}", m.name, e.describe());
     summary::result(e.body(), text, true)
 }

@@ -69,22 +69,22 @@ async fn require_agent_key(State(keys): State<Arc<KeyCheck>>, req: Request, next
     match keys.accepts(key).await {
         Ok(true) => next.run(req).await,
         Ok(false) => unauthorized("AgentSigna does not accept this agent key"),
-        Err(e) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "AgentSigna unavailable", e.describe())
-                .into_response()
-        }
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "AgentSigna unavailable", e.describe())
+            .into_response(),
     }
 }
 
 /// Serves `core` at `http://addr/mcp` until SIGTERM or Ctrl-C.
 pub async fn serve(core: Arc<GateCore>, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let ct = CancellationToken::new();
     let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     hosts.push(local.ip().to_string());
     hosts.push(local.to_string());
-    let config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts).with_cancellation_token(ct.child_token());
+    let config =
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts).with_cancellation_token(ct.child_token());
     let factory_core = core.clone();
     let service = StreamableHttpService::new(
         move || Ok(McpGate::for_http(factory_core.clone())),

@@ -100,23 +100,23 @@ fn tools() -> Vec<Tool> {
 }
 
 /// `wait_seconds` of a call: absent → 0; otherwise a whole number up to the maximum.
-fn wait_seconds(args: &Map<String, Value>) -> Result<u64, CallToolResult> {
+fn wait_seconds(args: &Map<String, Value>) -> Result<u64, String> {
     match args.get("wait_seconds") {
         None | Some(Value::Null) => Ok(0),
         Some(v) => match v.as_u64() {
             Some(n) if n <= MAX_WAIT_SECONDS => Ok(n),
-            _ => Err(summary::error_text(format!(
+            _ => Err(format!(
                 "argument wait_seconds: must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS} (got {v})"
-            ))),
+            )),
         },
     }
 }
 
-fn string_arg<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, CallToolResult> {
+fn string_arg<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
     match args.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(_) => Err(summary::error_text(format!("argument {name}: must be a non-empty string"))),
-        None => Err(summary::error_text(format!("argument {name}: is required"))),
+        Some(_) => Err(format!("argument {name}: must be a non-empty string")),
+        None => Err(format!("argument {name}: is required")),
     }
 }
 
@@ -148,10 +148,14 @@ impl AgentTools {
         }
     }
 
-    async fn request_authority(&self, mut args: Map<String, Value>, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+    async fn request_authority(
+        &self,
+        mut args: Map<String, Value>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let wait = match wait_seconds(&args) {
             Ok(w) => w,
-            Err(e) => return e,
+            Err(e) => return summary::error_text(e),
         };
         args.remove("wait_seconds");
         match self.api.submit(&self.key, &Value::Object(args)).await {
@@ -163,7 +167,7 @@ impl AgentTools {
     async fn get_case(&self, args: Map<String, Value>, ctx: &RequestContext<RoleServer>) -> CallToolResult {
         let (id, wait) = match (string_arg(&args, "case_id"), wait_seconds(&args)) {
             (Ok(id), Ok(w)) => (id.to_owned(), w),
-            (Err(e), _) | (_, Err(e)) => return e,
+            (Err(e), _) | (_, Err(e)) => return summary::error_text(e),
         };
         match self.api.case(&self.key, &id, 0).await {
             Ok(answer) => self.settle(answer.body, wait, ctx).await,
@@ -174,7 +178,7 @@ impl AgentTools {
     async fn report_outcome(&self, args: Map<String, Value>) -> CallToolResult {
         let (id, outcome) = match (string_arg(&args, "case_id"), string_arg(&args, "outcome")) {
             (Ok(id), Ok(o)) => (id, o),
-            (Err(e), _) | (_, Err(e)) => return e,
+            (Err(e), _) | (_, Err(e)) => return summary::error_text(e),
         };
         if !matches!(outcome, "rejected" | "disputed") {
             return summary::error_text(format!(

@@ -8,7 +8,8 @@ use super::client::ApiFailure;
 
 /// A result carrying `structured` and the summary `text`.
 pub fn result(structured: Value, text: String, is_error: bool) -> CallToolResult {
-    let mut r = if is_error { CallToolResult::structured_error(structured) } else { CallToolResult::structured(structured) };
+    let mut r =
+        if is_error { CallToolResult::structured_error(structured) } else { CallToolResult::structured(structured) };
     r.content = vec![ContentBlock::text(text)];
     r
 }
@@ -108,14 +109,15 @@ pub fn verdict(body: &Value) -> (String, bool) {
             };
             (format!("Rejected: case {case} ({why}). The action must not be carried out."), true)
         }
-        "expired" => (
-            format!("Expired: case {case}; its passport or pickup window ran out unused. Submit a new request."),
-            true,
-        ),
+        "expired" => {
+            (format!("Expired: case {case}; its passport or pickup window ran out unused. Submit a new request."), true)
+        }
         "executed" => (format!("Executed: case {case} was carried out; its outcome is not recorded yet."), false),
         "closed" => {
-            let outcomes: Vec<&str> =
-                body["outcomes"].as_array().map(|o| o.iter().filter_map(|o| o["outcome"].as_str()).collect()).unwrap_or_default();
+            let outcomes: Vec<&str> = body["outcomes"]
+                .as_array()
+                .map(|o| o.iter().filter_map(|o| o["outcome"].as_str()).collect())
+                .unwrap_or_default();
             (format!("Closed: case {case}, outcome(s) {}.", outcomes.join(", ")), false)
         }
         other => (format!("Case {case} has status {other:?} (verdict {verdict:?})."), false),

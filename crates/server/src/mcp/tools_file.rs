@@ -229,8 +229,7 @@ impl ToolsFile {
             ));
         }
         for m in self.tools.values() {
-            let Some(props) = upstream.get(&m.name).and_then(|s| s.get("properties")).and_then(Value::as_object)
-            else {
+            let Some(props) = upstream.get(&m.name).and_then(|s| s.get("properties")).and_then(Value::as_object) else {
                 continue;
             };
             for (key, pointer) in m.pointers() {
@@ -471,7 +470,10 @@ description_value = "payment from the ERP"
         check("audience = \"erp\"\nwait = \"2 minutes\"\n", "wait \"2 minutes\" is not an ISO 8601 duration");
         check("audience = \"erp\"\nunmapped = \"maybe\"\n", "unknown variant `maybe`");
         check("unmapped = \"deny\"\n", "missing field `audience`");
-        check("audience = \"erp\"\nallow = [\"t\"]\n[[tool]]\nname = \"t\"\naction = \"a\"\ncounterparty = \"/v\"\n", "both");
+        check(
+            "audience = \"erp\"\nallow = [\"t\"]\n[[tool]]\nname = \"t\"\naction = \"a\"\ncounterparty = \"/v\"\n",
+            "both",
+        );
     }
 
     #[test]
@@ -488,7 +490,8 @@ description_value = "payment from the ERP"
         upstream.insert("send_payment".to_owned(), json!({"type": "object", "properties": {"payee": {}}}));
         let e = f.check_against(&upstream).unwrap_err();
         assert!(e.contains("amount = \"/amount/value\" names no argument"), "{e}");
-        upstream.insert("send_payment".to_owned(), json!({"type": "object", "properties": {"payee": {}, "amount": {}}}));
+        upstream
+            .insert("send_payment".to_owned(), json!({"type": "object", "properties": {"payee": {}, "amount": {}}}));
         f.check_against(&upstream).unwrap();
     }
 
@@ -504,7 +507,8 @@ description_value = "payment from the ERP"
         assert_eq!(body["description"], "paper");
         assert_eq!(body["context"], Value::Object(a.clone()));
         // The same arguments in another order map to the same key; other arguments do not.
-        let reordered = args(json!({"qty": 3, "summary": "paper", "currency": "USD", "total": "120.00", "vendor": "acme"}));
+        let reordered =
+            args(json!({"qty": 3, "summary": "paper", "currency": "USD", "total": "120.00", "vendor": "acme"}));
         assert_eq!(m.request("erp", &reordered).unwrap()["idempotency_key"], body["idempotency_key"]);
         let other = args(json!({"vendor": "acme", "total": "121.00", "currency": "USD", "summary": "paper", "qty": 3}));
         assert_ne!(m.request("erp", &other).unwrap()["idempotency_key"], body["idempotency_key"]);

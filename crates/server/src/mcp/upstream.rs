@@ -52,7 +52,9 @@ impl std::fmt::Display for UpstreamFailure {
         match self {
             UpstreamFailure::Unavailable(m) => write!(f, "the upstream MCP server is unavailable: {m}"),
             UpstreamFailure::NoAnswer(m) => write!(f, "the upstream MCP server gave no answer: {m}"),
-            UpstreamFailure::Error(e) => write!(f, "the upstream MCP server answered with error {}: {}", e.code.0, e.message),
+            UpstreamFailure::Error(e) => {
+                write!(f, "the upstream MCP server answered with error {}: {}", e.code.0, e.message)
+            }
             UpstreamFailure::Cancelled => write!(f, "the call was cancelled"),
         }
     }
