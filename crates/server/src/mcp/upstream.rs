@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// Time allowed to start and initialize the upstream.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the upstream is.
 #[derive(Debug, Clone, PartialEq, Eq)]
