@@ -51,6 +51,10 @@ pub enum Command {
     /// Load benchmark: verdict latency at a fixed rate, sustained authorized requests/s,
     /// and the ratio to a bare HTTP endpoint, on an in-process server with a durable ledger.
     Bench(crate::bench::BenchArgs),
+    /// An MCP server (stdio) for an agent: request_authority, get_case, report_outcome.
+    Mcp(crate::mcp::server::McpArgs),
+    /// The enforcement point in front of an MCP server: mapped tool calls need a passport.
+    McpGate(crate::mcp::gate::McpGateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +290,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(KeysCommand::Rotate(a)) => keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust_rebuild(a))),
         Command::Bench(a) => crate::bench::run(a),
+        Command::Mcp(a) => crate::mcp::server::run(a),
+        Command::McpGate(a) => crate::mcp::gate::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod demo;
 pub mod gate;
 pub mod http;
+pub mod mcp;
 pub mod notify;
 pub mod ui;
