@@ -274,6 +274,21 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// A closure run against a snapshot (on a thread where blocking is allowed).
 pub type ReadFn = Box<dyn FnOnce(&mut dyn Snapshot) + Send + 'static>;
 
+/// What a store's serial step has done since it started: for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SerialFigures {
+    /// Batches (transactions) committed or attempted.
+    pub batches: u64,
+    /// Write sets handled (committed or refused).
+    pub write_sets: u64,
+    /// Ledger entries sequenced.
+    pub entries: u64,
+    /// Time inside the serial step (from its `BEGIN` to the answers, commit included), µs.
+    pub busy_micros: u64,
+    /// Of which in `COMMIT` (the fsync), µs.
+    pub commit_micros: u64,
+}
+
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
     /// Runs `f` against a consistent read-only snapshot.
@@ -284,6 +299,10 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>>;
     /// Backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
+    /// What the serial step has done so far (this process's share of it).
+    fn serial_figures(&self) -> SerialFigures {
+        SerialFigures::default()
+    }
 }
 
 /// Typed reads over [`Store`].

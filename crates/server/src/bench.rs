@@ -220,6 +220,34 @@ pub struct Targets {
     pub ratio_ge_0_10: bool,
 }
 
+/// The serial step (the store's writer) over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Serial {
+    #[serde(flatten)]
+    pub figures: agentsigna_core::store::SerialFigures,
+    /// Mean time of one batch in the serial step, µs (commit included).
+    pub micros_per_batch: f64,
+    /// Mean serial time per ledger entry, µs.
+    pub micros_per_entry: f64,
+    /// Mean write sets per batch (group commit).
+    pub write_sets_per_batch: f64,
+    /// Share of the run's wall time the serial step was busy.
+    pub busy_share: f64,
+}
+
+impl Serial {
+    fn of(f: agentsigna_core::store::SerialFigures, wall: Duration) -> Serial {
+        let per = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Serial {
+            figures: f,
+            micros_per_batch: per(f.busy_micros, f.batches),
+            micros_per_entry: per(f.busy_micros, f.entries),
+            write_sets_per_batch: per(f.write_sets, f.batches),
+            busy_share: per(f.busy_micros, u64::try_from(wall.as_micros()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
 /// The ledger after the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerFigures {
@@ -260,6 +288,8 @@ pub struct Report {
     pub ratio: f64,
     /// Phase 4's authorized requests/s ÷ phase 2's (1.0: the waiters cost nothing).
     pub waiters_ratio: Option<f64>,
+    /// The store's serial step over the whole run (warm-up included).
+    pub serial: Serial,
     pub targets: Targets,
     pub ledger: LedgerFigures,
     /// Failed requests over every phase, warm-up included.
@@ -768,10 +798,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     eprintln!("bench: AgentSigna on {}, bare endpoint on http://{}", running.url(), bare.addr);
     let targets = Target::new(running.addr, "/v1/requests", Some(&token), Expect::Authorized)
         .and_then(|s| Ok((s, Target::new(bare.addr, BARE_PATH, None, Expect::Success)?)));
+    let run_started = std::time::Instant::now();
     let measured = match targets {
         Ok((signa, bare_target)) => client_rt.block_on(measure(&a, Arc::new(signa), Arc::new(bare_target))),
         Err(e) => Err(e),
     };
+    let serial = Serial::of(running.engine.serial_figures(), run_started.elapsed());
     // Closes the client's connections, so that the servers drain at once.
     client_rt.shutdown_timeout(Duration::from_secs(5));
     let stopped = server_rt.block_on(async {
@@ -817,6 +849,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         waiters: a.waiters,
         ratio,
         waiters_ratio,
+        serial,
         targets,
         ledger,
         errors,
@@ -986,6 +1019,17 @@ fn markdown(r: &Report) -> String {
         thousands(r.ledger.bytes_per_case),
         r.ledger.verify_secs,
         r.ledger.verification
+    );
+    let sf = &r.serial;
+    let _ = writeln!(
+        out,
+        "- Serial step: {} batches, {:.1} write sets per batch, {:.0} µs per batch ({:.0} µs of it in COMMIT), {:.1} µs per entry, busy {:.0} % of the run",
+        thousands(sf.figures.batches),
+        sf.write_sets_per_batch,
+        sf.micros_per_batch,
+        if sf.figures.batches == 0 { 0.0 } else { sf.figures.commit_micros as f64 / sf.figures.batches as f64 },
+        sf.micros_per_entry,
+        sf.busy_share * 100.0
     );
     if r.errors == 0 {
         let _ = writeln!(out, "- Errors: none");

@@ -167,6 +167,11 @@ impl Engine {
         self.store.backend()
     }
 
+    /// What the store's serial step has done so far.
+    pub fn serial_figures(&self) -> crate::store::SerialFigures {
+        self.store.serial_figures()
+    }
+
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 pub use read::{AuditError, LedgerReader};
 pub use schema::SCHEMA_VERSION;
+pub use writer::WriterStats;
 
 /// A SQLite failure as the engine sees it: unreachable files are `Unavailable`, the rest
 /// `Storage` (constraint violations are mapped to conflicts where they can occur).
@@ -56,6 +57,7 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<WriterStats>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -120,15 +122,18 @@ impl SqliteStore {
             readers.push(open_conn(path, true)?);
         }
         let (tx, rx) = mpsc::sync_channel::<writer::Job>(options.queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("agentsigna-writer".into())
-            .spawn(move || writer::writer_loop(conn, frontier, signer, rx))
+            .spawn(move || writer::writer_loop(conn, frontier, signer, rx, writer_stats))
             .map_err(|e| StoreError::storage("cannot start the writer thread", e))?;
         Ok(SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
             thread: Mutex::new(Some(thread)),
+            stats,
         })
     }
 
@@ -186,6 +191,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn serial_figures(&self) -> agentsigna_core::store::SerialFigures {
+        self.stats.figures()
     }
 }
 

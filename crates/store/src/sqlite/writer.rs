@@ -4,9 +4,11 @@
 //! in-memory Merkle frontier; one signed checkpoint for the new tree; one `COMMIT` (one
 //! fsync); then every write set is answered. It decides nothing and hashes only the tree.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 
-use agentsigna_core::store::{Committed, Precondition, StoreError, StoreResult, Write, WriteSet};
+use agentsigna_core::store::{Committed, Precondition, SerialFigures, StoreError, StoreResult, Write, WriteSet};
 use agentsigna_verify::merkle::Frontier;
 use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,13 +20,48 @@ use super::{db_err, to_i64};
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 512;
 
+/// What the serial step has done since start: counts and the time spent in it (from
+/// `BEGIN` to the answers, fsync included), for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub write_sets: AtomicU64,
+    pub entries: AtomicU64,
+    pub busy_micros: AtomicU64,
+    /// Time in `COMMIT` alone (the fsync of the WAL).
+    pub commit_micros: AtomicU64,
+}
+
+impl WriterStats {
+    /// The figures so far.
+    pub fn figures(&self) -> SerialFigures {
+        SerialFigures {
+            batches: self.batches.load(Ordering::Relaxed),
+            write_sets: self.write_sets.load(Ordering::Relaxed),
+            entries: self.entries.load(Ordering::Relaxed),
+            busy_micros: self.busy_micros.load(Ordering::Relaxed),
+            commit_micros: self.commit_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 pub(crate) struct Job {
     pub writes: WriteSet,
     pub reply: oneshot::Sender<StoreResult<Committed>>,
 }
 
 /// Runs batches until every sender is gone.
-pub(crate) fn writer_loop(conn: Connection, mut frontier: Frontier, signer: NoteSigner, rx: mpsc::Receiver<Job>) {
+pub(crate) fn writer_loop(
+    conn: Connection,
+    mut frontier: Frontier,
+    signer: NoteSigner,
+    rx: mpsc::Receiver<Job>,
+    stats: std::sync::Arc<WriterStats>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -33,18 +70,26 @@ pub(crate) fn writer_loop(conn: Connection, mut frontier: Frontier, signer: Note
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut frontier, &signer, batch);
+        let started = Instant::now();
+        let (sets, before) = (batch.len() as u64, frontier.size());
+        let commit = run_batch(&conn, &mut frontier, &signer, batch);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.write_sets.fetch_add(sets, Ordering::Relaxed);
+        stats.entries.fetch_add(frontier.size().saturating_sub(before), Ordering::Relaxed);
+        stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
+        stats.busy_micros.fetch_add(micros(started), Ordering::Relaxed);
     }
 }
 
 /// One group commit. A failing write set is rolled back to its savepoint alone; a failing
-/// commit fails every write set of the batch and restores the frontier.
-pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &NoteSigner, batch: Vec<Job>) {
+/// commit fails every write set of the batch and restores the frontier. Returns the time
+/// spent in `COMMIT`, in µs.
+pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &NoteSigner, batch: Vec<Job>) -> u64 {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err) {
         for job in batch {
             let _ = job.reply.send(Err(e.clone()));
         }
-        return;
+        return 0;
     }
     let start = frontier.clone();
     let mut results = Vec::with_capacity(batch.len());
@@ -71,21 +116,24 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
     if frontier.size() != start.size() {
         commit = store_checkpoint(conn, frontier, signer);
     }
+    let committing = Instant::now();
     if commit.is_ok() {
         commit = conn.execute_batch("COMMIT").map_err(db_err);
     }
+    let commit_micros = micros(committing);
     if let Err(e) = commit {
         let _ = conn.execute_batch("ROLLBACK");
         *frontier = start;
         for reply in replies {
             let _ = reply.send(Err(e.clone()));
         }
-        return;
+        return commit_micros;
     }
     let tree_size = frontier.size();
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result.map(|first_index| Committed { first_index, tree_size }));
     }
+    commit_micros
 }
 
 fn conflict(what: String) -> StoreError {
