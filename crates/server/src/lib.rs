@@ -10,4 +10,5 @@ pub mod demo;
 pub mod gate;
 pub mod http;
 pub mod notify;
+pub mod secret;
 pub mod ui;
