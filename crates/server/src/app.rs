@@ -16,6 +16,8 @@ use agentsigna_core::org::{NewCredential, OrgFile};
 use agentsigna_core::Clock;
 use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 
+use crate::http::limits::{Rate, RequestLimits, DEFAULT_MAX_WAITS};
+use crate::http::server::ServerLimits;
 use crate::http::{self, AppState};
 
 /// What `agentsigna serve` needs.
@@ -39,6 +41,12 @@ pub struct ServeOptions {
     /// The URL people reach this server at (links in notifications; `https://` marks the
     /// web pages' cookies `Secure`). Default `http://<listen address>`.
     pub public_url: Option<String>,
+    /// Connection limits: head and body timeouts, connection cap.
+    pub limits: ServerLimits,
+    /// Per-principal request rate (`None`: unlimited).
+    pub rate: Option<Rate>,
+    /// Most `?wait` long polls waiting at once.
+    pub max_waits: usize,
 }
 
 impl ServeOptions {
@@ -54,6 +62,9 @@ impl ServeOptions {
             webhooks: Vec::new(),
             webhook_secret: None,
             public_url: None,
+            limits: ServerLimits::default(),
+            rate: None,
+            max_waits: DEFAULT_MAX_WAITS,
         }
     }
 }
@@ -114,7 +125,7 @@ pub fn open_engine(
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Engine>> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    secure_data_dir(data_dir)?;
     let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
     let store = SqliteStore::open(&db_path(data_dir), keys.ledger.clone(), SqliteOptions::default())?;
     Ok(Arc::new(Engine::new(Arc::new(store), clock, keys, config)))
@@ -126,16 +137,93 @@ pub fn write_credentials(data_dir: &Path, creds: &[NewCredential]) -> anyhow::Re
         return Ok(());
     }
     let dir = data_dir.join("credentials");
-    std::fs::create_dir_all(&dir)?;
+    create_private_dir(&dir)?;
     for c in creds {
         write_secret_file(&dir.join(format!("{}-{}.token", c.kind, c.id)), format!("{}\n", c.token).as_bytes())?;
     }
     Ok(())
 }
 
+/// Creates a directory (and its missing parents) accessible only by its owner.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Creates the data directory and its `keys/` and `credentials/` directories mode 0700,
+/// and the database file mode 0600 before SQLite opens it (SQLite gives its `-wal` and
+/// `-shm` files the database file's mode), whatever the umask.
+pub fn secure_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    create_private_dir(data_dir)?;
+    create_private_dir(&data_dir.join("keys"))?;
+    let db = db_path(data_dir);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    match opts.open(&db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", db.display())),
+    }
+}
+
+/// The files of a data directory that hold secrets: keys, `admin.token`, credentials,
+/// the database (bearer passports, credential hashes) and its WAL and shared memory.
+fn secret_files(data_dir: &Path) -> Vec<PathBuf> {
+    let db = db_path(data_dir);
+    let mut files = vec![data_dir.join("admin.token"), db.with_extension("db-wal"), db.with_extension("db-shm"), db];
+    for dir in ["keys", "credentials"] {
+        if let Ok(entries) = std::fs::read_dir(data_dir.join(dir)) {
+            let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            found.sort();
+            files.extend(found);
+        }
+    }
+    files
+}
+
+/// Refuses to start when a secret file of the data directory is accessible by group or
+/// others: the operator fixes the mode (the server never changes it silently).
+pub fn refuse_exposed_files(data_dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for file in secret_files(data_dir) {
+            let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "{} is accessible by group or others (mode {mode:04o}) and holds secrets; \
+                     restrict it with `chmod 600 {}` (and `chmod 700 {}`), then start again",
+                    file.display(),
+                    file.display(),
+                    data_dir.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = secret_files(data_dir);
+    Ok(())
+}
+
 /// Starts the server: first start creates keys and `admin.token`; the org file is applied.
 pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     crate::notify::validate_urls(&opts.webhooks)?;
+    refuse_exposed_files(&opts.data_dir)?;
     let engine = open_engine(&opts.data_dir, opts.origin.as_deref(), opts.config.clone(), clock)?;
     let admin_token = engine.ensure_admin_token().await?;
     if let Some(token) = &admin_token {
@@ -158,7 +246,8 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     engine.warm_policies().await.context("compiling the active policy")?;
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(engine.clone());
+    let mut state = AppState::new(engine.clone());
+    state.limits = Arc::new(RequestLimits::new(opts.rate, opts.max_waits));
     let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     state.sessions.set_always_secure(public_url.starts_with("https://"));
     // Webhooks: the outbox is written by the engine with each review event; the worker
@@ -175,7 +264,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         crate::notify::spawn(engine.clone(), engine.outbox_signal(), cfg)?
     };
     let app = http::router(state.clone());
-    let (tx, join) = http::serve_until_stopped(listener, app);
+    let (tx, join) = http::server::serve(listener, app, opts.limits);
     let sweeper = if opts.sweeper {
         let e = engine.clone();
         let keys_dir = opts.data_dir.join("keys");

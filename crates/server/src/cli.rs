@@ -74,12 +74,57 @@ pub struct GateArgs {
     /// The URL agents call, as used in holder proofs (`htu`); default http://<listen>.
     #[arg(long)]
     pub public_url: Option<String>,
-    /// AgentSigna base URL to report executions to.
-    #[arg(long, requires = "report_token")]
+    /// AgentSigna base URL to report executions to (with --report-token or --report-token-file).
+    #[arg(long)]
     pub report_to: Option<String>,
     /// The target system's bearer token for reports.
-    #[arg(long, requires = "report_to")]
+    #[arg(long, value_name = "TOKEN", requires = "report_to", conflicts_with = "report_token_file")]
     pub report_token: Option<String>,
+    /// A file holding the target system's bearer token for reports.
+    #[arg(long, value_name = "FILE", requires = "report_to")]
+    pub report_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Connection and request limits of `serve` and `gate`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a complete request head (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+    /// Seconds a request body has to arrive after its head (408 after that), and longest
+    /// stall of a client that does not read its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Most connections open at once; at the cap the oldest idle one is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Requests per second allowed per principal (per client address without a valid
+    /// credential); 0 disables the limit. Over it: 429 with Retry-After.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+    /// Requests a principal may send at once above the rate.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+}
+
+impl LimitArgs {
+    /// The connection limits.
+    pub fn server(&self) -> crate::http::server::ServerLimits {
+        crate::http::server::ServerLimits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The request rate (`None` when disabled).
+    pub fn rate(&self) -> Option<crate::http::limits::Rate> {
+        (self.rate_limit > 0)
+            .then_some(crate::http::limits::Rate { per_second: self.rate_limit, burst: self.rate_burst })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,23 +214,39 @@ pub struct ServeArgs {
     /// Passport issuer (`iss`).
     #[arg(long, default_value = "agentsigna")]
     pub issuer: String,
-    /// Default passport lifetime in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Default passport lifetime in seconds (1 to 3600, the longest any passport lives).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=3600))]
     pub passport_ttl: i64,
-    /// Default review deadline in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// Default review deadline in seconds (1 to 2592000, 30 days).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..=MAX_WINDOW_SECS))]
     pub review_deadline: i64,
-    /// How long an approved passport may be picked up, in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// How long an approved passport may be picked up, in seconds (1 to 2592000, 30 days).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..=MAX_WINDOW_SECS))]
     pub pickup_window: i64,
     /// Webhook URL notified when a review opens and when it is approved, rejected or
     /// expires (repeatable; Slack-compatible JSON with a `text` member).
     #[arg(long = "webhook", value_name = "URL")]
     pub webhooks: Vec<String>,
-    /// Secret of the webhooks' `AgentSigna-Signature` HMAC: the secret itself or a file
-    /// holding it.
-    #[arg(long, value_name = "SECRET|FILE", env = "AGENTSIGNA_WEBHOOK_SECRET", hide_env_values = true)]
+    /// Secret of the webhooks' `AgentSigna-Signature` HMAC, as a value (prefer
+    /// --webhook-secret-file: a value shows in the process list).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "AGENTSIGNA_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "webhook_secret_file"
+    )]
     pub webhook_secret: Option<String>,
+    /// A file holding the webhooks' HMAC secret (surrounding whitespace ignored); a
+    /// missing, unreadable or empty file is refused at start.
+    #[arg(long, value_name = "FILE", env = "AGENTSIGNA_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Most `GET /v1/cases/{id}?wait=` long polls waiting at once; beyond it a call is
+    /// answered at once (header `AgentSigna-Wait: unavailable`).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_waits: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The URL people reach this server at (links in notifications; `https://…` makes
     /// the web pages' session cookies `Secure`). Default: http://<listen address>.
     #[arg(long, value_name = "URL")]
@@ -319,10 +380,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     opts.origin = a.origin;
     opts.config = config;
     opts.webhooks = a.webhooks;
-    opts.webhook_secret = match &a.webhook_secret {
-        Some(v) => Some(read_arg_or_file(v)?).filter(|s| !s.is_empty()),
-        None => None,
+    opts.webhook_secret = match (&a.webhook_secret, &a.webhook_secret_file) {
+        (_, Some(file)) => Some(read_secret_file(file, "--webhook-secret-file")?),
+        (Some(v), None) => Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
+        (None, None) => None,
     };
+    opts.limits = a.limits.server();
+    opts.rate = a.limits.rate();
+    opts.max_waits = usize::try_from(a.max_waits).unwrap_or(usize::MAX);
     opts.public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
     let running = app::start(opts, Arc::new(SystemClock)).await?;
     eprintln!("agentsigna listening on {} (data dir {})", running.url(), running.data_dir.display());
@@ -335,6 +400,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     app::shutdown_signal().await;
     eprintln!("shutting down: draining in-flight requests");
     running.stop(Duration::from_secs(30)).await
+}
+
+/// Longest review deadline and pickup window `serve` accepts, in seconds (30 days).
+pub const MAX_WINDOW_SECS: i64 = 30 * 86_400;
+
+/// Reads a secret from a file named by `flag`: it must exist and not be empty.
+fn read_secret_file(path: &Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(secret.to_owned())
 }
 
 fn read_arg_or_file(value: &str) -> anyhow::Result<String> {
@@ -597,10 +675,14 @@ async fn trust_rebuild(a: TrustRebuildArgs) -> anyhow::Result<i32> {
 }
 
 async fn gate(a: GateArgs) -> anyhow::Result<()> {
-    let report_token = match &a.report_token {
-        Some(t) => Some(read_arg_or_file(t)?),
-        None => None,
+    let report_token = match (&a.report_token, &a.report_token_file) {
+        (_, Some(file)) => Some(read_secret_file(file, "--report-token-file")?),
+        (Some(t), None) => Some(t.trim().to_owned()),
+        (None, None) => None,
     };
+    if a.report_to.is_some() && report_token.is_none() {
+        bail!("--report-to needs the target system's token: --report-token TOKEN or --report-token-file FILE");
+    }
     let opts = crate::gate::GateOptions {
         listen: a.listen,
         upstream: a.upstream,
@@ -610,7 +692,7 @@ async fn gate(a: GateArgs) -> anyhow::Result<()> {
         report_to: a.report_to,
         report_token,
     };
-    let running = crate::gate::start(opts, Arc::new(SystemClock)).await?;
+    let running = crate::gate::start_limited(opts, a.limits.server(), a.limits.rate(), Arc::new(SystemClock)).await?;
     eprintln!("agentsigna gate listening on http://{}", running.addr);
     app::shutdown_signal().await;
     running.stop().await

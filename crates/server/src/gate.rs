@@ -25,7 +25,10 @@ use agentsigna_verify::passport::Verifier;
 use agentsigna_verify::tower::refusal_response;
 use agentsigna_verify::{Clock, Error as VerifyError};
 
+use crate::http::extract::body_error;
+use crate::http::limits::{peer_ip, too_many_requests, Rate, RateKey, RateLimiter};
 use crate::http::problem::ApiError;
+use crate::http::server::ServerLimits;
 
 /// Largest request body the gate forwards.
 pub const MAX_FORWARD_BODY: usize = 10 * 1024 * 1024;
@@ -55,6 +58,8 @@ struct GateState {
     client: reqwest::Client,
     /// When the JWK set was last fetched, on the injected clock (ms).
     last_jwks_fetch: Mutex<i64>,
+    /// Requests per client address (`None`: unlimited).
+    limiter: Option<RateLimiter>,
 }
 
 async fn fetch_jwks(client: &reqwest::Client, source: &str) -> anyhow::Result<Jwks> {
@@ -95,8 +100,20 @@ impl RunningGate {
     }
 }
 
-/// Starts a gate.
+/// Starts a gate with the default connection limits and no request rate limit.
 pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningGate> {
+    start_limited(opts, ServerLimits::default(), None, clock).await
+}
+
+/// Starts a gate with connection limits and a request rate per client address (the gate
+/// holds no credential of its own; the limit applies before any passport is looked at,
+/// so a refused request uses no passport).
+pub async fn start_limited(
+    opts: GateOptions,
+    limits: ServerLimits,
+    rate: Option<Rate>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningGate> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let jwks = fetch_jwks(&client, &opts.jwks).await?;
     let fetched_at = clock.now_ms();
@@ -113,9 +130,10 @@ pub async fn start(opts: GateOptions, clock: Arc<dyn Clock>) -> anyhow::Result<R
         clock,
         client,
         last_jwks_fetch: Mutex::new(fetched_at),
+        limiter: rate.map(RateLimiter::new),
     });
     let app = Router::new().fallback(handle).with_state(state);
-    let (tx, join) = crate::http::serve_until_stopped(listener, app);
+    let (tx, join) = crate::http::server::serve(listener, app, limits);
     Ok(RunningGate { addr, shutdown: Some(tx), join: Some(join) })
 }
 
@@ -133,6 +151,11 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
+    if let (Some(limiter), Some(ip)) = (&s.limiter, peer_ip(&req)) {
+        if let Err(wait) = limiter.check(&RateKey::peer(ip)) {
+            return too_many_requests(wait);
+        }
+    }
     let (parts, body) = req.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let Some(passport) = passport_from_headers(header).map(str::to_owned) else {
@@ -163,8 +186,12 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
         Ok(b) => b,
-        // Only a body without a declared length gets here (checked above), after its
-        // passport was used: the agent must ask for a new one.
+        // Only a body without a declared length gets here (checked above), or one that
+        // did not arrive in time, after its passport was used: the agent must ask for a
+        // new one.
+        Err(e) if crate::http::server::is_body_timeout(&e) => {
+            return body_error(&e, MAX_FORWARD_BODY).into_response();
+        }
         Err(_) => return too_large(),
     };
     let target =

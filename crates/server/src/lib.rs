@@ -11,4 +11,5 @@ pub mod gate;
 pub mod http;
 pub mod mcp;
 pub mod notify;
+pub mod secret;
 pub mod ui;

@@ -18,7 +18,17 @@ use crate::{b64, Error};
 /// assert_eq!(jwk.kid.as_deref(), Some(jwk.thumbprint().as_str()));
 /// assert_eq!(jwk.verifying_key().unwrap(), key.verifying_key());
 /// ```
+///
+/// Parsing refuses a JWK carrying the private key member `d`: a public key registered or
+/// published with its private half is compromised, and saying so beats ignoring it.
+///
+/// ```
+/// use agentsigna_verify::jwk::Jwk;
+/// let leaky = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}"#;
+/// assert!(serde_json::from_str::<Jwk>(leaky).unwrap_err().to_string().contains("private"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "JwkMembers")]
 pub struct Jwk {
     /// Key type; `OKP` for Ed25519.
     pub kty: String,
@@ -35,6 +45,33 @@ pub struct Jwk {
     /// Intended use; `sig` when present.
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+}
+
+/// The members of a JWK as parsed, before the private-key check.
+#[derive(Deserialize)]
+struct JwkMembers {
+    kty: String,
+    crv: String,
+    x: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(rename = "use", default)]
+    use_: Option<String>,
+    #[serde(default)]
+    d: Option<serde::de::IgnoredAny>,
+}
+
+impl TryFrom<JwkMembers> for Jwk {
+    type Error = String;
+
+    fn try_from(m: JwkMembers) -> Result<Jwk, String> {
+        if m.d.is_some() {
+            return Err("the JWK carries the private key member `d`: give the public key only".to_owned());
+        }
+        Ok(Jwk { kty: m.kty, crv: m.crv, x: m.x, kid: m.kid, alg: m.alg, use_: m.use_ })
+    }
 }
 
 impl Jwk {
@@ -114,8 +151,10 @@ impl Jwk {
     }
 
     /// The Ed25519 verifying key. Fails ([`Error::Malformed`]) unless `kty` is `OKP`,
-    /// `crv` is `Ed25519`, `x` is 32 bytes of base64url encoding a curve point, and any
-    /// `alg` / `use` present allow signature verification with EdDSA.
+    /// `crv` is `Ed25519`, `x` is 32 bytes of base64url encoding a curve point that is
+    /// not of small order (the identity and the other seven points of order 2, 4 or 8,
+    /// for which signatures can be forged), and any `alg` / `use` present allow
+    /// signature verification with EdDSA.
     ///
     /// ```
     /// use agentsigna_verify::jwk::Jwk;
@@ -141,7 +180,12 @@ impl Jwk {
         }
         let bytes = b64::url_decode(&self.x).ok_or_else(|| Error::Malformed("jwk: x is not base64url".to_owned()))?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| Error::Malformed("jwk: x is not 32 bytes".to_owned()))?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| Error::Malformed("jwk: x is not an Ed25519 point".to_owned()))
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| Error::Malformed("jwk: x is not an Ed25519 point".to_owned()))?;
+        if key.is_weak() {
+            return Err(Error::Malformed("jwk: x is a point of small order (a weak key)".to_owned()));
+        }
+        Ok(key)
     }
 }
 
@@ -166,8 +210,9 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    /// Parses a JWK set. Members that are not OKP keys with `crv` and `x` (RSA, EC, …)
-    /// are skipped rather than refused, so a shared JWK set still works; a document
+    /// Parses a JWK set. Members that are not OKP keys with `crv` and `x` (RSA, EC, …),
+    /// and keys carrying a private member, are skipped rather than refused, so a shared
+    /// JWK set still works; a document
     /// that is not `{"keys": [...]}` is [`Error::Malformed`].
     ///
     /// ```
@@ -280,6 +325,51 @@ mod tests {
             }
         }
         assert!(found);
+    }
+
+    /// The eight Ed25519 points of small order (orders 1, 2, 4, 8), canonical encodings,
+    /// and a non-canonical encoding of the identity (y = p + 1).
+    const SMALL_ORDER: [&str; 9] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        for point in SMALL_ORDER {
+            let jwk = Jwk { x: b64::url_encode(unhex(point)), ..Jwk::public_only(&key(1)) };
+            let err = jwk.verifying_key().unwrap_err();
+            assert_eq!(err.code(), "malformed", "{point}");
+            // Either refused as not decodable or, decoded, as weak.
+            if ed25519_dalek::VerifyingKey::from_bytes(&unhex(point).try_into().unwrap()).is_ok() {
+                assert!(err.to_string().contains("small order"), "{point}: {err}");
+            }
+        }
+        assert!(Jwk::public_only(&key(1)).verifying_key().is_ok());
+    }
+
+    #[test]
+    fn a_private_member_is_refused() {
+        let public = serde_json::to_value(Jwk::public_only(&key(1))).unwrap();
+        let mut leaky = public.clone();
+        leaky["d"] = serde_json::json!(b64::url_encode([1u8; 32]));
+        let err = serde_json::from_value::<Jwk>(leaky.clone()).unwrap_err();
+        assert!(err.to_string().contains("private key member `d`"), "{err}");
+        assert!(serde_json::from_value::<Jwk>(public.clone()).is_ok());
+        // A JWK set skips it.
+        let set = serde_json::json!({"keys": [leaky, public]}).to_string();
+        assert_eq!(Jwks::from_json(&set).unwrap().keys.len(), 1);
     }
 
     #[test]

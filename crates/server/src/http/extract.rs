@@ -19,24 +19,69 @@ pub const MAX_POLICY_BODY: usize = 1024 * 1024 + 4096;
 /// The authenticated caller.
 pub struct Auth(pub Principal);
 
+/// The outcome of authenticating a request's bearer token, left in its extensions by
+/// the limits middleware so that [`Auth`] does not authenticate twice (`Err`: the
+/// credential is unknown or revoked, with the reason).
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Result<Principal, String>);
+
+/// The bearer token of a request: `Ok(None)` without an `Authorization` header, `Err`
+/// (the reason) when the header is not `Bearer <credential>`.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<Option<&str>, &'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| "malformed Authorization header")?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(Some)
+        .ok_or("expected Authorization: Bearer <credential>")
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauth = |d: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", d);
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let token = bearer_token(&parts.headers)
+            .map_err(unauth)?
             .ok_or_else(|| unauth("missing Authorization: Bearer <credential>"))?;
-        let value = value.to_str().map_err(|_| unauth("malformed Authorization header"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| unauth("expected Authorization: Bearer <credential>"))?;
-        Ok(Auth(state.engine.authenticate(token).await?))
+        match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(Ok(p))) => Ok(Auth(p.clone())),
+            Some(Authenticated(Err(d))) => Err(unauth(d)),
+            None => Ok(Auth(state.engine.authenticate(token).await?)),
+        }
     }
+}
+
+/// The problem for a request body that could not be read: 413 over `limit`, 408 when it
+/// did not arrive within the body timeout, 400 otherwise (the client went away).
+pub fn body_error(e: &axum::Error, limit: usize) -> ApiError {
+    if super::server::is_body_timeout(e) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            "the request body did not arrive in time",
+        );
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            break;
+        }
+        cur = err.source();
+    }
+    if cur.is_none() {
+        return ApiError::bad_request(None, "the request body could not be read");
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "Body too large",
+        format!("the body is larger than {limit} bytes"),
+    )
 }
 
 /// A JSON body: size-limited, `application/json`, unknown fields and wrong types refused
@@ -58,14 +103,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             ));
         }
         let limit = if req.uri().path() == "/v1/policies" { MAX_POLICY_BODY } else { MAX_BODY };
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            ApiError::new(
+        // A declared length over the limit is refused before anything is read.
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Body too large",
                 format!("the body is larger than {limit} bytes"),
-            )
-        })?;
+            ));
+        }
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| body_error(&e, limit))?;
         let _ = state;
         parse_json(&body).map(JsonBody)
     }

@@ -5,8 +5,10 @@
 
 pub mod extract;
 pub mod ledger;
+pub mod limits;
 pub mod problem;
 pub mod routes;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -24,11 +26,18 @@ pub struct AppState {
     pub sessions: Arc<crate::ui::session::Sessions>,
     /// Set when the server shuts down: long polls return at once.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Per-principal request rate and the cap on concurrent long polls.
+    pub limits: Arc<limits::RequestLimits>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> AppState {
-        AppState { engine, sessions: Arc::new(crate::ui::session::Sessions::default()), stopping: Arc::default() }
+        AppState {
+            engine,
+            sessions: Arc::new(crate::ui::session::Sessions::default()),
+            stopping: Arc::default(),
+            limits: Arc::default(),
+        }
     }
 }
 
@@ -42,22 +51,19 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    routes::router().merge(ledger::router()).merge(crate::ui::router()).with_state(state)
+    routes::router()
+        .merge(ledger::router())
+        .merge(crate::ui::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
+        .with_state(state)
 }
 
-/// Serves `router` on `listener` in a task until the returned sender fires or is dropped;
-/// requests in flight then finish before the task ends.
+/// Serves `router` on `listener` with the default [`server::ServerLimits`] in a task until
+/// the returned sender fires or is dropped; requests in flight then finish before the
+/// task ends.
 pub fn serve_until_stopped(
     listener: TcpListener,
     router: Router,
 ) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (stop, join)
+    server::serve(listener, router, server::ServerLimits::default())
 }

@@ -19,13 +19,17 @@ use serde::Deserialize;
 
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use crate::secret::same_secret;
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};
-use session::{same_secret, set_cookie, Current, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
+use session::{set_cookie, Current, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
 
 /// How long the login form's CSRF cookie lives.
 const LOGIN_FORM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Largest form body the pages accept (a sign-in or a decision with its comment).
+pub const MAX_FORM_BODY: usize = 64 * 1024;
 
 /// The routes of the web pages.
 pub fn router() -> Router<AppState> {
@@ -38,6 +42,24 @@ pub fn router() -> Router<AppState> {
         .route("/ui/reviews/{id}", get(review))
         .route("/ui/reviews/{id}/decision", post(decide))
         .route("/ui/{*rest}", get(not_found))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(axum::middleware::from_fn(refuse_large_forms))
+}
+
+/// A form whose declared length is over the limit is refused before it is read (a body
+/// without a declared length is cut at the limit by the form extractor: 413 as well).
+async fn refuse_large_forms(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BODY as u64) {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Chrome::default(),
+            "Too large",
+            "The form is too large.",
+            "/ui/",
+        );
+    }
+    next.run(req).await
 }
 
 /// An HTML response with the headers every page carries: no caching (pages show
@@ -158,14 +180,9 @@ async fn login(
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            Chrome::default(),
-            "Bad request",
-            "The form could not be read.",
-            "/ui/login",
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_refused(&rejection, Chrome::default(), "/ui/login"),
     };
     let expected = session::cookie(&headers, LOGIN_COOKIE);
     if !expected.is_some_and(|e| same_secret(&e, &form.csrf)) {
@@ -239,13 +256,28 @@ async fn logout(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let Some(cur) = s.sessions.current(&headers) else { return see_other("/ui/login") };
-    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    let csrf = match form {
+        Ok(Form(f)) => f.csrf,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return form_refused(&rejection, chrome(&cur), "/ui/");
+        }
+        Err(_) => String::new(),
+    };
     if !same_secret(&cur.csrf, &csrf) {
         return csrf_refused(&cur);
     }
     s.sessions.remove(&cur.id);
     let secure = s.sessions.secure_for(&headers);
     with_cookie(see_other("/ui/login"), set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO, secure))
+}
+
+/// The page for a form that could not be read: 413 when the body is over the limit,
+/// 400 otherwise.
+fn form_refused(rejection: &FormRejection, chrome: Chrome, back: &str) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error_page(StatusCode::PAYLOAD_TOO_LARGE, chrome, "Too large", "The form is too large.", back);
+    }
+    error_page(StatusCode::BAD_REQUEST, chrome, "Bad request", "The form could not be read.", back)
 }
 
 fn csrf_refused(cur: &Current) -> Response {
@@ -328,14 +360,9 @@ async fn decide(
 ) -> Response {
     let page_url = format!("/ui/reviews/{id}");
     let Some(cur) = s.sessions.current(&headers) else { return to_login(&page_url) };
-    let Ok(Form(form)) = form else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            chrome(&cur),
-            "Bad request",
-            "The form could not be read.",
-            &page_url,
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_refused(&rejection, chrome(&cur), &page_url),
     };
     if !same_secret(&cur.csrf, &form.csrf) {
         return csrf_refused(&cur);

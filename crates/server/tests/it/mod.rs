@@ -3,6 +3,7 @@ mod admin;
 mod cli;
 mod durability;
 mod expiry;
+mod harden;
 mod harness;
 mod input;
 mod ledger;
