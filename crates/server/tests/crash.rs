@@ -22,6 +22,9 @@ fn spawn(dir: &Path, port: u16) -> Child {
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--org", ORG])
+        // The load and the check afterwards come from one agent and the admin, far above
+        // the default per-principal rate: this test is about durability, not rate limits.
+        .args(["--rate-limit", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
