@@ -14,7 +14,6 @@ use agentsigna_core::engine::{Config, Engine};
 use agentsigna_core::keys::{write_secret_file, Keyring};
 use agentsigna_core::org::{NewCredential, OrgFile};
 use agentsigna_core::Clock;
-use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 
 use crate::http::{self, AppState};
 
@@ -23,6 +22,8 @@ use crate::http::{self, AppState};
 pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// A PostgreSQL URL; `None`: the data directory's SQLite database.
+    pub database: Option<String>,
     /// Org file applied at start-up.
     pub org: Option<PathBuf>,
     /// Org applied from memory (the demo's built-in org), with its policy source.
@@ -46,6 +47,7 @@ impl ServeOptions {
         ServeOptions {
             data_dir: data_dir.into(),
             listen,
+            database: None,
             org: None,
             org_inline: None,
             origin: None,
@@ -72,6 +74,8 @@ pub struct Running {
     sweeper: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     state: AppState,
+    /// Other nodes' commits, followed while this runs (PostgreSQL).
+    _changes: Option<agentsigna_store::postgres::Listener>,
 }
 
 impl Running {
@@ -107,17 +111,21 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("agentsigna.db")
 }
 
-/// Opens the keys and the store of a data directory and builds the engine.
-pub fn open_engine(
+/// Opens the keys of a data directory and the store (its SQLite file, or the PostgreSQL
+/// database `database` names) and builds the engine; with PostgreSQL, also the feed of
+/// other nodes' changes to follow.
+pub async fn open_engine(
     data_dir: &Path,
+    database: Option<&str>,
     origin: Option<&str>,
     config: Config,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<Engine>> {
+) -> anyhow::Result<(Arc<Engine>, Option<crate::database::ChangeFeed>)> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
-    let store = SqliteStore::open(&db_path(data_dir), keys.ledger.clone(), SqliteOptions::default())?;
-    Ok(Arc::new(Engine::new(Arc::new(store), clock, keys, config)))
+    let db = crate::database::select(database, data_dir)?;
+    let (store, feed) = crate::database::open_store(&db, keys.ledger.clone()).await?;
+    Ok((Arc::new(Engine::new(store, clock, keys, config)), feed))
 }
 
 /// Writes the credentials created by an org file, once, mode 0600.
@@ -136,7 +144,13 @@ pub fn write_credentials(data_dir: &Path, creds: &[NewCredential]) -> anyhow::Re
 /// Starts the server: first start creates keys and `admin.token`; the org file is applied.
 pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     crate::notify::validate_urls(&opts.webhooks)?;
-    let engine = open_engine(&opts.data_dir, opts.origin.as_deref(), opts.config.clone(), clock)?;
+    let (engine, feed) =
+        open_engine(&opts.data_dir, opts.database.as_deref(), opts.origin.as_deref(), opts.config.clone(), clock)
+            .await?;
+    let changes = match feed {
+        Some(feed) => Some(feed.follow(&engine).await?),
+        None => None,
+    };
     let admin_token = engine.ensure_admin_token().await?;
     if let Some(token) = &admin_token {
         write_secret_file(&opts.data_dir.join("admin.token"), format!("{token}\n").as_bytes())?;
@@ -218,6 +232,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         sweeper,
         notifier: Some(notifier),
         state,
+        _changes: changes,
     })
 }
 

@@ -764,6 +764,7 @@ fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
         evidence: None,
         key: None,
         checkpoint: None,
+        db: Default::default(),
     };
     let (verified, verification) = match crate::cli::ledger_verify_inner(args) {
         Ok(msg) => (true, msg),

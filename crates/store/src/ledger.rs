@@ -24,6 +24,8 @@ pub trait LedgerSource: NodeSource {
     fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), AuditError>;
     /// Every entry of one case, in chain order.
     fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>>;
+    /// The stored Merkle nodes (for proofs).
+    fn nodes(&self) -> &dyn NodeSource;
 }
 
 /// Why a stored ledger failed its audit.

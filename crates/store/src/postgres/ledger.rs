@@ -84,6 +84,10 @@ impl LedgerSource for PgLedgerReader {
         }
     }
 
+    fn nodes(&self) -> &dyn NodeSource {
+        self
+    }
+
     fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>> {
         self.rt.block_on(chain_entries(&self.client, Some(case)))
     }

@@ -255,6 +255,10 @@ impl LedgerSource for LedgerReader {
         LedgerReader::scan(self, f)
     }
 
+    fn nodes(&self) -> &dyn NodeSource {
+        self
+    }
+
     fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>> {
         LedgerReader::case_entries(self, case)
     }
