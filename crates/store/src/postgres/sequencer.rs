@@ -152,11 +152,12 @@ impl Sequencer {
             let (size, root) = head(&client, true).await?;
             granted = Instant::now();
             self.sync_frontier(&client, size, root).await?;
-            self.batch_body(&client, &batch).await
+            let base = self.frontier.size();
+            Ok::<_, StoreError>((self.batch_body(&client, &batch).await?, base))
         }
         .await;
-        let results = match outcome {
-            Ok(results) => results,
+        let (results, base) = match outcome {
+            Ok(done) => done,
             Err(e) => {
                 self.frontier = start;
                 abort(client).await;
@@ -164,7 +165,7 @@ impl Sequencer {
             }
         };
         let tree_size = self.frontier.size();
-        let entries = tree_size - start.size();
+        let entries = tree_size - base;
         let held = u64::try_from(granted.elapsed().as_micros()).unwrap_or(u64::MAX);
         let wait = u64::try_from((granted - asked).as_micros()).unwrap_or(u64::MAX);
         self.stats.record(batch.len(), entries, wait, held);
