@@ -14,7 +14,6 @@ use agentsigna_core::engine::{Config, Engine};
 use agentsigna_core::keys::{write_secret_file, Keyring};
 use agentsigna_core::org::{NewCredential, OrgFile};
 use agentsigna_core::Clock;
-use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 
 use crate::http::limits::{Rate, RequestLimits, DEFAULT_MAX_WAITS};
 use crate::http::server::ServerLimits;
@@ -25,6 +24,8 @@ use crate::http::{self, AppState};
 pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// A PostgreSQL URL; `None`: the data directory's SQLite database.
+    pub database: Option<String>,
     /// Org file applied at start-up.
     pub org: Option<PathBuf>,
     /// Org applied from memory (the demo's built-in org), with its policy source.
@@ -54,6 +55,7 @@ impl ServeOptions {
         ServeOptions {
             data_dir: data_dir.into(),
             listen,
+            database: None,
             org: None,
             org_inline: None,
             origin: None,
@@ -83,6 +85,8 @@ pub struct Running {
     sweeper: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     state: AppState,
+    /// Other nodes' commits, followed while this runs (PostgreSQL).
+    _changes: Option<agentsigna_store::postgres::Listener>,
 }
 
 impl Running {
@@ -118,17 +122,21 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("agentsigna.db")
 }
 
-/// Opens the keys and the store of a data directory and builds the engine.
-pub fn open_engine(
+/// Opens the keys of a data directory and the store (its SQLite file, or the PostgreSQL
+/// database `database` names) and builds the engine; with PostgreSQL, also the feed of
+/// other nodes' changes to follow.
+pub async fn open_engine(
     data_dir: &Path,
+    database: Option<&str>,
     origin: Option<&str>,
     config: Config,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<Engine>> {
+) -> anyhow::Result<(Arc<Engine>, Option<crate::database::ChangeFeed>)> {
     secure_data_dir(data_dir)?;
     let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
-    let store = SqliteStore::open(&db_path(data_dir), keys.ledger.clone(), SqliteOptions::default())?;
-    Ok(Arc::new(Engine::new(Arc::new(store), clock, keys, config)))
+    let db = crate::database::select(database, data_dir)?;
+    let (store, feed) = crate::database::open_store(&db, keys.ledger.clone()).await?;
+    Ok((Arc::new(Engine::new(store, clock, keys, config)), feed))
 }
 
 /// Writes the credentials created by an org file, once, mode 0600.
@@ -224,7 +232,13 @@ pub fn refuse_exposed_files(data_dir: &Path) -> anyhow::Result<()> {
 pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     crate::notify::validate_urls(&opts.webhooks)?;
     refuse_exposed_files(&opts.data_dir)?;
-    let engine = open_engine(&opts.data_dir, opts.origin.as_deref(), opts.config.clone(), clock)?;
+    let (engine, feed) =
+        open_engine(&opts.data_dir, opts.database.as_deref(), opts.origin.as_deref(), opts.config.clone(), clock)
+            .await?;
+    let changes = match feed {
+        Some(feed) => Some(feed.follow(&engine).await?),
+        None => None,
+    };
     let admin_token = engine.ensure_admin_token().await?;
     if let Some(token) = &admin_token {
         write_secret_file(&opts.data_dir.join("admin.token"), format!("{token}\n").as_bytes())?;
@@ -307,6 +321,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         sweeper,
         notifier: Some(notifier),
         state,
+        _changes: changes,
     })
 }
 

@@ -48,6 +48,8 @@ pub enum Command {
     /// Trust standings: rebuild from the ledger.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Apply pending schema migrations to a PostgreSQL database (nodes also do it at start).
+    Migrate(MigrateArgs),
     /// Load benchmark: verdict latency at a fixed rate, sustained authorized requests/s,
     /// and the ratio to a bare HTTP endpoint, on an in-process server with a durable ledger.
     Bench(crate::bench::BenchArgs),
@@ -55,6 +57,22 @@ pub enum Command {
     Mcp(crate::mcp::server::McpArgs),
     /// The enforcement point in front of an MCP server: mapped tool calls need a passport.
     McpGate(crate::mcp::gate::McpGateArgs),
+}
+
+/// `--database`: a PostgreSQL URL instead of the data directory's SQLite database.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DatabaseArg {
+    /// PostgreSQL database (postgres://user:password@host/db) shared by several nodes;
+    /// default: the SQLite database in the data directory.
+    #[arg(long, env = "AGENTSIGNA_DATABASE")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to migrate.
+    #[arg(long, env = "AGENTSIGNA_DATABASE")]
+    pub database: String,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +178,8 @@ pub struct PolicySimulateArgs {
     /// Data directory of the server whose ledger is replayed.
     #[arg(long, default_value = "./agentsigna-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -195,6 +215,8 @@ pub struct TrustRebuildArgs {
     /// Only compare the stored standings with the replay; exit 1 when they differ.
     #[arg(long)]
     pub check: bool,
+    #[command(flatten)]
+    pub db: DatabaseArg,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +224,8 @@ pub struct ServeArgs {
     /// Data directory (keys, admin.token, credentials, SQLite database).
     #[arg(long, default_value = "./agentsigna-data", env = "AGENTSIGNA_DATA_DIR")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTSIGNA_LISTEN")]
     pub listen: SocketAddr,
@@ -298,6 +322,8 @@ pub struct LedgerEvidenceArgs {
     /// Data directory of a server.
     #[arg(long, default_value = "./agentsigna-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// Output file (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -320,6 +346,8 @@ pub struct LedgerVerifyArgs {
     /// A checkpoint saved earlier: the ledger must still contain its tree.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DatabaseArg,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +355,8 @@ pub struct LedgerExportArgs {
     /// Data directory of a server.
     #[arg(long, default_value = "./agentsigna-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// Output file.
     #[arg(long)]
     pub out: PathBuf,
@@ -350,6 +380,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(KeysCommand::List(a)) => keys_list(&a.data_dir).map(|_| 0),
         Command::Keys(KeysCommand::Rotate(a)) => keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust_rebuild(a))),
+        Command::Migrate(a) => runtime().and_then(|rt| rt.block_on(migrate(a))).map(|_| 0),
         Command::Bench(a) => crate::bench::run(a),
         Command::Mcp(a) => crate::mcp::server::run(a),
         Command::McpGate(a) => crate::mcp::gate::run(a),
@@ -376,6 +407,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     let mut opts = ServeOptions::new(&a.data_dir, a.listen);
+    opts.database = a.db.database;
     opts.org = a.org;
     opts.origin = a.origin;
     opts.config = config;
@@ -546,14 +578,14 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
             keys.ledger.verifier()
         }
     };
-    let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&data_dir))?;
+    let reader = crate::database::open_ledger(&crate::database::select(a.db.database.as_deref(), &data_dir)?)?;
     let mut saved = Vec::new();
     if let Some(p) = &a.checkpoint {
         let cp = note::verify_checkpoint(&std::fs::read_to_string(p)?, &key).context("saved checkpoint")?;
         saved.push((cp, p.display().to_string()));
     }
     let progress = Progress::new(reader.size()?);
-    let report = reader.audit(&key, &saved, |done| progress.tick(done))?;
+    let report = agentsigna_store::ledger::audit(&*reader, &key, &saved, |done| progress.tick(done))?;
     progress.done();
     Ok(format!(
         "OK: {} entries, {} cases, every digest and chain recomputed, Merkle root matches the checkpoint signed by {} at size {}",
@@ -563,10 +595,10 @@ pub fn ledger_verify_inner(a: LedgerVerifyArgs) -> anyhow::Result<String> {
 
 fn ledger_export(a: LedgerExportArgs) -> anyhow::Result<()> {
     let keys = agentsigna_core::keys::Keyring::load(&a.data_dir.join("keys"), None)?;
-    let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
+    let reader = crate::database::open_ledger(&crate::database::select(a.db.database.as_deref(), &a.data_dir)?)?;
     let checkpoint = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&checkpoint, &keys.ledger.verifier())?;
-    let entries = reader.entries(cp.size)?;
+    let entries = agentsigna_store::ledger::entries(&*reader, cp.size)?;
     let bundle = Bundle::new(checkpoint, keys.ledger.verifier_key(), entries);
     let n = bundle.entries.len();
     std::fs::write(&a.out, serde_json::to_vec(&bundle)?)
@@ -602,7 +634,7 @@ impl Progress {
 
 fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
     let keys = agentsigna_core::keys::Keyring::load(&a.data_dir.join("keys"), None)?;
-    let reader = agentsigna_store::sqlite::LedgerReader::open(&app::db_path(&a.data_dir))?;
+    let reader = crate::database::open_ledger(&crate::database::select(a.db.database.as_deref(), &a.data_dir)?)?;
     let note_text = reader.checkpoint()?.ok_or_else(|| anyhow!("the ledger has no checkpoint"))?;
     let cp = note::verify_checkpoint(&note_text, &keys.ledger.verifier())?;
     let entries = reader.case_entries(&a.case)?;
@@ -615,7 +647,7 @@ fn ledger_evidence(a: LedgerEvidenceArgs) -> anyhow::Result<()> {
         note_text,
         keys.ledger.verifier_key(),
         entries,
-        &reader,
+        reader.nodes(),
     )?;
     let text = serde_json::to_string_pretty(&ev)?;
     match &a.out {
@@ -658,10 +690,11 @@ fn keys_rotate(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn trust_rebuild(a: TrustRebuildArgs) -> anyhow::Result<i32> {
-    if !app::db_path(&a.data_dir).exists() {
+    if !crate::database::exists(&crate::database::select(a.db.database.as_deref(), &a.data_dir)?) {
         bail!("{} has no database", a.data_dir.display());
     }
-    let engine = app::open_engine(&a.data_dir, None, Config::default(), Arc::new(SystemClock))?;
+    let (engine, _) =
+        app::open_engine(&a.data_dir, a.db.database.as_deref(), None, Config::default(), Arc::new(SystemClock)).await?;
     let report = engine.rebuild_trust(!a.check).await?;
     println!("replayed {} ledger entries: {} standings", report.entries, report.subjects);
     if report.differing.is_empty() {
@@ -672,6 +705,12 @@ async fn trust_rebuild(a: TrustRebuildArgs) -> anyhow::Result<i32> {
         println!("{} {d}", if a.check { "differs:" } else { "rewritten:" });
     }
     Ok(if a.check { 1 } else { 0 })
+}
+
+async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
+    let version = crate::database::migrate(&a.database).await?;
+    println!("the database is at schema version {version}");
+    Ok(())
 }
 
 async fn gate(a: GateArgs) -> anyhow::Result<()> {
@@ -770,12 +809,13 @@ fn policy_test(a: PolicyTestArgs) -> anyhow::Result<i32> {
 }
 
 async fn policy_simulate(a: PolicySimulateArgs) -> anyhow::Result<()> {
-    if !app::db_path(&a.data_dir).exists() {
+    if !crate::database::exists(&crate::database::select(a.db.database.as_deref(), &a.data_dir)?) {
         bail!("{} has no database", a.data_dir.display());
     }
     let source =
         std::fs::read_to_string(&a.candidate).with_context(|| format!("cannot read {}", a.candidate.display()))?;
-    let engine = app::open_engine(&a.data_dir, None, Config::default(), Arc::new(SystemClock))?;
+    let (engine, _) =
+        app::open_engine(&a.data_dir, a.db.database.as_deref(), None, Config::default(), Arc::new(SystemClock)).await?;
     let report = engine.simulate_policy(source).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -726,6 +726,7 @@ impl Demo {
             evidence: None,
             key: Some(key_text.trim().to_owned()),
             checkpoint: Some(saved),
+            db: Default::default(),
         };
         let verdict = tokio::task::spawn_blocking(move || crate::cli::ledger_verify_inner(args)).await??;
         more("agentsigna ledger verify --data-dir DIR --checkpoint <the checkpoint above>:");

@@ -1,11 +1,13 @@
 //! # agentsigna
 //!
 //! The AgentSigna server and command-line tool: the HTTP API ([`http`]), start-up
-//! ([`app`]), the commands ([`cli`]) and the procurement demo ([`demo`]).
+//! ([`app`]), the commands ([`cli`]), the choice of database ([`database`]) and the
+//! procurement demo ([`demo`]).
 
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod database;
 pub mod demo;
 pub mod gate;
 pub mod http;

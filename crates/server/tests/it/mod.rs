@@ -8,5 +8,6 @@ mod harness;
 mod input;
 mod ledger;
 mod loop_;
+mod multinode;
 mod tools;
 mod trust;

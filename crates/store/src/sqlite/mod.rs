@@ -15,7 +15,8 @@ use agentsigna_verify::note::NoteSigner;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-pub use read::{AuditError, LedgerReader};
+pub use crate::ledger::AuditError;
+pub use read::LedgerReader;
 pub use schema::SCHEMA_VERSION;
 pub use writer::WriterStats;
 

@@ -1,13 +1,15 @@
-//! Reads: snapshots on read-only connections, and the offline [`LedgerReader`].
+//! Reads: snapshots on read-only connections, and the offline [`LedgerReader`] (a
+//! [`LedgerSource`]).
 
 use std::path::Path;
 
 use agentsigna_core::store::{CaseFilter, ChainHead, RecordKind, Snapshot, StoreError, StoreResult, Versioned};
-use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
+use agentsigna_verify::ledger::DigestedEntry;
 use agentsigna_verify::merkle::{Hash, NodeSource};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{db_err, open_conn, to_i64};
+use crate::ledger::{parse_entry, AuditError, LedgerSource, ScanFn};
 
 /// A perfect-subtree hash of the Merkle tree (level 0: an entry's digest).
 pub(crate) fn node(conn: &Connection, level: u32, index: u64) -> StoreResult<Hash> {
@@ -48,13 +50,6 @@ pub(crate) fn checkpoint(conn: &Connection) -> StoreResult<Option<String>> {
     conn.query_row("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| r.get(0))
         .optional()
         .map_err(db_err)
-}
-
-fn parse_entry(index: i64, text: &str, digest: &[u8]) -> StoreResult<DigestedEntry> {
-    let entry: Entry =
-        serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("corrupt ledger entry {index}: {e}")))?;
-    let index = u64::try_from(index).map_err(|_| StoreError::corrupt("negative ledger index"))?;
-    Ok(DigestedEntry { index, entry, digest: hex_lower(digest) })
 }
 
 fn entries(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<DigestedEntry>> {
@@ -229,63 +224,42 @@ impl NodeSource for LedgerReader {
     }
 }
 
-/// Why a stored ledger failed its audit.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// The database could not be read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The ledger has no signed checkpoint.
-    #[error("the ledger has no checkpoint")]
-    NoCheckpoint,
-    /// A stored entry is not an entry, or not stored in its canonical form.
-    #[error("bad entry at index {index}: {reason}")]
-    BadText { index: i64, reason: String },
-    /// A digest, chain, Merkle root or checkpoint does not verify (the first failure).
-    #[error(transparent)]
-    Ledger(#[from] agentsigna_verify::Error),
-}
-
 impl LedgerReader {
     /// Recomputes every digest, every chain and the Merkle root of the stored ledger, and
-    /// checks them against its checkpoint signed by `key`; each of `saved` (checkpoints
-    /// kept earlier, with a label for errors) must describe a prefix of the ledger.
-    /// `progress` is called with the number of entries checked so far.
+    /// checks them against its checkpoint signed by `key` (see [`crate::ledger::audit`]).
     pub fn audit(
         &self,
         key: &agentsigna_verify::note::NoteVerifier,
         saved: &[(agentsigna_verify::note::Checkpoint, String)],
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<agentsigna_verify::evidence::BundleReport, AuditError> {
-        let note = self.checkpoint()?.ok_or(AuditError::NoCheckpoint)?;
-        let mut verifier = agentsigna_verify::evidence::LedgerVerifier::new();
-        for (cp, label) in saved {
-            verifier.expect_prefix(cp, label)?;
-        }
-        self.scan(|idx, text, digest| -> Result<(), AuditError> {
-            let bad = |reason: String| AuditError::BadText { index: idx, reason };
-            let entry: Entry = serde_json::from_str(text).map_err(|e| bad(format!("not an entry: {e}")))?;
-            // The stored text must be exactly the canonical form that was hashed.
-            if entry.canonical_json().map_err(|e| bad(e.to_string()))? != text {
-                return Err(bad("stored text is not canonical".into()));
-            }
-            let index = u64::try_from(idx).map_err(|_| bad("negative index".into()))?;
-            verifier.push(index, &entry, Some(&hex_lower(digest)))?;
-            progress(verifier.size());
-            Ok(())
-        })?;
-        Ok(verifier.finish_note(&note, key)?)
+        crate::ledger::audit(self, key, saved, progress)
     }
 
     /// Every entry with its stored position and digest, up to (not including) `end`.
     pub fn entries(&self, end: u64) -> StoreResult<Vec<DigestedEntry>> {
-        let mut out = Vec::new();
-        self.scan(|idx, text, digest| -> StoreResult<()> {
-            if u64::try_from(idx).unwrap_or(u64::MAX) < end {
-                out.push(parse_entry(idx, text, digest)?);
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        crate::ledger::entries(self, end)
+    }
+}
+
+impl LedgerSource for LedgerReader {
+    fn size(&self) -> StoreResult<u64> {
+        ledger_size(&self.conn)
+    }
+
+    fn checkpoint(&self) -> StoreResult<Option<String>> {
+        checkpoint(&self.conn)
+    }
+
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), AuditError> {
+        LedgerReader::scan(self, f)
+    }
+
+    fn nodes(&self) -> &dyn NodeSource {
+        self
+    }
+
+    fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>> {
+        LedgerReader::case_entries(self, case)
     }
 }

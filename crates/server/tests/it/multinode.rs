@@ -1,0 +1,143 @@
+//! Two `serve` nodes in this process on one PostgreSQL database (a fresh database per
+//! test, created in the server named by `AGENTSIGNA_TEST_POSTGRES`; skipped when unset,
+//! except under CI=true): one ledger under concurrent load on both, idempotency across
+//! nodes, a review opened on one node and decided on the other, a `?wait` on one node
+//! woken by a decision on the other.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentsigna::app::{self, ServeOptions};
+use serde_json::{json, Value};
+
+use super::harness::{copy_dir, org_path, outcome, po_body, run_cli, Server};
+
+/// The URL of a fresh database, or `None` (with the reason printed) when skipped.
+pub fn fresh_database() -> Option<String> {
+    let base = match std::env::var("AGENTSIGNA_TEST_POSTGRES") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("AGENTSIGNA_TEST_POSTGRES must be set under CI=true (.ci/run starts PostgreSQL and sets it)")
+        }
+        _ => {
+            println!("skipped: AGENTSIGNA_TEST_POSTGRES not set");
+            return None;
+        }
+    };
+    let name = format!("agentsigna_t{}_{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
+    let out = std::process::Command::new("psql")
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "cannot create a test database: {}", String::from_utf8_lossy(&out.stderr));
+    // Replace the database name (the last path segment, before any query).
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h.to_owned(), format!("?{q}")),
+        None => (base.clone(), String::new()),
+    };
+    let prefix = head.rsplit_once('/').map_or(head.as_str(), |(p, _)| p).to_owned();
+    Some(format!("{prefix}/{name}{query}"))
+}
+
+/// Node A (a fresh data directory) and node B (a copy of A's keys), on `url`.
+pub async fn two_nodes(url: &str) -> (Server, Server) {
+    let a = Server::start_with(|o| o.database = Some(url.to_owned())).await;
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&a.data_dir().join("keys"), &b_dir.path().join("data").join("keys"));
+    let mut opts = ServeOptions::new(b_dir.path().join("data"), "127.0.0.1:0".parse().expect("addr"));
+    opts.database = Some(url.to_owned());
+    opts.org = Some(org_path());
+    opts.sweeper = false;
+    let running = app::start(opts, a.clock.clone()).await.expect("node B starts");
+    assert!(running.admin_token.is_none(), "node B shares node A's admin credential");
+    assert!(running.credentials.is_empty(), "node B shares node A's credentials");
+    let b = Server {
+        base: running.url(),
+        running: Some(running),
+        clock: a.clock.clone(),
+        dir: b_dir,
+        client: a.client.clone(),
+        admin: a.admin.clone(),
+        creds: a.creds.clone(),
+    };
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_one_ledger_one_product() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = two_nodes(&url).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+
+    // Concurrent requests on both nodes.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let r = node.po("acme", &format!("{}.00", 100 + i)).await;
+            r.expect(201);
+            assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
+            r.get("case_id").as_str().expect("case").to_owned()
+        }));
+    }
+    let mut cases = Vec::new();
+    for t in tasks {
+        cases.push(t.await.expect("task"));
+    }
+    // Every case is readable on the other node.
+    for (i, id) in cases.iter().enumerate() {
+        let other = if i % 2 == 0 { &b } else { &a };
+        other.case(&other.bot(), id).await.expect(200);
+    }
+
+    // One idempotency key used on both nodes: one case.
+    let mut body = po_body("acme", "77.00");
+    body["idempotency_key"] = json!("cross-node");
+    let bot = a.bot();
+    let (ra, rb) = tokio::join!(a.submit(&bot, &body), b.submit(&bot, &body));
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 201], "{} / {}", ra.text, rb.text);
+    assert_eq!(ra.get("case_id"), rb.get("case_id"));
+
+    // A review opened on A, waited for on A, decided on B.
+    let r = a.po("globex", "40000.00").await;
+    r.expect(201);
+    assert_eq!(r.get("verdict"), "escalated", "{}", r.text);
+    let review_id = r.json["review"]["id"].as_str().expect("review").to_owned();
+    let case_id = r.get("case_id").as_str().expect("case").to_owned();
+    let waiter = {
+        let client = a.client.clone();
+        let url = format!("{}/v1/cases/{case_id}?wait=30", a.base);
+        let token = a.bot();
+        tokio::spawn(async move {
+            let r = client.get(url).bearer_auth(token).send().await.expect("wait request");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("json");
+            (status, body, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = b.decide(&b.carol(), &review_id, "approve", "decided on node B").await;
+    d.expect(200);
+    let decided = Instant::now();
+    let (status, waited, returned) = waiter.await.expect("waiter");
+    assert_eq!(status, 200);
+    assert_eq!(waited["status"], "authorized", "{waited}");
+    // The waiter's own fallback re-read is every 2 s: sooner means the notification woke it.
+    let lag = returned.saturating_duration_since(decided);
+    assert!(lag < Duration::from_millis(1800), "?wait on A returned {lag:?} after B's decision");
+    println!("?wait on node A returned {lag:?} after the decision on node B");
+
+    // One ledger, verified offline from either data directory.
+    for node in [&a, &b] {
+        let dir = node.data_dir();
+        let o = run_cli(&["ledger", "verify", "--data-dir", dir.to_str().expect("dir"), "--database", &url]);
+        let (code, out, err) = outcome(&o);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.starts_with("OK: "), "{out}");
+    }
+    let size_a = a.get(&a.admin, "/v1/ledger/checkpoint").await;
+    let size_b = b.get(&b.admin, "/v1/ledger/checkpoint").await;
+    assert_eq!(size_a.text, size_b.text, "both nodes serve the same checkpoint");
+}
