@@ -230,3 +230,59 @@ async fn a_counterparty_risk_change_shows_in_open_reviews_and_decides_the_next_v
     assert_eq!(update["data"]["previous_risk"], "medium");
     assert_eq!(update["actor"], "admin");
 }
+
+/// What changed under a pending case reaches it: the kill switch and the blocklist are
+/// re-checked at the approval and again when the passport is picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_and_blocking_reach_pending_reviews_and_unpicked_passports() {
+    let s = Server::start().await;
+    let escalate = || async {
+        let r = s.po("globex", "40000.00").await;
+        assert_eq!(r.get("verdict"), "escalated", "{}", r.text);
+        (
+            r.get("case_id").as_str().expect("case").to_owned(),
+            r.json["review"]["id"].as_str().expect("review").to_owned(),
+        )
+    };
+    let rechecked = |case: &serde_json::Value| -> Vec<String> {
+        events_of(case, "decision.rechecked")
+            .iter()
+            .flat_map(|e| e["data"]["reasons"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r["rule"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    // 1. Suspended while pending: the approval rejects the case, recorded with the reason.
+    let (case_id, review_id) = escalate().await;
+    s.post(&s.admin, "/v1/agents/procurement-bot/suspend", &json!({})).await.expect(200);
+    let v = s.decide(&s.carol(), &review_id, "approve", "budgeted").await;
+    v.expect(200);
+    assert_eq!(v.get("status"), "rejected", "the approver is told: {}", v.text);
+    let c = s.case(&s.bot(), &case_id).await;
+    assert_eq!(c.get("status"), "rejected");
+    assert!(c.get("passport").is_null());
+    assert_eq!(rechecked(&c.json), ["agent-suspended"]);
+    s.post(&s.admin, "/v1/agents/procurement-bot/resume", &json!({})).await.expect(200);
+
+    // 2. Approved, then suspended before the agent picked its passport up: none is issued.
+    let (case_id, review_id) = escalate().await;
+    s.decide(&s.carol(), &review_id, "approve", "budgeted").await.expect(200);
+    s.post(&s.admin, "/v1/agents/procurement-bot/suspend", &json!({})).await.expect(200);
+    let c = s.case(&s.bot(), &case_id).await;
+    assert_eq!(c.get("status"), "rejected", "{}", c.text);
+    assert!(c.get("passport").is_null());
+    assert!(events_of(&c.json, "passport.issued").is_empty());
+    let stages: Vec<_> = events_of(&c.json, "decision.rechecked").iter().map(|e| e["data"]["stage"].clone()).collect();
+    assert_eq!(stages, [json!("passport")]);
+    s.post(&s.admin, "/v1/agents/procurement-bot/resume", &json!({})).await.expect(200);
+
+    // 3. The counterparty blocked while pending: the policy's reject tier decides.
+    let (case_id, review_id) = escalate().await;
+    s.put(&s.admin, "/v1/counterparties/globex", &json!({"name": "Globex Hardware", "risk": "blocked"}))
+        .await
+        .expect(200);
+    s.decide(&s.carol(), &review_id, "approve", "budgeted").await.expect(200);
+    let c = s.case(&s.bot(), &case_id).await;
+    assert_eq!(c.get("status"), "rejected", "{}", c.text);
+    assert!(rechecked(&c.json).contains(&"blocked-counterparty".to_owned()), "{}", c.text);
+}

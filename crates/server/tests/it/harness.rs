@@ -127,7 +127,13 @@ impl Server {
         let running = app::start(opts, clock.clone()).await.expect("server start");
         let admin = running.admin_token.clone().expect("a fresh data dir creates the admin token");
         let creds = running.credentials.iter().map(|c| ((c.kind.to_owned(), c.id.clone()), c.token.clone())).collect();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        // Idle connections are dropped by the client before the server's 10 s keep-alive
+        // timeout can close one under a request being sent on it.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
         Server { base: running.url(), running: Some(running), clock, dir, client, admin, creds }
     }
 
