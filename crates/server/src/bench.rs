@@ -702,9 +702,11 @@ async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow
 
 /// Starts AgentSigna on a loopback port with the built-in org; returns it and the agent's
 /// credential (created now, or read from an existing data directory).
-async fn start_server(data_dir: &Path) -> anyhow::Result<(Running, String)> {
+async fn start_server(data_dir: &Path, waiters: u32) -> anyhow::Result<(Running, String)> {
     let org = OrgFile::parse(ORG).context("the built-in org file")?;
     let mut opts = ServeOptions::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)));
+    // Every waiter of phase 4 really waits (beyond the cap a poll would be answered at once).
+    opts.max_waits = opts.max_waits.max(usize::try_from(waiters)?.saturating_add(16));
     opts.org_inline = Some((org, Some(POLICY.to_owned())));
     let running = app::start(opts, Arc::new(SystemClock)).await.context("starting the server")?;
     let created = running.credentials.iter().find(|c| c.kind == "agent" && c.id == AGENT).map(|c| c.token.clone());
@@ -787,7 +789,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         .thread_name("agentsigna-bench")
         .build()
         .context("cannot start the load-generator runtime")?;
-    let (running, token) = server_rt.block_on(start_server(&data_dir))?;
+    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters))?;
     let bare = match server_rt.block_on(Bare::start()) {
         Ok(b) => b,
         Err(e) => {
