@@ -324,6 +324,38 @@ async fn agent_tools_over_stdio_request_wait_and_report() {
     assert_eq!(doc["outcomes"][0]["actor"], "agent:procurement-bot");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_wait_stops_waiting_on_the_server() {
+    let Some(py) = python_or_skip("agentsigna mcp cancellation") else { return };
+    // One wait slot on the server: while the cancelled call still waited, every other
+    // `?wait` would be answered at once with `AgentSigna-Wait: unavailable`.
+    let server = Server::start_with(|o| o.max_waits = 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let escalated = json!({"action": "purchase_order.create", "counterparty": "globex", "audience": "erp",
+        "amount": {"value": "40000.00", "currency": "USD"}, "description": "cancelled while waiting",
+        "wait_seconds": 600});
+    let plan = json!({
+        "api": server.base,
+        "transport": {"stdio": {"command": bin(), "args": ["mcp"],
+            "env": {"AGENTSIGNA_URL": server.base, "AGENTSIGNA_API_KEY": server.bot(), "AGENTSIGNA_LOG": "warn"}}},
+        "steps": [
+            {"op": "cancel", "tool": "request_authority", "args": escalated},
+            {"op": "wait_slot_free", "token": server.bot()},
+            call("get_case", json!({"case_id": "case_nope"})),
+        ],
+    });
+    let r = drive(&py, dir.path(), plan).await;
+    assert_eq!(r[0]["outcome"], "cancelled", "{:#}", r[0]);
+    assert!(!r[0]["progress"].as_array().unwrap().is_empty());
+    // The session is still open and the server's only wait slot is free again: the
+    // cancelled call's long-poll was dropped, not left to run out its 600 seconds.
+    assert_eq!(r[1]["free"], 3, "the cancelled call still holds the wait slot: {:#}", r[1]);
+    let case = r[1]["case"].as_str().unwrap();
+    assert_eq!(admin_case(&server, case).await["status"], "pending_review");
+    // The session still answers calls after the cancellation.
+    refused(&r[2], "404");
+}
+
 /// Waits until `port` accepts TCP connections (Python SDK imports are slow on a busy machine).
 async fn wait_listening(port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -416,42 +448,48 @@ async fn gate_over_streamable_http_in_front_of_an_http_upstream() {
 }
 
 #[test]
-fn gate_refuses_a_tools_file_that_does_not_fit_the_upstream() {
+fn gate_refuses_a_tools_file_that_does_not_fit_the_upstream_or_the_server() {
     let Some(py) = python_or_skip("mcp-gate start-up validation") else { return };
     let dir = tempfile::tempdir().unwrap();
-    // A server is needed for the JWKS and the token checks.
+    // A server is needed for the JWKS, the token, the audience and the action types.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(Server::start());
-    let bad = std::fs::read_to_string(example("tools.toml")).unwrap().replace("\"send_payment\"", "\"send_money\"");
-    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
-    let out = Command::new(bin())
-        .args(["mcp-gate", "--tools"])
-        .arg(dir.path().join("bad.toml"))
-        .arg("--")
-        .arg(&py)
-        .arg(example("erp_server.py"))
-        .env("AGENTSIGNA_URL", &server.base)
-        .env("AGENTSIGNA_API_KEY", server.bot())
-        .env("AGENTSIGNA_SYSTEM_TOKEN", server.erp())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let example_text = std::fs::read_to_string(example("tools.toml")).unwrap();
+    let gate = |name: &str, text: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin())
+            .args(["mcp-gate", "--tools"])
+            .arg(&path)
+            .arg("--")
+            .arg(&py)
+            .arg(example("erp_server.py"))
+            .env("AGENTSIGNA_URL", &server.base)
+            .env("AGENTSIGNA_API_KEY", server.bot())
+            .env("AGENTSIGNA_SYSTEM_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        stderr
+    };
+    let erp = server.erp();
+    // A tool the upstream does not have.
+    let stderr = gate("tool.toml", &example_text.replace("\"send_payment\"", "\"send_money\""), &erp);
     assert!(stderr.contains("no tool named send_money"), "{stderr}");
-    let out = Command::new(bin())
-        .args(["mcp-gate", "--tools"])
-        .arg(example("tools.toml"))
-        .arg("--")
-        .arg(&py)
-        .arg(example("erp_server.py"))
-        .env("AGENTSIGNA_URL", &server.base)
-        .env("AGENTSIGNA_API_KEY", server.bot())
-        .env("AGENTSIGNA_SYSTEM_TOKEN", "wrong")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A token the server does not accept.
+    let stderr = gate("token.toml", &example_text, "wrong");
     assert!(stderr.contains("AGENTSIGNA_SYSTEM_TOKEN is not accepted"), "{stderr}");
+    // An audience that is not the system whose token the gate holds.
+    let stderr = gate("audience.toml", &example_text.replace("audience = \"erp\"", "audience = \"crm\""), &erp);
+    assert!(stderr.contains("audience \"crm\" is not the target system"), "{stderr}");
+    // An action type the server does not know.
+    let text = example_text.replace("\"payment.send\"", "\"payment.sned\"");
+    let stderr = gate("action.toml", &text, &erp);
+    assert!(
+        stderr.contains("undeclared action type") && stderr.contains("send_payment") && stderr.contains("payment.sned"),
+        "{stderr}"
+    );
     drop(server);
 }

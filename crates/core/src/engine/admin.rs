@@ -402,6 +402,35 @@ impl Engine {
         .await
     }
 
+    /// Every declared action type, sorted by type. Readable by every authenticated principal:
+    /// agents and gates check what they may request before they request it.
+    pub async fn list_actions(&self) -> Result<Vec<ActionRecord>> {
+        self.read(|_, snap| {
+            let mut all: Vec<ActionRecord> = list(snap, RecordKind::Action)?;
+            all.sort_by(|a, b| a.action_type.cmp(&b.action_type));
+            Ok(all)
+        })
+        .await
+    }
+
+    /// A registered target system, for the admin and for that system itself; anyone else is
+    /// told it does not exist (no existence oracle).
+    pub async fn system_record(&self, by: &Principal, id: String) -> Result<SystemRecord> {
+        let missing = || Error::NotFound(format!("target system {id} does not exist"));
+        match by {
+            Principal::Admin => {}
+            Principal::System(own) if *own == id => {}
+            _ => return Err(missing()),
+        }
+        let found: Option<SystemRecord> = self
+            .read({
+                let id = id.clone();
+                move |_, snap| get(snap, RecordKind::System, &id)
+            })
+            .await?;
+        found.ok_or_else(missing)
+    }
+
     /// A registered agent.
     pub async fn agent_record(&self, id: String) -> Result<AgentRecord> {
         self.read(move |_, snap| {

@@ -30,7 +30,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agents/{id}/resume", post(resume_agent))
         .route("/v1/approvers", post(create_approver))
         .route("/v1/systems", post(create_system))
+        .route("/v1/systems/{id}", get(get_system))
         .route("/v1/counterparties/{id}", put(put_counterparty).get(get_counterparty))
+        .route("/v1/actions", get(list_actions))
         .route("/v1/actions/{type}", put(put_action))
         .route("/v1/policies", post(create_policy).get(list_policies))
         .route("/v1/policies/shadow", put(set_shadow).delete(clear_shadow).get(get_shadow))
@@ -132,6 +134,11 @@ async fn create_system(
     Ok((StatusCode::CREATED, Json(json!({"id": sys.id, "token": token}))).into_response())
 }
 
+async fn get_system(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let sys = s.engine.system_record(&p, id).await?;
+    Ok(Json(json!({"id": sys.id, "name": sys.name, "created_at": rfc3339_ms(sys.created_at_ms)})))
+}
+
 async fn put_counterparty(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -152,6 +159,11 @@ async fn get_counterparty(State(s): State<AppState>, Auth(p): Auth, Path(id): Pa
 struct ActionInput {
     #[serde(default)]
     description: String,
+}
+
+async fn list_actions(State(s): State<AppState>, Auth(_): Auth) -> ApiResult<Json<Value>> {
+    let actions = s.engine.list_actions().await?;
+    Ok(Json(json!({"actions": actions})))
 }
 
 async fn put_action(

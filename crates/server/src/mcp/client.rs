@@ -149,6 +149,26 @@ impl Api {
         }
     }
 
+    /// `GET /v1/systems/{id}` with the system's own token: `Ok(false)` when the server says no
+    /// such system is visible to this token (it does not exist, or the token is another's).
+    pub async fn is_own_system(&self, token: &str, id: &str) -> Result<bool, ApiFailure> {
+        let url = self.url(&format!("/v1/systems/{}", percent_encode(id)));
+        match self.send(self.http.get(url).bearer_auth(token), CALL_TIMEOUT).await {
+            Ok(_) => Ok(true),
+            Err(ApiFailure::Problem { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The declared action types, `GET /v1/actions`.
+    pub async fn action_types(&self, token: &str) -> Result<Vec<String>, ApiFailure> {
+        let answer = self.send(self.http.get(self.url("/v1/actions")).bearer_auth(token), CALL_TIMEOUT).await?;
+        let Some(list) = answer.body["actions"].as_array() else {
+            return Err(ApiFailure::Unreachable("GET /v1/actions answered without an `actions` list".into()));
+        };
+        Ok(list.iter().filter_map(|a| a["type"].as_str().map(str::to_owned)).collect())
+    }
+
     /// The passport keys, `GET /.well-known/jwks.json`.
     pub async fn jwks(&self) -> anyhow::Result<Jwks> {
         let resp = self

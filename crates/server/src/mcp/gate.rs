@@ -129,6 +129,7 @@ impl GateCore {
             Ok(false) => anyhow::bail!("AGENTSIGNA_SYSTEM_TOKEN is not accepted by {}", api.base()),
             Err(e) => anyhow::bail!("{}", e.describe()),
         }
+        tools.check_server(&api, &system_token).await?;
         let upstream = Upstream::start(spec.clone(), timeout).await?;
         let all = upstream.list_tools().await.map_err(|e| anyhow::anyhow!("{spec}: tools/list failed: {e}"))?;
         let schemas: BTreeMap<String, Value> =

@@ -209,6 +209,41 @@ impl ToolsFile {
         }
     }
 
+    /// Checks the file against the AgentSigna server, with the target system's token: the
+    /// audience is that system, and every mapped action type is declared.
+    pub async fn check_server(&self, api: &super::client::Api, system_token: &str) -> anyhow::Result<()> {
+        let describe = |e: super::client::ApiFailure| anyhow::anyhow!("{}", e.describe());
+        if !api.is_own_system(system_token, &self.audience).await.map_err(describe)? {
+            anyhow::bail!(
+                "tools file: audience {:?} is not the target system of AGENTSIGNA_SYSTEM_TOKEN at {} \
+                 (no such system, or the token belongs to another one)",
+                self.audience,
+                api.base()
+            );
+        }
+        let declared: BTreeSet<String> = api.action_types(system_token).await.map_err(describe)?.into_iter().collect();
+        self.check_actions(&declared).map_err(|e| anyhow::anyhow!("tools file: {e}"))
+    }
+
+    /// Checks every mapped tool's action type against the server's declared ones.
+    pub fn check_actions(&self, declared: &BTreeSet<String>) -> Result<(), String> {
+        let unknown: Vec<String> = self
+            .tools
+            .values()
+            .filter(|m| !declared.contains(&m.action))
+            .map(|m| format!("tool {} maps to action {:?}", m.name, m.action))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+        Err(format!(
+            "undeclared action type: {} (declared: {}; an admin declares one with PUT /v1/actions/{{type}})",
+            unknown.join(", "),
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        ))
+    }
+
     /// Checks the file against the upstream's tools (name → input schema): every mapped
     /// or allowed tool must exist, and a pointer's first token must name a property when
     /// the schema lists its properties.
@@ -493,6 +528,19 @@ description_value = "payment from the ERP"
         upstream
             .insert("send_payment".to_owned(), json!({"type": "object", "properties": {"payee": {}, "amount": {}}}));
         f.check_against(&upstream).unwrap();
+    }
+
+    #[test]
+    fn action_types_are_checked_against_the_server() {
+        let f = ToolsFile::parse(EXAMPLE).unwrap();
+        let mut declared: BTreeSet<String> = ["purchase_order.create".to_owned()].into();
+        let e = f.check_actions(&declared).unwrap_err();
+        assert!(
+            e.contains("send_payment") && e.contains("payment.send") && e.contains("declared: purchase_order.create"),
+            "{e}"
+        );
+        declared.insert("payment.send".to_owned());
+        f.check_actions(&declared).unwrap();
     }
 
     #[test]

@@ -101,3 +101,28 @@ async fn principals_see_only_what_they_may() {
     s.get(&s.erp(), "/v1/ledger/proof/inclusion?index=0&size=1").await.expect_problem(403, None);
     s.get(&s.carol(), "/v1/ledger/entries?start=0&end=2").await.expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_types_are_listed_and_a_system_reads_only_itself() {
+    let s = Server::start().await;
+    // Every authenticated principal lists the declared action types; nobody else.
+    s.call(Method::GET, None, "/v1/actions", None).await.expect_problem(401, None);
+    for token in [s.bot(), s.carol(), s.erp(), s.admin.clone()] {
+        let r = s.get(&token, "/v1/actions").await;
+        r.expect(200);
+        let types: Vec<&str> =
+            r.json["actions"].as_array().expect("actions").iter().filter_map(|a| a["type"].as_str()).collect();
+        assert!(types.contains(&"purchase_order.create") && types.contains(&"payment.send"), "{}", r.text);
+        assert!(types.windows(2).all(|w| w[0] < w[1]), "sorted: {types:?}");
+    }
+    // A target system: the admin and the system itself read it; to anyone else it does not exist.
+    let own = s.get(&s.erp(), "/v1/systems/erp").await;
+    own.expect(200);
+    assert_eq!(own.json["id"], "erp");
+    s.get(&s.admin, "/v1/systems/erp").await.expect(200);
+    s.get(&s.system("bank"), "/v1/systems/erp").await.expect_problem(404, None);
+    s.get(&s.bot(), "/v1/systems/erp").await.expect_problem(404, None);
+    s.get(&s.carol(), "/v1/systems/erp").await.expect_problem(404, None);
+    s.get(&s.admin, "/v1/systems/nope").await.expect_problem(404, None);
+    s.get(&s.erp(), "/v1/systems/nope").await.expect_problem(404, None);
+}

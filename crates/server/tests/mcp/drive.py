@@ -11,6 +11,11 @@ Usage: drive.py PLAN.json. The plan: {"transport": {"stdio": {"command", "args",
 - {"op": "kill_upstream", "log"}: kills the upstream whose pid the toy ERP logged last.
 - {"op": "concurrent", "calls": [call steps]}: runs calls side by side, records the order
   in which they finished.
+- {"op": "cancel", "tool", "args"}: tools/call with a progress token, abandoned (the SDK
+  sends `notifications/cancelled`) as soon as the first progress notification arrives.
+- {"op": "wait_slot_free", "token"}: while the session stays open, long-polls the agent's
+  newest pending case for a second at a time until three answers in a row got the wait
+  (no `AgentSigna-Wait: unavailable`), i.e. nobody else holds the server's wait slots.
 
 Prints one JSON document: {"results": [one per step]}.
 """
@@ -85,6 +90,49 @@ async def call(client, plan, step):
     return out
 
 
+async def cancel_after_progress(client, step):
+    progress = []
+    first = anyio.Event()
+
+    async def on_progress(p, total, message):
+        progress.append({"progress": p, "total": total, "message": message})
+        first.set()
+
+    started = time.monotonic()
+    outcome = "cancelled"
+    async with anyio.create_task_group() as tg:
+
+        async def the_call():
+            nonlocal outcome
+            try:
+                await client.call_tool(step["tool"], step.get("args", {}), progress_callback=on_progress)
+                outcome = "answered"  # the call finished before it could be cancelled
+            except Exception as e:
+                outcome = f"exception: {e!r}"
+
+        tg.start_soon(the_call)
+        with anyio.fail_after(60):
+            await first.wait()
+        tg.cancel_scope.cancel()
+    return {"outcome": outcome, "progress": progress, "seconds": time.monotonic() - started}
+
+
+def wait_slot_free(base, token):
+    cases = api(base, token, "GET", "/v1/cases")["cases"]
+    case = next(c for c in cases if c["status"] == "pending_review")
+    cid = case.get("case_id") or case.get("id")
+    busy, free, deadline = 0, 0, time.monotonic() + 30
+    while free < 3 and time.monotonic() < deadline:
+        req = urllib.request.Request(f"{base}/v1/cases/{cid}?wait=1", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            if r.headers.get("AgentSigna-Wait") == "unavailable":
+                busy, free = busy + 1, 0
+                time.sleep(0.2)
+            else:
+                free += 1
+    return {"case": cid, "free": free, "busy": busy}
+
+
 async def run_steps(client, plan):
     results = []
     for step in plan["steps"]:
@@ -94,6 +142,10 @@ async def run_steps(client, plan):
             results.append({"tools": sorted(t.name for t in tools.tools)})
         elif op == "call":
             results.append(await call(client, plan, step))
+        elif op == "cancel":
+            results.append(await cancel_after_progress(client, step))
+        elif op == "wait_slot_free":
+            results.append(await anyio.to_thread.run_sync(wait_slot_free, plan["api"], step["token"]))
         elif op == "approve":
             results.append({"approved": approve_pending(plan["api"], step["token"])})
         elif op == "kill_upstream":
