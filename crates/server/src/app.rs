@@ -15,9 +15,10 @@ use agentsigna_core::keys::{write_secret_file, Keyring};
 use agentsigna_core::org::{NewCredential, OrgFile};
 use agentsigna_core::Clock;
 
+use crate::http;
 use crate::http::limits::{Rate, RequestLimits, DEFAULT_MAX_WAITS};
 use crate::http::server::ServerLimits;
-use crate::http::{self, AppState};
+use crate::state::AppState;
 
 /// What `agentsigna serve` needs.
 #[derive(Debug, Clone)]
@@ -277,7 +278,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         };
         crate::notify::spawn(engine.clone(), engine.outbox_signal(), cfg)?
     };
-    let app = http::router(state.clone());
+    let app = crate::router::router(state.clone());
     let (tx, join) = http::server::serve(listener, app, opts.limits);
     let sweeper = if opts.sweeper {
         let e = engine.clone();

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
-use super::AppState;
+use crate::state::AppState;
 use agentsigna_core::model::Principal;
 
 /// Largest accepted JSON body.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::extract::{Auth, P as Path, Q as Query};
 use super::problem::{ApiError, ApiResult};
-use super::AppState;
+use crate::state::AppState;
 use agentsigna_core::model::Principal;
 use agentsigna_verify::evidence::{encode_hashes, Evidence};
 

@@ -26,7 +26,7 @@ use agentsigna_core::model::Principal;
 
 use super::extract::{bearer_token, Authenticated};
 use super::problem::ApiError;
-use super::AppState;
+use crate::state::AppState;
 
 /// A request rate: `per_second` on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::extract::{Auth, JsonBody};
 use super::problem::{ApiError, ApiResult};
-use super::AppState;
+use crate::state::AppState;
 use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem};
 use agentsigna_core::engine::cases::{ExecutionInput, OutcomeInput, RequestInput};
 use agentsigna_core::engine::review::DecisionInput;

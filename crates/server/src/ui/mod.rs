@@ -18,8 +18,8 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::http::problem::ApiError;
-use crate::http::AppState;
 use crate::secret::same_secret;
+use crate::state::AppState;
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};

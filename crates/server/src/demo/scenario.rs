@@ -1,321 +1,42 @@
-//! `agentsigna demo`: the procurement scenario of `examples/procurement/`, end to end.
-//!
-//! A real server (temporary data dir, loopback port) with the built-in org and Cedar
-//! policy; agents and approvers that talk to it over HTTP only; and a small ERP that
-//! accepts purchase orders only with a valid passport, checked offline with the
-//! `agentsigna-verify` [`Gate`]. The narration walks the seven steps of the loop. Every
-//! verdict and status is checked: anything unexpected fails the demo (exit 1), so it
-//! doubles as an end-to-end test.
+//! The seven steps of the loop, walked by agents, approvers and the ERP over HTTP; every
+//! verdict and status is checked.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use agentsigna_core::money::Amount;
 use agentsigna_core::org::OrgFile;
-use agentsigna_core::{Clock, SystemClock};
+use agentsigna_core::Clock as _;
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::evidence::{verify_evidence, Evidence};
-use agentsigna_verify::gate::{Gate, GateRequest, MemoryReplayCache};
-use agentsigna_verify::jwk::Jwks;
 use agentsigna_verify::note::{verify_checkpoint, NoteVerifier};
-use agentsigna_verify::passport::{decode_unverified, Verifier};
+use agentsigna_verify::passport::decode_unverified;
 
-use crate::app::{self, ServeOptions};
-use crate::cli::{DemoArgs, LedgerVerifyArgs};
-
-/// The reference org and its policy, built into the binary (their source is `examples/procurement/`).
-const ORG: &str = include_str!("../../../examples/procurement/org.toml");
-const POLICY: &str = include_str!("../../../examples/procurement/policy.cedar");
-
-/// How far part 5 moves the demo clock: beyond a passport's 5 minutes plus 30 s leeway.
-const JUMP_MS: i64 = 6 * 60 * 1000;
-
-/// Wall-clock time plus an offset the demo moves forward ("demo clock +6 min"). The
-/// server and the ERP share it, so a passport can expire without waiting. It starts
-/// [`JUMP_MS`] behind real time, so after the jump it is on time again: with `--serve`,
-/// passports issued while browsing verify against any real clock.
-#[derive(Debug)]
-struct DemoClock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock for DemoClock {
-    fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
-    }
-}
-
-/// A JSON-over-HTTP client of one base URL.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-    }
-
-    /// The call must answer `want`; anything else fails the demo, naming what came back.
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-        want: u16,
-    ) -> anyhow::Result<Value> {
-        let (status, v) = self.call(method.clone(), path, token, body).await?;
-        if status != want {
-            bail!("{method} {path}: expected HTTP {want}, got {status}: {v}");
-        }
-        Ok(v)
-    }
-
-    async fn text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await?.error_for_status()?;
-        Ok(resp.text().await?)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The ERP: purchase orders only with a valid passport (audience "erp").
-
-#[derive(Clone)]
-struct Erp {
-    gate: Arc<Gate>,
-    clock: Arc<DemoClock>,
-    agentsigna: Api,
-    token: String,
-    url: String,
-    next_po: Arc<AtomicU64>,
-}
-
-type Refusal = (StatusCode, &'static str, String);
-
-impl Erp {
-    async fn accept(&self, headers: &HeaderMap, body: &str) -> Result<Value, Refusal> {
-        let passport = passport_header(headers).ok_or((
-            StatusCode::UNAUTHORIZED,
-            "missing",
-            "no passport: send `Authorization: Passport <jws>`".to_owned(),
-        ))?;
-        let proof = headers.get("agentsigna-proof").and_then(|v| v.to_str().ok());
-        let url = format!("{}/purchase-orders", self.url);
-        let req = GateRequest { passport: &passport, proof, method: "POST", url: &url };
-        // Signature, audience, expiry, single use (and holder proof): offline, no call back.
-        let verified = self.gate.check(&req, self.clock.as_ref()).map_err(|e| {
-            let status = match e.code() {
-                "replayed" => StatusCode::CONFLICT,
-                "wrong_audience" => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            (status, e.code(), e.to_string())
-        })?;
-        let po: Value =
-            serde_json::from_str(body).map_err(|e| (StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
-        let c = &verified.claims;
-        let authorized = c.authorization_details.first().is_some_and(|d| {
-            d.action == "purchase_order.create"
-                && po["vendor"] == d.counterparty.id.as_str()
-                && d.amount.as_ref().is_some_and(|a| {
-                    po["amount"]["value"] == a.value.as_str() && po["amount"]["currency"] == a.currency.as_str()
-                })
-        });
-        if !authorized {
-            let detail = "this purchase order is not the action the passport authorizes".to_owned();
-            return Err((StatusCode::FORBIDDEN, "passport_mismatch", detail));
-        }
-        let number = format!("PO-{}", self.next_po.fetch_add(1, Ordering::SeqCst));
-        let report = json!({"passport_id": c.jti, "reference": number});
-        let path = format!("/v1/cases/{}/execution", c.case.id);
-        let case = self
-            .agentsigna
-            .expect(Method::POST, &path, &self.token, Some(&report), 200)
-            .await
-            .map_err(|e| (StatusCode::BAD_GATEWAY, "report_failed", format!("{e:#}")))?;
-        Ok(json!({"po_number": number, "case": c.case.id, "passport_id": c.jti, "vendor": po["vendor"],
-                  "amount": po["amount"], "agentsigna_case_status": case["status"]}))
-    }
-}
-
-fn passport_header(h: &HeaderMap) -> Option<String> {
-    if let Some(v) = h.get("agentsigna-passport").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_owned());
-    }
-    let (scheme, token) = h.get(header::AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("passport").then(|| token.trim().to_owned())
-}
-
-async fn erp_purchase_order(State(erp): State<Erp>, headers: HeaderMap, body: String) -> Response {
-    match erp.accept(&headers, &body).await {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err((status, code, detail)) => {
-            let body = json!({"type": format!("urn:agentsigna:gate:{code}"), "title": "Passport refused",
-                              "status": status.as_u16(), "detail": detail, "code": code});
-            let mut resp = (status, Json(body)).into_response();
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-            resp
-        }
-    }
-}
-
-/// A small HTTP service running in this process.
-struct Service {
-    url: String,
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<std::io::Result<()>>,
-}
-
-async fn start_erp(agentsigna: Api, clock: Arc<DemoClock>, token: String) -> anyhow::Result<Service> {
-    let jwks = Jwks::from_json(&agentsigna.text("/.well-known/jwks.json").await?).map_err(|e| anyhow!("JWKS: {e}"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let gate = Gate::new(Verifier::new(jwks, "erp")).with_replay_cache(Arc::new(MemoryReplayCache::new(10_000)));
-    let erp = Erp {
-        gate: Arc::new(gate),
-        clock,
-        agentsigna,
-        token,
-        url: url.clone(),
-        next_po: Arc::new(AtomicU64::new(1001)),
-    };
-    let router = Router::new().route("/purchase-orders", post(erp_purchase_order)).with_state(erp);
-    let (stop, join) = crate::http::serve_until_stopped(listener, router);
-    Ok(Service { url, stop, join })
-}
-
-// ---------------------------------------------------------------------------------------
-// Narration.
-
-const W: usize = 12;
-
-fn say(label: &str, text: impl std::fmt::Display) {
-    println!("  {label:<W$} {text}");
-}
-
-fn more(text: impl std::fmt::Display) {
-    say("", text);
-}
-
-fn section(n: u32, title: &str) {
-    println!("\n{n}. {title}\n{}", "-".repeat(title.chars().count() + 3));
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("?")
-}
-
-/// JSON on one line, spaced: `{"a": 1, "b": [2, 3]}`.
-fn flat(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let items: Vec<String> =
-                m.iter().map(|(k, x)| format!("{}: {}", Value::String(k.clone()), flat(x))).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-        Value::Array(a) => format!("[{}]", a.iter().map(flat).collect::<Vec<_>>().join(", ")),
-        _ => v.to_string(),
-    }
-}
-
-/// Pretty JSON that keeps any member fitting in the line on one line.
-fn layout(v: &Value, pad: usize, head: &str, tail: &str, out: &mut Vec<String>) {
-    let indent = " ".repeat(pad);
-    let items: Vec<(String, &Value)> = match v {
-        Value::Object(m) => m.iter().map(|(k, x)| (format!("{}: ", Value::String(k.clone())), x)).collect(),
-        Value::Array(a) => a.iter().map(|x| (String::new(), x)).collect(),
-        _ => Vec::new(),
-    };
-    let one_line = format!("{indent}{head}{}{tail}", flat(v));
-    if items.is_empty() || one_line.chars().count() <= 86 {
-        out.push(one_line);
-        return;
-    }
-    let (open, close) = if v.is_object() { ("{", "}") } else { ("[", "]") };
-    out.push(format!("{indent}{head}{open}"));
-    let n = items.len();
-    for (i, (key, x)) in items.into_iter().enumerate() {
-        layout(x, pad + 2, &key, if i + 1 < n { "," } else { "" }, out);
-    }
-    out.push(format!("{indent}{close}{tail}"));
-}
-
-fn needs(n: &Value) -> String {
-    format!("needs {n} approval{}", if n.as_u64() == Some(1) { "" } else { "s" })
-}
-
-fn roles(v: &Value) -> String {
-    let roles: Vec<&str> = v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
-    if roles.is_empty() {
-        "any approver".to_owned()
-    } else {
-        format!("role {}", roles.join(" + "))
-    }
-}
-
-/// The trust moves the last outcome of a case caused (its `trust.updated` ledger entries).
-fn trust_moves(case: &Value) -> String {
-    let events = case["events"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let last = events.iter().rposition(|e| e["type"] == "outcome.recorded").map_or(0, |i| i + 1);
-    let moves: Vec<String> = events[last.min(events.len())..]
-        .iter()
-        .filter(|e| e["type"] == "trust.updated")
-        .map(|e| {
-            let who = s(&e["data"]["subject"]).split_once(':').map_or("?", |(_, id)| id);
-            format!("{who} {} → {}", e["data"]["before"], e["data"]["after"])
-        })
-        .collect();
-    if moves.is_empty() {
-        "unchanged (this case already counted a worse outcome)".to_owned()
-    } else {
-        moves.join(", ")
-    }
-}
+use super::api::Api;
+use super::narrate::{layout, more, needs, roles, s, say, section, trust_moves};
+use super::{DemoClock, JUMP_MS};
 
 /// One request of an agent.
 #[derive(Clone, Copy)]
-struct Ask<'a> {
-    agent: &'a str,
-    action: &'a str,
-    counterparty: &'a str,
-    value: &'a str,
-    audience: &'a str,
-    description: &'a str,
-    key: &'a str,
+pub(super) struct Ask<'a> {
+    pub(super) agent: &'a str,
+    pub(super) action: &'a str,
+    pub(super) counterparty: &'a str,
+    pub(super) value: &'a str,
+    pub(super) audience: &'a str,
+    pub(super) description: &'a str,
+    pub(super) key: &'a str,
 }
 
 impl<'a> Ask<'a> {
-    fn po(counterparty: &'a str, value: &'a str, description: &'a str, key: &'a str) -> Ask<'a> {
+    pub(super) fn po(counterparty: &'a str, value: &'a str, description: &'a str, key: &'a str) -> Ask<'a> {
         Ask {
             agent: "procurement-bot",
             action: "purchase_order.create",
@@ -328,17 +49,17 @@ impl<'a> Ask<'a> {
     }
 }
 
-struct Demo {
-    api: Api,
-    erp_url: String,
-    clock: Arc<DemoClock>,
-    admin: String,
-    creds: HashMap<String, String>,
-    data_dir: PathBuf,
+pub(super) struct Demo {
+    pub(super) api: Api,
+    pub(super) erp_url: String,
+    pub(super) clock: Arc<DemoClock>,
+    pub(super) admin: String,
+    pub(super) creds: HashMap<String, String>,
+    pub(super) data_dir: PathBuf,
 }
 
 impl Demo {
-    fn token(&self, kind: &str, id: &str) -> anyhow::Result<&str> {
+    pub(super) fn token(&self, kind: &str, id: &str) -> anyhow::Result<&str> {
         self.creds
             .get(&format!("{kind}:{id}"))
             .map(String::as_str)
@@ -346,7 +67,7 @@ impl Demo {
     }
 
     /// ① and ②: the agent asks; the verdict must be `want`, produced by `rule`.
-    async fn ask(&self, a: Ask<'_>, want: &str, rule: &str) -> anyhow::Result<Value> {
+    pub(super) async fn ask(&self, a: Ask<'_>, want: &str, rule: &str) -> anyhow::Result<Value> {
         say(
             "① request",
             format!(
@@ -386,7 +107,7 @@ impl Demo {
     }
 
     /// ⑤: the agent sends the purchase order to the ERP, with or without its passport.
-    async fn send_po(&self, passport: Option<(&str, String)>, a: Ask<'_>) -> anyhow::Result<(u16, Value)> {
+    pub(super) async fn send_po(&self, passport: Option<(&str, String)>, a: Ask<'_>) -> anyhow::Result<(u16, Value)> {
         let mut req = self.api.http.post(format!("{}/purchase-orders", self.erp_url));
         if let Some((name, value)) = passport {
             req = req.header(name, value);
@@ -398,7 +119,7 @@ impl Demo {
     }
 
     /// ⑤ the ERP must accept the passport; returns the PO number.
-    async fn execute(&self, passport: &str, a: Ask<'_>) -> anyhow::Result<String> {
+    pub(super) async fn execute(&self, passport: &str, a: Ask<'_>) -> anyhow::Result<String> {
         let (status, v) = self.send_po(Some(("authorization", format!("Passport {passport}"))), a).await?;
         if status != 201 || v["agentsigna_case_status"] != "executed" {
             bail!("the ERP should have accepted the passport: {status} {v}");
@@ -414,7 +135,7 @@ impl Demo {
     }
 
     /// ⑤ the ERP must refuse with `status` and the error `code`.
-    async fn refused(
+    pub(super) async fn refused(
         &self,
         passport: Option<(&str, String)>,
         a: Ask<'_>,
@@ -431,7 +152,7 @@ impl Demo {
     }
 
     /// ⑥ and ⑦: the ERP reports an outcome with its system token.
-    async fn outcome(&self, case: &str, outcome: &str, detail: &str) -> anyhow::Result<()> {
+    pub(super) async fn outcome(&self, case: &str, outcome: &str, detail: &str) -> anyhow::Result<()> {
         let body = json!({"outcome": outcome, "detail": detail});
         let v = self
             .api
@@ -445,7 +166,7 @@ impl Demo {
         Ok(())
     }
 
-    async fn review_context(&self, approver: &str, review: &str) -> anyhow::Result<()> {
+    pub(super) async fn review_context(&self, approver: &str, review: &str) -> anyhow::Result<()> {
         let r = self
             .api
             .expect(Method::GET, &format!("/v1/reviews/{review}"), self.token("approver", approver)?, None, 200)
@@ -473,7 +194,7 @@ impl Demo {
         Ok(())
     }
 
-    async fn decide(
+    pub(super) async fn decide(
         &self,
         approver: &str,
         review: &str,
@@ -486,11 +207,11 @@ impl Demo {
         self.api.expect(Method::POST, &path, self.token("approver", approver)?, Some(&body), want).await
     }
 
-    async fn trust_of(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) async fn trust_of(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self.api.expect(Method::GET, path, &self.admin, None, 200).await?["trust"].clone())
     }
 
-    fn show_passport(&self, token: &str) -> anyhow::Result<()> {
+    pub(super) fn show_passport(&self, token: &str) -> anyhow::Result<()> {
         let c = serde_json::to_value(decode_unverified(token)?)?;
         let shown = json!({"sub": c["sub"], "aud": c["aud"], "jti": c["jti"], "exp": c["exp"],
                            "authorization_details": c["authorization_details"], "decision": c["decision"],
@@ -511,7 +232,7 @@ impl Demo {
     }
 
     /// The seven parts; returns the review left open in part 6.
-    async fn scenario(&self, org: &OrgFile) -> anyhow::Result<String> {
+    pub(super) async fn scenario(&self, org: &OrgFile) -> anyhow::Result<String> {
         let agent_paths: Vec<String> = org.agents.iter().map(|a| format!("/v1/agents/{}", a.id)).collect();
         let cp_paths: Vec<String> = org.counterparties.iter().map(|c| format!("/v1/counterparties/{}", c.id)).collect();
         let mut before = Vec::new();
@@ -720,15 +441,18 @@ impl Demo {
         }
         let saved = self.data_dir.join("checkpoint.txt");
         std::fs::write(&saved, &note)?;
-        let args = LedgerVerifyArgs {
-            data_dir: Some(self.data_dir.clone()),
-            bundle: None,
-            evidence: None,
-            key: Some(key_text.trim().to_owned()),
-            checkpoint: Some(saved),
-            db: Default::default(),
-        };
-        let verdict = tokio::task::spawn_blocking(move || crate::cli::ledger_verify_inner(args)).await??;
+        let saved_cp = verify_checkpoint(&note, &key).map_err(|e| anyhow!("saved checkpoint: {e}"))?;
+        let data_dir = self.data_dir.clone();
+        let verdict = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let reader = crate::database::open_ledger(&crate::database::select(None, &data_dir)?)?;
+            let saved = [(saved_cp, saved.display().to_string())];
+            let r = agentsigna_store::ledger::audit(&*reader, &key, &saved, |_| {})?;
+            Ok(format!(
+                "OK: {} entries, {} cases, every digest and chain recomputed, Merkle root matches the checkpoint signed by {} at size {}",
+                r.entries, r.cases, r.checkpoint.origin, r.checkpoint.size
+            ))
+        })
+        .await??;
         more("agentsigna ledger verify --data-dir DIR --checkpoint <the checkpoint above>:");
         more(format!("  {verdict}"));
         println!(
@@ -737,98 +461,4 @@ impl Demo {
         );
         Ok(review6)
     }
-}
-
-/// `agentsigna demo`.
-pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
-    let org = OrgFile::parse(ORG).context("the built-in org file")?;
-    let dir =
-        tempfile::Builder::new().prefix("agentsigna-demo-").tempdir().context("cannot create a temporary data dir")?;
-    let clock = Arc::new(DemoClock { offset_ms: AtomicI64::new(-JUMP_MS) });
-    let listen = a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let mut opts = ServeOptions::new(dir.path(), listen);
-    opts.org_inline = Some((org.clone(), Some(POLICY.to_owned())));
-    opts.sweeper = true;
-    let running = app::start(opts, clock.clone()).await.context("starting the server")?;
-    let admin = running.admin_token.clone().ok_or_else(|| anyhow!("the fresh data dir has no admin token"))?;
-    let creds: HashMap<String, String> =
-        running.credentials.iter().map(|c| (format!("{}:{}", c.kind, c.id), c.token.clone())).collect();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let api = Api { http, base: running.url() };
-
-    println!("AgentSigna demo: the procurement scenario of examples/procurement/ (built in)");
-    say("server", format!("{}   data dir {}", running.url(), dir.path().display()));
-    let erp = match creds.get("system:erp") {
-        Some(token) => start_erp(api.clone(), clock.clone(), token.clone()).await,
-        None => Err(anyhow!("the org created no credential for the erp")),
-    };
-    let result = match erp {
-        Ok(erp) => {
-            say(
-                "ERP",
-                format!("{}/purchase-orders   (audience erp; verifies passports offline with the JWKS)", erp.url),
-            );
-            say(
-                "org",
-                format!(
-                    "{} agents, {} approvers, {} target systems, {} vendors, Cedar policy of {} rules",
-                    org.agents.len(),
-                    org.approvers.len(),
-                    org.systems.len(),
-                    org.counterparties.len(),
-                    POLICY.matches("@id(").count()
-                ),
-            );
-            say("loop", "① request  ② verdict  ③ review  ④ passport  ⑤ execution  ⑥ outcome  ⑦ trust");
-            let demo = Demo {
-                api: api.clone(),
-                erp_url: erp.url.clone(),
-                clock,
-                admin,
-                creds,
-                data_dir: dir.path().to_owned(),
-            };
-            let r = demo.scenario(&org).await;
-            if let (Ok(review), true) = (&r, a.serve) {
-                serve_hint(&api, &running.data_dir, &org, review).await;
-                app::shutdown_signal().await;
-                println!("stopping");
-            }
-            let _ = erp.stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(5), erp.join).await;
-            r.map(|_| ())
-        }
-        Err(e) => Err(e),
-    };
-    let stopped = running.stop(Duration::from_secs(5)).await;
-    result?;
-    stopped?;
-    println!("done: the server and the ERP stopped; the temporary data dir is removed.");
-    Ok(())
-}
-
-async fn serve_hint(api: &Api, data_dir: &std::path::Path, org: &OrgFile, review: &str) {
-    println!("\nThe server keeps running for browsing; Ctrl-C stops it (and removes the data dir).");
-    say("API", &api.base);
-    if api
-        .http
-        .get(format!("{}/ui/", api.base))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() != reqwest::StatusCode::NOT_FOUND)
-    {
-        say("approver UI", format!("{}/ui/  (log in with an approver token below)", api.base));
-    }
-    say("admin token", data_dir.join("admin.token").display());
-    for (i, a) in org.approvers.iter().enumerate() {
-        let label = if i == 0 { "approvers" } else { "" };
-        say(
-            label,
-            format!("{:<18} {}", a.id, data_dir.join("credentials").join(format!("approver-{}.token", a.id)).display()),
-        );
-    }
-    say(
-        "pending",
-        format!("review {review} (procurement-bot, acme 4,800.00 USD) awaits a risk approver: erin or frank"),
-    );
 }

@@ -1,0 +1,442 @@
+//! The load generator: keep-alive HTTP/1.1 connections over hyper's connection API, the
+//! open and closed loops, the long polls of phase 4, and the check of every answer.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use agentsigna_core::SystemClock;
+
+use super::report::{thousands, ErrorKinds, Phase};
+use super::{BenchArgs, WARMUP_PER_CONNECTION};
+
+/// What one worker saw.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) latencies: Vec<Duration>,
+    pub(super) errors: ErrorKinds,
+    pub(super) first_error: Option<String>,
+}
+
+impl Tally {
+    pub(super) fn record(&mut self, result: Result<(), Failure>, latency: Duration) {
+        match result {
+            Ok(()) => self.latencies.push(latency),
+            Err(f) => {
+                match &f {
+                    Failure::Transport(_) => self.errors.transport += 1,
+                    Failure::Status(..) => self.errors.status += 1,
+                    Failure::Verdict(_) => self.errors.verdict += 1,
+                }
+                self.first_error.get_or_insert_with(|| f.to_string());
+            }
+        }
+    }
+
+    pub(super) fn merge(&mut self, other: Tally) {
+        self.latencies.extend(other.latencies);
+        self.errors.transport += other.errors.transport;
+        self.errors.status += other.errors.status;
+        self.errors.verdict += other.errors.verdict;
+        self.errors.dropped += other.errors.dropped;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// Why one request failed.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Transport(String),
+    Status(u16, String),
+    Verdict(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transport(e) => write!(f, "transport: {e}"),
+            Failure::Status(s, body) => write!(f, "HTTP {s}: {body}"),
+            Failure::Verdict(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What every answer of an endpoint must be.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Expect {
+    /// An `authorized` verdict with a passport.
+    Authorized,
+    /// Any 2xx.
+    Success,
+}
+
+/// An endpoint under load.
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) addr: SocketAddr,
+    pub(super) host: HeaderValue,
+    pub(super) path: &'static str,
+    pub(super) authorization: Option<HeaderValue>,
+    pub(super) expect: Expect,
+}
+
+impl Target {
+    pub(super) fn new(
+        addr: SocketAddr,
+        path: &'static str,
+        token: Option<&str>,
+        expect: Expect,
+    ) -> anyhow::Result<Target> {
+        let authorization = match token {
+            Some(t) => Some(HeaderValue::from_str(&format!("Bearer {t}")).context("the agent's credential")?),
+            None => None,
+        };
+        Ok(Target { addr, host: HeaderValue::from_str(&addr.to_string())?, path, authorization, expect })
+    }
+
+    /// `POST path` with a purchase order whose idempotency key is `key`. The bare
+    /// endpoint gets the same body, so both parse the same bytes off the wire.
+    pub(super) fn request(&self, key: &str) -> Result<Request<Full<Bytes>>, Failure> {
+        let body = format!(
+            r#"{{"action":"purchase_order.create","counterparty":"acme","amount":{{"value":"480.00","currency":"USD"}},"audience":"erp","description":"Printer paper, 40 reams","context":{{"cost_center":"IT-7"}},"idempotency_key":"{key}"}}"#
+        );
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.path)
+            .header(header::HOST, self.host.clone())
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(a) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        req.body(Full::new(Bytes::from(body))).map_err(|e| Failure::Transport(format!("cannot build a request: {e}")))
+    }
+}
+
+/// Opens a keep-alive HTTP/1.1 connection; its driver runs until the sender is dropped.
+pub(super) async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("HTTP/1.1 handshake")?;
+    tokio::spawn(async move {
+        // Ends when the sender is dropped or the server closes; a failure shows on the next request.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One connection of the load generator: one request in flight at a time.
+pub(super) struct Conn {
+    pub(super) target: Arc<Target>,
+    pub(super) sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    pub(super) async fn open(target: Arc<Target>) -> anyhow::Result<Conn> {
+        let sender = connect(target.addr).await?;
+        Ok(Conn { target, sender: Some(sender) })
+    }
+
+    /// Sends one request, reads the whole answer and checks it. A broken connection is
+    /// replaced on the next call.
+    pub(super) async fn call(&mut self, key: &str) -> Result<(), Failure> {
+        let mut sender = match self.sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => connect(self.target.addr).await.map_err(|e| Failure::Transport(format!("{e:#}")))?,
+        };
+        let (status, body) =
+            exchange(&mut sender, self.target.request(key)?).await.map_err(|e| Failure::Transport(e.to_string()))?;
+        self.sender = Some(sender);
+        if !status.is_success() {
+            return Err(Failure::Status(status.as_u16(), snippet(&body)));
+        }
+        match self.target.expect {
+            Expect::Success => Ok(()),
+            Expect::Authorized => check_verdict(&body),
+        }
+    }
+}
+
+pub(super) async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// The members of a verdict the benchmark checks.
+#[derive(Deserialize)]
+pub(super) struct VerdictBody<'a> {
+    #[serde(borrow)]
+    pub(super) verdict: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(super) passport: Option<Cow<'a, str>>,
+}
+
+pub(super) fn check_verdict(body: &[u8]) -> Result<(), Failure> {
+    match serde_json::from_slice::<VerdictBody<'_>>(body) {
+        Ok(v) if v.verdict == "authorized" && v.passport.as_deref().is_some_and(|p| !p.is_empty()) => Ok(()),
+        Ok(v) => Err(Failure::Verdict(format!("verdict {} instead of authorized: {}", v.verdict, snippet(body)))),
+        Err(e) => Err(Failure::Verdict(format!("not a verdict ({e}): {}", snippet(body)))),
+    }
+}
+
+pub(super) fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+}
+
+pub(super) async fn open_all(target: &Arc<Target>, n: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(Conn::open(target.clone()).await?);
+    }
+    Ok(conns)
+}
+
+/// Waits for the workers; returns their merged tally and the instant of the last answer.
+pub(super) async fn join_workers(
+    workers: Vec<JoinHandle<(Tally, Instant)>>,
+    start: Instant,
+) -> anyhow::Result<(Tally, Instant)> {
+    let mut tally = Tally::default();
+    let mut last = start;
+    for w in workers {
+        let (t, l) = w.await.context("a load-generator task failed")?;
+        tally.merge(t);
+        last = last.max(l);
+    }
+    Ok((tally, last))
+}
+
+/// Phase 1: `rate` requests/s for `duration`, scheduled at fixed intervals.
+pub(super) async fn open_loop(
+    target: &Arc<Target>,
+    prefix: &str,
+    rate: u32,
+    duration: Duration,
+    connections: usize,
+) -> anyhow::Result<Phase> {
+    struct Job {
+        seq: u64,
+        at: Instant,
+    }
+    let conns = open_all(target, connections).await?;
+    let total = u64::from(rate).saturating_mul(duration.as_secs());
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    let start = Instant::now() + Duration::from_millis(10);
+    // Past this, queued requests are dropped: the server cannot keep up with the rate.
+    let drain_deadline = start + duration + duration.max(Duration::from_secs(10));
+    let workers: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (rx, prefix) = (rx.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut last = start;
+                loop {
+                    let job = rx.lock().await.recv().await;
+                    let Some(job) = job else { break };
+                    if Instant::now() >= drain_deadline {
+                        tally.errors.dropped += 1;
+                        tally.first_error.get_or_insert_with(|| {
+                            "requests still queued at the drain deadline were dropped: the server did not keep up with the rate".to_owned()
+                        });
+                        continue;
+                    }
+                    let result = conn.call(&format!("{prefix}-{}", job.seq)).await;
+                    let done = Instant::now();
+                    tally.record(result, done.saturating_duration_since(job.at));
+                    last = last.max(done);
+                }
+                (tally, last)
+            })
+        })
+        .collect();
+    for seq in 0..total {
+        let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
+        let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+        // Jobs already due (the timer woke late) are queued at once, with their own send time.
+        if tx.send(Job { seq, at }).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let (tally, last) = join_workers(workers, start).await?;
+    let name = format!("open loop, {} requests/s scheduled", thousands(u64::from(rate)));
+    Ok(Phase::new(name, connections, Some(rate), last.saturating_duration_since(start), tally))
+}
+
+/// Phases 0, 2 and 3: `connections` clients back to back until `duration` has passed or
+/// each has sent `limit` requests.
+pub(super) async fn closed_loop(
+    target: &Arc<Target>,
+    name: &str,
+    prefix: &str,
+    duration: Duration,
+    limit: Option<u64>,
+    connections: usize,
+) -> anyhow::Result<Phase> {
+    let conns = open_all(target, connections).await?;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            let prefix = format!("{prefix}-{i}");
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut last = start;
+                let mut n = 0u64;
+                while Instant::now() < deadline && limit.is_none_or(|l| n < l) {
+                    let sent = Instant::now();
+                    let result = conn.call(&format!("{prefix}-{n}")).await;
+                    n += 1;
+                    let failed = result.is_err();
+                    last = Instant::now();
+                    tally.record(result, last.saturating_duration_since(sent));
+                    if failed {
+                        // Do not spin on a server that is gone.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                (tally, last)
+            })
+        })
+        .collect();
+    let (tally, last) = join_workers(workers, start).await?;
+    Ok(Phase::new(name.to_owned(), connections, None, last.saturating_duration_since(start), tally))
+}
+
+/// The four phases, in order.
+pub(super) struct Measured {
+    pub(super) warmup: Phase,
+    pub(super) open_loop: Phase,
+    pub(super) closed_loop: Phase,
+    pub(super) bare: Phase,
+    pub(super) with_waiters: Option<Phase>,
+}
+
+/// Holds `n` long polls: each on a connection of its own, on an escalated case of its own
+/// (a purchase order the example policy sends to review), re-polling until aborted.
+pub(super) async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let body = |key: &str| {
+        format!(
+            r#"{{"action":"purchase_order.create","counterparty":"globex","amount":{{"value":"40000.00","currency":"USD"}},"audience":"erp","description":"Servers","idempotency_key":"{key}"}}"#
+        )
+    };
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut sender = connect(target.addr).await?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/requests")
+            .header(header::HOST, target.host.clone())
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(a) = &target.authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        let req = req.body(Full::new(Bytes::from(body(&format!("{prefix}-{i}")))))?;
+        let (status, answer) = exchange(&mut sender, req).await?;
+        let v: serde_json::Value = serde_json::from_slice(&answer)?;
+        let case = match (status.is_success(), v["verdict"].as_str(), v["case_id"].as_str()) {
+            (true, Some("escalated"), Some(c)) => c.to_owned(),
+            _ => return Err(anyhow!("a waiter's request was not escalated: {status} {}", snippet(&answer))),
+        };
+        let (host, auth) = (target.host.clone(), target.authorization.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let mut req = Request::builder()
+                    .method(Method::GET)
+                    .uri(format!("/v1/cases/{case}?wait=60"))
+                    .header(header::HOST, host.clone());
+                if let Some(a) = &auth {
+                    req = req.header(header::AUTHORIZATION, a.clone());
+                }
+                let Ok(req) = req.body(Full::new(Bytes::new())) else { return };
+                if exchange(&mut sender, req).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Let every poll reach the server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(handles)
+}
+
+pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow::Result<Measured> {
+    let duration = Duration::from_secs(a.duration_secs);
+    let connections = usize::try_from(a.connections)?;
+    // Idempotency keys unique across runs sharing a data directory.
+    let run = format!("bench-{:x}-{}", agentsigna_core::Clock::now_ms(&SystemClock), std::process::id());
+    eprintln!("bench: warm-up ({WARMUP_PER_CONNECTION} requests on each of {connections} connections)");
+    let warmup = closed_loop(
+        &signa,
+        "warm-up",
+        &format!("{run}-w"),
+        Duration::from_secs(30),
+        Some(WARMUP_PER_CONNECTION),
+        connections,
+    )
+    .await?;
+    eprintln!("bench: phase 1/3, open loop at {} requests/s for {} s", a.rate, a.duration_secs);
+    let open = open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections).await?;
+    eprintln!("bench: phase 2/3, closed loop on {connections} connections for {} s", a.duration_secs);
+    let closed =
+        closed_loop(&signa, "closed loop, AgentSigna", &format!("{run}-c"), duration, None, connections).await?;
+    eprintln!("bench: phase 3/3, closed loop against the bare endpoint for {} s", a.duration_secs);
+    let bare =
+        closed_loop(&bare, "closed loop, bare endpoint", &format!("{run}-b"), duration, None, connections).await?;
+    let with_waiters = if a.waiters > 0 {
+        let n = usize::try_from(a.waiters)?;
+        eprintln!("bench: phase 4, {n} long polls held while the closed loop runs again for {} s", a.duration_secs);
+        let waiters = start_waiters(&signa, n, &format!("{run}-wait")).await?;
+        let name = format!("closed loop, AgentSigna, {n} long polls waiting");
+        let phase = closed_loop(&signa, &name, &format!("{run}-cw"), duration, None, connections).await;
+        for w in waiters {
+            w.abort();
+        }
+        Some(phase?)
+    } else {
+        None
+    };
+    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare, with_waiters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_checked() {
+        assert!(check_verdict(br#"{"verdict":"authorized","passport":"a.b.c","case_id":"x"}"#).is_ok());
+        assert!(check_verdict(br#"{"verdict":"escalated","passport":null}"#).is_err());
+        assert!(check_verdict(br#"{"verdict":"authorized"}"#).is_err());
+        assert!(check_verdict(b"not json").is_err());
+    }
+}

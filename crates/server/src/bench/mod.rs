@@ -1,0 +1,251 @@
+//! `agentsigna bench`: the load benchmark behind the design's quality targets: "authorized
+//! requests/s (durable ledger, 2 cores, load generator included) ÷ a bare HTTP endpoint's
+//! requests/s ≥ 0.10 on SQLite; verdict p99 ≤ 2 ms at 1,000 requests/s (open loop)", and
+//! "800 agents waiting with `?wait` do not slow other requests measurably".
+//!
+//! # What runs
+//!
+//! * A real AgentSigna server, started in this process with [`app::start`] as
+//!   `agentsigna serve` starts it: SQLite in WAL mode with `synchronous=FULL` and group
+//!   commit (an answer is sent only after its transaction is fsync'd), the procurement
+//!   org of `examples/procurement/` built in, the expiry sweeper on, a loopback port.
+//! * A bare axum endpoint on another loopback port that reads the same request body and
+//!   answers a fixed small JSON: the same HTTP stack doing no work, the baseline.
+//! * The load generator: HTTP/1.1 keep-alive connections over hyper's connection API (the
+//!   lightest client at hand, so that as little as possible of the shared CPU goes to it)
+//!   on a tokio runtime of its own. It runs **in this process and shares the machine's
+//!   cores** with both servers: every figure pays for the client's work too.
+//!
+//! # What is measured
+//!
+//! Every request is a small purchase order of `procurement-bot` to `acme` (`POST
+//! /v1/requests`, each with its own idempotency key) that the example policy authorizes:
+//! each one evaluates the Cedar policy, signs a passport and commits the new case with its
+//! ledger entries and a new signed checkpoint. Every answer is checked (201, verdict
+//! `authorized`, a passport; any 2xx from the bare endpoint): transport errors, other
+//! statuses and other verdicts are counted and reported, and any of them makes the run
+//! exit 1, as does a ledger that fails verification.
+//!
+//! 0. Warm-up: a few checked requests per connection, not measured.
+//! 1. Open loop at `--rate` requests/s for `--duration-secs`: sends are scheduled at fixed
+//!    intervals whatever the answers and queued to a pool of `--connections` connections;
+//!    latency runs from each request's *scheduled* send time to the end of its answer, so
+//!    a stalled server is charged for every request it delayed (no coordinated omission).
+//!    Requests still queued long after the phase (the server cannot keep up) are dropped
+//!    and counted as errors.
+//! 2. Closed loop: `--connections` clients, each sending its next request as soon as the
+//!    previous answer arrived, for `--duration-secs`: sustained authorized requests/s and
+//!    the latency of each request from its actual send.
+//! 3. The same closed loop against the bare endpoint; the ratio of 2 to 3 is the share of
+//!    the HTTP stack's capacity AgentSigna keeps while doing its work.
+//! 4. With `--waiters N`: N more agents' connections each hold a `?wait` long poll on an
+//!    escalated case of their own while phase 2 runs again; the ratio of the two closed
+//!    loops says what the waiting costs everyone else.
+//!
+//! At the end the servers are stopped and the whole ledger is verified as
+//! `agentsigna ledger verify` does (every digest, chain and the Merkle root against the
+//! signed checkpoint), so the figures cannot have been bought by losing durability.
+
+mod load;
+mod report;
+mod servers;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+
+use crate::app;
+use load::{measure, Expect, Target};
+use report::{markdown, LedgerFigures, Report, Serial, Targets};
+use servers::{start_server, Bare, BARE_PATH};
+
+/// The reference org and its policy (their source is `examples/procurement/`).
+const ORG: &str = include_str!("../../../../examples/procurement/org.toml");
+const POLICY: &str = include_str!("../../../../examples/procurement/policy.cedar");
+
+/// The agent that sends every request.
+const AGENT: &str = "procurement-bot";
+/// Warm-up requests per connection.
+const WARMUP_PER_CONNECTION: u64 = 5;
+/// The design's targets.
+const TARGET_P99_MS: f64 = 2.0;
+const TARGET_P99_RATE: u32 = 1000;
+const TARGET_RATIO: f64 = 0.10;
+
+/// `agentsigna bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Phase 1 (open loop): requests per second, sent on schedule whatever the answers.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+    /// Duration of each measured phase, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration_secs: u64,
+    /// Keep-alive connections: the pool of phase 1, the concurrent clients of phases 2 and 3.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+    /// Data directory (default: a fresh temporary directory, deleted afterwards). An
+    /// existing one is reused: its ledger keeps growing from run to run.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object with the figures instead of the markdown report.
+    #[arg(long)]
+    pub json: bool,
+    /// Phase 4: long polls (`?wait`) held open on escalated cases while the closed loop
+    /// runs again (0: skip the phase).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub waiters: u32,
+}
+
+/// `agentsigna bench`; returns the exit code (1 when a request failed or the ledger did
+/// not verify).
+pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_average_start = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".to_owned());
+    let temp = match &a.data_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("agentsigna-bench-")
+                .tempdir()
+                .context("cannot create a temporary data dir")?,
+        ),
+    };
+    let data_dir = match (&a.data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_owned(),
+        (None, None) => return Err(anyhow!("no data directory")),
+    };
+
+    // The servers and the load generator get a runtime each, as separate processes would;
+    // they still share the same cores.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agentsigna-server")
+        .build()
+        .context("cannot start the server runtime")?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(cores)
+        .thread_name("agentsigna-bench")
+        .build()
+        .context("cannot start the load-generator runtime")?;
+    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters))?;
+    let bare = match server_rt.block_on(Bare::start()) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = server_rt.block_on(running.stop(Duration::from_secs(5)));
+            return Err(e);
+        }
+    };
+    eprintln!("bench: AgentSigna on {}, bare endpoint on http://{}", running.url(), bare.addr);
+    let targets = Target::new(running.addr, "/v1/requests", Some(&token), Expect::Authorized)
+        .and_then(|s| Ok((s, Target::new(bare.addr, BARE_PATH, None, Expect::Success)?)));
+    let run_started = std::time::Instant::now();
+    let measured = match targets {
+        Ok((signa, bare_target)) => client_rt.block_on(measure(&a, Arc::new(signa), Arc::new(bare_target))),
+        Err(e) => Err(e),
+    };
+    let serial = Serial::of(running.engine.serial_figures(), run_started.elapsed());
+    // Closes the client's connections, so that the servers drain at once.
+    client_rt.shutdown_timeout(Duration::from_secs(5));
+    let stopped = server_rt.block_on(async {
+        bare.stop().await;
+        running.stop(Duration::from_secs(10)).await
+    });
+    server_rt.shutdown_timeout(Duration::from_secs(5));
+    let m = measured?;
+    stopped.context("stopping the server")?;
+
+    eprintln!("bench: verifying the ledger");
+    let ledger = ledger_figures(&data_dir)?;
+    let errors = m.warmup.errors
+        + m.open_loop.errors
+        + m.closed_loop.errors
+        + m.bare.errors
+        + m.with_waiters.as_ref().map_or(0, |p| p.errors);
+    let ratio = if m.bare.rate > 0.0 { m.closed_loop.rate / m.bare.rate } else { 0.0 };
+    let waiters_ratio =
+        m.with_waiters.as_ref().map(|p| if m.closed_loop.rate > 0.0 { p.rate / m.closed_loop.rate } else { 0.0 });
+    let targets = Targets {
+        p99_le_2ms: m.open_loop.latency_ms.is_some_and(|l| l.p99 <= TARGET_P99_MS),
+        p99_measured_at_rate: a.rate,
+        ratio_ge_0_10: ratio >= TARGET_RATIO,
+    };
+    let report = Report {
+        version: env!("CARGO_PKG_VERSION"),
+        cores,
+        load_average_start,
+        load_generator:
+            "in process (own tokio runtime, hyper HTTP/1.1 keep-alive connections), sharing the cores with the servers",
+        storage: "SQLite, WAL, synchronous=FULL, group commit: every answer waits for its fsync",
+        data_dir: a.data_dir.clone(),
+        rate: a.rate,
+        duration_secs: a.duration_secs,
+        connections: usize::try_from(a.connections)?,
+        ok: errors == 0 && ledger.verified,
+        warmup: m.warmup,
+        open_loop: m.open_loop,
+        closed_loop: m.closed_loop,
+        bare: m.bare,
+        with_waiters: m.with_waiters,
+        waiters: a.waiters,
+        ratio,
+        waiters_ratio,
+        serial,
+        targets,
+        ledger,
+        errors,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", markdown(&report));
+    }
+    drop(temp);
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+/// Size of the ledger and `agentsigna ledger verify`'s verdict on it.
+fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
+    let db = app::db_path(data_dir);
+    let entries = agentsigna_store::sqlite::LedgerReader::open(&db)
+        .and_then(|r| r.size())
+        .with_context(|| format!("cannot read the ledger of {}", db.display()))?;
+    let bytes_on_disk: u64 = ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            std::fs::metadata(name).ok().map(|m| m.len())
+        })
+        .sum();
+    let started = std::time::Instant::now();
+    let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)
+        .with_context(|| format!("cannot read the ledger key of {}", data_dir.display()))?;
+    let audit = agentsigna_store::sqlite::LedgerReader::open(&db)
+        .map_err(agentsigna_store::sqlite::AuditError::from)
+        .and_then(|r| r.audit(&keys.ledger.verifier(), &[], |_| {}));
+    let (verified, verification, cases) = match audit {
+        Ok(r) => (
+            true,
+            format!("OK: {} entries, {} cases, every digest, chain and the Merkle root verified", r.entries, r.cases),
+            r.cases,
+        ),
+        Err(e) => (false, format!("FAILED: {e}"), 0),
+    };
+    Ok(LedgerFigures {
+        entries,
+        cases,
+        bytes_per_case: bytes_on_disk.checked_div(cases).unwrap_or(0),
+        bytes_on_disk,
+        verified,
+        verification,
+        verify_secs: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,368 @@
+//! The figures of a run (`--json` prints them) and the markdown report behind
+//! BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use agentsigna_core::money::Grouped;
+
+use super::load::Tally;
+use super::{AGENT, TARGET_P99_RATE};
+
+/// Latency percentiles (nearest rank) of the successful requests, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |per_mille: usize| {
+            // Nearest rank: the smallest sample with at least that share of the samples at
+            // or below it (integer arithmetic: no rounding surprise at p99.9).
+            let rank = (per_mille * n).div_ceil(1000);
+            samples[rank.clamp(1, n) - 1].as_secs_f64() * 1e3
+        };
+        Some(Latency { p50: at(500), p90: at(900), p99: at(990), p99_9: at(999), max: at(1000) })
+    }
+}
+
+/// Failed requests, by kind.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ErrorKinds {
+    /// Connection or protocol failures.
+    pub transport: u64,
+    /// Answers with a status other than 2xx.
+    pub status: u64,
+    /// 2xx answers that are not an `authorized` verdict with a passport.
+    pub verdict: u64,
+    /// Open loop only: requests still queued at the drain deadline, never sent.
+    pub dropped: u64,
+}
+
+impl ErrorKinds {
+    pub(super) fn total(&self) -> u64 {
+        self.transport + self.status + self.verdict + self.dropped
+    }
+}
+
+/// The figures of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub connections: usize,
+    /// The open loop's schedule, in requests/s.
+    pub target_rate: Option<u32>,
+    /// Requests attempted (successful + failed, dropped included).
+    pub requests: u64,
+    /// Successful requests (authorized verdicts; 2xx from the bare endpoint).
+    pub ok: u64,
+    pub errors: u64,
+    pub error_kinds: ErrorKinds,
+    /// The first failure, as seen by the client.
+    pub first_error: Option<String>,
+    /// From the phase's start to its last answer, in seconds.
+    pub wall_secs: f64,
+    /// Successful requests per second of `wall_secs`.
+    pub rate: f64,
+    /// `null` when no request succeeded.
+    pub latency_ms: Option<Latency>,
+}
+
+impl Phase {
+    pub(super) fn new(
+        name: String,
+        connections: usize,
+        target_rate: Option<u32>,
+        wall: Duration,
+        tally: Tally,
+    ) -> Phase {
+        let ok = tally.latencies.len() as u64;
+        let errors = tally.errors.total();
+        let wall_secs = wall.as_secs_f64();
+        Phase {
+            name,
+            connections,
+            target_rate,
+            requests: ok + errors,
+            ok,
+            errors,
+            error_kinds: tally.errors,
+            first_error: tally.first_error,
+            wall_secs,
+            rate: if wall_secs > 0.0 { ok as f64 / wall_secs } else { 0.0 },
+            latency_ms: Latency::of(tally.latencies),
+        }
+    }
+}
+
+/// Whether the design's targets were met by this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Targets {
+    /// Open-loop verdict p99 ≤ 2 ms (the target is stated at 1,000 requests/s).
+    pub p99_le_2ms: bool,
+    /// The open-loop rate the p99 was measured at.
+    pub p99_measured_at_rate: u32,
+    /// Closed-loop authorized requests/s ÷ bare endpoint requests/s ≥ 0.10.
+    pub ratio_ge_0_10: bool,
+}
+
+/// The serial step (the store's writer) over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Serial {
+    #[serde(flatten)]
+    pub figures: agentsigna_core::store::SerialFigures,
+    /// Mean time of one batch in the serial step, µs (commit included).
+    pub micros_per_batch: f64,
+    /// Mean serial time per ledger entry, µs.
+    pub micros_per_entry: f64,
+    /// Mean write sets per batch (group commit).
+    pub write_sets_per_batch: f64,
+    /// Share of the run's wall time the serial step was busy.
+    pub busy_share: f64,
+}
+
+impl Serial {
+    pub(super) fn of(f: agentsigna_core::store::SerialFigures, wall: Duration) -> Serial {
+        let per = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Serial {
+            figures: f,
+            micros_per_batch: per(f.busy_micros, f.batches),
+            micros_per_entry: per(f.busy_micros, f.entries),
+            write_sets_per_batch: per(f.write_sets, f.batches),
+            busy_share: per(f.busy_micros, u64::try_from(wall.as_micros()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// The ledger after the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerFigures {
+    pub entries: u64,
+    pub cases: u64,
+    /// `bytes_on_disk` ÷ `cases`.
+    pub bytes_per_case: u64,
+    /// Database, WAL and shared-memory files.
+    pub bytes_on_disk: u64,
+    pub verified: bool,
+    /// What `agentsigna ledger verify` says (or why it failed).
+    pub verification: String,
+    pub verify_secs: f64,
+}
+
+/// Everything `agentsigna bench --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub version: &'static str,
+    pub cores: usize,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the run started.
+    pub load_average_start: String,
+    pub load_generator: &'static str,
+    pub storage: &'static str,
+    /// `null` for the default temporary directory.
+    pub data_dir: Option<PathBuf>,
+    pub rate: u32,
+    pub duration_secs: u64,
+    pub connections: usize,
+    pub warmup: Phase,
+    pub open_loop: Phase,
+    pub closed_loop: Phase,
+    pub bare: Phase,
+    /// Phase 4 (`--waiters`): the closed loop again while the long polls wait.
+    pub with_waiters: Option<Phase>,
+    pub waiters: u32,
+    /// Closed-loop authorized requests/s ÷ bare requests/s.
+    pub ratio: f64,
+    /// Phase 4's authorized requests/s ÷ phase 2's (1.0: the waiters cost nothing).
+    pub waiters_ratio: Option<f64>,
+    /// The store's serial step over the whole run (warm-up included).
+    pub serial: Serial,
+    pub targets: Targets,
+    pub ledger: LedgerFigures,
+    /// Failed requests over every phase, warm-up included.
+    pub errors: u64,
+    /// No failed request and the ledger verified (the exit status is 0 exactly then).
+    pub ok: bool,
+}
+
+/// `12345` → `12,345`.
+pub(super) fn thousands(n: u64) -> String {
+    Grouped(&n.to_string()).to_string()
+}
+
+pub(super) fn rate(r: f64) -> String {
+    thousands(r.round() as u64)
+}
+
+pub(super) fn row(out: &mut String, label: &str, p: &Phase) {
+    let ms = |f: fn(&Latency) -> f64| p.latency_ms.as_ref().map_or("–".to_owned(), |l| format!("{:.2}", f(l)));
+    let _ = writeln!(
+        out,
+        "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        p.connections,
+        thousands(p.requests),
+        if p.errors == 0 { "0".to_owned() } else { format!("**{}**", thousands(p.errors)) },
+        rate(p.rate),
+        ms(|l| l.p50),
+        ms(|l| l.p90),
+        ms(|l| l.p99),
+        ms(|l| l.p99_9),
+        ms(|l| l.max),
+    );
+}
+
+pub(super) fn met(yes: bool) -> &'static str {
+    if yes {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+pub(super) fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# agentsigna bench\n");
+    let dir = r
+        .data_dir
+        .as_ref()
+        .map_or("a temporary directory, deleted after the run".to_owned(), |d| format!("{} (kept)", d.display()));
+    let _ =
+        writeln!(out, "- AgentSigna {}; {} cores; load average at start {}", r.version, r.cores, r.load_average_start);
+    let _ = writeln!(out, "- Server: in process, as `agentsigna serve` runs it; {}; data in {dir}", r.storage);
+    let _ = writeln!(
+        out,
+        "- Load generator: {}; **its CPU cost is inside every figure**",
+        r.load_generator.replace("the cores", &format!("the {} cores", r.cores))
+    );
+    let _ = writeln!(
+        out,
+        "- Workload: `POST /v1/requests`, {AGENT} → acme, 480.00 USD purchase order: authorized by rule \
+         `po-allowed` (Cedar), passport signed, case and ledger entries committed with a signed checkpoint; \
+         every answer checked (201, `authorized`, passport)"
+    );
+    let _ = writeln!(
+        out,
+        "- {} s per phase after a checked warm-up of {} requests\n",
+        r.duration_secs,
+        thousands(r.warmup.requests)
+    );
+    let _ =
+        writeln!(out, "| phase | conns | requests | errors | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    row(&mut out, &format!("1. open loop at {}/s", thousands(u64::from(r.rate))), &r.open_loop);
+    row(&mut out, "2. closed loop, AgentSigna", &r.closed_loop);
+    row(&mut out, "3. closed loop, bare endpoint", &r.bare);
+    if let Some(p) = &r.with_waiters {
+        row(&mut out, &format!("4. closed loop, {} long polls waiting", thousands(u64::from(r.waiters))), p);
+    }
+    let _ = writeln!(
+        out,
+        "\nPhase 1 latency runs from each request's scheduled send time (no coordinated omission); \
+         phases 2 and 3 from the actual send.\n"
+    );
+    let _ = writeln!(
+        out,
+        "- Ratio AgentSigna ÷ bare endpoint (closed loop): **{:.3}** ({} ÷ {} requests/s)",
+        r.ratio,
+        rate(r.closed_loop.rate),
+        rate(r.bare.rate)
+    );
+    let p99 = r.open_loop.latency_ms.map_or("–".to_owned(), |l| format!("{:.2} ms", l.p99));
+    let at = if r.rate == TARGET_P99_RATE {
+        String::new()
+    } else {
+        format!(" (measured at {}/s, not at the target's 1,000/s)", thousands(u64::from(r.rate)))
+    };
+    let _ =
+        writeln!(out, "- Target verdict p99 ≤ 2 ms at 1,000 requests/s: {} (p99 {p99}){at}", met(r.targets.p99_le_2ms));
+    let _ = writeln!(
+        out,
+        "- Target ratio ≥ 0.10: {} ({:.3}; {} authorized requests/s)",
+        met(r.targets.ratio_ge_0_10),
+        r.ratio,
+        rate(r.closed_loop.rate)
+    );
+    if let Some(w) = r.waiters_ratio {
+        let _ = writeln!(
+            out,
+            "- With {} long polls waiting: {:.3} of the throughput without them",
+            thousands(u64::from(r.waiters)),
+            w
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- Ledger: {} entries, {} cases, {:.1} MiB on disk (database + WAL), {} bytes per case; verified in {:.1} s: {}",
+        thousands(r.ledger.entries),
+        thousands(r.ledger.cases),
+        r.ledger.bytes_on_disk as f64 / (1024.0 * 1024.0),
+        thousands(r.ledger.bytes_per_case),
+        r.ledger.verify_secs,
+        r.ledger.verification
+    );
+    let sf = &r.serial;
+    let _ = writeln!(
+        out,
+        "- Serial step: {} batches, {:.1} write sets per batch, {:.0} µs per batch ({:.0} µs of it in COMMIT), {:.1} µs per entry, busy {:.0} % of the run",
+        thousands(sf.figures.batches),
+        sf.write_sets_per_batch,
+        sf.micros_per_batch,
+        if sf.figures.batches == 0 { 0.0 } else { sf.figures.commit_micros as f64 / sf.figures.batches as f64 },
+        sf.micros_per_entry,
+        sf.busy_share * 100.0
+    );
+    if r.errors == 0 {
+        let _ = writeln!(out, "- Errors: none");
+    } else {
+        let _ = writeln!(out, "- **Errors: {}** (the run fails)", thousands(r.errors));
+        for p in [&r.warmup, &r.open_loop, &r.closed_loop, &r.bare].into_iter().chain(r.with_waiters.as_ref()) {
+            if p.errors > 0 {
+                let k = &p.error_kinds;
+                let _ = writeln!(
+                    out,
+                    "  - {}: {} transport, {} non-2xx, {} other verdicts, {} dropped; first: {}",
+                    p.name,
+                    k.transport,
+                    k.status,
+                    k.verdict,
+                    k.dropped,
+                    p.first_error.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<Duration> = (1..=1000).map(Duration::from_millis).collect();
+        let l = Latency::of(samples).unwrap_or(Latency { p50: 0.0, p90: 0.0, p99: 0.0, p99_9: 0.0, max: 0.0 });
+        assert_eq!((l.p50, l.p90, l.p99, l.p99_9, l.max), (500.0, 900.0, 990.0, 999.0, 1000.0));
+        assert!(Latency::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,152 @@
+//! `agentsigna serve`: its flags, the connection and request limits it shares with
+//! `gate`, and the start of the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use agentsigna_core::engine::Config;
+use agentsigna_core::SystemClock;
+
+use super::{read_secret_file, DatabaseArg};
+use crate::app::{self, ServeOptions};
+
+/// Connection and request limits of `serve` and `gate`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a complete request head (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+    /// Seconds a request body has to arrive after its head (408 after that), and longest
+    /// stall of a client that does not read its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Most connections open at once; at the cap the oldest idle one is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Requests per second allowed per principal (per client address without a valid
+    /// credential); 0 disables the limit. Over it: 429 with Retry-After.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+    /// Requests a principal may send at once above the rate.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+}
+
+impl LimitArgs {
+    /// The connection limits.
+    pub fn server(&self) -> crate::http::server::ServerLimits {
+        crate::http::server::ServerLimits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The request rate (`None` when disabled).
+    pub fn rate(&self) -> Option<crate::http::limits::Rate> {
+        (self.rate_limit > 0)
+            .then_some(crate::http::limits::Rate { per_second: self.rate_limit, burst: self.rate_burst })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (keys, admin.token, credentials, SQLite database).
+    #[arg(long, default_value = "./agentsigna-data", env = "AGENTSIGNA_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArg,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "AGENTSIGNA_LISTEN")]
+    pub listen: SocketAddr,
+    /// Organization file (TOML) to apply at start-up (idempotent).
+    #[arg(long)]
+    pub org: Option<PathBuf>,
+    /// Checkpoint origin (default: agentsigna/<ledger key id>).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Passport issuer (`iss`).
+    #[arg(long, default_value = "agentsigna")]
+    pub issuer: String,
+    /// Default passport lifetime in seconds (1 to 3600, the longest any passport lives).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub passport_ttl: i64,
+    /// Default review deadline in seconds (1 to 2592000, 30 days).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..=MAX_WINDOW_SECS))]
+    pub review_deadline: i64,
+    /// How long an approved passport may be picked up, in seconds (1 to 2592000, 30 days).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..=MAX_WINDOW_SECS))]
+    pub pickup_window: i64,
+    /// Webhook URL notified when a review opens and when it is approved, rejected or
+    /// expires (repeatable; Slack-compatible JSON with a `text` member).
+    #[arg(long = "webhook", value_name = "URL")]
+    pub webhooks: Vec<String>,
+    /// Secret of the webhooks' `AgentSigna-Signature` HMAC, as a value (prefer
+    /// --webhook-secret-file: a value shows in the process list).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "AGENTSIGNA_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "webhook_secret_file"
+    )]
+    pub webhook_secret: Option<String>,
+    /// A file holding the webhooks' HMAC secret (surrounding whitespace ignored); a
+    /// missing, unreadable or empty file is refused at start.
+    #[arg(long, value_name = "FILE", env = "AGENTSIGNA_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Most `GET /v1/cases/{id}?wait=` long polls waiting at once; beyond it a call is
+    /// answered at once (header `AgentSigna-Wait: unavailable`).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_waits: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// The URL people reach this server at (links in notifications; `https://…` makes
+    /// the web pages' session cookies `Secure`). Default: http://<listen address>.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        issuer: a.issuer,
+        passport_ttl_secs: a.passport_ttl,
+        review_deadline_secs: a.review_deadline,
+        pickup_window_secs: a.pickup_window,
+        ..Config::default()
+    };
+    let mut opts = ServeOptions::new(&a.data_dir, a.listen);
+    opts.database = a.db.database;
+    opts.org = a.org;
+    opts.origin = a.origin;
+    opts.config = config;
+    opts.webhooks = a.webhooks;
+    opts.webhook_secret = match (&a.webhook_secret, &a.webhook_secret_file) {
+        (_, Some(file)) => Some(read_secret_file(file, "--webhook-secret-file")?),
+        (Some(v), None) => Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
+        (None, None) => None,
+    };
+    opts.limits = a.limits.server();
+    opts.rate = a.limits.rate();
+    opts.max_waits = usize::try_from(a.max_waits).unwrap_or(usize::MAX);
+    opts.public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    let running = app::start(opts, Arc::new(SystemClock)).await?;
+    eprintln!("agentsigna listening on {} (data dir {})", running.url(), running.data_dir.display());
+    if running.admin_token.is_some() {
+        eprintln!("admin credential written to {}", running.data_dir.join("admin.token").display());
+    }
+    for c in &running.credentials {
+        eprintln!("created {} {} (credential in credentials/{}-{}.token)", c.kind, c.id, c.kind, c.id);
+    }
+    app::shutdown_signal().await;
+    eprintln!("shutting down: draining in-flight requests");
+    running.stop(Duration::from_secs(30)).await
+}
+
+/// Longest review deadline and pickup window `serve` accepts, in seconds (30 days).
+pub const MAX_WINDOW_SECS: i64 = 30 * 86_400;
