@@ -11,3 +11,6 @@ mod loop_;
 mod multinode;
 mod tools;
 mod trust;
+mod operate;
+mod config;
+mod logs;
