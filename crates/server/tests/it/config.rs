@@ -58,10 +58,7 @@ log-format = "json"
     assert_eq!(line(&out, "rate-burst"), "rate-burst = 7  # env AGENTSIGNA_RATE_BURST");
     assert_eq!(line(&out, "rate-limit"), "rate-limit = 9  # file");
     assert_eq!(line(&out, "log-format"), r#"log-format = "json"  # file"#);
-    assert_eq!(
-        line(&out, "webhook"),
-        r#"webhook = ["https://hooks.example/a", "https://hooks.example/b"]  # file"#
-    );
+    assert_eq!(line(&out, "webhook"), r#"webhook = ["https://hooks.example/a", "https://hooks.example/b"]  # file"#);
     assert_eq!(line(&out, "webhook-secret"), r#"webhook-secret = "<redacted>"  # file"#);
     assert!(!out.contains("file-secret-4f1d") && !err.contains("file-secret-4f1d"), "the secret is printed");
     assert_eq!(line(&out, "header-timeout"), "header-timeout = 10  # default");
@@ -116,11 +113,19 @@ fn unknown_keys_and_bad_values_are_refused_at_start_naming_the_key() {
     refused(&["serve", "--data-dir", data, "--config", &array], &[], &["key `listen`", "not an array"]);
     let switch = write(tmp.path(), "switch.toml", "print-config = true\n");
     refused(&["serve", "--data-dir", data, "--config", &switch], &[], &["print-config", "unknown key"]);
-    refused(&["serve", "--data-dir", data, "--config", "/nonexistent/agentsigna.toml"], &[], &["--config", "cannot read"]);
+    refused(
+        &["serve", "--data-dir", data, "--config", "/nonexistent/agentsigna.toml"],
+        &[],
+        &["--config", "cannot read"],
+    );
     refused(&["serve", "--data-dir", data], &[("AGENTSIGNA_RATE_LIMIT", "fast")], &["AGENTSIGNA_RATE_LIMIT", "fast"]);
     refused(&["serve", "--data-dir", data], &[("AGENTSIGNA_LISTEN", "nowhere")], &["AGENTSIGNA_LISTEN"]);
     refused(&["serve", "--data-dir", data], &[("AGENTSIGNA_CONFIG", &unknown)], &["rate_limt"]);
-    refused(&["gate", "--audience", "erp", "--upstream", "http://127.0.0.1:9", "--jwks", "j.json"], &[("AGENTSIGNA_GATE_MAX_CONNECTIONS", "0")], &["AGENTSIGNA_GATE_MAX_CONNECTIONS"]);
+    refused(
+        &["gate", "--audience", "erp", "--upstream", "http://127.0.0.1:9", "--jwks", "j.json"],
+        &[("AGENTSIGNA_GATE_MAX_CONNECTIONS", "0")],
+        &["AGENTSIGNA_GATE_MAX_CONNECTIONS"],
+    );
     assert!(!Path::new(data).exists(), "a refused start creates nothing");
 }
 
@@ -164,5 +169,9 @@ fn serve_runs_with_the_flags_of_its_config_file() {
     assert!(data.join("admin.token").exists(), "the file's data directory is used");
     // The file's log format: JSON lines.
     let json_lines = err.lines().filter(|l| l.starts_with('{')).count();
-    assert!(json_lines > 0 && err.lines().filter(|l| l.starts_with('{')).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{err}");
+    assert!(
+        json_lines > 0
+            && err.lines().filter(|l| l.starts_with('{')).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{err}"
+    );
 }

@@ -58,9 +58,7 @@ async fn trace_logs_carry_request_and_case_ids_and_never_a_secret() {
         assert!(Instant::now() < deadline, "the server did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let token = |name: &str| {
-        std::fs::read_to_string(data.join(name)).expect("credential file").trim().to_owned()
-    };
+    let token = |name: &str| std::fs::read_to_string(data.join(name)).expect("credential file").trim().to_owned();
     let admin = token("admin.token");
     let agent = token("credentials/agent-procurement-bot.token");
     let carol = token("credentials/approver-carol@example.com.token");
@@ -129,13 +127,14 @@ async fn trace_logs_carry_request_and_case_ids_and_never_a_secret() {
     }
 
     // JSON lines; the request's lines carry its request id and the case id.
-    let lines: Vec<Value> = log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    let of_case: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["span"]["request_id"] == "walk-1" && l["span"]["case_id"] == json!(case))
-        .collect();
+    let lines: Vec<Value> =
+        log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let of_case: Vec<&Value> =
+        lines.iter().filter(|l| l["span"]["request_id"] == "walk-1" && l["span"]["case_id"] == json!(case)).collect();
     assert!(
-        of_case.iter().any(|l| l["fields"]["message"] == "request answered" && l["span"]["route"] == "/v1/cases/{id}/outcome"),
+        of_case
+            .iter()
+            .any(|l| l["fields"]["message"] == "request answered" && l["span"]["route"] == "/v1/cases/{id}/outcome"),
         "no access line of the outcome with its ids"
     );
     assert!(

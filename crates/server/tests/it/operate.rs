@@ -44,8 +44,14 @@ async fn metrics_need_the_admin_credential_and_count_the_loop() {
         Some(2.0)
     );
     // Route templates, never raw paths: neither case id appears anywhere.
-    assert_eq!(series(t, r#"agentsigna_http_requests_total{method="GET",route="/v1/cases/{id}",status="200"}"#), Some(1.0));
-    assert_eq!(series(t, r#"agentsigna_http_requests_total{method="GET",route="/v1/cases/{id}",status="404"}"#), Some(1.0));
+    assert_eq!(
+        series(t, r#"agentsigna_http_requests_total{method="GET",route="/v1/cases/{id}",status="200"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(t, r#"agentsigna_http_requests_total{method="GET",route="/v1/cases/{id}",status="404"}"#),
+        Some(1.0)
+    );
     assert!(!t.contains(&case) && !t.contains("nonexistent-case"), "a case id leaked into a label");
     assert_eq!(series(t, r#"agentsigna_http_requests_total{method="GET",route="/metrics",status="401"}"#), Some(1.0));
     assert_eq!(series(t, "agentsigna_review_queue_depth"), Some(1.0));
@@ -79,7 +85,9 @@ async fn metrics_listen_serves_metrics_without_a_credential_and_nothing_else() {
     let m = get("/metrics").await.expect("metrics");
     assert_eq!(m.status().as_u16(), 200);
     let t = m.text().await.expect("text");
-    assert!(series(&t, r#"agentsigna_http_requests_total{method="POST",route="/v1/requests",status="201"}"#) == Some(1.0));
+    assert!(
+        series(&t, r#"agentsigna_http_requests_total{method="POST",route="/v1/requests",status="201"}"#) == Some(1.0)
+    );
     assert_eq!(get("/readyz").await.expect("readyz").status().as_u16(), 200);
     assert_eq!(get("/v1/requests").await.expect("api").status().as_u16(), 404, "the API is not on this port");
     // On the API port the metrics still need the admin credential.
