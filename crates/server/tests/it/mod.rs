@@ -1,6 +1,7 @@
 mod access;
 mod admin;
 mod cli;
+mod clients;
 mod config;
 mod durability;
 mod expiry;
