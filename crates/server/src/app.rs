@@ -49,6 +49,11 @@ pub struct ServeOptions {
     pub rate: Option<Rate>,
     /// Most `?wait` long polls waiting at once.
     pub max_waits: usize,
+    /// HTTPS with these PEM files (reread on SIGHUP); the web pages' cookies are then
+    /// `Secure` and the default public URL is `https://<listen address>`.
+    pub tls: Option<crate::http::tls::TlsFiles>,
+    /// A second address serving `/metrics` without a credential (and the probes).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -68,6 +73,8 @@ impl ServeOptions {
             limits: ServerLimits::default(),
             rate: None,
             max_waits: DEFAULT_MAX_WAITS,
+            tls: None,
+            metrics_listen: None,
         }
     }
 }
@@ -75,6 +82,10 @@ impl ServeOptions {
 /// A server running in this process.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The address of `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub engine: Arc<Engine>,
     pub data_dir: PathBuf,
     /// The admin token, when this start created it (it is also in `admin.token`).
@@ -85,15 +96,19 @@ pub struct Running {
     join: Option<JoinHandle<std::io::Result<()>>>,
     sweeper: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
+    /// The SIGHUP listener rereading the TLS files.
+    tls_reload: Option<JoinHandle<()>>,
+    /// The `--metrics-listen` server.
+    metrics: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     state: AppState,
     /// Other nodes' commits, followed while this runs (PostgreSQL).
     _changes: Option<agentsigna_store::postgres::Listener>,
 }
 
 impl Running {
-    /// `http://addr`.
+    /// `http://addr` (or `https://addr`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting connections, drains in-flight requests (at most `grace`) and waits.
@@ -103,6 +118,13 @@ impl Running {
         }
         if let Some(n) = self.notifier.take() {
             n.abort();
+        }
+        if let Some(r) = self.tls_reload.take() {
+            r.abort();
+        }
+        if let Some((tx, join)) = self.metrics.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(grace, join).await;
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -259,11 +281,13 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         credentials.extend(applied.credentials);
     }
     engine.warm_policies().await.context("compiling the active policy")?;
+    let tls = opts.tls.clone().map(crate::http::tls::Tls::load).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let mut state = AppState::new(engine.clone());
     state.limits = Arc::new(RequestLimits::new(opts.rate, opts.max_waits));
-    let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = opts.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
     state.sessions.set_always_secure(public_url.starts_with("https://"));
     // Webhooks: the outbox is written by the engine with each review event; the worker
     // delivers it off the request path.
@@ -275,11 +299,23 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
             secret: opts.webhook_secret.clone(),
             public_url: public_url.clone(),
             retry: crate::notify::RetryPolicy::default(),
+            failures: state.metrics.webhook_failures.clone(),
         };
         crate::notify::spawn(engine.clone(), engine.outbox_signal(), cfg)?
     };
     let app = crate::router::router(state.clone());
-    let (tx, join) = http::server::serve(listener, app, opts.limits);
+    let metrics = match opts.metrics_listen {
+        Some(at) => {
+            let l = TcpListener::bind(at).await.with_context(|| format!("--metrics-listen: cannot listen on {at}"))?;
+            let local = l.local_addr()?;
+            let router = crate::observe::health::metrics_router(state.clone())
+                .layer(axum::middleware::from_fn_with_state(None, crate::observe::request::track));
+            Some((local, http::server::serve_tls(l, router, opts.limits, tls.clone())))
+        }
+        None => None,
+    };
+    let tls_reload = tls.as_ref().map(|t| t.reload_on_sighup()).transpose()?;
+    let (tx, join) = http::server::serve_tls(listener, app, opts.limits, tls);
     let sweeper = if opts.sweeper {
         let e = engine.clone();
         let keys_dir = opts.data_dir.join("keys");
@@ -313,6 +349,10 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     tracing::info!(%addr, backend = engine.backend(), "agentsigna is listening");
     Ok(Running {
         addr,
+        metrics_addr: metrics.as_ref().map(|(a, _)| *a),
+        scheme,
+        tls_reload,
+        metrics: metrics.map(|(_, m)| m),
         engine,
         data_dir: opts.data_dir,
         admin_token,

@@ -114,6 +114,18 @@ pub async fn start_limited(
     rate: Option<Rate>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<RunningGate> {
+    start_serving(opts, limits, rate, None, clock).await
+}
+
+/// [`start_limited`], over HTTPS when `tls` is given (then the default public URL is
+/// `https://<listen>`).
+pub async fn start_serving(
+    opts: GateOptions,
+    limits: ServerLimits,
+    rate: Option<Rate>,
+    tls: Option<Arc<crate::http::tls::Tls>>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningGate> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let jwks = fetch_jwks(&client, &opts.jwks).await?;
     let fetched_at = clock.now_ms();
@@ -121,8 +133,9 @@ pub async fn start_limited(
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url =
-        opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_owned();
+        opts.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}")).trim_end_matches('/').to_owned();
     let state = Arc::new(GateState {
         gate: RwLock::new(Gate::new(Verifier::new(jwks, opts.audience.clone()))),
         opts,
@@ -132,8 +145,11 @@ pub async fn start_limited(
         last_jwks_fetch: Mutex::new(fetched_at),
         limiter: rate.map(RateLimiter::new),
     });
-    let app = Router::new().fallback(handle).with_state(state);
-    let (tx, join) = crate::http::server::serve(listener, app, limits);
+    let app = Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(None, crate::observe::request::track));
+    let (tx, join) = crate::http::server::serve_tls(listener, app, limits, tls);
     Ok(RunningGate { addr, shutdown: Some(tx), join: Some(join) })
 }
 

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod http;
 pub mod mcp;
 pub mod notify;
+pub mod observe;
 pub mod router;
 pub mod secret;
 pub mod state;

@@ -1,18 +1,12 @@
-use clap::Parser;
-
 fn main() {
-    let cli = agentsigna::cli::Cli::parse();
+    // Flags, then `AGENTSIGNA_*` variables, then `--config FILE`, then defaults.
+    let cli = agentsigna::cli::config::parse();
     // The demo narrates on stdout; the server's info lines would only interleave.
-    let default = match cli.command {
-        agentsigna::cli::Command::Serve(_) | agentsigna::cli::Command::Gate(_) => "warn,agentsigna=info",
-        _ => "warn",
+    let (default, format) = match &cli.command {
+        agentsigna::cli::Command::Serve(a) => ("warn,agentsigna=info", a.log_format),
+        agentsigna::cli::Command::Gate(a) => ("warn,agentsigna=info", a.log_format),
+        _ => ("warn", agentsigna::observe::logging::LogFormat::Text),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGENTSIGNA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    agentsigna::observe::logging::init(format, default);
     std::process::exit(agentsigna::cli::run(cli));
 }

@@ -77,6 +77,8 @@ pub struct NotifyConfig {
     pub public_url: String,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Counts failed delivery attempts (one per receiver and attempt), for `/metrics`.
+    pub failures: prometheus_client::metrics::counter::Counter,
 }
 
 impl NotifyConfig {
@@ -365,7 +367,10 @@ async fn deliver_due(
             }
             match post(client, cfg, url, &id, str_of(&record, "event"), &body, now).await {
                 Ok(()) => state.delivered.push(key),
-                Err(e) => errors.push(format!("{}: {e}", label(url))),
+                Err(e) => {
+                    cfg.failures.inc();
+                    errors.push(format!("{}: {e}", label(url)));
+                }
             }
         }
         if errors.is_empty() {

@@ -11,6 +11,8 @@ pub fn router(state: AppState) -> Router {
     routes::router()
         .merge(ledger::router())
         .merge(crate::ui::router())
+        .merge(crate::observe::health::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
+        .layer(axum::middleware::from_fn_with_state(Some(state.metrics.clone()), crate::observe::request::track))
         .with_state(state)
 }

@@ -17,11 +17,19 @@ pub struct AppState {
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Per-principal request rate and the cap on concurrent long polls.
     pub limits: Arc<limits::RequestLimits>,
+    /// The series of `GET /metrics`.
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> AppState {
-        AppState { engine, sessions: Arc::new(Sessions::default()), stopping: Arc::default(), limits: Arc::default() }
+        AppState {
+            engine,
+            sessions: Arc::new(Sessions::default()),
+            stopping: Arc::default(),
+            limits: Arc::default(),
+            metrics: Arc::default(),
+        }
     }
 
     /// Ends every long poll: called when the server starts draining.

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod cases;
 pub(crate) mod draft;
+pub mod figures;
 pub mod ledger;
 pub mod outbox;
 pub mod review;

@@ -10,7 +10,7 @@ use clap::Args;
 
 use agentsigna_core::SystemClock;
 
-use super::{read_secret_file, LimitArgs};
+use super::{read_secret_file, LimitArgs, TlsArgs};
 use crate::app;
 
 #[derive(Debug, Args)]
@@ -41,6 +41,19 @@ pub struct GateArgs {
     pub report_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
+    /// environment variables take precedence over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults), secrets
+    /// redacted, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log lines as human-readable text or as JSON objects (stderr; `AGENTSIGNA_LOG` filters).
+    #[arg(long, value_enum, default_value_t = crate::observe::logging::LogFormat::Text)]
+    pub log_format: crate::observe::logging::LogFormat,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 pub(super) async fn gate(a: GateArgs) -> anyhow::Result<()> {
@@ -61,8 +74,15 @@ pub(super) async fn gate(a: GateArgs) -> anyhow::Result<()> {
         report_to: a.report_to,
         report_token,
     };
-    let running = crate::gate::start_limited(opts, a.limits.server(), a.limits.rate(), Arc::new(SystemClock)).await?;
-    eprintln!("agentsigna gate listening on http://{}", running.addr);
+    let tls = a.tls.files().map(crate::http::tls::Tls::load).transpose()?;
+    let reload = tls.as_ref().map(|t| t.reload_on_sighup()).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let running =
+        crate::gate::start_serving(opts, a.limits.server(), a.limits.rate(), tls, Arc::new(SystemClock)).await?;
+    eprintln!("agentsigna gate listening on {scheme}://{}", running.addr);
     app::shutdown_signal().await;
+    if let Some(r) = reload {
+        r.abort();
+    }
     running.stop().await
 }

@@ -2,6 +2,7 @@
 //! Each subcommand's arguments and code live in a file of their own; this file holds
 //! what several share.
 
+pub mod config;
 mod gate;
 mod keys;
 mod ledger;
@@ -19,7 +20,7 @@ pub use gate::GateArgs;
 pub use keys::KeysCommand;
 pub use ledger::{LedgerCommand, LedgerEvidenceArgs, LedgerExportArgs, LedgerVerifyArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicySimulateArgs, PolicyTestArgs};
-pub use serve::{LimitArgs, ServeArgs, MAX_WINDOW_SECS};
+pub use serve::{LimitArgs, ServeArgs, TlsArgs, MAX_WINDOW_SECS};
 pub use trust::{MigrateArgs, TrustCommand, TrustRebuildArgs};
 pub use verify::VerifyArgs;
 

@@ -14,6 +14,27 @@ use agentsigna_core::SystemClock;
 use super::{read_secret_file, DatabaseArg};
 use crate::app::{self, ServeOptions};
 
+/// `--tls-cert` and `--tls-key`: HTTPS instead of HTTP (PEM files, reloaded on SIGHUP).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM, leaf first) to serve HTTPS with; reread on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1); reread on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS files, when both are given.
+    pub fn files(&self) -> Option<crate::http::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::http::tls::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
+    }
+}
+
 /// Connection and request limits of `serve` and `gate`.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
@@ -107,9 +128,27 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// The URL people reach this server at (links in notifications; `https://…` makes
-    /// the web pages' session cookies `Secure`). Default: http://<listen address>.
+    /// the web pages' session cookies `Secure`, as `--tls-cert` does). Default:
+    /// http(s)://<listen address>.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Serve `GET /metrics` (and `/readyz`, `/healthz`) on this address too, without a
+    /// credential; on the API port `/metrics` needs the admin credential.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
+    /// environment variables take precedence over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults), secrets
+    /// redacted, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log lines as human-readable text or as JSON objects (stderr; `AGENTSIGNA_LOG` filters).
+    #[arg(long, value_enum, default_value_t = crate::observe::logging::LogFormat::Text)]
+    pub log_format: crate::observe::logging::LogFormat,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -135,8 +174,13 @@ pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     opts.rate = a.limits.rate();
     opts.max_waits = usize::try_from(a.max_waits).unwrap_or(usize::MAX);
     opts.public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    opts.tls = a.tls.files();
+    opts.metrics_listen = a.metrics_listen;
     let running = app::start(opts, Arc::new(SystemClock)).await?;
     eprintln!("agentsigna listening on {} (data dir {})", running.url(), running.data_dir.display());
+    if let Some(m) = running.metrics_addr {
+        eprintln!("metrics on http{}://{m}/metrics", if running.url().starts_with("https") { "s" } else { "" });
+    }
     if running.admin_token.is_some() {
         eprintln!("admin credential written to {}", running.data_dir.join("admin.token").display());
     }

@@ -3,7 +3,7 @@
 //!
 //! - A request with a valid credential (bearer token, or the session cookie of the web
 //!   pages) counts against its principal; any other request (no credential, or one that
-//!   does not authenticate) against its peer address (IPv6: its /64). `/healthz` is never
+//!   does not authenticate) against its peer address (IPv6: its /64). `/healthz` and `/readyz` are never
 //!   limited. Over the limit: 429 problem+json with `Retry-After` (seconds).
 //! - At most `max_waits` `GET /v1/cases/{id}?wait=…` calls wait at once; beyond that a
 //!   call is answered at once with the case as it is, as if `wait` were absent, with the
@@ -168,7 +168,7 @@ pub fn peer_ip(req: &Request) -> Option<IpAddr> {
 /// Middleware: authenticates once (the handlers' [`super::extract::Auth`] reuses it),
 /// applies the rate limit and the long-poll cap.
 pub async fn limit(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return next.run(req).await;
     }
     let mut principal = None;

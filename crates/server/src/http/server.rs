@@ -13,6 +13,10 @@
 //!   still sending its head) is closed to make room; when every connection has a request
 //!   in progress, the new connection is closed at once.
 //!
+//! - **TLS** (optional, [`super::tls`]): the handshake must finish within
+//!   `header_timeout` (then the request head has `header_timeout` again), and a
+//!   connection still in its handshake counts as one without a request in progress.
+//!
 //! Each request carries the peer address as [`axum::extract::ConnectInfo`].
 
 use std::collections::BTreeMap;
@@ -275,6 +279,16 @@ pub fn serve(
     router: Router,
     limits: ServerLimits,
 ) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    serve_tls(listener, router, limits, None)
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    tls: Option<Arc<super::tls::Tls>>,
+) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
     let (stop, mut stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
         let registry = Arc::new(Registry::default());
@@ -299,7 +313,15 @@ pub fn serve(
                             continue;
                         };
                         let _ = stream.set_nodelay(true);
-                        let conn = connection(stream, peer, router.clone(), limits, slot, draining.clone());
+                        let conn = connection(
+                            stream,
+                            peer,
+                            router.clone(),
+                            limits,
+                            slot,
+                            draining.clone(),
+                            tls.as_ref().map(|t| t.acceptor()),
+                        );
                         let registry = registry.clone();
                         tasks.spawn(async move {
                             conn.await;
@@ -328,16 +350,44 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-/// Serves one connection until it ends, is evicted, or the server drains.
+/// Serves one connection until it ends, is evicted, or the server drains; with TLS, after
+/// its handshake.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     limits: ServerLimits,
     slot: Arc<Slot>,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let io = TokioIo::new(StallIo::new(stream, limits.body_timeout));
+    let io = StallIo::new(stream, limits.body_timeout);
+    let Some(acceptor) = tls else {
+        return serve_io(io, peer, router, limits, slot, draining).await;
+    };
+    let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(io));
+    tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(tls_io)) => serve_io(tls_io, peer, router, limits, slot, draining).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake did not finish within the head timeout"),
+        },
+        () = slot.evict.notified() => tracing::debug!(%peer, "connection in its handshake closed to make room"),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection's stream (plain or TLS).
+async fn serve_io<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    limits: ServerLimits,
+    slot: Arc<Slot>,
+    mut draining: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let svc_slot = slot.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InFlight::enter(&svc_slot);

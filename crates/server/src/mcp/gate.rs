@@ -61,6 +61,9 @@ pub struct McpGateArgs {
     /// Longest wait for one answer of the upstream, in seconds.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub upstream_timeout: u64,
+    /// HTTPS for `--listen` (`--tls-cert FILE --tls-key FILE`, reread on SIGHUP).
+    #[command(flatten)]
+    pub tls: crate::cli::TlsArgs,
     /// The upstream MCP server's command and arguments, after `--`.
     #[arg(last = true, value_name = "UPSTREAM_CMD")]
     pub command: Vec<String>,
@@ -79,6 +82,10 @@ pub fn run(a: McpGateArgs) -> anyhow::Result<i32> {
         Some(_) => None,
         None => Some(super::env_secret("AGENTSIGNA_API_KEY", "the agent's API key")?),
     };
+    if a.tls.files().is_some() && a.listen.is_none() {
+        anyhow::bail!("--tls-cert and --tls-key serve HTTPS for --listen; over stdio there is nothing to encrypt");
+    }
+    let tls_files = a.tls.files();
     let api = Api::new(&a.url)?;
     let timeout = Duration::from_secs(a.upstream_timeout.max(1));
     super::runtime()?.block_on(async move {
@@ -89,7 +96,7 @@ pub fn run(a: McpGateArgs) -> anyhow::Result<i32> {
             }
         }
         let result = match (a.listen, agent_key) {
-            (Some(addr), _) => super::listen::serve(core.clone(), addr).await,
+            (Some(addr), _) => super::listen::serve(core.clone(), addr, tls_files).await,
             (None, key) => {
                 let gate = McpGate { core: core.clone(), agent_key: key.map(Arc::from) };
                 match gate.serve(rmcp::transport::stdio()).await {

@@ -74,8 +74,13 @@ async fn require_agent_key(State(keys): State<Arc<KeyCheck>>, req: Request, next
     }
 }
 
-/// Serves `core` at `http://addr/mcp` until SIGTERM or Ctrl-C.
-pub async fn serve(core: Arc<GateCore>, addr: SocketAddr) -> anyhow::Result<()> {
+/// Serves `core` at `http://addr/mcp` (`https://` with `tls`) until SIGTERM or Ctrl-C.
+pub async fn serve(
+    core: Arc<GateCore>,
+    addr: SocketAddr,
+    tls: Option<crate::http::tls::TlsFiles>,
+) -> anyhow::Result<()> {
+    let tls = tls.map(crate::http::tls::Tls::load).transpose()?;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
@@ -95,6 +100,19 @@ pub async fn serve(core: Arc<GateCore>, addr: SocketAddr) -> anyhow::Result<()> 
     let app = Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(keys, require_agent_key));
+    if let Some(tls) = tls {
+        // HTTPS on the server loop of `serve` and `gate` (head and body timeouts,
+        // connection cap, handshake within the head timeout).
+        let reload = tls.reload_on_sighup()?;
+        eprintln!("agentsigna mcp-gate listening on https://{local}/mcp");
+        let (stop, join) = crate::http::server::serve_tls(listener, app, Default::default(), Some(tls));
+        crate::app::shutdown_signal().await;
+        ct.cancel();
+        reload.abort();
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), join).await;
+        return Ok(());
+    }
     eprintln!("agentsigna mcp-gate listening on http://{local}/mcp");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
