@@ -303,6 +303,27 @@ pub trait Store: Send + Sync + 'static {
     fn serial_figures(&self) -> SerialFigures {
         SerialFigures::default()
     }
+    /// Leases work any node could do (a due case, a webhook notification) so that one
+    /// node does it: of `keys`, those no other holder has leased beyond `now_ms` are leased
+    /// to `holder` until `until_ms` and returned (a holder renews its own). A lease its
+    /// holder never gave back (the node was killed) is retaken once it has run out. Not a
+    /// transaction over the work: the work itself still commits through [`Store::commit`]
+    /// and its preconditions. The default, for a store only one node uses, grants every key.
+    fn claim(
+        &self,
+        keys: Vec<String>,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> BoxFuture<StoreResult<Vec<String>>> {
+        let _ = (holder, now_ms, until_ms);
+        Box::pin(async move { Ok(keys) })
+    }
+    /// Gives back leases of `holder` (the work is done or put off) before they run out.
+    fn release(&self, keys: Vec<String>, holder: &str) -> BoxFuture<StoreResult<()>> {
+        let _ = (keys, holder);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Typed reads over [`Store`].

@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub webhooks: Vec<String>,
     /// HMAC-SHA256 key of the webhooks' `AgentSigna-Signature` header.
     pub webhook_secret: Option<String>,
+    /// Webhook retries and the timeout of one POST (which also sets the delivery lease).
+    pub webhook_retry: crate::notify::RetryPolicy,
     /// The URL people reach this server at (links in notifications; `https://` marks the
     /// web pages' cookies `Secure`). Default `http://<listen address>`.
     pub public_url: Option<String>,
@@ -69,6 +71,7 @@ impl ServeOptions {
             sweeper: true,
             webhooks: Vec::new(),
             webhook_secret: None,
+            webhook_retry: crate::notify::RetryPolicy::default(),
             public_url: None,
             limits: ServerLimits::default(),
             rate: None,
@@ -298,7 +301,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
             urls: opts.webhooks.clone(),
             secret: opts.webhook_secret.clone(),
             public_url: public_url.clone(),
-            retry: crate::notify::RetryPolicy::default(),
+            retry: opts.webhook_retry,
             failures: state.metrics.webhook_failures.clone(),
         };
         crate::notify::spawn(engine.clone(), engine.outbox_signal(), cfg)?

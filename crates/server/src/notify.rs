@@ -10,7 +10,10 @@
 //! backoff (1 s, 2 s, 4 s … capped at 10 min; 20 attempts, about 2 hours); after the last
 //! attempt the failure is recorded in the outbox record, logged, and the worker moves on.
 //! Delivery is at least once: receivers deduplicate on `id` (also in the
-//! `AgentSigna-Delivery` header).
+//! `AgentSigna-Delivery` header). With several nodes on one database every node runs this
+//! worker; each notification is delivered by the node that leases it (`Store::claim`),
+//! so once in normal operation, and again by another node only when the first was killed
+//! mid-delivery (after the lease, [`NotifyConfig::lease`], has run out).
 //!
 //! Retries and the `AgentSigna-Timestamp`/`sent_at` stamps are timed by an injected
 //! [`Clock`] ([`spawn_with_clock`]); [`spawn`] uses the wall clock, not the engine's:
@@ -81,10 +84,21 @@ pub struct NotifyConfig {
     pub failures: prometheus_client::metrics::counter::Counter,
 }
 
+/// What a delivery lease adds to the longest time its POSTs can take.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 impl NotifyConfig {
     /// Checks the receivers: absolute http(s) URLs.
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_urls(&self.urls)
+    }
+
+    /// How long a node leases a notification it delivers: longer than its POSTs to every
+    /// receiver can take (one timeout each) plus [`LEASE_MARGIN`], so that a live node's
+    /// lease never runs out mid-delivery; a killed node's is retaken after this long.
+    pub fn lease(&self) -> Duration {
+        let posts = u32::try_from(self.urls.len().max(1)).unwrap_or(u32::MAX);
+        self.retry.timeout.saturating_mul(posts).saturating_add(LEASE_MARGIN)
     }
 }
 
@@ -335,7 +349,9 @@ pub fn spawn_discarder(engine: Arc<Engine>) -> JoinHandle<()> {
     })
 }
 
-/// One pass over the outbox: tries every notification that is due.
+/// One pass over the outbox: tries every notification that is due, each under a lease
+/// (`outbox:<id>`) so that of several nodes one delivers it; a node killed mid-delivery
+/// leaves its lease to run out ([`NotifyConfig::lease`]), then another node delivers.
 async fn deliver_due(
     engine: &Engine,
     client: &reqwest::Client,
@@ -343,52 +359,84 @@ async fn deliver_due(
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
     let records: Vec<String> = engine.outbox_items().await?;
-    for body in records {
-        let record: Value = match serde_json::from_str(&body) {
-            Ok(v) => v,
+    let now = clock.now_ms();
+    let due: Vec<String> = records
+        .iter()
+        .filter_map(|body| match serde_json::from_str::<Value>(body) {
+            Ok(v) => Some(v),
             Err(err) => {
                 tracing::error!(error = %err, "unreadable outbox record skipped");
-                continue;
+                None
             }
-        };
-        let Some(id) = record["id"].as_str().map(str::to_owned) else { continue };
-        let mut state: Delivery =
-            serde_json::from_value(record.get("delivery").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+        })
+        .filter(|record| delivery_state(record).due(now))
+        .filter_map(|record| record["id"].as_str().map(str::to_owned))
+        .collect();
+    let lease_ms = i64::try_from(cfg.lease().as_millis()).unwrap_or(i64::MAX);
+    for id in due {
+        // One lease per notification, taken just before its delivery.
         let now = clock.now_ms();
-        if !state.due(now) {
-            continue;
+        let key = format!("outbox:{id}");
+        if engine.claim(vec![key.clone()], now, now.saturating_add(lease_ms)).await?.is_empty() {
+            continue; // another node is delivering it
         }
-        let body = serde_json::to_vec(&payload(&record, &cfg.public_url, now))?;
-        let mut errors = Vec::new();
-        for url in &cfg.urls {
-            let key = url_key(url);
-            if state.delivered.contains(&key) {
-                continue;
-            }
-            match post(client, cfg, url, &id, str_of(&record, "event"), &body, now).await {
-                Ok(()) => state.delivered.push(key),
-                Err(e) => {
-                    cfg.failures.inc();
-                    errors.push(format!("{}: {e}", label(url)));
-                }
-            }
-        }
-        if errors.is_empty() {
-            engine.outbox_remove(vec![id]).await?;
-            continue;
-        }
-        match state.failed(now, errors.join("; "), &cfg.retry) {
-            None => tracing::error!(notification = %id, attempts = state.attempts, error = ?state.last_error,
-                "webhook notification given up after its last attempt; the failure is recorded in the outbox"),
-            Some(wait) => tracing::warn!(notification = %id, attempts = state.attempts, retry_in = ?wait,
-                error = ?state.last_error, "webhook delivery failed; will retry"),
-        }
-        let mut updated = record;
-        updated["delivery"] = serde_json::to_value(&state)?;
-        let text = serde_json::to_string(&updated)?;
-        // Another node may have delivered and retired it meanwhile.
-        engine.outbox_update(id, text).await?;
+        let delivered = deliver_one(engine, client, cfg, clock, &id).await;
+        let released = engine.release(vec![key]).await;
+        delivered?;
+        released?;
     }
+    Ok(())
+}
+
+fn delivery_state(record: &Value) -> Delivery {
+    serde_json::from_value(record.get("delivery").cloned().unwrap_or(Value::Null)).unwrap_or_default()
+}
+
+/// Delivers one leased notification, read again now that it is leased: another node may
+/// have delivered (and retired) it, or recorded a failed attempt, since the pass read it.
+async fn deliver_one(
+    engine: &Engine,
+    client: &reqwest::Client,
+    cfg: &NotifyConfig,
+    clock: &dyn Clock,
+    id: &str,
+) -> anyhow::Result<()> {
+    let Some(body) = engine.outbox_item(id).await? else { return Ok(()) };
+    let record: Value = serde_json::from_str(&body)?;
+    let mut state = delivery_state(&record);
+    let now = clock.now_ms();
+    if !state.due(now) {
+        return Ok(());
+    }
+    let body = serde_json::to_vec(&payload(&record, &cfg.public_url, now))?;
+    let mut errors = Vec::new();
+    for url in &cfg.urls {
+        let key = url_key(url);
+        if state.delivered.contains(&key) {
+            continue;
+        }
+        match post(client, cfg, url, id, str_of(&record, "event"), &body, now).await {
+            Ok(()) => state.delivered.push(key),
+            Err(e) => {
+                cfg.failures.inc();
+                errors.push(format!("{}: {e}", label(url)));
+            }
+        }
+    }
+    if errors.is_empty() {
+        engine.outbox_remove(vec![id.to_owned()]).await?;
+        return Ok(());
+    }
+    match state.failed(now, errors.join("; "), &cfg.retry) {
+        None => tracing::error!(notification = %id, attempts = state.attempts, error = ?state.last_error,
+            "webhook notification given up after its last attempt; the failure is recorded in the outbox"),
+        Some(wait) => tracing::warn!(notification = %id, attempts = state.attempts, retry_in = ?wait,
+            error = ?state.last_error, "webhook delivery failed; will retry"),
+    }
+    let mut updated = record;
+    updated["delivery"] = serde_json::to_value(&state)?;
+    let text = serde_json::to_string(&updated)?;
+    engine.outbox_update(id.to_owned(), text).await?;
     Ok(())
 }
 

@@ -157,3 +157,35 @@ async fn migrations_are_versioned_and_idempotent() {
     let (x, y) = tokio::join!(postgres::migrate(&url, &options), postgres::migrate(&url, &options));
     assert_eq!((x.unwrap(), y.unwrap()), (postgres::SCHEMA_VERSION, postgres::SCHEMA_VERSION));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_goes_to_one_node_and_a_dead_nodes_lease_is_retaken_after_it_runs_out() {
+    let Some(url) = url() else { return };
+    let options = fresh_options();
+    let a = PgStore::connect(&url, conformance::signer(), options.clone()).await.unwrap();
+    let b = PgStore::connect(&url, conformance::signer(), options.clone()).await.unwrap();
+    let keys = |ks: &[&str]| ks.iter().map(|k| (*k).to_owned()).collect::<Vec<String>>();
+
+    // Both nodes race for the same 50 keys many times: each key goes to exactly one.
+    let all: Vec<String> = (0..50).map(|i| format!("outbox:n{i:02}")).collect();
+    let (ga, gb) = tokio::join!(a.claim(all.clone(), "a", 1_000, 2_000), b.claim(all.clone(), "b", 1_000, 2_000));
+    let (mut ga, gb) = (ga.unwrap(), gb.unwrap());
+    assert_eq!(ga.len() + gb.len(), 50, "every key leased once: {ga:?} / {gb:?}");
+    ga.extend(gb);
+    ga.sort();
+    assert_eq!(ga, all);
+
+    // "a" holds x until 2000 and dies without giving it back.
+    assert_eq!(a.claim(keys(&["x", "x"]), "a", 1_000, 2_000).await.unwrap(), ["x"]);
+    assert!(b.claim(keys(&["x"]), "b", 1_999, 3_000).await.unwrap().is_empty(), "held until 2000");
+    assert_eq!(a.claim(keys(&["x"]), "a", 1_500, 2_500).await.unwrap(), ["x"], "its holder renews it");
+    assert!(b.claim(keys(&["x"]), "b", 2_499, 3_000).await.unwrap().is_empty());
+    assert_eq!(b.claim(keys(&["x"]), "b", 2_500, 3_500).await.unwrap(), ["x"], "retaken once it ran out");
+    assert!(a.claim(keys(&["x"]), "a", 2_600, 3_600).await.unwrap().is_empty(), "now b's");
+
+    // A release by someone else changes nothing; the holder's frees the key at once.
+    a.release(keys(&["x"]), "a").await.unwrap();
+    assert!(a.claim(keys(&["x"]), "a", 2_700, 3_700).await.unwrap().is_empty());
+    b.release(keys(&["x"]), "b").await.unwrap();
+    assert_eq!(a.claim(keys(&["x", "y"]), "a", 2_800, 3_800).await.unwrap(), ["x", "y"]);
+}

@@ -21,6 +21,10 @@ use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::passport as pp;
 
+/// How long a node leases the due cases it processes ([`Engine::process_due`]): a lease
+/// left by a node that died is retaken by another after this long.
+pub const DUE_LEASE_MS: i64 = 60_000;
+
 /// `POST /v1/requests`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -378,6 +382,21 @@ impl Engine {
     /// Expires due reviews, pickup windows and passports. Returns how many cases changed.
     pub async fn process_due(&self) -> Result<usize> {
         let due = self.read(|ctx, snap| Ok(snap.due_cases(ctx.now(), 200)?)).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // With several nodes, each due case is processed by the one that leases it (the
+        // others skip it); a lease left by a node that died runs out after a minute.
+        let now = self.clock.now_ms();
+        let keys: Vec<String> = due.iter().map(|id| format!("case:{id}")).collect();
+        let leased = self.claim(keys, now, now.saturating_add(DUE_LEASE_MS)).await?;
+        let due: Vec<String> = leased.iter().filter_map(|k| k.strip_prefix("case:").map(str::to_owned)).collect();
+        let result = self.process_leased(due).await;
+        self.release(leased).await?;
+        result
+    }
+
+    async fn process_leased(&self, due: Vec<String>) -> Result<usize> {
         let mut n = 0;
         for id in due {
             let id2 = id.clone();

@@ -131,6 +131,8 @@ pub struct Engine {
     auth_cache: RwLock<HashMap<String, Principal>>,
     locks: KeyLocks,
     watch: watch::Watchers,
+    /// This engine's random name as the holder of leases ([`Store::claim`]).
+    node: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -160,6 +162,7 @@ impl Engine {
             auth_cache: RwLock::new(HashMap::new()),
             locks: KeyLocks::new(),
             watch: watch::Watchers::default(),
+            node: format!("node-{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -171,6 +174,23 @@ impl Engine {
     /// What the store's serial step has done so far.
     pub fn serial_figures(&self) -> crate::store::SerialFigures {
         self.store.serial_figures()
+    }
+
+    /// This engine's name as the holder of leases (random per process).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Leases work any node could do (`keys`, e.g. `case:<id>`) to this node from `now_ms`
+    /// until `until_ms`; returns the keys it got (see [`Store::claim`]). Times are on the
+    /// caller's clock: every claimant of one kind of key must use the same one.
+    pub async fn claim(&self, keys: Vec<String>, now_ms: i64, until_ms: i64) -> Result<Vec<String>> {
+        Ok(self.store.claim(keys, &self.node, now_ms, until_ms).await?)
+    }
+
+    /// Gives back leases this node holds.
+    pub async fn release(&self, keys: Vec<String>) -> Result<()> {
+        Ok(self.store.release(keys, &self.node).await?)
     }
 
     /// The clock.

@@ -11,6 +11,12 @@ impl Engine {
         self.read(|_, snap| Ok(snap.records(RecordKind::Outbox)?)).await
     }
 
+    /// One queued notification, read from a fresh snapshot (`None`: retired meanwhile).
+    pub async fn outbox_item(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_owned();
+        self.read(move |_, snap| Ok(snap.record(RecordKind::Outbox, &id)?.map(|v| v.body))).await
+    }
+
     /// Retires delivered (or discarded) notifications.
     pub async fn outbox_remove(&self, ids: Vec<String>) -> Result<()> {
         let keys: Vec<String> = ids.iter().map(|i| format!("outbox:{i}")).collect();

@@ -2,9 +2,12 @@
 //! test, created in the server named by `AGENTSIGNA_TEST_POSTGRES`; skipped when unset,
 //! except under CI=true): one ledger under concurrent load on both, idempotency across
 //! nodes, a review opened on one node and decided on the other, a `?wait` on one node
-//! woken by a decision on the other.
+//! woken by a decision on the other; webhooks delivered once by two nodes, and again by
+//! the survivor when the node delivering one is stopped mid-delivery.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentsigna::app::{self, ServeOptions};
@@ -41,13 +44,23 @@ pub fn fresh_database() -> Option<String> {
 
 /// Node A (a fresh data directory) and node B (a copy of A's keys), on `url`.
 pub async fn two_nodes(url: &str) -> (Server, Server) {
-    let a = Server::start_with(|o| o.database = Some(url.to_owned())).await;
+    two_nodes_with(url, |_| {}).await
+}
+
+/// [`two_nodes`], both with changed options.
+pub async fn two_nodes_with(url: &str, change: impl Fn(&mut ServeOptions)) -> (Server, Server) {
+    let a = Server::start_with(|o| {
+        o.database = Some(url.to_owned());
+        change(o);
+    })
+    .await;
     let b_dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&a.data_dir().join("keys"), &b_dir.path().join("data").join("keys"));
     let mut opts = ServeOptions::new(b_dir.path().join("data"), "127.0.0.1:0".parse().expect("addr"));
     opts.database = Some(url.to_owned());
     opts.org = Some(org_path());
     opts.sweeper = false;
+    change(&mut opts);
     let running = app::start(opts, a.clock.clone()).await.expect("node B starts");
     assert!(running.admin_token.is_none(), "node B shares node A's admin credential");
     assert!(running.credentials.is_empty(), "node B shares node A's credentials");
@@ -140,4 +153,124 @@ async fn two_nodes_one_ledger_one_product() {
     let size_a = a.get(&a.admin, "/v1/ledger/checkpoint").await;
     let size_b = b.get(&b.admin, "/v1/ledger/checkpoint").await;
     assert_eq!(size_a.text, size_b.text, "both nodes serve the same checkpoint");
+}
+
+/// A webhook receiver shared by the nodes: the delivery ids it accepted, in order. While
+/// `hold` is set, the next delivery is held (never answered) instead.
+#[derive(Clone, Default)]
+struct Hooks {
+    accepted: Arc<Mutex<Vec<String>>>,
+    hold: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hooks {
+    async fn start() -> (Hooks, String) {
+        async fn receive(
+            axum::extract::State(h): axum::extract::State<Hooks>,
+            headers: axum::http::HeaderMap,
+        ) -> axum::http::StatusCode {
+            let id = headers.get("agentsigna-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            if h.hold.swap(false, Ordering::SeqCst) {
+                h.held.lock().expect("lock").push(id);
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            h.accepted.lock().expect("lock").push(id);
+            axum::http::StatusCode::OK
+        }
+        let hooks = Hooks::default();
+        let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(hooks.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hooks, url)
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().expect("lock").clone()
+    }
+}
+
+async fn outbox_empty(node: &Server) -> bool {
+    node.running.as_ref().expect("running").engine.outbox_items().await.expect("outbox").is_empty()
+}
+
+/// Waits (at most `limit`) until `done` holds.
+macro_rules! eventually {
+    ($limit:expr, $what:expr, $done:expr) => {{
+        let until = Instant::now() + $limit;
+        while !$done {
+            assert!(Instant::now() < until, "never happened: {}", $what);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_each_webhook_once() {
+    let Some(url) = fresh_database() else { return };
+    let (hooks, hook) = Hooks::start().await;
+    let (a, b) = two_nodes_with(&url, |o| o.webhooks = vec![hook.clone()]).await;
+
+    // Reviews opened on both nodes, each decided on the other: two notifications each,
+    // every one of them announced to both nodes' workers.
+    let mut expected = 0;
+    for i in 0..8 {
+        let (opener, decider) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let r = opener.po("globex", &format!("{}.00", 40_000 + i)).await;
+        r.expect(201);
+        let review = r.json["review"]["id"].as_str().expect("review").to_owned();
+        decider.decide(&decider.carol(), &review, "approve", "ok").await.expect(200);
+        expected += 2;
+    }
+    eventually!(
+        Duration::from_secs(30),
+        "every notification accepted",
+        hooks.accepted().len() >= expected && outbox_empty(&a).await && outbox_empty(&b).await
+    );
+    // Both workers pass over the outbox every second: give them a few more passes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for id in hooks.accepted() {
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(counts.len(), expected, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "each notification delivered once: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_of_a_stopped_node_is_retaken_by_the_other_after_its_lease() {
+    let Some(url) = fresh_database() else { return };
+    let (hooks, hook) = Hooks::start().await;
+    // POSTs time out after 3 s: a delivery lease lasts 3 s + 5 s.
+    let retry = agentsigna::notify::RetryPolicy { timeout: Duration::from_secs(3), ..Default::default() };
+    let (mut a, mut b) = two_nodes_with(&url, |o| {
+        o.webhooks = vec![hook.clone()];
+        o.webhook_retry = retry;
+    })
+    .await;
+    hooks.hold.store(true, Ordering::SeqCst);
+    a.po("globex", "40000.00").await.expect(201);
+    eventually!(Duration::from_secs(10), "a node started delivering", !hooks.held.lock().expect("lock").is_empty());
+    let held = hooks.held.lock().expect("lock")[0].clone();
+    // The node holding the lease stops (its worker dies mid-POST, the lease stays).
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-Atc", &format!("SELECT holder FROM leases WHERE key = 'outbox:{held}'")])
+        .output()
+        .expect("psql runs");
+    let holder = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let engine_of = |s: &Server| s.running.as_ref().expect("running").engine.node_id().to_owned();
+    let stopped_at = Instant::now();
+    let survivor = if holder == engine_of(&a) {
+        a.stop().await;
+        &b
+    } else {
+        assert_eq!(holder, engine_of(&b), "the lease is held by one of the nodes");
+        b.stop().await;
+        &a
+    };
+    eventually!(Duration::from_secs(30), "the survivor delivered it", hooks.accepted() == [held.clone()]);
+    assert!(outbox_empty(survivor).await);
+    println!("retaken and delivered {:?} after the holder stopped", stopped_at.elapsed());
 }

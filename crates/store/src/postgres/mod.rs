@@ -240,4 +240,52 @@ impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+
+    fn claim(
+        &self,
+        keys: Vec<String>,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> BoxFuture<StoreResult<Vec<String>>> {
+        let (pool, holder) = (self.readers.clone(), holder.to_owned());
+        Box::pin(async move {
+            let mut keys = keys;
+            keys.sort_unstable();
+            keys.dedup();
+            if keys.is_empty() {
+                return Ok(keys);
+            }
+            let client = pool.get().await.map_err(pool_err)?;
+            let rows = read::query(&client, CLAIM, &[&keys, &holder, &now_ms, &until_ms]).await?;
+            rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect()
+        })
+    }
+
+    fn release(&self, keys: Vec<String>, holder: &str) -> BoxFuture<StoreResult<()>> {
+        let (pool, holder) = (self.readers.clone(), holder.to_owned());
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let client = pool.get().await.map_err(pool_err)?;
+            read::query(&client, RELEASE, &[&keys, &holder]).await?;
+            Ok(())
+        })
+    }
 }
+
+/// Takes the leases of `$1` that are free, run out (`until_ms <= $3`) or already `$2`'s.
+/// One statement in its own transaction, outside the sequencer: the `ON CONFLICT … WHERE`
+/// re-checks each lease against the latest committed one, so of two nodes claiming one
+/// key only one gets it; keys are inserted in one order, so two claims never deadlock.
+/// (No row stays locked while the work runs — a webhook POST can take seconds — which is
+/// why a lease row with an expiry, not `FOR UPDATE SKIP LOCKED` on the work's own row.)
+const CLAIM: &str = "INSERT INTO leases (key, holder, until_ms)
+    SELECT k, $2, $4 FROM unnest($1::text[]) AS k ORDER BY k
+    ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms
+    WHERE leases.until_ms <= $3 OR leases.holder = EXCLUDED.holder
+    RETURNING key";
+
+/// Gives back leases of a holder.
+const RELEASE: &str = "DELETE FROM leases WHERE key = ANY($1) AND holder = $2";

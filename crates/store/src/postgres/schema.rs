@@ -36,6 +36,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BYTEA);
     INSERT INTO ledger_head (id, size, root) VALUES (1, 0, NULL);
     "#,
+    // 2: leases of work any node could do (due cases, webhook notifications).
+    r#"
+    CREATE TABLE leases (key TEXT COLLATE "C" PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);
+    "#,
 ];
 
 /// The schema version this binary writes.
