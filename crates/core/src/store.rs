@@ -36,6 +36,8 @@ pub enum RecordKind {
     /// A notification waiting for delivery to the webhooks, written in the same
     /// transaction as the event it announces (the durable outbox).
     Outbox,
+    /// An approver web session, keyed by the SHA-256 of its cookie's token.
+    Session,
 }
 
 impl RecordKind {
@@ -53,6 +55,7 @@ impl RecordKind {
             RecordKind::Setting => "setting",
             RecordKind::ShadowDivergence => "shadow_divergence",
             RecordKind::Outbox => "outbox",
+            RecordKind::Session => "session",
         }
     }
 }

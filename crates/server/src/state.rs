@@ -24,8 +24,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> AppState {
         AppState {
+            sessions: Arc::new(Sessions::new(engine.clone())),
             engine,
-            sessions: Arc::new(Sessions::default()),
             stopping: Arc::default(),
             limits: Arc::default(),
             metrics: Arc::default(),

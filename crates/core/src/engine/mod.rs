@@ -9,7 +9,8 @@
 //! - [`views`]: the JSON documents the API returns;
 //! - [`ledger`]: checkpoint, entries, proofs and case evidence as principals read them;
 //! - [`watch`]: waking `?wait` requests when their case changes;
-//! - [`outbox`]: the webhook outbox as the notifier sees it.
+//! - [`outbox`]: the webhook outbox as the notifier sees it;
+//! - [`sessions`]: approver web sessions, stored so that every node knows them.
 
 pub mod admin;
 pub mod cases;
@@ -18,6 +19,7 @@ pub mod figures;
 pub mod ledger;
 pub mod outbox;
 pub mod review;
+pub mod sessions;
 pub mod views;
 pub mod watch;
 

@@ -185,7 +185,8 @@ pub async fn limit(State(s): State<AppState>, mut req: Request, next: Next) -> R
             Err(_) => {}
         }
     } else if req.uri().path().starts_with("/ui") {
-        principal = s.sessions.current(req.headers()).map(|c| c.principal);
+        // A storage failure: the page's own session lookup reports it.
+        principal = s.sessions.current(req.headers()).await.ok().flatten().map(|c| c.principal);
     }
     if let Some(limiter) = &s.limits.rate {
         let key = match (&principal, peer_ip(&req)) {

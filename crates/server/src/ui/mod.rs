@@ -138,8 +138,26 @@ fn to_login(next: &str) -> Response {
     see_other(&format!("/ui/login?next={}", encode_query(next)))
 }
 
+/// The session of the request, or the response to send instead: the login page (no
+/// session), or an error page (the sessions cannot be read: 503 while the database is
+/// unreachable).
+async fn current_or_login(s: &AppState, headers: &HeaderMap, next: &str) -> Result<Current, Response> {
+    match s.sessions.current(headers).await {
+        Ok(Some(cur)) => Ok(cur),
+        Ok(None) => Err(to_login(next)),
+        Err(e) => Err(store_error(e, next)),
+    }
+}
+
+/// The error page of a failure outside any session.
+fn store_error(e: agentsigna_core::Error, back: &str) -> Response {
+    let api = ApiError::from(e);
+    let title = api.title;
+    error_page(api.status, Chrome::default(), title, api.detail, back)
+}
+
 async fn not_found(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let chrome = s.sessions.current(&headers).map(|c| chrome(&c)).unwrap_or_default();
+    let chrome = s.sessions.current(&headers).await.ok().flatten().map(|c| chrome(&c)).unwrap_or_default();
     error_page(StatusCode::NOT_FOUND, chrome, "Not found", "There is no page here.", "/ui/")
 }
 
@@ -150,8 +168,10 @@ struct LoginQuery {
 
 async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    if s.sessions.current(&headers).is_some() {
-        return see_other(&next);
+    match s.sessions.current(&headers).await {
+        Ok(Some(_)) => return see_other(&next),
+        Ok(None) => {}
+        Err(e) => return store_error(e, "/ui/login"),
     }
     login_page(&s, &headers, StatusCode::OK, next, None)
 }
@@ -236,9 +256,14 @@ async fn login(
     }
     // A new id at every login: a session id known before login is worth nothing after it.
     if let Some(old) = session::cookie(&headers, SESSION_COOKIE) {
-        s.sessions.remove(&old);
+        if let Err(e) = s.sessions.remove(&session::token_id(&old)).await {
+            return store_error(e, "/ui/login");
+        }
     }
-    let id = s.sessions.create(principal);
+    let id = match s.sessions.create(principal).await {
+        Ok(id) => id,
+        Err(e) => return store_error(e, "/ui/login"),
+    };
     let secure = s.sessions.secure_for(&headers);
     let resp = with_cookie(see_other(&next), set_cookie(SESSION_COOKIE, &id, SESSION_TTL, secure));
     with_cookie(resp, set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO, secure))
@@ -255,7 +280,11 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return see_other("/ui/login") };
+    let cur = match s.sessions.current(&headers).await {
+        Ok(Some(cur)) => cur,
+        Ok(None) => return see_other("/ui/login"),
+        Err(e) => return store_error(e, "/ui/"),
+    };
     let csrf = match form {
         Ok(Form(f)) => f.csrf,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -266,7 +295,9 @@ async fn logout(
     if !same_secret(&cur.csrf, &csrf) {
         return csrf_refused(&cur);
     }
-    s.sessions.remove(&cur.id);
+    if let Err(e) = s.sessions.remove(&cur.id).await {
+        return engine_error(&cur, e, "/ui/");
+    }
     let secure = s.sessions.secure_for(&headers);
     with_cookie(see_other("/ui/login"), set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO, secure))
 }
@@ -296,7 +327,10 @@ struct QueueQuery {
 }
 
 async fn queue(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<QueueQuery>) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return to_login("/ui/") };
+    let cur = match current_or_login(&s, &headers, "/ui/").await {
+        Ok(cur) => cur,
+        Err(resp) => return resp,
+    };
     let status = q.status.filter(|v| !v.is_empty()).unwrap_or_else(|| "pending".to_owned());
     let doc = match s.engine.list_reviews(&cur.principal, Some(status.clone())).await {
         Ok(d) => d,
@@ -312,7 +346,7 @@ async fn queue(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Qu
         heading,
         pending: status == "pending",
         items: pages::queue_items(&doc),
-        flash: s.sessions.take_flash(&cur.id),
+        flash: s.sessions.take_flash(&cur).await,
     };
     html(StatusCode::OK, render(&page))
 }
@@ -331,11 +365,14 @@ fn me(p: &Principal) -> Option<&str> {
 }
 
 async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return to_login(&format!("/ui/reviews/{id}")) };
+    let cur = match current_or_login(&s, &headers, &format!("/ui/reviews/{id}")).await {
+        Ok(cur) => cur,
+        Err(resp) => return resp,
+    };
     match s.engine.get_review(&cur.principal, &id).await {
         Ok(doc) => {
             let mut page = pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
-            page.flash = s.sessions.take_flash(&cur.id);
+            page.flash = s.sessions.take_flash(&cur).await;
             html(StatusCode::OK, render(&page))
         }
         Err(e) => engine_error(&cur, e, "/ui/"),
@@ -359,7 +396,10 @@ async fn decide(
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
     let page_url = format!("/ui/reviews/{id}");
-    let Some(cur) = s.sessions.current(&headers) else { return to_login(&page_url) };
+    let cur = match current_or_login(&s, &headers, &page_url).await {
+        Ok(cur) => cur,
+        Err(resp) => return resp,
+    };
     let form = match form {
         Ok(Form(form)) => form,
         Err(rejection) => return form_refused(&rejection, chrome(&cur), &page_url),
@@ -377,7 +417,10 @@ async fn decide(
                 "pending" => format!("Your {verb} is recorded; the review still needs more approvals."),
                 other => format!("Your {verb} is recorded; the review is now {other}."),
             };
-            s.sessions.set_flash(&cur.id, message);
+            if let Err(err) = s.sessions.set_flash(&cur.id, message).await {
+                // The decision is recorded; only the confirmation line is lost.
+                tracing::warn!(error = %err, "cannot leave the session's message");
+            }
             see_other(&page_url)
         }
         Err(e) => {

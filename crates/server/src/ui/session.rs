@@ -1,22 +1,25 @@
 //! Sessions of the approver web pages, and the cookies and CSRF tokens that go with them.
 //!
-//! A session is a random 192-bit id (the cookie value) mapped, in this process's memory,
-//! to the principal that logged in and a random per-session CSRF token. Sessions expire
-//! 12 hours after login and do not survive a restart (the approver logs in again); with
-//! several server nodes behind a load balancer, sessions need sticky routing. That is
-//! deliberate: the approver token stays the only durable credential. Expiry is measured
-//! on an injected [`Clock`] (the wall clock unless told otherwise), so tests move time
-//! instead of sleeping.
+//! A session is a random 192-bit token (the cookie value). The database keeps, keyed by
+//! the token's SHA-256 (never the token itself), the principal that logged in, the expiry
+//! and a one-shot message for the next page ([`agentsigna_core::engine::sessions`]), so
+//! that every node behind a load balancer knows every session and a logout ends it on all
+//! of them at once. The session's CSRF token is derived from the session token (a hash
+//! of it under its own label), so it needs no storage and is worthless without the
+//! cookie. Sessions expire 12 hours after login, measured on an injected [`Clock`] (the
+//! wall clock unless told otherwise), so tests move time instead of sleeping.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use rand::RngCore as _;
+use sha2::{Digest, Sha256};
 
+use agentsigna_core::engine::sessions::StoredSession;
+use agentsigna_core::engine::Engine;
 use agentsigna_core::model::Principal;
 use agentsigna_core::{Clock, SystemClock};
 
@@ -26,35 +29,24 @@ pub const SESSION_COOKIE: &str = "agentsigna_session";
 pub const LOGIN_COOKIE: &str = "agentsigna_login";
 /// How long a session lasts after login.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// How many sessions are kept at most (the oldest go first).
-const MAX_SESSIONS: usize = 10_000;
-
-/// One logged-in person.
-#[derive(Debug, Clone)]
-struct Session {
-    principal: Principal,
-    csrf: String,
-    /// Milliseconds since the epoch, on the table's clock.
-    expires_ms: i64,
-    /// A one-shot message shown on the next page (after a redirect).
-    flash: Option<String>,
-}
 
 /// What a handler learns about the current session.
 #[derive(Debug, Clone)]
 pub struct Current {
-    /// The session id (the cookie value).
+    /// The session's stored id (the SHA-256 of its token).
     pub id: String,
     /// Who logged in.
     pub principal: Principal,
     /// The CSRF token every form of this session must carry.
     pub csrf: String,
+    /// Whether a one-shot message waits for the next page.
+    pub has_flash: bool,
 }
 
-/// The sessions of this server process.
+/// The sessions of every node, as this one reads and writes them.
 #[derive(Debug)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    engine: Arc<Engine>,
     /// Session lifetime in milliseconds.
     ttl_ms: i64,
     clock: Arc<dyn Clock>,
@@ -63,22 +55,27 @@ pub struct Sessions {
     always_secure: AtomicBool,
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions::new(SESSION_TTL)
-    }
+/// The stored id of a session token: its SHA-256, hex.
+pub fn token_id(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The CSRF token of a session: a hash of its token under a label of its own.
+fn csrf_of(token: &str) -> String {
+    let digest = Sha256::new().chain_update(b"agentsigna-ui-csrf\0").chain_update(token.as_bytes()).finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..24])
 }
 
 impl Sessions {
-    /// An empty session table whose sessions last `ttl` on the wall clock.
-    pub fn new(ttl: Duration) -> Sessions {
-        Sessions::with_clock(ttl, Arc::new(SystemClock))
+    /// The session table of `engine`'s database; sessions last 12 hours on the wall clock.
+    pub fn new(engine: Arc<Engine>) -> Sessions {
+        Sessions::with_clock(engine, SESSION_TTL, Arc::new(SystemClock))
     }
 
-    /// An empty session table whose sessions last `ttl`, measured on `clock`.
-    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Sessions {
+    /// The session table of `engine`'s database; sessions last `ttl`, measured on `clock`.
+    pub fn with_clock(engine: Arc<Engine>, ttl: Duration, clock: Arc<dyn Clock>) -> Sessions {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            engine,
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             clock,
             always_secure: AtomicBool::new(false),
@@ -101,74 +98,56 @@ impl Sessions {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Opens a session for a principal; returns its id.
-    pub fn create(&self, principal: Principal) -> String {
-        let id = random_token();
+    /// Opens a session for a principal; returns its token (the cookie value).
+    pub async fn create(&self, principal: Principal) -> agentsigna_core::Result<String> {
+        let token = random_token();
         let now = self.clock.now_ms();
-        let session =
-            Session { principal, csrf: random_token(), expires_ms: now.saturating_add(self.ttl_ms), flash: None };
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.expires_ms > now);
-        }
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires_ms).map(|(k, _)| k.clone()) {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(id.clone(), session);
-        id
+        let stored =
+            StoredSession { id: token_id(&token), principal, expires_ms: now.saturating_add(self.ttl_ms), flash: None };
+        self.engine.session_open(stored, now).await?;
+        Ok(token)
     }
 
-    /// The live session with this id (an expired one is removed).
-    pub fn get(&self, id: &str) -> Option<Current> {
-        let mut map = self.lock();
-        let s = map.get(id)?;
+    /// The live session with this token (`None`: unknown, logged out or expired).
+    pub async fn get(&self, token: &str) -> agentsigna_core::Result<Option<Current>> {
+        let id = token_id(token);
+        let Some(s) = self.engine.session(&id).await? else { return Ok(None) };
         if s.expires_ms <= self.clock.now_ms() {
-            map.remove(id);
-            return None;
+            return Ok(None);
         }
-        Some(Current { id: id.to_owned(), principal: s.principal.clone(), csrf: s.csrf.clone() })
+        Ok(Some(Current { id, principal: s.principal, csrf: csrf_of(token), has_flash: s.flash.is_some() }))
     }
 
     /// The session of a request, from its cookie.
-    pub fn current(&self, headers: &HeaderMap) -> Option<Current> {
-        cookie(headers, SESSION_COOKIE).and_then(|id| self.get(&id))
-    }
-
-    /// Ends a session.
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Leaves a message for the next page of this session.
-    pub fn set_flash(&self, id: &str, message: String) {
-        if let Some(s) = self.lock().get_mut(id) {
-            s.flash = Some(message);
+    pub async fn current(&self, headers: &HeaderMap) -> agentsigna_core::Result<Option<Current>> {
+        match cookie(headers, SESSION_COOKIE) {
+            Some(token) => self.get(&token).await,
+            None => Ok(None),
         }
     }
 
+    /// Ends a session (by its stored id) on every node.
+    pub async fn remove(&self, id: &str) -> agentsigna_core::Result<()> {
+        self.engine.session_close(id).await
+    }
+
+    /// Leaves a message for the next page of this session.
+    pub async fn set_flash(&self, id: &str, message: String) -> agentsigna_core::Result<()> {
+        self.engine.session_flash(id, Some(message)).await.map(|_| ())
+    }
+
     /// Takes the pending message of this session, if any.
-    pub fn take_flash(&self, id: &str) -> Option<String> {
-        self.lock().get_mut(id).and_then(|s| s.flash.take())
-    }
-
-    /// Number of live sessions (for tests and diagnostics).
-    pub fn len(&self) -> usize {
-        let now = self.clock.now_ms();
-        self.lock().values().filter(|s| s.expires_ms > now).count()
-    }
-
-    /// Whether no session is live.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub async fn take_flash(&self, cur: &Current) -> Option<String> {
+        if !cur.has_flash {
+            return None;
+        }
+        match self.engine.session_flash(&cur.id, None).await {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot take the session's message");
+                None
+            }
+        }
     }
 }
 
@@ -202,84 +181,69 @@ pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> S
     c
 }
 
-/// Compares two secrets in time independent of where they differ.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use agentsigna_core::keys::Keyring;
+    use agentsigna_core::ManualClock;
+    use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 
-    #[test]
-    fn sessions_expire_and_tokens_are_192_bits() {
-        let s = Sessions::new(Duration::from_millis(0));
-        let id = s.create(Principal::Approver("carol".into()));
-        assert_eq!(id.len(), 32);
-        assert!(s.get(&id).is_none(), "a session past its expiry is gone");
-        let s = Sessions::default();
-        let id = s.create(Principal::Approver("carol".into()));
-        let cur = s.get(&id).unwrap();
+    fn engine(dir: &std::path::Path, clock: Arc<ManualClock>) -> Arc<Engine> {
+        let keys = Keyring::load_or_create(&dir.join("keys"), None, 0).unwrap();
+        let store = SqliteStore::open(&dir.join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap();
+        Arc::new(Engine::new(Arc::new(store), clock, keys, agentsigna_core::engine::Config::default()))
+    }
+
+    #[tokio::test]
+    async fn sessions_are_stored_by_hash_expire_on_the_clock_and_end_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let e = engine(dir.path(), clock.clone());
+        // Two nodes' tables over one database.
+        let (a, b) = (
+            Sessions::with_clock(e.clone(), SESSION_TTL, clock.clone()),
+            Sessions::with_clock(e.clone(), SESSION_TTL, clock.clone()),
+        );
+        let token = a.create(Principal::Approver("carol".into())).await.unwrap();
+        assert_eq!(token.len(), 32, "192 bits");
+        let cur = b.get(&token).await.unwrap().expect("known on the other node");
         assert_eq!(cur.principal, Principal::Approver("carol".into()));
-        assert_ne!(cur.csrf, id);
-        s.set_flash(&id, "hi".into());
-        assert_eq!(s.take_flash(&id).as_deref(), Some("hi"));
-        assert_eq!(s.take_flash(&id), None);
-        s.remove(&id);
-        assert!(s.get(&id).is_none());
-    }
+        assert_eq!(cur.id, token_id(&token));
+        assert!(e.session(&token).await.unwrap().is_none(), "the raw token is not a key");
+        let stored = e.session(&cur.id).await.unwrap().unwrap();
+        assert!(!serde_json::to_string(&stored).unwrap().contains(&token), "the token itself is not stored");
+        assert_ne!(cur.csrf, token);
+        assert_eq!(a.get(&token).await.unwrap().unwrap().csrf, cur.csrf, "one CSRF token per session");
 
-    #[test]
-    fn sessions_expire_on_the_injected_clock_without_sleeping() {
-        let clock = Arc::new(agentsigna_core::ManualClock::new(1_700_000_000_000));
-        let s = Sessions::with_clock(SESSION_TTL, clock.clone());
-        let id = s.create(Principal::Approver("carol".into()));
+        // A message left on one node is shown once, on whichever node serves the next page.
+        a.set_flash(&cur.id, "hi".into()).await.unwrap();
+        let cur = b.get(&token).await.unwrap().unwrap();
+        assert_eq!(b.take_flash(&cur).await.as_deref(), Some("hi"));
+        let cur = a.get(&token).await.unwrap().unwrap();
+        assert_eq!(a.take_flash(&cur).await, None);
+
         clock.advance_secs(12 * 3600 - 1);
-        assert!(s.get(&id).is_some(), "live until 12 hours after login");
-        clock.advance_ms(999);
-        assert_eq!(s.len(), 1);
-        clock.advance_ms(1);
-        assert_eq!(s.len(), 0);
-        assert!(s.get(&id).is_none(), "gone at 12 hours");
-        assert!(s.get(&id).is_none());
-    }
-
-    #[test]
-    fn a_full_table_drops_expired_sessions_first_then_the_oldest() {
-        let clock = Arc::new(agentsigna_core::ManualClock::new(1_700_000_000_000));
-        let s = Sessions::with_clock(Duration::from_secs(60), clock.clone());
-        let first = s.create(Principal::Approver("a".into()));
+        assert!(b.get(&token).await.unwrap().is_some(), "live until 12 hours after login");
         clock.advance_secs(1);
-        let second = s.create(Principal::Approver("b".into()));
-        for _ in 2..MAX_SESSIONS {
-            s.create(Principal::Approver("c".into()));
-        }
-        assert_eq!(s.len(), MAX_SESSIONS);
-        // Full, nothing expired: the oldest session goes.
-        s.create(Principal::Approver("d".into()));
-        assert!(s.get(&first).is_none() && s.get(&second).is_some());
-        assert_eq!(s.len(), MAX_SESSIONS);
-        // Full again, and every session expired: they all go at once.
-        clock.advance_secs(60);
-        let newest = s.create(Principal::Approver("e".into()));
-        assert!(s.get(&second).is_none());
-        s.create(Principal::Approver("f".into()));
-        assert!(s.get(&newest).is_some());
-        assert_eq!(s.len(), 2);
+        assert!(b.get(&token).await.unwrap().is_none(), "gone at 12 hours");
+
+        // Logout on one node ends the session on the other; a later login sweeps expired ones.
+        let other = a.create(Principal::Approver("dave".into())).await.unwrap();
+        assert!(e.session(&token_id(&token)).await.unwrap().is_none(), "the expired session was deleted");
+        let cur = a.get(&other).await.unwrap().unwrap();
+        a.remove(&cur.id).await.unwrap();
+        assert!(b.get(&other).await.unwrap().is_none());
     }
 
-    #[test]
-    fn cookies_parse_and_secure_follows_the_proxy() {
+    #[tokio::test]
+    async fn cookies_parse_and_secure_follows_the_proxy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sessions::new(engine(dir.path(), Arc::new(ManualClock::new(0))));
         let mut h = HeaderMap::new();
         h.insert("cookie", "a=1; agentsigna_session=abc; b=2".parse().unwrap());
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
-        let s = Sessions::default();
         assert!(!s.secure_for(&h));
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         assert!(s.secure_for(&h));
@@ -287,6 +251,5 @@ mod tests {
         assert!(
             c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/ui") && c.ends_with("Secure")
         );
-        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
     }
 }

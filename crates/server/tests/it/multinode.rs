@@ -274,3 +274,81 @@ async fn a_delivery_of_a_stopped_node_is_retaken_by_the_other_after_its_lease() 
     assert!(outbox_empty(survivor).await);
     println!("retaken and delivered {:?} after the holder stopped", stopped_at.elapsed());
 }
+
+/// The value of the `Set-Cookie` named `name` of a response.
+fn set_cookie_value(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).expect("a CSRF field") + marker.len();
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_session_opened_on_one_node_works_on_the_other_and_logout_ends_it_on_both() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = two_nodes(&url).await;
+    let r = a.po("globex", "40000.00").await;
+    r.expect(201);
+    let review = r.json["review"]["id"].as_str().expect("review").to_owned();
+    let web = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    // Sign in on A.
+    let form = web.get(format!("{}/ui/login", a.base)).send().await.expect("login form");
+    let login_cookie = set_cookie_value(&form, "agentsigna_login").expect("login cookie");
+    let csrf = csrf_field(&form.text().await.expect("body"));
+    let carol = a.carol();
+    let resp = web
+        .post(format!("{}/ui/login", a.base))
+        .header("cookie", format!("agentsigna_login={login_cookie}"))
+        .form(&[("token", carol.as_str()), ("csrf", csrf.as_str()), ("next", "/ui/")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 303);
+    let session = set_cookie_value(&resp, "agentsigna_session").expect("session cookie");
+    let cookie = format!("agentsigna_session={session}");
+
+    // The session works on B, and a decision made in B's pages is recorded.
+    let page = web.get(format!("{}/ui/reviews/{review}", b.base)).header("cookie", &cookie).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_field(&page.text().await.expect("body"));
+    let resp = web
+        .post(format!("{}/ui/reviews/{review}/decision", b.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("decision", "approve"), ("comment", "approved in B's pages")])
+        .send()
+        .await
+        .expect("decision");
+    assert_eq!(resp.status(), 303);
+    let r = a.get(&a.carol(), &format!("/v1/reviews/{review}")).await;
+    assert_eq!(r.json["review"]["status"], "approved", "{}", r.text);
+    // B's confirmation is shown once, by A.
+    let page = web.get(format!("{}/ui/reviews/{review}", a.base)).header("cookie", &cookie).send().await.expect("page");
+    let body = page.text().await.expect("body");
+    assert!(body.contains("Your approval is recorded"), "{body}");
+
+    // Logout on B ends the session on A too.
+    let resp = web
+        .post(format!("{}/ui/logout", b.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 303);
+    for node in [&a, &b] {
+        let page = web.get(format!("{}/ui/", node.base)).header("cookie", &cookie).send().await.expect("page");
+        assert_eq!(page.status(), 303, "logged out on every node");
+        let to = page.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(to.starts_with("/ui/login"), "{to}");
+    }
+}

@@ -399,6 +399,7 @@ fn kind_name(kind: &RecordKind) -> &'static (dyn ToSql + Sync) {
         RecordKind::Setting => &"setting",
         RecordKind::ShadowDivergence => &"shadow_divergence",
         RecordKind::Outbox => &"outbox",
+        RecordKind::Session => &"session",
     }
 }
 
