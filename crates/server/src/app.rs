@@ -98,6 +98,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<std::io::Result<()>>>,
     sweeper: Option<JoinHandle<()>>,
+    key_reload: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     /// The SIGHUP listener rereading the TLS files.
     tls_reload: Option<JoinHandle<()>>,
@@ -124,6 +125,9 @@ impl Running {
         }
         if let Some(r) = self.tls_reload.take() {
             r.abort();
+        }
+        if let Some(k) = self.key_reload.take() {
+            k.abort();
         }
         if let Some((tx, join)) = self.metrics.take() {
             let _ = tx.send(());
@@ -319,36 +323,19 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     };
     let tls_reload = tls.as_ref().map(|t| t.reload_on_sighup()).transpose()?;
     let (tx, join) = http::server::serve_tls(listener, app, opts.limits, tls);
-    let sweeper = if opts.sweeper {
+    let sweeper = opts.sweeper.then(|| {
         let e = engine.clone();
-        let keys_dir = opts.data_dir.join("keys");
-        let origin = opts.origin.clone();
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mtime = |d: &Path| std::fs::metadata(d.join("passport.keys")).and_then(|m| m.modified()).ok();
-            let mut seen = mtime(&keys_dir);
             loop {
                 tick.tick().await;
                 if let Err(err) = e.process_due().await {
                     tracing::warn!(error = %err, "expiry sweep failed");
                 }
-                // `agentsigna keys rotate` rewrites the key file: pick the new key up.
-                let now = mtime(&keys_dir);
-                if now != seen {
-                    seen = now;
-                    match Keyring::load_or_create(&keys_dir, origin.as_deref(), e.clock().now_ms()) {
-                        Ok(k) => {
-                            tracing::info!(kid = %k.active().map(|a| a.kid.clone()).unwrap_or_default(), "passport keys reloaded");
-                            e.replace_keys(k);
-                        }
-                        Err(err) => tracing::error!(error = %err, "cannot reload the passport keys"),
-                    }
-                }
             }
-        }))
-    } else {
-        None
-    };
+        })
+    });
+    let key_reload = spawn_key_reload(engine.clone(), opts.data_dir.join("keys"), opts.origin.clone());
     tracing::info!(%addr, backend = engine.backend(), "agentsigna is listening");
     Ok(Running {
         addr,
@@ -363,9 +350,36 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
         shutdown: Some(tx),
         join: Some(join),
         sweeper,
+        key_reload: Some(key_reload),
         notifier: Some(notifier),
         state,
         _changes: changes,
+    })
+}
+
+/// Picks up the passport keys again whenever `agentsigna keys rotate` rewrites the key
+/// file (checked every second): nodes sharing the key files (one directory, or a shared
+/// volume) all publish and sign with the new key within about a second of the rotation.
+fn spawn_key_reload(engine: Arc<Engine>, keys_dir: PathBuf, origin: Option<String>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mtime = |d: &Path| std::fs::metadata(d.join("passport.keys")).and_then(|m| m.modified()).ok();
+        let mut seen = mtime(&keys_dir);
+        loop {
+            tick.tick().await;
+            let now = mtime(&keys_dir);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match Keyring::load_or_create(&keys_dir, origin.as_deref(), engine.clock().now_ms()) {
+                Ok(k) => {
+                    tracing::info!(kid = %k.active().map(|a| a.kid.clone()).unwrap_or_default(), "passport keys reloaded");
+                    engine.replace_keys(k);
+                }
+                Err(err) => tracing::error!(error = %err, "cannot reload the passport keys"),
+            }
+        }
     })
 }
 

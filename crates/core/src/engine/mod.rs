@@ -43,6 +43,12 @@ use draft::Draft;
 /// nodes, which on a hot key (one agent's trust) can lose several rounds in a row.
 const MAX_ATTEMPTS: u32 = 32;
 
+/// How long a node trusts a credential it has looked up before reading it again. Only
+/// found credentials are kept (an unknown one is looked up at every request), so a
+/// credential created on any node works on every node at once; one removed from the
+/// database stops working on every node within this bound.
+pub const AUTH_CACHE_MS: i64 = 30_000;
+
 /// Longest pause between two attempts (the pause is random, up to a bound doubling from
 /// 200 µs per attempt).
 const MAX_BACKOFF_MICROS: u64 = 50_000;
@@ -130,7 +136,8 @@ pub struct Engine {
     pub(crate) keys: Arc<RwLock<Keyring>>,
     pub(crate) config: Arc<Config>,
     pub(crate) policies: Arc<PolicyCache>,
-    auth_cache: RwLock<HashMap<String, Principal>>,
+    /// Credentials found, by hash, with when they were looked up (ms on the clock).
+    auth_cache: RwLock<HashMap<String, (Principal, i64)>>,
     locks: KeyLocks,
     watch: watch::Watchers,
     /// This engine's random name as the holder of leases ([`Store::claim`]).
@@ -303,9 +310,12 @@ impl Engine {
     /// Resolves a bearer credential to its principal (401 when unknown).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let hash = crate::ids::secret_hash(token);
+        let now = self.clock.now_ms();
         if let Ok(cache) = self.auth_cache.read() {
-            if let Some(p) = cache.get(&hash) {
-                return Ok(p.clone());
+            if let Some((p, at)) = cache.get(&hash) {
+                if now.saturating_sub(*at) < AUTH_CACHE_MS {
+                    return Ok(p.clone());
+                }
             }
         }
         let h = hash.clone();
@@ -324,7 +334,7 @@ impl Engine {
             if cache.len() > 100_000 {
                 cache.clear();
             }
-            cache.insert(hash, principal.clone());
+            cache.insert(hash, (principal.clone(), now));
         }
         Ok(principal)
     }

@@ -49,13 +49,28 @@ pub async fn two_nodes(url: &str) -> (Server, Server) {
 
 /// [`two_nodes`], both with changed options.
 pub async fn two_nodes_with(url: &str, change: impl Fn(&mut ServeOptions)) -> (Server, Server) {
+    nodes(url, change, false).await
+}
+
+/// Two nodes whose key files are one directory (B's `keys` is a link to A's), as on a
+/// shared volume.
+async fn two_nodes_sharing_key_files(url: &str) -> (Server, Server) {
+    nodes(url, |_| {}, true).await
+}
+
+async fn nodes(url: &str, change: impl Fn(&mut ServeOptions), link_keys: bool) -> (Server, Server) {
     let a = Server::start_with(|o| {
         o.database = Some(url.to_owned());
         change(o);
     })
     .await;
     let b_dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&a.data_dir().join("keys"), &b_dir.path().join("data").join("keys"));
+    if link_keys {
+        std::fs::create_dir_all(b_dir.path().join("data")).expect("data dir");
+        std::os::unix::fs::symlink(a.data_dir().join("keys"), b_dir.path().join("data").join("keys")).expect("link");
+    } else {
+        copy_dir(&a.data_dir().join("keys"), &b_dir.path().join("data").join("keys"));
+    }
     let mut opts = ServeOptions::new(b_dir.path().join("data"), "127.0.0.1:0".parse().expect("addr"));
     opts.database = Some(url.to_owned());
     opts.org = Some(org_path());
@@ -351,4 +366,36 @@ async fn a_web_session_opened_on_one_node_works_on_the_other_and_logout_ends_it_
         let to = page.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         assert!(to.starts_with("/ui/login"), "{to}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_made_on_one_node_and_a_key_rotated_there_are_used_by_the_other() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = two_nodes_sharing_key_files(&url).await;
+    // A credential created on A works on B at once (only found credentials are cached).
+    let r = a.post(&a.admin, "/v1/agents", &json!({"id": "new-bot", "owner": "ops@example.com"})).await;
+    r.expect(201);
+    let key = r.get("api_key").as_str().expect("api key").to_owned();
+    b.get(&key, "/v1/cases").await.expect(200);
+
+    // `agentsigna keys rotate` on the shared key files: both nodes publish the new key and
+    // sign with it, without a restart.
+    let old_kid = b.jwks().await.keys[0].kid.clone().expect("kid");
+    let dir = a.data_dir();
+    let (code, out, err) = outcome(&run_cli(&["keys", "rotate", "--data-dir", dir.to_str().expect("dir")]));
+    assert_eq!(code, 0, "{out}{err}");
+    for node in [&a, &b] {
+        let until = Instant::now() + Duration::from_secs(10);
+        while node.jwks().await.keys.len() < 2 {
+            assert!(Instant::now() < until, "the rotated key was never published");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let passport = b.po("acme", "12.00").await.get("passport").as_str().expect("passport").to_owned();
+    let header: Value = serde_json::from_slice(
+        &agentsigna_verify::b64::url_decode(passport.split('.').next().expect("header")).expect("b64"),
+    )
+    .expect("json");
+    assert_ne!(header["kid"].as_str().expect("kid"), old_kid, "B signs with the key rotated through A's files");
+    a.verify_passport(&passport, "erp").await;
 }
