@@ -138,6 +138,7 @@ async fn start_gate(upstream: SocketAddr, issuer: &SigningKey, jwks_file: &std::
             public_url: None,
             report_to: None,
             report_token: None,
+            replay_store: None,
         },
         Arc::new(SystemClock),
     )

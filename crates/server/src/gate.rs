@@ -5,6 +5,8 @@
 //! or `AgentSigna-Passport`) is valid for this audience, unused, and, when key-bound,
 //! accompanied by a valid holder proof (`AgentSigna-Proof`). The upstream never sees a
 //! refused request. Forwarded requests carry `AgentSigna-Case` and `AgentSigna-Action`.
+//! Single use is remembered in this process, or, with `--replay-store postgres://…`, in a
+//! database every replica of the gate shares.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,6 +50,9 @@ pub struct GateOptions {
     /// AgentSigna base URL to report `execution.reported` to.
     pub report_to: Option<String>,
     pub report_token: Option<String>,
+    /// PostgreSQL database that remembers consumed passports for every gate replica
+    /// using it (`None`: this process's memory).
+    pub replay_store: Option<String>,
 }
 
 struct GateState {
@@ -134,10 +139,20 @@ pub async fn start_serving(
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut gate = Gate::new(Verifier::new(jwks, opts.audience.clone()));
+    if let Some(url) = &opts.replay_store {
+        if !agentsigna_store::postgres::is_postgres_url(url) {
+            anyhow::bail!("--replay-store must be a PostgreSQL URL (postgres://…)");
+        }
+        let cache = agentsigna_store::postgres::PgReplayCache::connect(url, &Default::default())
+            .await
+            .context("cannot open the replay store")?;
+        gate = gate.with_replay_cache(Arc::new(cache));
+    }
     let public_url =
         opts.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}")).trim_end_matches('/').to_owned();
     let state = Arc::new(GateState {
-        gate: RwLock::new(Gate::new(Verifier::new(jwks, opts.audience.clone()))),
+        gate: RwLock::new(gate),
         opts,
         public_url,
         clock,

@@ -39,6 +39,10 @@ pub struct GateArgs {
     /// A file holding the target system's bearer token for reports.
     #[arg(long, value_name = "FILE", requires = "report_to")]
     pub report_token_file: Option<PathBuf>,
+    /// PostgreSQL database remembering used passports for every gate replica on it
+    /// (postgres://…); default: this process's memory.
+    #[arg(long, value_name = "URL", env = "AGENTSIGNA_REPLAY_STORE")]
+    pub replay_store: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
@@ -73,6 +77,7 @@ pub(super) async fn gate(a: GateArgs) -> anyhow::Result<()> {
         public_url: a.public_url,
         report_to: a.report_to,
         report_token,
+        replay_store: a.replay_store,
     };
     let tls = a.tls.files().map(crate::http::tls::Tls::load).transpose()?;
     let reload = tls.as_ref().map(|t| t.reload_on_sighup()).transpose()?;

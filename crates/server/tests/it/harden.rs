@@ -198,6 +198,7 @@ async fn the_gate_limits_requests_per_client_address() {
         public_url: None,
         report_to: None,
         report_token: None,
+        replay_store: None,
     };
     let limits = agentsigna::http::server::ServerLimits::default();
     let clock = std::sync::Arc::new(agentsigna_verify::clock::SystemClock);

@@ -399,3 +399,65 @@ async fn a_credential_made_on_one_node_and_a_key_rotated_there_are_used_by_the_o
     assert_ne!(header["kid"].as_str().expect("kid"), old_kid, "B signs with the key rotated through A's files");
     a.verify_passport(&passport, "erp").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gates_on_one_replay_store_forward_each_passport_once() {
+    let Some(url) = fresh_database() else { return };
+    let s = Server::start().await;
+    let hits = Arc::new(Mutex::new(Vec::<String>::new()));
+    let h = hits.clone();
+    let upstream = axum::Router::new().route(
+        "/purchase-orders",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let h = h.clone();
+            async move {
+                let case = headers.get("agentsigna-case").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                h.lock().expect("lock").push(case);
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let up = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let mut gates = Vec::new();
+    for _ in 0..2 {
+        let opts = agentsigna::gate::GateOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream: format!("http://{up}"),
+            jwks: format!("{}/.well-known/jwks.json", s.base),
+            audience: "erp".into(),
+            public_url: None,
+            report_to: None,
+            report_token: None,
+            replay_store: Some(url.clone()),
+        };
+        gates.push(agentsigna::gate::start(opts, s.clock.clone()).await.expect("gate starts"));
+    }
+    let client = reqwest::Client::new();
+    let mut cases = Vec::new();
+    for i in 0..5 {
+        let r = s.po("acme", &format!("{}.00", 10 + i)).await;
+        cases.push(r.get("case_id").as_str().expect("case").to_owned());
+        let passport = r.get("passport").as_str().expect("passport").to_owned();
+        // Eight concurrent uses, four through each gate.
+        let tries: Vec<_> = (0..8)
+            .map(|n| {
+                let req = client
+                    .post(format!("http://{}/purchase-orders", gates[n % 2].addr))
+                    .header("Authorization", format!("Passport {passport}"));
+                tokio::spawn(async move { req.send().await.expect("gate answers").status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for t in tries {
+            statuses.push(t.await.expect("task"));
+        }
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409], "one use forwarded, seven replays refused");
+    }
+    let mut forwarded = hits.lock().expect("lock").clone();
+    forwarded.sort();
+    cases.sort();
+    assert_eq!(forwarded, cases, "the upstream saw each case once");
+}

@@ -195,6 +195,7 @@ async fn the_gate_forwards_only_valid_unused_passports_for_its_audience() {
             public_url: None,
             report_to: Some(s.base.clone()),
             report_token: Some(s.erp()),
+            replay_store: None,
         },
         s.clock.clone(),
     )
@@ -466,6 +467,7 @@ async fn start_gate(
         public_url: None,
         report_to: None,
         report_token: None,
+        replay_store: None,
     };
     agentsigna::gate::start(opts, clock).await.unwrap()
 }

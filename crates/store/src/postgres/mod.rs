@@ -2,12 +2,14 @@
 //! connections with bounded timeouts ([`PgOptions`]), snapshots in `REPEATABLE READ READ
 //! ONLY` transactions ([`read`]), one sequencer task per node whose batches serialize on the
 //! `ledger_head` row ([`sequencer`]), versioned migrations under an advisory lock
-//! ([`schema`]), change notifications between nodes ([`notify`]) and the offline ledger
-//! reader ([`ledger`]).
+//! ([`schema`]), change notifications between nodes ([`notify`]), the offline ledger
+//! reader ([`ledger`]), leases of shared work ([`Store::claim`]) and the gate's shared
+//! single-use memory ([`replay`]).
 
 mod ledger;
 mod notify;
 mod read;
+mod replay;
 mod schema;
 mod sequencer;
 
@@ -22,6 +24,7 @@ use tokio_postgres::NoTls;
 
 pub use ledger::PgLedgerReader;
 pub use notify::{listen, Changes, Listener};
+pub use replay::PgReplayCache;
 pub use schema::{migrate, SCHEMA_VERSION};
 pub use sequencer::{SequencerFigures, SequencerStats};
 

@@ -40,6 +40,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE leases (key TEXT COLLATE "C" PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);
     "#,
+    // 3: passport and proof ids the gates let through (`agentsigna gate --replay-store`).
+    r#"
+    CREATE TABLE gate_replay (key TEXT COLLATE "C" PRIMARY KEY, until_secs BIGINT NOT NULL);
+    CREATE INDEX gate_replay_until ON gate_replay (until_secs);
+    "#,
 ];
 
 /// The schema version this binary writes.
