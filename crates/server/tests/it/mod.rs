@@ -5,6 +5,7 @@ mod clients;
 mod config;
 mod durability;
 mod expiry;
+mod faults;
 mod harden;
 mod harness;
 mod input;
