@@ -67,3 +67,54 @@ fn bench_refuses_a_zero_rate() {
         .expect("cannot run agentsigna");
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A fresh database in the server `AGENTSIGNA_TEST_POSTGRES` names, or `None` (printing
+/// why) when PostgreSQL tests are skipped.
+fn fresh_database() -> Option<String> {
+    let base = match std::env::var("AGENTSIGNA_TEST_POSTGRES") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("AGENTSIGNA_TEST_POSTGRES must be set under CI=true")
+        }
+        _ => {
+            println!("skipped: AGENTSIGNA_TEST_POSTGRES not set");
+            return None;
+        }
+    };
+    let name = format!("agentsigna_bench{}_{}", std::process::id(), rand::random::<u32>());
+    let out = Command::new("psql")
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (head, query) = base.split_once('?').map_or((base.as_str(), String::new()), |(h, q)| (h, format!("?{q}")));
+    let prefix = head.rsplit_once('/').map_or(head, |(p, _)| p);
+    Some(format!("{prefix}/{name}{query}"))
+}
+
+#[test]
+fn bench_runs_on_two_postgres_nodes_and_needs_a_database_for_several() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
+        .args(["bench", "--nodes", "2", "--json"])
+        .env("AGENTSIGNA_LOG", "error")
+        .output()
+        .expect("cannot run agentsigna");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nodes needs --database"));
+
+    let Some(url) = fresh_database() else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
+        .args(["bench", "--rate", "50", "--duration-secs", "1", "--connections", "4", "--json"])
+        .args(["--database", &url, "--nodes", "2"])
+        .env("AGENTSIGNA_LOG", "error")
+        .output()
+        .expect("cannot run agentsigna");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["nodes"], 2);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["ledger"]["verified"], true, "{r:#}");
+    assert!(r["serial"]["batches"].as_u64().unwrap() > 0, "the sequencers' figures are reported: {r:#}");
+    assert!(r["serial"]["busy_micros"].as_u64().unwrap() > 0, "{r:#}");
+}

@@ -89,7 +89,11 @@ pub(super) enum Expect {
 /// An endpoint under load.
 #[derive(Debug)]
 pub(super) struct Target {
+    /// The first node (long polls, single connections).
     pub(super) addr: SocketAddr,
+    /// Every node: new connections go to them in turn (round robin).
+    pub(super) addrs: Vec<SocketAddr>,
+    next: std::sync::atomic::AtomicUsize,
     pub(super) host: HeaderValue,
     pub(super) path: &'static str,
     pub(super) authorization: Option<HeaderValue>,
@@ -107,7 +111,29 @@ impl Target {
             Some(t) => Some(HeaderValue::from_str(&format!("Bearer {t}")).context("the agent's credential")?),
             None => None,
         };
-        Ok(Target { addr, host: HeaderValue::from_str(&addr.to_string())?, path, authorization, expect })
+        Ok(Target {
+            addr,
+            addrs: vec![addr],
+            next: std::sync::atomic::AtomicUsize::new(0),
+            host: HeaderValue::from_str(&addr.to_string())?,
+            path,
+            authorization,
+            expect,
+        })
+    }
+
+    /// The same endpoint on several nodes, connections spread over them in turn.
+    pub(super) fn on_nodes(mut self, addrs: Vec<SocketAddr>) -> Target {
+        if !addrs.is_empty() {
+            self.addrs = addrs;
+        }
+        self
+    }
+
+    /// The node of the next new connection.
+    fn pick(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.addrs[i % self.addrs.len()]
     }
 
     /// `POST path` with a purchase order whose idempotency key is `key`. The bare
@@ -144,13 +170,16 @@ pub(super) async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full
 /// One connection of the load generator: one request in flight at a time.
 pub(super) struct Conn {
     pub(super) target: Arc<Target>,
+    /// The node this connection talks to.
+    addr: SocketAddr,
     pub(super) sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
     pub(super) async fn open(target: Arc<Target>) -> anyhow::Result<Conn> {
-        let sender = connect(target.addr).await?;
-        Ok(Conn { target, sender: Some(sender) })
+        let addr = target.pick();
+        let sender = connect(addr).await?;
+        Ok(Conn { target, addr, sender: Some(sender) })
     }
 
     /// Sends one request, reads the whole answer and checks it. A broken connection is
@@ -158,7 +187,7 @@ impl Conn {
     pub(super) async fn call(&mut self, key: &str) -> Result<(), Failure> {
         let mut sender = match self.sender.take() {
             Some(s) if !s.is_closed() => s,
-            _ => connect(self.target.addr).await.map_err(|e| Failure::Transport(format!("{e:#}")))?,
+            _ => connect(self.addr).await.map_err(|e| Failure::Transport(format!("{e:#}")))?,
         };
         let (status, body) =
             exchange(&mut sender, self.target.request(key)?).await.map_err(|e| Failure::Transport(e.to_string()))?;

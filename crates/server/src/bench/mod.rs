@@ -60,7 +60,7 @@ use clap::Args;
 use crate::app;
 use load::{measure, Expect, Target};
 use report::{markdown, LedgerFigures, Report, Serial, Targets};
-use servers::{start_server, Bare, BARE_PATH};
+use servers::{start_node, start_server, Bare, BARE_PATH};
 
 /// The reference org and its policy (their source is `examples/procurement/`).
 const ORG: &str = include_str!("../../../../examples/procurement/org.toml");
@@ -98,6 +98,14 @@ pub struct BenchArgs {
     /// runs again (0: skip the phase).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
     pub waiters: u32,
+    /// PostgreSQL database to run on (postgres://…; use an empty one: its ledger grows
+    /// with every run); default: the data directory's SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Nodes on the `--database` (each an in-process server with its own sequencer);
+    /// the load generator spreads its connections over them in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub nodes: u32,
 }
 
 /// `agentsigna bench`; returns the exit code (1 when a request failed or the ledger did
@@ -135,35 +143,64 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         .thread_name("agentsigna-bench")
         .build()
         .context("cannot start the load-generator runtime")?;
-    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters))?;
+    let database = match &a.database {
+        Some(url) if !agentsigna_store::postgres::is_postgres_url(url) => {
+            return Err(anyhow!("--database must be a PostgreSQL URL (postgres://…)"))
+        }
+        Some(url) => Some(url.clone()),
+        None if a.nodes > 1 => {
+            return Err(anyhow!("--nodes needs --database postgres://… (one SQLite file has one writer)"))
+        }
+        None => None,
+    };
+    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters, database.as_deref()))?;
+    let mut others = Vec::new();
+    for n in 1..a.nodes {
+        let url = database.as_deref().unwrap_or_default();
+        match server_rt.block_on(start_node(&data_dir, n, url)) {
+            Ok(r) => others.push(r),
+            Err(e) => {
+                let _ = server_rt.block_on(stop_all(running, others));
+                return Err(e);
+            }
+        }
+    }
     let bare = match server_rt.block_on(Bare::start()) {
         Ok(b) => b,
         Err(e) => {
-            let _ = server_rt.block_on(running.stop(Duration::from_secs(5)));
+            let _ = server_rt.block_on(stop_all(running, others));
             return Err(e);
         }
     };
-    eprintln!("bench: AgentSigna on {}, bare endpoint on http://{}", running.url(), bare.addr);
+    let addrs: Vec<_> = std::iter::once(running.addr).chain(others.iter().map(|r| r.addr)).collect();
+    eprintln!("bench: AgentSigna on {addrs:?}, bare endpoint on http://{}", bare.addr);
     let targets = Target::new(running.addr, "/v1/requests", Some(&token), Expect::Authorized)
+        .map(|t| t.on_nodes(addrs.clone()))
         .and_then(|s| Ok((s, Target::new(bare.addr, BARE_PATH, None, Expect::Success)?)));
     let run_started = std::time::Instant::now();
     let measured = match targets {
         Ok((signa, bare_target)) => client_rt.block_on(measure(&a, Arc::new(signa), Arc::new(bare_target))),
         Err(e) => Err(e),
     };
-    let serial = Serial::of(running.engine.serial_figures(), run_started.elapsed());
+    let serial = Serial::of(
+        std::iter::once(&running).chain(&others).map(|r| r.engine.serial_figures()).fold(Default::default(), add),
+        run_started.elapsed(),
+    );
     // Closes the client's connections, so that the servers drain at once.
     client_rt.shutdown_timeout(Duration::from_secs(5));
     let stopped = server_rt.block_on(async {
         bare.stop().await;
-        running.stop(Duration::from_secs(10)).await
+        stop_all(running, others).await
     });
     server_rt.shutdown_timeout(Duration::from_secs(5));
     let m = measured?;
     stopped.context("stopping the server")?;
 
     eprintln!("bench: verifying the ledger");
-    let ledger = ledger_figures(&data_dir)?;
+    let ledger = match &database {
+        None => ledger_figures(&data_dir)?,
+        Some(url) => pg_ledger_figures(&data_dir, url)?,
+    };
     let errors = m.warmup.errors
         + m.open_loop.errors
         + m.closed_loop.errors
@@ -183,7 +220,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         load_average_start,
         load_generator:
             "in process (own tokio runtime, hyper HTTP/1.1 keep-alive connections), sharing the cores with the servers",
-        storage: "SQLite, WAL, synchronous=FULL, group commit: every answer waits for its fsync",
+        storage: match &database {
+            None => "SQLite, WAL, synchronous=FULL, group commit: every answer waits for its fsync".to_owned(),
+            Some(_) => format!(
+                "PostgreSQL (local server, same cores), {} node(s) in process, each with its sequencer \
+                 (one batch per transaction under the `ledger_head` lock); connections spread over the nodes in turn",
+                a.nodes
+            ),
+        },
+        nodes: a.nodes,
         data_dir: a.data_dir.clone(),
         rate: a.rate,
         duration_secs: a.duration_secs,
@@ -209,6 +254,63 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     }
     drop(temp);
     Ok(if report.ok { 0 } else { 1 })
+}
+
+/// Stops the nodes; the first failure is returned.
+async fn stop_all(first: app::Running, others: Vec<app::Running>) -> anyhow::Result<()> {
+    let mut result = first.stop(Duration::from_secs(10)).await;
+    for r in others {
+        let stopped = r.stop(Duration::from_secs(10)).await;
+        if result.is_ok() {
+            result = stopped;
+        }
+    }
+    result
+}
+
+/// Sums the serial figures of several nodes.
+fn add(
+    a: agentsigna_core::store::SerialFigures,
+    b: agentsigna_core::store::SerialFigures,
+) -> agentsigna_core::store::SerialFigures {
+    agentsigna_core::store::SerialFigures {
+        batches: a.batches + b.batches,
+        write_sets: a.write_sets + b.write_sets,
+        entries: a.entries + b.entries,
+        busy_micros: a.busy_micros + b.busy_micros,
+        commit_micros: a.commit_micros + b.commit_micros,
+    }
+}
+
+/// The ledger in PostgreSQL and `agentsigna ledger verify`'s verdict on it (no file
+/// sizes: the database's are not the ledger's alone).
+fn pg_ledger_figures(data_dir: &Path, url: &str) -> anyhow::Result<LedgerFigures> {
+    let src = agentsigna_store::Database::Postgres(url.to_owned()).open_ledger()?;
+    let entries = src.size()?;
+    let started = std::time::Instant::now();
+    let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)
+        .with_context(|| format!("cannot read the ledger key of {}", data_dir.display()))?;
+    let (verified, verification, cases) =
+        match agentsigna_store::ledger::audit(&*src, &keys.ledger.verifier(), &[], |_| {}) {
+            Ok(r) => (
+                true,
+                format!(
+                    "OK: {} entries, {} cases, every digest, chain and the Merkle root verified",
+                    r.entries, r.cases
+                ),
+                r.cases,
+            ),
+            Err(e) => (false, format!("FAILED: {e}"), 0),
+        };
+    Ok(LedgerFigures {
+        entries,
+        cases,
+        bytes_per_case: 0,
+        bytes_on_disk: 0,
+        verified,
+        verification,
+        verify_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Size of the ledger and `agentsigna ledger verify`'s verdict on it.

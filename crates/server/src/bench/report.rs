@@ -170,7 +170,9 @@ pub struct Report {
     /// `/proc/loadavg` (1, 5, 15 minutes) when the run started.
     pub load_average_start: String,
     pub load_generator: &'static str,
-    pub storage: &'static str,
+    pub storage: String,
+    /// Server nodes sharing the load (several only on PostgreSQL).
+    pub nodes: u32,
     /// `null` for the default temporary directory.
     pub data_dir: Option<PathBuf>,
     pub rate: u32,

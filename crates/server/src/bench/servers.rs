@@ -1,5 +1,6 @@
-//! The two servers under load: AgentSigna as `agentsigna serve` starts it, with the
-//! built-in org, and the bare endpoint of the baseline.
+//! The servers under load: AgentSigna as `agentsigna serve` starts it, with the built-in
+//! org (with `--nodes N`, N such nodes on one PostgreSQL database), and the bare endpoint
+//! of the baseline.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,12 +26,17 @@ pub(super) const BARE_PATH: &str = "/bare";
 pub(super) const BARE_ANSWER: &str = r#"{"status":"ok"}"#;
 /// Starts AgentSigna on a loopback port with the built-in org; returns it and the agent's
 /// credential (created now, or read from an existing data directory).
-pub(super) async fn start_server(data_dir: &Path, waiters: u32) -> anyhow::Result<(Running, String)> {
+pub(super) async fn start_server(
+    data_dir: &Path,
+    waiters: u32,
+    database: Option<&str>,
+) -> anyhow::Result<(Running, String)> {
     let org = OrgFile::parse(ORG).context("the built-in org file")?;
     let mut opts = ServeOptions::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)));
     // Every waiter of phase 4 really waits (beyond the cap a poll would be answered at once).
     opts.max_waits = opts.max_waits.max(usize::try_from(waiters)?.saturating_add(16));
     opts.org_inline = Some((org, Some(POLICY.to_owned())));
+    opts.database = database.map(str::to_owned);
     let running = app::start(opts, Arc::new(SystemClock)).await.context("starting the server")?;
     let created = running.credentials.iter().find(|c| c.kind == "agent" && c.id == AGENT).map(|c| c.token.clone());
     let token = match created {
@@ -47,6 +53,23 @@ pub(super) async fn start_server(data_dir: &Path, waiters: u32) -> anyhow::Resul
         }
     };
     Ok((running, token))
+}
+
+/// Another node on the same PostgreSQL database as the first (whose data directory is
+/// `first`): a data directory of its own under `first` holding a copy of its keys.
+pub(super) async fn start_node(first: &Path, n: u32, database: &str) -> anyhow::Result<Running> {
+    let dir = first.join(format!("node-{n}"));
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
+    for entry in std::fs::read_dir(first.join("keys")).context("the first node's keys")? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), keys.join(entry.file_name())).context("copying the keys")?;
+        }
+    }
+    let mut opts = ServeOptions::new(&dir, SocketAddr::from(([127, 0, 0, 1], 0)));
+    opts.database = Some(database.to_owned());
+    app::start(opts, Arc::new(SystemClock)).await.with_context(|| format!("starting node {n}"))
 }
 
 /// The bare endpoint: reads the body, answers a fixed small JSON.

@@ -244,6 +244,20 @@ impl Store for PgStore {
         "postgres"
     }
 
+    /// The sequencer's figures: `busy_micros` is the time the sequencing lock was held
+    /// (from `SELECT … FOR UPDATE` granted to `COMMIT` done); `commit_micros` is not
+    /// measured apart.
+    fn serial_figures(&self) -> agentsigna_core::store::SerialFigures {
+        let f = self.stats.figures();
+        agentsigna_core::store::SerialFigures {
+            batches: f.batches,
+            write_sets: f.write_sets,
+            entries: f.entries,
+            busy_micros: f.held_micros,
+            commit_micros: 0,
+        }
+    }
+
     fn claim(
         &self,
         keys: Vec<String>,
