@@ -30,7 +30,7 @@ const CONFIGURABLE: [(&str, &str); 2] = [("serve", "AGENTSIGNA_"), ("gate", "AGE
 const NOT_IN_FILE: [&str; 3] = ["config", "print-config", "help"];
 
 /// Flags whose value is a secret: redacted by `--print-config`, hidden from `--help`.
-const SECRETS: [&str; 2] = ["webhook-secret", "report-token"];
+const SECRETS: [&str; 3] = ["webhook-secret", "report-token", "replay-store"];
 
 /// Parses the process's arguments with the environment and the config file; exits with
 /// clap's usage status (2) on any error, and with 0 after `--print-config`.

@@ -41,7 +41,7 @@ pub struct GateArgs {
     pub report_token_file: Option<PathBuf>,
     /// PostgreSQL database remembering used passports for every gate replica on it
     /// (postgres://…); default: this process's memory.
-    #[arg(long, value_name = "URL", env = "AGENTSIGNA_REPLAY_STORE")]
+    #[arg(long, value_name = "URL")]
     pub replay_store: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
