@@ -89,6 +89,8 @@ impl Engine {
                     .unwrap_or_default());
                 v["roles_required"] = json!(case.review.as_ref().map(|r| r.roles_required.clone()));
                 v["created_at"] = json!(agentsigna_verify::clock::rfc3339_ms(case.created_at_ms));
+                v["trust"] =
+                    json!({"agent": case.decision.trust.agent, "counterparty": case.decision.trust.counterparty});
                 out.push(v);
             }
             Ok(json!({ "total": total, "reviews": out, "viewer": views::viewer(snap, &by)? }))

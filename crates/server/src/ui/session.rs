@@ -38,6 +38,21 @@ struct Session {
     expires_ms: i64,
     /// A one-shot message shown on the next page (after a redirect).
     flash: Option<String>,
+    /// A refused form, shown once on the page it came from (post/redirect/get).
+    form_error: Option<FormError>,
+}
+
+/// A refused decision form, kept for the page the browser is redirected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError {
+    /// The page it belongs to (`/ui/reviews/{id}`).
+    pub page: String,
+    /// The field at fault (`comment`, `confirm`), or `None` for the form as a whole.
+    pub field: Option<String>,
+    /// What went wrong, in plain words.
+    pub message: String,
+    /// The comment typed, given back.
+    pub comment: String,
 }
 
 /// What a handler learns about the current session.
@@ -112,8 +127,13 @@ impl Sessions {
     pub fn create(&self, principal: Principal) -> String {
         let id = random_token();
         let now = self.clock.now_ms();
-        let session =
-            Session { principal, csrf: random_token(), expires_ms: now.saturating_add(self.ttl_ms), flash: None };
+        let session = Session {
+            principal,
+            csrf: random_token(),
+            expires_ms: now.saturating_add(self.ttl_ms),
+            flash: None,
+            form_error: None,
+        };
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| s.expires_ms > now);
@@ -158,6 +178,24 @@ impl Sessions {
     /// Takes the pending message of this session, if any.
     pub fn take_flash(&self, id: &str) -> Option<String> {
         self.lock().get_mut(id).and_then(|s| s.flash.take())
+    }
+
+    /// Keeps a refused form for the next page.
+    pub fn set_form_error(&self, id: &str, error: FormError) {
+        if let Some(s) = self.lock().get_mut(id) {
+            s.form_error = Some(error);
+        }
+    }
+
+    /// The refused form of `page`, once.
+    pub fn take_form_error(&self, id: &str, page: &str) -> Option<FormError> {
+        let mut map = self.lock();
+        let s = map.get_mut(id)?;
+        if s.form_error.as_ref().is_some_and(|e| e.page == page) {
+            s.form_error.take()
+        } else {
+            None
+        }
     }
 
     /// Number of live sessions (for tests and diagnostics).

@@ -195,8 +195,7 @@ async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(
     } else {
         " ORDER BY created_at_ms DESC, id DESC"
     };
-    let page =
-        format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
     let bodies = strings(query(c, &page, &refs).await?)?;
     Ok((u64::try_from(total).unwrap_or(0), bodies))
 }

@@ -172,11 +172,7 @@ impl Snapshot for SqlSnapshot<'_> {
         } else {
             " ORDER BY created_at_ms DESC, id DESC"
         };
-        let page = format!(
-            "SELECT body{sql}{order} LIMIT {} OFFSET {}",
-            filter.limit.clamp(1, 10_000),
-            filter.offset
-        );
+        let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
         let bodies = strings(self.conn, &page, rusqlite::params_from_iter(args))?;
         Ok((u64::try_from(total).unwrap_or(0), bodies))
     }

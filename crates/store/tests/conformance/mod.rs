@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use agentsigna_core::engine::ledger::SnapshotNodes;
 use agentsigna_core::store::{
-    CaseFilter, CaseRow, ReviewFilter, ChainHead, Committed, Precondition, RecordKind, SealedEntry, Snapshot, Store, StoreError,
-    StoreExt, Write, WriteSet,
+    CaseFilter, CaseRow, ChainHead, Committed, Precondition, RecordKind, ReviewFilter, SealedEntry, Snapshot, Store,
+    StoreError, StoreExt, Write, WriteSet,
 };
 use agentsigna_verify::evidence::LedgerVerifier;
 use agentsigna_verify::ledger::{DigestedEntry, Entry};
@@ -456,9 +456,11 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
     assert_eq!((total, ids), (3, vec!["rcase-6".to_owned(), "rcase-3".into(), "rcase-0".into()]));
     let (total, ids) = list(ReviewFilter { status: Some("pending".into()), ..base.clone() }).await;
     assert_eq!((total, ids), (2, vec!["rcase-5".to_owned(), "rcase-1".into()]), "earliest deadline first");
-    let (total, ids) = list(ReviewFilter { status: Some("approved".into()), offset: 1, limit: 1, ..base.clone() }).await;
+    let (total, ids) =
+        list(ReviewFilter { status: Some("approved".into()), offset: 1, limit: 1, ..base.clone() }).await;
     assert_eq!((total, ids), (3, vec!["rcase-3".to_owned()]), "a page counts every match");
-    let (total, ids) = list(ReviewFilter { agent: Some("a".into()), counterparty: Some("globex".into()), ..base.clone() }).await;
+    let (total, ids) =
+        list(ReviewFilter { agent: Some("a".into()), counterparty: Some("globex".into()), ..base.clone() }).await;
     assert_eq!((total, ids), (2, vec!["rcase-2".to_owned(), "rcase-0".into()]));
     let (total, _) = list(ReviewFilter { action: Some("payment.send".into()), ..base.clone() }).await;
     assert_eq!(total, 4);
