@@ -133,7 +133,7 @@ fn and_list(items: &[String]) -> String {
 pub fn approvals(required: usize, given: usize, roles: &[String], missing: &[String], pending: bool) -> Approvals {
     let needed = match roles {
         [] => format!("Needs {}", plural(required, "approval", "approvals")),
-        [one] => format!("Needs {}, one of them by the role {one}", plural(required, "approval", "approvals")),
+        [one] => format!("Needs {}, including the role {one}", plural(required, "approval", "approvals")),
         many => format!("Needs {}, covering the roles {}", plural(required, "approval", "approvals"), and_list(many)),
     };
     let so_far = format!("{given} of {required}");
@@ -143,15 +143,15 @@ pub fn approvals(required: usize, given: usize, roles: &[String], missing: &[Str
         let more = required.saturating_sub(given);
         match (more, missing.is_empty()) {
             (0, true) => String::new(),
-            (n, true) => format!("Still needed: {} more", plural(n, "approval", "approvals")),
+            (n, true) => format!("Still needed: {}", plural(n, "more approval", "more approvals")),
             (0, false) => format!(
                 "Still needed: an approval by {} {}",
                 if missing.len() == 1 { "the role" } else { "the roles" },
                 and_list(missing)
             ),
             (n, false) => format!(
-                "Still needed: {} more, covering {} {}",
-                plural(n, "approval", "approvals"),
+                "Still needed: {}, covering {} {}",
+                plural(n, "more approval", "more approvals"),
                 if missing.len() == 1 { "the role" } else { "the roles" },
                 and_list(missing)
             ),

@@ -503,7 +503,7 @@ fn plain_refusal(e: &agentsigna_core::Error, review_id: &str) -> (Option<&'stati
         Error::Conflict(d) if d.contains("is already") => (
             None,
             format!(
-                "Someone else closed this review before your decision arrived ({}); nothing was recorded.",
+                "This review was already closed ({}) when your decision arrived; nothing was recorded.",
                 d.rsplit(' ').next().unwrap_or("closed")
             ),
         ),
