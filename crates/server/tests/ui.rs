@@ -771,15 +771,93 @@ impl WebDriver {
         v.as_str().unwrap_or("").to_owned()
     }
 
-    /// Saves a screenshot when `AGENTSIGNA_UI_SCREENSHOTS` names a directory.
+    /// Saves a screenshot as an artefact of the test run: in `AGENTSIGNA_UI_SCREENSHOTS`
+    /// if set, else under the target directory (`<target>/tmp/ui-screenshots`).
     async fn screenshot(&self, name: &str) {
-        let Ok(dir) = std::env::var("AGENTSIGNA_UI_SCREENSHOTS") else { return };
+        let dir = std::env::var_os("AGENTSIGNA_UI_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
+        std::fs::create_dir_all(&dir).unwrap();
         use base64::Engine as _;
         let (_, v) = self.call(reqwest::Method::GET, "/screenshot", None).await;
         if let Some(b64) = v.as_str() {
             let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
-            std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
         }
+    }
+
+    /// Runs a script in the page and returns its value.
+    async fn exec(&self, script: &str) -> Value {
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await;
+        assert_eq!(s, 200, "script: {v}");
+        v
+    }
+
+    /// Sets the browser window to `width` × `height` CSS pixels of viewport.
+    async fn viewport(&self, width: i64, height: i64) {
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+        assert_eq!(s, 200, "resize: {v}");
+        // The window's frame (if any) takes room: grow the window until the viewport fits.
+        let inner = self.exec("return [window.innerWidth, window.innerHeight]").await;
+        let (iw, ih) = (inner[0].as_i64().unwrap(), inner[1].as_i64().unwrap());
+        if (iw, ih) != (width, height) {
+            let body = json!({"width": 2 * width - iw, "height": 2 * height - ih});
+            let (s, v) = self.call(reqwest::Method::POST, "/window/rect", Some(body)).await;
+            assert_eq!(s, 200, "resize: {v}");
+        }
+    }
+
+    /// The page does not scroll sideways.
+    async fn assert_no_sideways_scroll(&self, page: &str) {
+        let v = self.exec("return [document.documentElement.scrollWidth, window.innerWidth]").await;
+        let (sw, iw) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+        if sw > iw {
+            let wide = self
+                .exec(
+                    "return [...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth
+                        || e.scrollWidth > e.clientWidth + 1)
+                        .slice(-8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + e.scrollWidth + '/' + e.clientWidth)",
+                )
+                .await;
+            panic!("{page} scrolls sideways at {iw} px: {sw} px wide; widest: {wide}");
+        }
+    }
+
+    /// Runs axe-core on the page: no WCAG 2 A/AA violation.
+    async fn assert_accessible(&self, axe: &str, page: &str) {
+        self.exec(&format!("{axe}\n;return true;")).await;
+        let script = "const done = arguments[arguments.length - 1];
+            axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+              .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                  + v.nodes.map(n => n.target.join(' ')).join(', '))))
+              .catch(e => done(['axe failed: ' + e]));";
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": []}))).await;
+        assert_eq!(s, 200, "axe: {v}");
+        let violations = v.as_array().cloned().unwrap_or_default();
+        assert!(violations.is_empty(), "{page}: WCAG 2 AA violations: {violations:#?}");
+    }
+
+    /// The bottom of an element, in CSS pixels from the top of the page.
+    async fn bottom_of(&self, css: &str) -> f64 {
+        let v = self
+            .exec(&format!(
+                "const e = document.querySelector({css:?}); const r = e.getBoundingClientRect(); return r.bottom + window.scrollY;"
+            ))
+            .await;
+        v.as_f64().unwrap_or_else(|| panic!("no {css}: {v}"))
+    }
+
+    /// The top of an element, in CSS pixels from the top of the page.
+    async fn top_of(&self, css: &str) -> f64 {
+        let v = self
+            .exec(&format!(
+                "const e = document.querySelector({css:?}); const r = e.getBoundingClientRect(); return r.top + window.scrollY;"
+            ))
+            .await;
+        v.as_f64().unwrap_or_else(|| panic!("no {css}: {v}"))
     }
 
     async fn quit(&self) {
@@ -804,8 +882,30 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
             return;
         }
     }
+    let axe_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/node_modules/axe-core/axe.min.js");
+    let axe = match std::fs::read_to_string(&axe_path) {
+        Ok(a) => Some(a),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("axe-core is not installed at {} (cd crates/server/tests/axe && npm ci)", axe_path.display())
+        }
+        Err(_) => {
+            eprintln!("axe-core not found at {}: the accessibility checks are SKIPPED", axe_path.display());
+            None
+        }
+    };
     let srv = start().await;
     let (case_id, review) = srv.escalated_po("40 laptops for onboarding").await;
+    // History beside the review: an earlier decided review of the same agent and counterparty.
+    let (_, earlier) = srv.escalated_po("monitors").await;
+    let (status, body) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("approver", "frank@example.com"),
+            &format!("/v1/reviews/{earlier}/decisions"),
+            Some(json!({"decision": "reject", "comment": "Duplicate of last week's order"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     let port = free_port();
     let _driver = Driver {
@@ -837,7 +937,7 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,1600",
+                     "--no-first-run", "--window-size=1366,768", "--hide-scrollbars",
                      format!("--user-data-dir={}", profile.path().display())],
         },
     }}});
@@ -846,10 +946,22 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_owned();
     let wd = WebDriver { http, base: wd_base, session };
 
+    wd.viewport(1366, 768).await;
+    let check = |page: &'static str| {
+        let axe = axe.clone();
+        let wd = &wd;
+        async move {
+            if let Some(axe) = &axe {
+                wd.assert_accessible(axe, page).await;
+            }
+        }
+    };
+
     // Not signed in: the queue sends the browser to the login form.
     wd.goto(&format!("{}/ui/", srv.base)).await;
     let token_field = wd.wait_for("input[name=token]").await;
     wd.screenshot("1-login").await;
+    check("login").await;
     wd.type_into(&token_field, &srv.token("approver", "carol@example.com")).await;
     let sign_in = wd.wait_for("#sign-in").await;
     wd.click(&sign_in).await;
@@ -857,26 +969,70 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     // The queue shows the escalated request; open it.
     let link = wd.wait_for(&format!("a[href='/ui/reviews/{review}']")).await;
     wd.screenshot("2-queue").await;
+    check("queue").await;
     assert!(wd.source().await.contains("large-po"));
+    let title = wd.exec("return document.title").await;
+    assert!(title.as_str().unwrap().starts_with("Reviews waiting for a decision (1)"), "{title}");
+    let current = wd.exec("return document.querySelector('nav a[aria-current=page]').textContent").await;
+    assert_eq!(current, "Review queue");
     wd.click(&link).await;
 
-    // The case page: the rule that escalated and the trust scores.
+    // The case page: the decision summary and the Approve button within the first
+    // 1366 × 768 viewport.
     wd.wait_for_text(".rule-id", "large-po").await;
     let trust = wd.wait_for("#agent-trust").await;
     assert_eq!(wd.text(&trust).await, "50");
-    let source = wd.wait_for(".rule-source").await;
-    assert!(wd.text(&source).await.contains("purchase_order.create"));
+    assert!(wd.source().await.contains("purchase_order.create"));
+    for css in ["#summary", "#approvals", "#approve", "#reject"] {
+        let bottom = wd.bottom_of(css).await;
+        assert!(bottom <= 768.0, "{css} ends at {bottom} px, below the first 768 px");
+    }
+    // The counterparty's history: the earlier review, who decided and why, linked.
+    let history = wd.wait_for(&format!("#counterparty-recent a[href='/ui/reviews/{earlier}']")).await;
+    assert!(!wd.text(&history).await.is_empty());
+    assert!(
+        wd.source().await.contains("frank@example.com rejected: “Duplicate of last week&apos;s order”")
+            || wd.source().await.contains("frank@example.com rejected: “Duplicate of last week's order”")
+    );
     wd.screenshot("3-case").await;
+    check("case").await;
+
+    // At 390 px: no page scrolls sideways, the case page keeps the summary's order.
+    wd.viewport(390, 844).await;
+    wd.assert_no_sideways_scroll("case").await;
+    assert!(wd.top_of("#summary").await < wd.top_of("#decide").await);
+    assert!(wd.top_of("#decide").await < wd.top_of("#request").await);
+    wd.screenshot("3-case-390").await;
+    wd.goto(&format!("{}/ui/", srv.base)).await;
+    wd.wait_for("#queue").await;
+    wd.assert_no_sideways_scroll("queue").await;
+    wd.screenshot("2-queue-390").await;
+    wd.goto(&format!("{}/ui/reviews/no-such-review", srv.base)).await;
+    wd.wait_for("h1").await;
+    wd.assert_no_sideways_scroll("error").await;
+    wd.screenshot("5-error-390").await;
+    wd.viewport(1366, 768).await;
+    check("error").await;
+    wd.goto(&format!("{}/ui/reviews/{review}", srv.base)).await;
 
     // Approve with a comment.
     let comment = wd.wait_for("#comment").await;
     wd.type_into(&comment, "Budget confirmed by finance").await;
     let approve = wd.wait_for("#approve").await;
     wd.click(&approve).await;
-    wd.wait_for_text("#review-status", "approved").await;
+    wd.wait_for_text("#review-status", "Approved").await;
     wd.wait_for("#flash").await;
     wd.screenshot("4-approved").await;
+    // Reloading the page after the decision submits nothing again (post/redirect/get).
+    let (s, v) = wd.call(reqwest::Method::POST, "/refresh", None).await;
+    assert_eq!(s, 200, "refresh: {v}");
+    wd.wait_for_text("#review-status", "Approved").await;
+    let decided = wd.exec("return document.querySelectorAll('#timeline code').length").await;
+    assert!(decided.as_i64().unwrap() > 0);
     wd.quit().await;
+    let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/cases/{case_id}"), None).await;
+    let decisions = case["events"].as_array().unwrap().iter().filter(|e| e["type"] == "review.decided").count();
+    assert_eq!(decisions, 1, "a reload records nothing more");
 
     // The agent's case now carries its passport.
     let (status, case) = srv
