@@ -340,10 +340,11 @@ pub fn review_page(
                         "You own agent {}: separation of duties does not let you decide on its requests.",
                         s(&agent["id"])
                     ))
-                } else if let Some(d) = decisions.iter().find(|d| d.approver == me) {
-                    Some(format!("You already decided on this review ({} {}).", d.words.to_lowercase(), d.at))
                 } else {
-                    None
+                    decisions
+                        .iter()
+                        .find(|d| d.approver == me)
+                        .map(|d| format!("You already decided on this review ({} {}).", d.words.to_lowercase(), d.at))
                 }
             }
         }
