@@ -88,6 +88,26 @@ pub struct CaseFilter {
     pub limit: u32,
 }
 
+/// Which reviews to list (the approvers' queue) and which page of them: queried by
+/// review, over every case that has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewFilter {
+    /// `pending`, `approved`, `rejected` or `expired`; `None`: every review.
+    pub status: Option<String>,
+    /// Only this agent's.
+    pub agent: Option<String>,
+    /// Only reviews of requests with this counterparty (id).
+    pub counterparty: Option<String>,
+    /// Only this action type.
+    pub action: Option<String>,
+    /// Only the review with this id, or the review of the case with this id.
+    pub id: Option<String>,
+    /// Matches to skip (paging).
+    pub offset: u32,
+    /// Matches to return at most (1..=10,000).
+    pub limit: u32,
+}
+
 /// A stored body with its version (1 when first written, +1 at every write).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -255,6 +275,9 @@ pub trait Snapshot {
     fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<Versioned>>;
     /// Case bodies matching the filter, newest first (pending reviews: earliest deadline first).
     fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>>;
+    /// Cases with a review matching the filter: how many match in all, and the bodies of
+    /// the page asked for (pending: earliest deadline first; otherwise newest first).
+    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)>;
     /// Ids of cases due at `now_ms`, at most `limit`.
     fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
     /// The last entry of a chain (`None`: the organization chain).

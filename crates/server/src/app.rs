@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub tls: Option<crate::http::tls::TlsFiles>,
     /// A second address serving `/metrics` without a credential (and the probes).
     pub metrics_listen: Option<SocketAddr>,
+    /// Settings of the approver pages (`--confirm-above`).
+    pub ui: crate::ui::UiOptions,
 }
 
 impl ServeOptions {
@@ -78,6 +80,7 @@ impl ServeOptions {
             max_waits: DEFAULT_MAX_WAITS,
             tls: None,
             metrics_listen: None,
+            ui: crate::ui::UiOptions::default(),
         }
     }
 }
@@ -296,6 +299,7 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     state.limits = Arc::new(RequestLimits::new(opts.rate, opts.max_waits));
     let public_url = opts.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
     state.sessions.set_always_secure(public_url.starts_with("https://"));
+    state.ui = Arc::new(opts.ui.clone());
     // Webhooks: the outbox is written by the engine with each review event; the worker
     // delivers it off the request path.
     let notifier = if opts.webhooks.is_empty() {

@@ -19,6 +19,8 @@ pub struct AppState {
     pub limits: Arc<limits::RequestLimits>,
     /// The series of `GET /metrics`.
     pub metrics: Arc<crate::observe::metrics::Metrics>,
+    /// Settings of the approver pages.
+    pub ui: Arc<crate::ui::UiOptions>,
 }
 
 impl AppState {
@@ -29,6 +31,7 @@ impl AppState {
             stopping: Arc::default(),
             limits: Arc::default(),
             metrics: Arc::default(),
+            ui: Arc::default(),
         }
     }
 

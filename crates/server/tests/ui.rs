@@ -35,10 +35,15 @@ fn now_ms() -> i64 {
 }
 
 async fn start() -> Srv {
+    start_with(|_| {}).await
+}
+
+async fn start_with(f: impl FnOnce(&mut ServeOptions)) -> Srv {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = ServeOptions::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
     opts.org = Some(org_path());
     opts.sweeper = false;
+    f(&mut opts);
     let running = app::start(opts, Arc::new(ManualClock::new(now_ms()))).await.expect("server start");
     let creds = running.credentials.iter().map(|c| ((c.kind.to_owned(), c.id.clone()), c.token.clone())).collect();
     Srv {
@@ -72,6 +77,11 @@ impl Srv {
 
     /// procurement-bot asks for a purchase order; returns (case id, review id).
     async fn escalated_po(&self, description: &str) -> (String, String) {
+        self.escalated_po_of("40000.00", description).await
+    }
+
+    /// An escalated purchase order of `value` USD.
+    async fn escalated_po_of(&self, value: &str, description: &str) -> (String, String) {
         let (status, body) = self
             .api(
                 reqwest::Method::POST,
@@ -79,7 +89,7 @@ impl Srv {
                 "/v1/requests",
                 Some(json!({
                     "action": "purchase_order.create", "counterparty": "globex",
-                    "amount": {"value": "40000.00", "currency": "USD"}, "audience": "erp",
+                    "amount": {"value": value, "currency": "USD"}, "audience": "erp",
                     "description": description, "context": {"cost_center": "IT-7", "note": "<b>bold</b>"},
                 })),
             )
@@ -290,7 +300,15 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
         assert!(b.contains(needle), "case page lacks {needle}: {b}");
     }
     assert!(!b.contains("<script>"), "agent text must be escaped");
-    assert!(b.contains("id=\"roles-missing\">finance<"), "{b}");
+    assert!(b.contains("Still needed: 1 more approval, covering the role finance"), "{b}");
+    // The summary comes first: amount, counterparty and risk, agent and trust, rule, time
+    // left, approvals, then the form; the details after it.
+    let at = |needle: &str| b.find(needle).unwrap_or_else(|| panic!("case page lacks {needle}"));
+    assert!(at("id=\"summary\"") < at("id=\"decide\"") && at("id=\"decide\"") < at("id=\"request\""));
+    assert!(at("id=\"approve\"") < at("id=\"timeline\""));
+    assert!(b.contains("Medium risk") && b.contains("Waiting for a decision"), "statuses in words");
+    assert!(b.contains(" UTC (just now)"), "times with their zone and age: {b}");
+    assert!(b.contains("rel=\"icon\" href=\"/ui/favicon.svg\""));
     let csrf = csrf_of(b);
     // Every event digest of the case is on the page.
     let (_, case_doc) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/cases/{case_id}"), None).await;
@@ -318,21 +336,33 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
     let p = carol.post(&decision_path, &[("csrf", "x"), ("decision", "approve"), ("comment", "ok")]).await;
     assert_eq!(p.status, 403);
 
-    // Rejecting without a comment: the error on the page, not JSON.
+    // Rejecting without a comment: back to the case page (post/redirect/get), the error
+    // next to the comment field in plain words, marked invalid.
     let p = carol.post(&decision_path, &[("csrf", &csrf), ("decision", "reject"), ("comment", "  ")]).await;
-    assert_eq!(p.status, 400, "{}", p.body);
-    assert!(p.body.contains("a comment is required to reject"), "{}", p.body);
-    assert!(p.body.contains("<!doctype html>") && p.body.contains("id=\"error\""));
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some(format!("/ui/reviews/{review}").as_str()));
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert!(page.body.contains("id=\"comment-error\">Write a comment saying why you reject"), "{}", page.body);
+    assert!(page.body.contains("aria-invalid=\"true\" aria-describedby=\"comment-error\""), "{}", page.body);
+    // Shown once: a reload is the plain page again.
+    assert!(!carol.get(&format!("/ui/reviews/{review}")).await.body.contains("comment-error"));
+    // The decision URL opened directly leads to the case page, never a blank 405.
+    let p = carol.get(&decision_path).await;
+    assert_eq!((p.status, p.location.as_deref()), (303, Some(format!("/ui/reviews/{review}").as_str())));
 
     // The agent's owner may not decide: separation of duties, shown on the page.
     let mut alice = WebUser::new(&srv.base);
     assert_eq!(alice.login(&srv.token("approver", "alice@example.com")).await.status, 303);
     let page = alice.get(&format!("/ui/reviews/{review}")).await;
     assert!(page.body.contains("You own agent procurement-bot"), "{}", page.body);
+    assert!(!page.body.contains("id=\"approve\""), "no live buttons for whoever may not decide");
+    let alice_queue = alice.get("/ui/").await;
+    assert!(alice_queue.body.contains("Your own agent: you may not decide"), "{}", alice_queue.body);
     let alice_csrf = csrf_of(&page.body);
     let p = alice.post(&decision_path, &[("csrf", &alice_csrf), ("decision", "approve"), ("comment", "mine")]).await;
-    assert_eq!(p.status, 403, "{}", p.body);
-    assert!(p.body.contains("alice@example.com owns agent procurement-bot and may not decide"), "{}", p.body);
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = alice.get(&format!("/ui/reviews/{review}")).await;
+    assert!(page.body.contains("you may not decide on it (separation of duties)"), "{}", page.body);
     // Carol's token is not Alice's session: a CSRF token is per session.
     let p = alice.post(&decision_path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "mine")]).await;
     assert_eq!(p.status, 403);
@@ -343,15 +373,23 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some(format!("/ui/reviews/{review}").as_str()));
     let page = carol.get(&format!("/ui/reviews/{review}")).await;
-    assert!(page.body.contains("id=\"review-status\">approved<"), "{}", page.body);
+    assert!(page.body.contains("data-status=\"approved\">Approved<"), "{}", page.body);
     assert!(page.body.contains("the review is now approved"), "{}", page.body);
     assert!(page.body.contains("Budget confirmed"));
+    assert!(page.body.contains("Approved by Carol (Finance) (carol@example.com) (finance)"), "{}", page.body);
     assert!(page.body.contains("review.decided"));
     assert!(!page.body.contains("id=\"approve\""), "no decide form on a closed review");
-    // Deciding again: 409 on the page.
+    assert!(!page.body.contains("Still needed"), "a closed review lists nothing missing");
+    // Reloading the page after the decision records nothing more.
+    let decided_events = |b: &str| b.matches("<code>review.decided</code>").count();
+    let reloaded = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert_eq!(decided_events(&reloaded.body), 1);
+    // Deciding again: the refusal on the page, in plain words.
     let p = carol.post(&decision_path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "again")]).await;
-    assert_eq!(p.status, 409, "{}", p.body);
-    assert!(p.body.contains("already approved"), "{}", p.body);
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert!(page.body.contains("was already closed (approved)"), "{}", page.body);
+    assert_eq!(decided_events(&page.body), 1);
     // The approved review left the pending queue, and shows under all reviews.
     assert!(!carol.get("/ui/").await.body.contains(&review));
     assert!(carol.get("/ui/reviews?status=all").await.body.contains(&review));
@@ -456,10 +494,16 @@ async fn parallel_decisions_end_in_exactly_one_outcome() {
                             &[("csrf", &csrf), ("decision", decision), ("comment", "parallel")],
                         )
                         .await;
-                    if p.status == 303 {
+                    // Post/redirect/get: the case page says whether it was recorded.
+                    if p.status != 303 {
+                        return p.status;
+                    }
+                    let after = u.get(&format!("/ui/reviews/{review}")).await;
+                    if after.body.contains("is recorded") {
                         200
                     } else {
-                        p.status
+                        assert!(after.body.contains("id=\"error\""), "{}", after.body);
+                        409
                     }
                 }
             }));
@@ -498,6 +542,130 @@ async fn parallel_decisions_end_in_exactly_one_outcome() {
         let expected_case = if final_status == "approved" { "authorized" } else { "rejected" };
         assert_eq!(case["status"], expected_case);
     }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decided_reviews_stay_listed_after_600_other_cases() {
+    let srv = start().await;
+    let (_, approved) = srv.escalated_po("first").await;
+    let (_, rejected) = srv.escalated_po("second").await;
+    let (_, pending) = srv.escalated_po("third").await;
+    let carol = srv.token("approver", "carol@example.com");
+    for (review, decision) in [(&approved, "approve"), (&rejected, "reject")] {
+        let (status, body) = srv
+            .api(
+                reqwest::Method::POST,
+                &carol,
+                &format!("/v1/reviews/{review}/decisions"),
+                Some(json!({"decision": decision, "comment": "checked"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // 600 small purchase orders, authorized without review, 24 at a time.
+    let agent = srv.token("agent", "procurement-bot");
+    let url = format!("{}/v1/requests", srv.base);
+    let mut left = 600;
+    while left > 0 {
+        let n = left.min(24);
+        left -= n;
+        let batch: Vec<_> = (0..n)
+            .map(|_| {
+                let (http, url, agent) = (srv.api.clone(), url.clone(), agent.clone());
+                tokio::spawn(async move {
+                    let body = json!({"action": "purchase_order.create", "counterparty": "globex",
+                        "amount": {"value": "100.00", "currency": "USD"}, "audience": "erp", "description": "toner"});
+                    http.post(url).bearer_auth(agent).json(&body).send().await.unwrap().status().as_u16()
+                })
+            })
+            .collect();
+        for t in batch {
+            assert_eq!(t.await.unwrap(), 201);
+        }
+    }
+    let mut frank = WebUser::new(&srv.base);
+    assert_eq!(frank.login(&srv.token("approver", "frank@example.com")).await.status, 303);
+    let all = frank.get("/ui/reviews?status=all").await;
+    for r in [&approved, &rejected, &pending] {
+        assert!(all.body.contains(&format!("/ui/reviews/{r}\"")), "all reviews lack {r}: {}", all.body);
+    }
+    assert!(
+        all.body.contains("id=\"queue-count\">(3)<") && all.body.contains("<title>All reviews (3)"),
+        "{}",
+        all.body
+    );
+    let only_approved = frank.get("/ui/reviews?status=approved").await;
+    assert!(only_approved.body.contains(&approved) && !only_approved.body.contains(&rejected));
+    let only_rejected = frank.get("/ui/reviews?status=rejected").await;
+    assert!(only_rejected.body.contains(&rejected) && !only_rejected.body.contains(&approved));
+    // Search by review id, filter by agent and action.
+    let found = frank.get(&format!("/ui/reviews?status=all&q={rejected}")).await;
+    assert!(found.body.contains("id=\"queue-count\">(1)<") && found.body.contains(&rejected), "{}", found.body);
+    let none = frank.get("/ui/reviews?status=all&agent=payments-bot").await;
+    assert!(none.body.contains("id=\"empty-queue\""), "{}", none.body);
+    let by_action = frank.get("/ui/reviews?status=all&action=purchase_order.create&counterparty=globex").await;
+    assert!(by_action.body.contains("id=\"queue-count\">(3)<"), "{}", by_action.body);
+    // Carol decided two of them: marked in the list.
+    let mut carol_web = WebUser::new(&srv.base);
+    assert_eq!(carol_web.login(&carol).await.status, 303);
+    let mine = carol_web.get("/ui/reviews?status=all").await;
+    assert_eq!(mine.body.matches("You already decided").count(), 2, "{}", mine.body);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_walks_over_every_review() {
+    let srv = start().await;
+    let mut reviews = Vec::new();
+    for i in 0..53 {
+        reviews.push(srv.escalated_po(&format!("order {i}")).await.1);
+    }
+    let mut erin = WebUser::new(&srv.base);
+    assert_eq!(erin.login(&srv.token("approver", "erin@example.com")).await.status, 303);
+    let first = erin.get("/ui/").await;
+    assert!(first.body.contains("Showing 1–50 of 53"), "{}", first.body);
+    assert!(first.body.contains("href=\"/ui/reviews?status=pending&amp;page=2\""), "{}", first.body);
+    let second = erin.get("/ui/reviews?status=pending&page=2").await;
+    assert!(second.body.contains("Showing 51–53 of 53"), "{}", second.body);
+    let seen = reviews.iter().filter(|r| first.body.contains(r.as_str()) || second.body.contains(r.as_str())).count();
+    assert_eq!(seen, 53);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_above_the_threshold_needs_the_amount_retyped() {
+    let srv = start_with(|o| o.ui.confirm_above = Some(50_000.0)).await;
+    let (_, big) = srv.escalated_po_of("120000.00", "servers").await;
+    let (_, small) = srv.escalated_po_of("40000.00", "laptops").await;
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{big}")).await;
+    assert!(page.body.contains("To approve, retype the amount"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let path = format!("/ui/reviews/{big}/decision");
+    let p = carol.post(&path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "ok"), ("confirm", "")]).await;
+    assert_eq!(p.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{big}")).await;
+    assert!(page.body.contains("id=\"confirm-error\">Retype the amount (120,000.00 USD)"), "{}", page.body);
+    assert!(page.body.contains("data-status=\"pending\""), "nothing approved");
+    assert!(page.body.contains(">ok</textarea>"), "the comment is given back");
+    let p = carol
+        .post(&path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "ok"), ("confirm", "12,000.00")])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(carol.get(&format!("/ui/reviews/{big}")).await.body.contains("That is not the amount of this request"));
+    let p = carol
+        .post(&path, &[("csrf", &csrf), ("decision", "approve"), ("comment", "ok"), ("confirm", "120,000.00")])
+        .await;
+    assert_eq!(p.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{big}")).await;
+    assert!(page.body.contains("data-status=\"approved\""), "{}", page.body);
+    // After deciding, a link to the next review waiting for this approver.
+    assert!(page.body.contains(&format!("href=\"/ui/reviews/{small}\" id=\"next-review\"")), "{}", page.body);
+    // Below the threshold one click is enough, and rejecting never needs the amount.
+    let page = carol.get(&format!("/ui/reviews/{small}")).await;
+    assert!(!page.body.contains("retype the amount"));
     srv.stop().await;
 }
 
@@ -603,15 +771,93 @@ impl WebDriver {
         v.as_str().unwrap_or("").to_owned()
     }
 
-    /// Saves a screenshot when `AGENTSIGNA_UI_SCREENSHOTS` names a directory.
+    /// Saves a screenshot as an artefact of the test run: in `AGENTSIGNA_UI_SCREENSHOTS`
+    /// if set, else under the target directory (`<target>/tmp/ui-screenshots`).
     async fn screenshot(&self, name: &str) {
-        let Ok(dir) = std::env::var("AGENTSIGNA_UI_SCREENSHOTS") else { return };
+        let dir = std::env::var_os("AGENTSIGNA_UI_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
+        std::fs::create_dir_all(&dir).unwrap();
         use base64::Engine as _;
         let (_, v) = self.call(reqwest::Method::GET, "/screenshot", None).await;
         if let Some(b64) = v.as_str() {
             let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
-            std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
         }
+    }
+
+    /// Runs a script in the page and returns its value.
+    async fn exec(&self, script: &str) -> Value {
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await;
+        assert_eq!(s, 200, "script: {v}");
+        v
+    }
+
+    /// Sets the browser window to `width` × `height` CSS pixels of viewport.
+    async fn viewport(&self, width: i64, height: i64) {
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+        assert_eq!(s, 200, "resize: {v}");
+        // The window's frame (if any) takes room: grow the window until the viewport fits.
+        let inner = self.exec("return [window.innerWidth, window.innerHeight]").await;
+        let (iw, ih) = (inner[0].as_i64().unwrap(), inner[1].as_i64().unwrap());
+        if (iw, ih) != (width, height) {
+            let body = json!({"width": 2 * width - iw, "height": 2 * height - ih});
+            let (s, v) = self.call(reqwest::Method::POST, "/window/rect", Some(body)).await;
+            assert_eq!(s, 200, "resize: {v}");
+        }
+    }
+
+    /// The page does not scroll sideways.
+    async fn assert_no_sideways_scroll(&self, page: &str) {
+        let v = self.exec("return [document.documentElement.scrollWidth, window.innerWidth]").await;
+        let (sw, iw) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+        if sw > iw {
+            let wide = self
+                .exec(
+                    "return [...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth
+                        || e.scrollWidth > e.clientWidth + 1)
+                        .slice(-8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + e.scrollWidth + '/' + e.clientWidth)",
+                )
+                .await;
+            panic!("{page} scrolls sideways at {iw} px: {sw} px wide; widest: {wide}");
+        }
+    }
+
+    /// Runs axe-core on the page: no WCAG 2 A/AA violation.
+    async fn assert_accessible(&self, axe: &str, page: &str) {
+        self.exec(&format!("{axe}\n;return true;")).await;
+        let script = "const done = arguments[arguments.length - 1];
+            axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+              .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                  + v.nodes.map(n => n.target.join(' ')).join(', '))))
+              .catch(e => done(['axe failed: ' + e]));";
+        let (s, v) =
+            self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": []}))).await;
+        assert_eq!(s, 200, "axe: {v}");
+        let violations = v.as_array().cloned().unwrap_or_default();
+        assert!(violations.is_empty(), "{page}: WCAG 2 AA violations: {violations:#?}");
+    }
+
+    /// The bottom of an element, in CSS pixels from the top of the page.
+    async fn bottom_of(&self, css: &str) -> f64 {
+        let v = self
+            .exec(&format!(
+                "const e = document.querySelector({css:?}); const r = e.getBoundingClientRect(); return r.bottom + window.scrollY;"
+            ))
+            .await;
+        v.as_f64().unwrap_or_else(|| panic!("no {css}: {v}"))
+    }
+
+    /// The top of an element, in CSS pixels from the top of the page.
+    async fn top_of(&self, css: &str) -> f64 {
+        let v = self
+            .exec(&format!(
+                "const e = document.querySelector({css:?}); const r = e.getBoundingClientRect(); return r.top + window.scrollY;"
+            ))
+            .await;
+        v.as_f64().unwrap_or_else(|| panic!("no {css}: {v}"))
     }
 
     async fn quit(&self) {
@@ -636,8 +882,30 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
             return;
         }
     }
+    let axe_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/node_modules/axe-core/axe.min.js");
+    let axe = match std::fs::read_to_string(&axe_path) {
+        Ok(a) => Some(a),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("axe-core is not installed at {} (cd crates/server/tests/axe && npm ci)", axe_path.display())
+        }
+        Err(_) => {
+            eprintln!("axe-core not found at {}: the accessibility checks are SKIPPED", axe_path.display());
+            None
+        }
+    };
     let srv = start().await;
     let (case_id, review) = srv.escalated_po("40 laptops for onboarding").await;
+    // History beside the review: an earlier decided review of the same agent and counterparty.
+    let (_, earlier) = srv.escalated_po("monitors").await;
+    let (status, body) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("approver", "frank@example.com"),
+            &format!("/v1/reviews/{earlier}/decisions"),
+            Some(json!({"decision": "reject", "comment": "Duplicate of last week's order"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     let port = free_port();
     let _driver = Driver {
@@ -669,7 +937,7 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,1600",
+                     "--no-first-run", "--window-size=1366,768", "--hide-scrollbars",
                      format!("--user-data-dir={}", profile.path().display())],
         },
     }}});
@@ -678,10 +946,22 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_owned();
     let wd = WebDriver { http, base: wd_base, session };
 
+    wd.viewport(1366, 768).await;
+    let check = |page: &'static str| {
+        let axe = axe.clone();
+        let wd = &wd;
+        async move {
+            if let Some(axe) = &axe {
+                wd.assert_accessible(axe, page).await;
+            }
+        }
+    };
+
     // Not signed in: the queue sends the browser to the login form.
     wd.goto(&format!("{}/ui/", srv.base)).await;
     let token_field = wd.wait_for("input[name=token]").await;
     wd.screenshot("1-login").await;
+    check("login").await;
     wd.type_into(&token_field, &srv.token("approver", "carol@example.com")).await;
     let sign_in = wd.wait_for("#sign-in").await;
     wd.click(&sign_in).await;
@@ -689,26 +969,70 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     // The queue shows the escalated request; open it.
     let link = wd.wait_for(&format!("a[href='/ui/reviews/{review}']")).await;
     wd.screenshot("2-queue").await;
+    check("queue").await;
     assert!(wd.source().await.contains("large-po"));
+    let title = wd.exec("return document.title").await;
+    assert!(title.as_str().unwrap().starts_with("Reviews waiting for a decision (1)"), "{title}");
+    let current = wd.exec("return document.querySelector('nav a[aria-current=page]').textContent").await;
+    assert_eq!(current, "Review queue");
     wd.click(&link).await;
 
-    // The case page: the rule that escalated and the trust scores.
+    // The case page: the decision summary and the Approve button within the first
+    // 1366 × 768 viewport.
     wd.wait_for_text(".rule-id", "large-po").await;
     let trust = wd.wait_for("#agent-trust").await;
     assert_eq!(wd.text(&trust).await, "50");
-    let source = wd.wait_for(".rule-source").await;
-    assert!(wd.text(&source).await.contains("purchase_order.create"));
+    assert!(wd.source().await.contains("purchase_order.create"));
+    for css in ["#summary", "#approvals", "#approve", "#reject"] {
+        let bottom = wd.bottom_of(css).await;
+        assert!(bottom <= 768.0, "{css} ends at {bottom} px, below the first 768 px");
+    }
+    // The counterparty's history: the earlier review, who decided and why, linked.
+    let history = wd.wait_for(&format!("#counterparty-recent a[href='/ui/reviews/{earlier}']")).await;
+    assert!(!wd.text(&history).await.is_empty());
+    assert!(
+        wd.source().await.contains("frank@example.com rejected: “Duplicate of last week&apos;s order”")
+            || wd.source().await.contains("frank@example.com rejected: “Duplicate of last week's order”")
+    );
     wd.screenshot("3-case").await;
+    check("case").await;
+
+    // At 390 px: no page scrolls sideways, the case page keeps the summary's order.
+    wd.viewport(390, 844).await;
+    wd.assert_no_sideways_scroll("case").await;
+    assert!(wd.top_of("#summary").await < wd.top_of("#decide").await);
+    assert!(wd.top_of("#decide").await < wd.top_of("#request").await);
+    wd.screenshot("3-case-390").await;
+    wd.goto(&format!("{}/ui/", srv.base)).await;
+    wd.wait_for("#queue").await;
+    wd.assert_no_sideways_scroll("queue").await;
+    wd.screenshot("2-queue-390").await;
+    wd.goto(&format!("{}/ui/reviews/no-such-review", srv.base)).await;
+    wd.wait_for("h1").await;
+    wd.assert_no_sideways_scroll("error").await;
+    wd.screenshot("5-error-390").await;
+    wd.viewport(1366, 768).await;
+    check("error").await;
+    wd.goto(&format!("{}/ui/reviews/{review}", srv.base)).await;
 
     // Approve with a comment.
     let comment = wd.wait_for("#comment").await;
     wd.type_into(&comment, "Budget confirmed by finance").await;
     let approve = wd.wait_for("#approve").await;
     wd.click(&approve).await;
-    wd.wait_for_text("#review-status", "approved").await;
+    wd.wait_for_text("#review-status", "Approved").await;
     wd.wait_for("#flash").await;
     wd.screenshot("4-approved").await;
+    // Reloading the page after the decision submits nothing again (post/redirect/get).
+    let (s, v) = wd.call(reqwest::Method::POST, "/refresh", None).await;
+    assert_eq!(s, 200, "refresh: {v}");
+    wd.wait_for_text("#review-status", "Approved").await;
+    let decided = wd.exec("return document.querySelectorAll('#timeline code').length").await;
+    assert!(decided.as_i64().unwrap() > 0);
     wd.quit().await;
+    let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/cases/{case_id}"), None).await;
+    let decisions = case["events"].as_array().unwrap().iter().filter(|e| e["type"] == "review.decided").count();
+    assert_eq!(decisions, 1, "a reload records nothing more");
 
     // The agent's case now carries its passport.
     let (status, case) = srv

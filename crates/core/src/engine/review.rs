@@ -8,7 +8,7 @@ use super::draft::Draft;
 use super::views;
 use super::{case_event, Ctx, Engine};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
-use crate::store::{CaseFilter, RecordKind};
+use crate::store::{RecordKind, ReviewFilter};
 use crate::{Error, Result};
 
 /// `POST /v1/reviews/{id}/decisions`.
@@ -38,35 +38,62 @@ enum Decided {
 }
 
 impl Engine {
-    /// Reviews, pending ones ordered by deadline.
+    /// Reviews, pending ones ordered by deadline (at most 500: `review_queue` pages).
     pub async fn list_reviews(&self, by: &Principal, status: Option<String>) -> Result<Value> {
+        let status = status.unwrap_or_else(|| "pending".to_owned());
+        let filter = ReviewFilter {
+            status: if status == "all" { None } else { Some(status) },
+            limit: 500,
+            ..Default::default()
+        };
+        let mut page = self.review_queue(by, filter).await?;
+        Ok(json!({ "reviews": page["reviews"].take() }))
+    }
+
+    /// One page of reviews, queried by review (every case with a review, not only the
+    /// recent ones), with how many match in all and who is asking (`viewer`: the
+    /// approver's id, name and roles, so that pages can tell which reviews they may
+    /// decide). Each summary also carries the agent's `owner` and who `decided_by`.
+    pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<Value> {
         require_reviewer(by)?;
-        if let Some(s) = &status {
-            if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired" | "all") {
+        if let Some(s) = &filter.status {
+            if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired") {
                 return Err(Error::invalid(
                     "status",
                     format!("status must be pending, approved, rejected, expired or all (got {s:?})"),
                 ));
             }
         }
+        let by = by.clone();
         self.read(move |ctx, snap| {
-            let pending_only = status.as_deref().unwrap_or("pending") == "pending";
-            let filter = CaseFilter {
-                review_pending: if pending_only { Some(true) } else { None },
-                limit: 500,
-                ..Default::default()
-            };
+            let (total, bodies) = snap.list_reviews(&filter)?;
+            let mut owners: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
             let mut out = Vec::new();
-            for body in snap.list_cases(&filter)? {
+            for body in bodies {
                 let case: Case = serde_json::from_str(&body)?;
-                let Some(review) = &case.review else { continue };
-                let wanted = status.as_deref().unwrap_or("pending");
-                if wanted != "all" && review.status.as_str() != wanted {
-                    continue;
-                }
-                out.push(views::review_summary(ctx, &case));
+                let owner = match owners.get(&case.agent) {
+                    Some(o) => o.clone(),
+                    None => {
+                        let a: Option<AgentRecord> = super::get(snap, RecordKind::Agent, &case.agent)?;
+                        let o = a.map(|a| a.owner);
+                        owners.insert(case.agent.clone(), o.clone());
+                        o
+                    }
+                };
+                let mut v = views::review_summary(ctx, &case);
+                v["owner"] = json!(owner);
+                v["decided_by"] = json!(case
+                    .review
+                    .as_ref()
+                    .map(|r| r.decisions.iter().map(|d| d.approver.clone()).collect::<Vec<_>>())
+                    .unwrap_or_default());
+                v["roles_required"] = json!(case.review.as_ref().map(|r| r.roles_required.clone()));
+                v["created_at"] = json!(agentsigna_verify::clock::rfc3339_ms(case.created_at_ms));
+                v["trust"] =
+                    json!({"agent": case.decision.trust.agent, "counterparty": case.decision.trust.counterparty});
+                out.push(v);
             }
-            Ok(json!({ "reviews": out }))
+            Ok(json!({ "total": total, "reviews": out, "viewer": views::viewer(snap, &by)? }))
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! Approver web sessions, stored in the database so that every node knows them: a record
 //! per session keyed by the SHA-256 of the cookie's token (the token itself is never
-//! stored), holding who logged in, when the session expires and a one-shot message for
-//! the next page. Logging out deletes the record, on every node at once. Expiry is
+//! stored), holding who logged in, when the session expires, a one-shot message for the
+//! next page and a refused form kept for the page the browser is redirected to. Logging out deletes the record, on every node at once. Expiry is
 //! compared by the caller on its injected clock.
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,22 @@ pub struct StoredSession {
     /// A one-shot message shown on the next page (after a redirect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flash: Option<String>,
+    /// A refused form, shown once on the page it came from (post/redirect/get).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_error: Option<FormError>,
+}
+
+/// A refused decision form, kept for the page the browser is redirected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormError {
+    /// The page it belongs to (`/ui/reviews/{id}`).
+    pub page: String,
+    /// The field at fault (`comment`, `confirm`), or `None` for the form as a whole.
+    pub field: Option<String>,
+    /// What went wrong, in plain words.
+    pub message: String,
+    /// The comment typed, given back.
+    pub comment: String,
 }
 
 impl Engine {
@@ -76,6 +92,34 @@ impl Engine {
             let old = std::mem::replace(&mut s.flash, message.clone());
             d.put(RecordKind::Session, &id, &s)?;
             Ok(old)
+        })
+        .await
+    }
+
+    /// Keeps a refused form for the next page of this session (replacing an earlier one).
+    pub async fn session_set_form_error(&self, id: &str, error: FormError) -> Result<()> {
+        let id = id.to_owned();
+        let key = format!("session:{id}");
+        self.transact(&[&key], move |_, d| {
+            let Some(mut s) = d.get::<StoredSession>(RecordKind::Session, &id)? else { return Ok(()) };
+            s.form_error = Some(error.clone());
+            d.put(RecordKind::Session, &id, &s)
+        })
+        .await
+    }
+
+    /// Takes the session's refused form when it belongs to `page` (once).
+    pub async fn session_take_form_error(&self, id: &str, page: &str) -> Result<Option<FormError>> {
+        let (id, page) = (id.to_owned(), page.to_owned());
+        let key = format!("session:{id}");
+        self.transact(&[&key], move |_, d| {
+            let Some(mut s) = d.get::<StoredSession>(RecordKind::Session, &id)? else { return Ok(None) };
+            if !s.form_error.as_ref().is_some_and(|e| e.page == page) {
+                return Ok(None);
+            }
+            let taken = s.form_error.take();
+            d.put(RecordKind::Session, &id, &s)?;
+            Ok(taken)
         })
         .await
     }

@@ -4,8 +4,8 @@ use serde_json::{json, Value};
 
 use super::cases::trust_state;
 use super::{get, Ctx, Engine};
-use crate::model::{AgentRecord, Case, CaseStatus, CounterpartyRecord, Principal};
-use crate::store::{CaseFilter, RecordKind, Snapshot};
+use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, CounterpartyRecord, Principal};
+use crate::store::{CaseFilter, RecordKind, ReviewFilter, Snapshot};
 use crate::trust::TrustState;
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -144,6 +144,32 @@ pub(crate) fn review_summary(ctx: &Ctx, case: &Case) -> Value {
     })
 }
 
+/// Who is reading, for pages that show what they may do: an approver's id, name and
+/// roles (`null` for the admin).
+pub(crate) fn viewer(snap: &mut dyn Snapshot, by: &Principal) -> Result<Value> {
+    let Principal::Approver(id) = by else { return Ok(Value::Null) };
+    let a: Option<ApproverRecord> = get(snap, RecordKind::Approver, id)?;
+    Ok(json!({
+        "id": id, "name": a.as_ref().and_then(|a| a.name.clone()),
+        "roles": a.map(|a| a.roles).unwrap_or_default(),
+    }))
+}
+
+/// An earlier case as history beside a review: outcome and the review's decisions.
+fn history_case(c: &Case) -> Value {
+    json!({
+        "case_id": c.id, "status": c.status.as_str(), "action": c.request.action, "agent": c.agent,
+        "amount": c.request.amount, "outcomes": c.outcomes.iter().map(|o| o.outcome.as_str()).collect::<Vec<_>>(),
+        "created_at": rfc3339_ms(c.created_at_ms),
+        "review": c.review.as_ref().map(|r| json!({
+            "id": r.id, "status": r.status.as_str(),
+            "decisions": r.decisions.iter().map(|d| json!({
+                "approver": d.approver, "decision": d.decision, "comment": d.comment, "at": rfc3339_ms(d.at_ms),
+            })).collect::<Vec<_>>(),
+        })),
+    })
+}
+
 fn trust_json(ctx: &Ctx, state: &TrustState) -> Value {
     let now = ctx.now();
     let v = state.view(&ctx.config.trust, now);
@@ -189,14 +215,32 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
             if c.id == case.id {
                 continue;
             }
-            out.push(json!({
-                "case_id": c.id, "status": c.status.as_str(), "action": c.request.action,
-                "amount": c.request.amount, "outcomes": c.outcomes.iter().map(|o| o.outcome.as_str()).collect::<Vec<_>>(),
-                "created_at": rfc3339_ms(c.created_at_ms),
-            }));
+            out.push(history_case(&c));
         }
         out
     };
+    // The counterparty's earlier reviewed cases (of any agent), with the decisions on them.
+    let counterparty_reviews: Vec<Value> = {
+        let filter =
+            ReviewFilter { counterparty: Some(case.decision.counterparty.id.clone()), limit: 11, ..Default::default() };
+        let (_, bodies) = snap.list_reviews(&filter)?;
+        let mut out = Vec::new();
+        for body in bodies {
+            let c: Case = serde_json::from_str(&body)?;
+            if c.id != case.id && out.len() < 10 {
+                out.push(history_case(&c));
+            }
+        }
+        out
+    };
+    // Names of the approvers who decided, and of the reader.
+    let mut approver_names = serde_json::Map::new();
+    if let Some(r) = &case.review {
+        for d in &r.decisions {
+            let a: Option<ApproverRecord> = get(snap, RecordKind::Approver, &d.approver)?;
+            approver_names.insert(d.approver.clone(), json!(a.and_then(|a| a.name)));
+        }
+    }
     let mut view = case_view(ctx, snap, case, by)?;
     view["review"] = review_json(case);
     view["id"] = json!(case.review.as_ref().map(|r| r.id.clone()));
@@ -215,7 +259,10 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
         "risk": cp.as_ref().map(|c| c.risk.as_str()).unwrap_or(case.decision.counterparty.risk.as_str()),
         "risk_at_decision": case.decision.counterparty.risk.as_str(),
         "trust": trust_json(ctx, &cp_trust),
+        "recent_reviews": counterparty_reviews,
     });
+    view["approver_names"] = Value::Object(approver_names);
+    view["viewer"] = viewer(snap, by)?;
     Ok(view)
 }
 

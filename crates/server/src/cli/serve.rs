@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// credential; on the API port `/metrics` needs the admin credential.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// In the approver pages, approving a request whose amount is above this (in major
+    /// units of its currency, e.g. 50000) needs the amount retyped. Default: no threshold.
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_threshold)]
+    pub confirm_above: Option<f64>,
     /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
     /// environment variables take precedence over it.
     #[arg(long, value_name = "FILE")]
@@ -149,6 +153,13 @@ pub struct ServeArgs {
     pub log_format: crate::observe::logging::LogFormat,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+fn parse_threshold(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!("--confirm-above takes a non-negative amount such as 50000 (got {v:?})")),
+    }
 }
 
 pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -176,6 +187,7 @@ pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     opts.public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
     opts.tls = a.tls.files();
     opts.metrics_listen = a.metrics_listen;
+    opts.ui.confirm_above = a.confirm_above;
     let running = app::start(opts, Arc::new(SystemClock)).await?;
     eprintln!("agentsigna listening on {} (data dir {})", running.url(), running.data_dir.display());
     if let Some(m) = running.metrics_addr {

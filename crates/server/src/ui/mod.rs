@@ -6,7 +6,10 @@
 //! JSON API, the handlers only parse, authenticate and call the engine: every rule of the
 //! review (who may decide, quorum, roles, deadlines) lives in `agentsigna-core`.
 
+pub mod format;
 pub mod pages;
+pub mod queue_view;
+pub mod review_view;
 pub mod session;
 
 use axum::extract::rejection::FormRejection;
@@ -22,8 +25,20 @@ use crate::secret::same_secret;
 use crate::state::AppState;
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
+use agentsigna_core::store::ReviewFilter;
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};
-use session::{set_cookie, Current, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
+use session::{set_cookie, Current, FormError, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
+
+/// Settings of the pages (`agentsigna serve` flags).
+#[derive(Debug, Clone, Default)]
+pub struct UiOptions {
+    /// Approving a request whose amount is above this (in the currency's major units,
+    /// whatever the currency) needs the amount retyped (`--confirm-above`).
+    pub confirm_above: Option<f64>,
+}
+
+/// The pages' icon (an SVG; `img-src 'self'` allows it).
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\"><rect width=\"32\" height=\"32\" rx=\"6\" fill=\"#18203a\"/><path d=\"M9 17l5 5 9-11\" stroke=\"#fff\" stroke-width=\"3.5\" fill=\"none\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>";
 
 /// How long the login form's CSRF cookie lives.
 const LOGIN_FORM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -40,7 +55,8 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/reviews/{id}", get(review))
-        .route("/ui/reviews/{id}/decision", post(decide))
+        .route("/ui/reviews/{id}/decision", post(decide).get(decision_get))
+        .route("/ui/favicon.svg", get(favicon))
         .route("/ui/{*rest}", get(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn(refuse_large_forms))
@@ -105,7 +121,22 @@ fn display_name(p: &Principal) -> String {
 }
 
 fn chrome(cur: &Current) -> Chrome {
-    Chrome { user: Some(display_name(&cur.principal)), csrf: cur.csrf.clone() }
+    Chrome { user: Some(display_name(&cur.principal)), csrf: cur.csrf.clone(), current: "" }
+}
+
+async fn favicon() -> Response {
+    let mut resp = FAVICON.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// The decision URL opened directly (a bookmark, a reload of an old error page): the
+/// case page, never a resubmission.
+async fn decision_get(Path(id): Path<String>) -> Response {
+    see_other(&format!("/ui/reviews/{id}"))
 }
 
 fn error_page(status: StatusCode, chrome: Chrome, title: &str, message: impl Into<String>, back: &str) -> Response {
@@ -321,34 +352,97 @@ fn csrf_refused(cur: &Current) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct QueueQuery {
     status: Option<String>,
+    agent: Option<String>,
+    counterparty: Option<String>,
+    action: Option<String>,
+    /// A review or case id.
+    q: Option<String>,
+    /// 1-based page.
+    page: Option<u32>,
 }
 
-async fn queue(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<QueueQuery>) -> Response {
+fn filled(v: &Option<String>) -> Option<String> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty() && v.len() <= 256).map(str::to_owned)
+}
+
+async fn queue(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let cur = match current_or_login(&s, &headers, "/ui/").await {
         Ok(cur) => cur,
         Err(resp) => return resp,
     };
-    let status = q.status.filter(|v| !v.is_empty()).unwrap_or_else(|| "pending".to_owned());
-    let doc = match s.engine.list_reviews(&cur.principal, Some(status.clone())).await {
+    let Ok(Query(q)) = q else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            chrome(&cur),
+            "Bad request",
+            "The filters could not be read.",
+            "/ui/",
+        );
+    };
+    let status = filled(&q.status).unwrap_or_else(|| "pending".to_owned());
+    let page = q.page.unwrap_or(1).clamp(1, 100_000);
+    let filter = ReviewFilter {
+        status: if status == "all" { None } else { Some(status.clone()) },
+        agent: filled(&q.agent),
+        counterparty: filled(&q.counterparty),
+        action: filled(&q.action),
+        id: filled(&q.q),
+        offset: (page - 1).saturating_mul(queue_view::PAGE_SIZE),
+        limit: queue_view::PAGE_SIZE,
+    };
+    let doc = match s.engine.review_queue(&cur.principal, filter).await {
         Ok(d) => d,
         Err(e) => return engine_error(&cur, e, "/ui/"),
     };
     let heading = match status.as_str() {
         "pending" => "Reviews waiting for a decision".to_owned(),
         "all" => "All reviews".to_owned(),
-        other => format!("Reviews {other}"),
+        other => format!("Reviews {}", format::status_words(other).to_lowercase()),
     };
-    let page = QueuePage {
-        chrome: chrome(&cur),
+    let total = doc["total"].as_u64().unwrap_or(0);
+    let items = queue_view::queue_items(&doc, s.engine.clock().now_ms());
+    let from = u64::from(page - 1) * u64::from(queue_view::PAGE_SIZE);
+    let href = |p: u32| {
+        let mut parts = vec![format!("status={}", encode_query(&status))];
+        for (k, v) in [("agent", &q.agent), ("counterparty", &q.counterparty), ("action", &q.action), ("q", &q.q)] {
+            if let Some(v) = filled(v) {
+                parts.push(format!("{k}={}", encode_query(&v)));
+            }
+        }
+        parts.push(format!("page={p}"));
+        format!("/ui/reviews?{}", parts.join("&"))
+    };
+    let mut ch = chrome(&cur);
+    let plain = q.agent.is_none() && q.counterparty.is_none() && q.action.is_none() && q.q.is_none();
+    ch.current = match status.as_str() {
+        "pending" if plain => "queue",
+        "all" if plain => "all",
+        _ => "",
+    };
+    let page_view = QueuePage {
+        chrome: ch,
         heading,
+        total,
         pending: status == "pending",
-        items: pages::queue_items(&doc),
+        statuses: queue_view::status_options(&status),
+        agent: filled(&q.agent).unwrap_or_default(),
+        counterparty: filled(&q.counterparty).unwrap_or_default(),
+        action: filled(&q.action).unwrap_or_default(),
+        q: filled(&q.q).unwrap_or_default(),
+        showing: format!("Showing {}–{} of {total}", from + 1, from + items.len() as u64),
+        prev: (page > 1).then(|| href(page - 1)),
+        next: (from + (items.len() as u64) < total).then(|| href(page + 1)),
+        items,
         flash: s.sessions.take_flash(&cur).await,
     };
-    html(StatusCode::OK, render(&page))
+    html(StatusCode::OK, render(&page_view))
 }
 
 fn engine_error(cur: &Current, e: agentsigna_core::Error, back: &str) -> Response {
@@ -364,16 +458,47 @@ fn me(p: &Principal) -> Option<&str> {
     }
 }
 
+/// The first pending review, other than `except`, that `cur` may decide.
+async fn next_review(s: &AppState, cur: &Current, except: &str) -> Option<String> {
+    let filter = ReviewFilter { status: Some("pending".to_owned()), limit: 50, ..Default::default() };
+    let doc = s.engine.review_queue(&cur.principal, filter).await.ok()?;
+    let items = queue_view::queue_items(&doc, s.engine.clock().now_ms());
+    items
+        .into_iter()
+        .find(|r| r.review_id != except && r.mark.is_none())
+        .map(|r| format!("/ui/reviews/{}", r.review_id))
+}
+
 async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let cur = match current_or_login(&s, &headers, &format!("/ui/reviews/{id}")).await {
+    let page_url = format!("/ui/reviews/{id}");
+    let cur = match current_or_login(&s, &headers, &page_url).await {
         Ok(cur) => cur,
         Err(resp) => return resp,
     };
     match s.engine.get_review(&cur.principal, &id).await {
         Ok(doc) => {
-            let mut page = pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
+            let mut page = review_view::review_page(
+                &doc,
+                chrome(&cur),
+                me(&cur.principal),
+                s.engine.clock().now_ms(),
+                s.ui.confirm_above,
+            );
             page.flash = s.sessions.take_flash(&cur).await;
-            html(StatusCode::OK, render(&page))
+            let mut status = StatusCode::OK;
+            if let Some(e) = s.sessions.take_form_error(&cur, &page_url).await {
+                match e.field.as_deref() {
+                    Some("comment") => page.comment_error = Some(e.message),
+                    Some("confirm") => page.confirm_error = Some(e.message),
+                    _ => page.error = Some(e.message),
+                }
+                page.comment = e.comment;
+                status = StatusCode::OK;
+            }
+            if !page.can_decide {
+                page.next_review = next_review(&s, &cur, &id).await;
+            }
+            html(status, render(&page))
         }
         Err(e) => engine_error(&cur, e, "/ui/"),
     }
@@ -387,6 +512,45 @@ struct DecisionForm {
     decision: String,
     #[serde(default)]
     comment: String,
+    /// The amount retyped, when approving above the threshold.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// An engine refusal of a decision in plain words, with the field at fault.
+fn plain_refusal(e: &agentsigna_core::Error, review_id: &str) -> (Option<&'static str>, String) {
+    use agentsigna_core::Error;
+    match e {
+        Error::Invalid { field: Some(f), detail } if f == "comment" => {
+            if detail.contains("required") {
+                (Some("comment"), "Write a comment saying why you reject: rejecting needs a reason.".to_owned())
+            } else {
+                (Some("comment"), "The comment is too long: at most 2,000 characters.".to_owned())
+            }
+        }
+        Error::Invalid { field: Some(f), .. } if f == "decision" => (None, "Choose Approve or Reject.".to_owned()),
+        Error::Conflict(d) if d.contains("expired") => (
+            None,
+            "The review's deadline passed before your decision arrived: it has expired, and nothing was recorded."
+                .to_owned(),
+        ),
+        Error::Conflict(d) if d.contains("already decided") => {
+            (None, "You already decided on this review; a second decision is not recorded.".to_owned())
+        }
+        Error::Conflict(d) if d.contains("is already") => (
+            None,
+            format!(
+                "This review was already closed ({}) when your decision arrived; nothing was recorded.",
+                d.rsplit(' ').next().unwrap_or("closed")
+            ),
+        ),
+        Error::Forbidden(d) if d.contains("may not decide") => (
+            None,
+            "You own the agent that made this request, so you may not decide on it (separation of duties).".to_owned(),
+        ),
+        Error::NotFound(_) => (None, format!("Review {review_id} does not exist.")),
+        other => (None, format!("Your decision could not be recorded: {other}")),
+    }
 }
 
 async fn decide(
@@ -407,7 +571,40 @@ async fn decide(
     if !same_secret(&cur.csrf, &form.csrf) {
         return csrf_refused(&cur);
     }
+    let refuse = |field: Option<&str>, message: String, comment: String| {
+        let error = FormError { page: page_url.clone(), field: field.map(str::to_owned), message, comment };
+        let (s, cur, page_url) = (&s, &cur, &page_url);
+        async move {
+            if let Err(err) = s.sessions.set_form_error(cur, error).await {
+                return engine_error(cur, err, page_url);
+            }
+            see_other(page_url)
+        }
+    };
     let decision = form.decision.clone();
+    if decision == "approve" {
+        if let Some(threshold) = s.ui.confirm_above {
+            let doc = match s.engine.get_review(&cur.principal, &id).await {
+                Ok(d) => d,
+                Err(e) => return engine_error(&cur, e, &page_url),
+            };
+            let value = doc["request"]["amount"]["value"].as_str().unwrap_or("").to_owned();
+            if value.parse::<f64>().is_ok_and(|v| v > threshold) && !format::same_amount(&form.confirm, &value) {
+                let message = if form.confirm.trim().is_empty() {
+                    format!(
+                        "Retype the amount ({}) to approve a request this large.",
+                        pages::amount_text(&doc["request"]["amount"])
+                    )
+                } else {
+                    format!(
+                        "That is not the amount of this request ({}); nothing was approved.",
+                        pages::amount_text(&doc["request"]["amount"])
+                    )
+                };
+                return refuse(Some("confirm"), message, form.comment).await;
+            }
+        }
+    }
     let input = DecisionInput { decision: form.decision, comment: form.comment.clone() };
     match s.engine.decide_review(&cur.principal, &id, input).await {
         Ok(doc) => {
@@ -424,18 +621,8 @@ async fn decide(
             see_other(&page_url)
         }
         Err(e) => {
-            let api = ApiError::from(e);
-            // Show the refusal on the case page itself, with the comment kept.
-            match s.engine.get_review(&cur.principal, &id).await {
-                Ok(doc) => {
-                    let mut page =
-                        pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
-                    page.error = Some(format!("{}: {}", api.title, api.detail));
-                    page.comment = form.comment;
-                    html(api.status, render(&page))
-                }
-                Err(_) => error_page(api.status, chrome(&cur), api.title, api.detail, &page_url),
-            }
+            let (field, message) = plain_refusal(&e, &id);
+            refuse(field, message, form.comment).await
         }
     }
 }

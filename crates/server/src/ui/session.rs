@@ -18,6 +18,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
+pub use agentsigna_core::engine::sessions::FormError;
 use agentsigna_core::engine::sessions::StoredSession;
 use agentsigna_core::engine::Engine;
 use agentsigna_core::model::Principal;
@@ -41,6 +42,8 @@ pub struct Current {
     pub csrf: String,
     /// Whether a one-shot message waits for the next page.
     pub has_flash: bool,
+    /// Whether a refused form waits for the page it came from.
+    pub has_form_error: bool,
 }
 
 /// The sessions of every node, as this one reads and writes them.
@@ -103,7 +106,11 @@ impl Sessions {
         let token = random_token();
         let now = self.clock.now_ms();
         let stored =
-            StoredSession { id: token_id(&token), principal, expires_ms: now.saturating_add(self.ttl_ms), flash: None };
+            StoredSession { id: token_id(&token), principal,
+            expires_ms: now.saturating_add(self.ttl_ms),
+            flash: None,
+            form_error: None,
+        };
         self.engine.session_open(stored, now).await?;
         Ok(token)
     }
@@ -115,7 +122,13 @@ impl Sessions {
         if s.expires_ms <= self.clock.now_ms() {
             return Ok(None);
         }
-        Ok(Some(Current { id, principal: s.principal, csrf: csrf_of(token), has_flash: s.flash.is_some() }))
+        Ok(Some(Current {
+            id,
+            principal: s.principal,
+            csrf: csrf_of(token),
+            has_flash: s.flash.is_some(),
+            has_form_error: s.form_error.is_some(),
+        }))
     }
 
     /// The session of a request, from its cookie.
@@ -145,6 +158,25 @@ impl Sessions {
             Ok(m) => m,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot take the session's message");
+                None
+            }
+        }
+    }
+
+    /// Keeps a refused form for the next page of this session.
+    pub async fn set_form_error(&self, cur: &Current, error: FormError) -> agentsigna_core::Result<()> {
+        self.engine.session_set_form_error(&cur.id, error).await
+    }
+
+    /// The refused form of `page`, once.
+    pub async fn take_form_error(&self, cur: &Current, page: &str) -> Option<FormError> {
+        if !cur.has_form_error {
+            return None;
+        }
+        match self.engine.session_take_form_error(&cur.id, page).await {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot take the session's refused form");
                 None
             }
         }

@@ -3,7 +3,9 @@
 //! transaction, handed to the read closure on a blocking thread, where each call waits on
 //! its query with the runtime's `Handle::block_on`.
 
-use agentsigna_core::store::{CaseFilter, ChainHead, ReadFn, RecordKind, Snapshot, StoreError, StoreResult, Versioned};
+use agentsigna_core::store::{
+    CaseFilter, ChainHead, ReadFn, RecordKind, ReviewFilter, Snapshot, StoreError, StoreResult, Versioned,
+};
 use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
 use agentsigna_verify::merkle::Hash;
 use deadpool_postgres::{ClientWrapper, Object};
@@ -158,6 +160,46 @@ async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<S
     strings(query(c, &sql, &refs).await?)
 }
 
+async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
+    let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let pending = filter.status.as_deref() == Some("pending");
+    if pending {
+        sql.push_str(" AND review_pending");
+    } else if let Some(status) = &filter.status {
+        args.push(Box::new(status.clone()));
+        sql.push_str(&format!(" AND (body::jsonb #>> '{{review,status}}') = ${}", args.len()));
+    }
+    for (column, value) in [
+        ("agent", &filter.agent),
+        ("(body::jsonb #>> '{decision,counterparty,id}')", &filter.counterparty),
+        ("(body::jsonb #>> '{request,action}')", &filter.action),
+    ] {
+        if let Some(v) = value {
+            args.push(Box::new(v.clone()));
+            sql.push_str(&format!(" AND {column} = ${}", args.len()));
+        }
+    }
+    if let Some(id) = &filter.id {
+        args.push(Box::new(id.clone()));
+        sql.push_str(&format!(" AND (review_id = ${0} OR id = ${0})", args.len()));
+    }
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+    let rows = query(c, &format!("SELECT COUNT(*){sql}"), &refs).await?;
+    let total: i64 = match rows.first() {
+        Some(r) => r.try_get(0).map_err(pg_err)?,
+        None => 0,
+    };
+    let order = if pending {
+        " ORDER BY deadline_ms ASC NULLS FIRST, created_at_ms ASC, id ASC"
+    } else {
+        " ORDER BY created_at_ms DESC, id DESC"
+    };
+    let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    let bodies = strings(query(c, &page, &refs).await?)?;
+    Ok((u64::try_from(total).unwrap_or(0), bodies))
+}
+
 /// A snapshot: every call waits on its query (the closure runs on a blocking thread).
 struct PgSnapshot<'a> {
     handle: Handle,
@@ -208,6 +250,10 @@ impl Snapshot for PgSnapshot<'_> {
 
     fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>> {
         self.wait(list_cases(self.client, filter))
+    }
+
+    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
+        self.wait(list_reviews(self.client, filter))
     }
 
     fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>> {

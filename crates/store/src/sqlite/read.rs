@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use agentsigna_core::store::{CaseFilter, ChainHead, RecordKind, Snapshot, StoreError, StoreResult, Versioned};
+use agentsigna_core::store::{
+    CaseFilter, ChainHead, RecordKind, ReviewFilter, Snapshot, StoreError, StoreResult, Versioned,
+};
 use agentsigna_verify::ledger::DigestedEntry;
 use agentsigna_verify::merkle::{Hash, NodeSource};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -134,6 +136,45 @@ impl Snapshot for SqlSnapshot<'_> {
         }
         sql.push_str(&format!(" LIMIT {}", filter.limit.clamp(1, 10_000)));
         strings(self.conn, &sql, rusqlite::params_from_iter(args))
+    }
+
+    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
+        let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let pending = filter.status.as_deref() == Some("pending");
+        if pending {
+            sql.push_str(" AND review_pending = 1");
+        } else if let Some(status) = &filter.status {
+            args.push(status.clone().into());
+            sql.push_str(&format!(" AND json_extract(body, '$.review.status') = ?{}", args.len()));
+        }
+        for (column, value) in [
+            ("agent", &filter.agent),
+            ("json_extract(body, '$.decision.counterparty.id')", &filter.counterparty),
+            ("json_extract(body, '$.request.action')", &filter.action),
+        ] {
+            if let Some(v) = value {
+                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+            }
+        }
+        if let Some(id) = &filter.id {
+            args.push(id.clone().into());
+            sql.push_str(&format!(" AND (review_id = ?{0} OR id = ?{0})", args.len()));
+        }
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT COUNT(*){sql}"))
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0)))
+            .map_err(db_err)?;
+        let order = if pending {
+            " ORDER BY deadline_ms ASC, created_at_ms ASC, id ASC"
+        } else {
+            " ORDER BY created_at_ms DESC, id DESC"
+        };
+        let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+        let bodies = strings(self.conn, &page, rusqlite::params_from_iter(args))?;
+        Ok((u64::try_from(total).unwrap_or(0), bodies))
     }
 
     fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>> {

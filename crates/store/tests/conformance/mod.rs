@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use agentsigna_core::engine::ledger::SnapshotNodes;
 use agentsigna_core::store::{
-    CaseFilter, CaseRow, ChainHead, Committed, Precondition, RecordKind, SealedEntry, Snapshot, Store, StoreError,
-    StoreExt, Write, WriteSet,
+    CaseFilter, CaseRow, ChainHead, Committed, Precondition, RecordKind, ReviewFilter, SealedEntry, Snapshot, Store,
+    StoreError, StoreExt, Write, WriteSet,
 };
 use agentsigna_verify::evidence::LedgerVerifier;
 use agentsigna_verify::ledger::{DigestedEntry, Entry};
@@ -33,7 +33,7 @@ macro_rules! suite {
         $crate::suite!(@tests $open;
             preconditions_each_kind, stale_precondition_fails_alone_in_its_batch, failing_write_inside_a_batch,
             frontier_rolls_back_after_a_failed_write_set, concurrent_appends_leave_no_gap, idempotency_is_unique,
-            listing_and_pagination, proofs_from_stored_nodes, reads_and_versions);
+            listing_and_pagination, reviews_by_status_and_paging, proofs_from_stored_nodes, reads_and_versions);
     };
     (@tests $open:path; $($name:ident),*) => {
         $(
@@ -412,6 +412,64 @@ pub async fn listing_and_pagination(f: Fixture) {
     assert_eq!(read(s, |s| s.ledger_entries(20, 40)).await.len(), 5);
     assert!(read(s, |s| s.ledger_entries(30, 40)).await.is_empty());
     assert_eq!(read(s, |s| s.chain_entries(None)).await.len(), 25);
+}
+
+/// Reviews are listed by review, whatever else was created since: decided ones stay
+/// reachable behind many newer cases without one, with a total and pages.
+pub async fn reviews_by_status_and_paging(f: Fixture) {
+    let s = &f.store;
+    let mut writes = Vec::new();
+    let statuses = ["approved", "pending", "rejected", "approved", "expired", "pending", "approved"];
+    for (i, status) in statuses.iter().enumerate() {
+        let mut row = case_row(&format!("rcase-{i}"), if i % 2 == 0 { "a" } else { "b" }, 10 + i as i64);
+        row.review_id = Some(format!("review-{i}"));
+        row.review_pending = *status == "pending";
+        if row.review_pending {
+            row.deadline_ms = Some(5000 - i as i64);
+        }
+        let (cp, action) = if i < 3 { ("globex", "po.create") } else { ("initech", "payment.send") };
+        row.body = serde_json::json!({
+            "id": row.id, "review": {"id": format!("review-{i}"), "status": status},
+            "request": {"action": action}, "decision": {"counterparty": {"id": cp}},
+        })
+        .to_string();
+        writes.push(Write::PutCase(row));
+    }
+    // Many newer cases without a review do not push the reviews out of reach.
+    for i in 0..300 {
+        writes.push(Write::PutCase(case_row(&format!("other-{i:03}"), "a", 1000 + i)));
+    }
+    s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
+    let list = |filter: ReviewFilter| async move {
+        let (total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
+        let ids: Vec<String> = bodies
+            .iter()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].as_str().unwrap().to_owned())
+            .collect();
+        (total, ids)
+    };
+    let base = ReviewFilter { limit: 100, ..ReviewFilter::default() };
+    let (total, ids) = list(base.clone()).await;
+    assert_eq!(total, 7);
+    assert_eq!(ids, ["rcase-6", "rcase-5", "rcase-4", "rcase-3", "rcase-2", "rcase-1", "rcase-0"], "newest first");
+    let (total, ids) = list(ReviewFilter { status: Some("approved".into()), ..base.clone() }).await;
+    assert_eq!((total, ids), (3, vec!["rcase-6".to_owned(), "rcase-3".into(), "rcase-0".into()]));
+    let (total, ids) = list(ReviewFilter { status: Some("pending".into()), ..base.clone() }).await;
+    assert_eq!((total, ids), (2, vec!["rcase-5".to_owned(), "rcase-1".into()]), "earliest deadline first");
+    let (total, ids) =
+        list(ReviewFilter { status: Some("approved".into()), offset: 1, limit: 1, ..base.clone() }).await;
+    assert_eq!((total, ids), (3, vec!["rcase-3".to_owned()]), "a page counts every match");
+    let (total, ids) =
+        list(ReviewFilter { agent: Some("a".into()), counterparty: Some("globex".into()), ..base.clone() }).await;
+    assert_eq!((total, ids), (2, vec!["rcase-2".to_owned(), "rcase-0".into()]));
+    let (total, _) = list(ReviewFilter { action: Some("payment.send".into()), ..base.clone() }).await;
+    assert_eq!(total, 4);
+    let (_, ids) = list(ReviewFilter { id: Some("review-4".into()), ..base.clone() }).await;
+    assert_eq!(ids, ["rcase-4"]);
+    let (_, ids) = list(ReviewFilter { id: Some("rcase-5".into()), ..base.clone() }).await;
+    assert_eq!(ids, ["rcase-5"], "a case id finds its review");
+    let (total, ids) = list(ReviewFilter { id: Some("other-001".into()), ..base }).await;
+    assert_eq!((total, ids.len()), (0, 0), "a case without a review is no review");
 }
 
 pub async fn proofs_from_stored_nodes(f: Fixture) {
