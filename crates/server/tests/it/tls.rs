@@ -226,6 +226,7 @@ async fn the_gate_serves_https_too() {
         public_url: None,
         report_to: None,
         report_token: None,
+        replay_store: None,
     };
     let tls = agentsigna::http::tls::Tls::load(files).expect("certificate");
     let clock: Arc<dyn agentsigna_core::Clock> = s.clock.clone();
