@@ -493,3 +493,63 @@ fn gate_refuses_a_tools_file_that_does_not_fit_the_upstream_or_the_server() {
     );
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_listens_over_https_with_tls_flags() {
+    let Some(py) = python_or_skip("mcp-gate --listen over HTTPS") else { return };
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A test CA and a certificate for 127.0.0.1 (rcgen).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let (cert_file, key_file) = (dir.path().join("gate.pem"), dir.path().join("gate.key"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+
+    let log = dir.path().join("erp.log");
+    let (erp_port, gate_port) = (free_port(), free_port());
+    let env = gate_env(&server, &log);
+    let env_of = |cmd: &mut Command| {
+        for (k, v) in env.as_object().unwrap() {
+            cmd.env(k, v.as_str().unwrap());
+        }
+    };
+    let mut erp_cmd = Command::new(&py);
+    erp_cmd.arg(example("erp_server.py")).args(["--http", &erp_port.to_string()]).stderr(Stdio::null());
+    env_of(&mut erp_cmd);
+    let mut erp = Killed(erp_cmd.spawn().unwrap());
+    wait_listening(erp_port, &mut erp.0, "the toy ERP").await;
+    let mut gate_cmd = Command::new(bin());
+    gate_cmd.args(["mcp-gate", "--tools"]).arg(tools_file(dir.path(), "PT2S"));
+    gate_cmd.args(["--listen", &format!("127.0.0.1:{gate_port}")]);
+    gate_cmd.args(["--upstream", &format!("http://127.0.0.1:{erp_port}/mcp")]);
+    gate_cmd.arg("--tls-cert").arg(&cert_file).arg("--tls-key").arg(&key_file);
+    env_of(&mut gate_cmd);
+    gate_cmd.env_remove("AGENTSIGNA_API_KEY");
+    let mut gate = Killed(gate_cmd.spawn().unwrap());
+    wait_listening(gate_port, &mut gate.0, "mcp-gate --listen").await;
+
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let resp = client
+        .post(format!("https://127.0.0.1:{gate_port}/mcp"))
+        .json(&init)
+        .header("accept", "application/json, text/event-stream")
+        .send()
+        .await
+        .expect("HTTPS with the test CA");
+    assert_eq!(resp.status(), 401, "an agent key is still required over HTTPS");
+    assert!(resp.headers().get("www-authenticate").is_some());
+    let plain = reqwest::Client::new().post(format!("http://127.0.0.1:{gate_port}/mcp")).json(&init).send().await;
+    assert!(plain.is_err(), "plain HTTP was answered on the HTTPS port");
+}

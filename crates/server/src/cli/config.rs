@@ -4,7 +4,7 @@
 //!
 //! - Every flag `--some-flag` of `serve` can be set by `AGENTSIGNA_SOME_FLAG`; of `gate`,
 //!   by `AGENTSIGNA_GATE_SOME_FLAG` (the two often run side by side). A repeatable flag
-//!   (`--webhook`) takes a comma-separated list from its variable.
+//!   (`--webhook`) takes a comma-separated list from its variable (and from the flag).
 //! - The file holds `some-flag = value` (or `some_flag`): strings, integers, booleans, and
 //!   arrays for repeatable flags. An unknown key is refused naming it; so is a bad value,
 //!   naming the key and where it came from (file key or environment variable).

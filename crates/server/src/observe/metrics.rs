@@ -240,14 +240,14 @@ impl Collector for Scraped {
         counter(
             &mut e,
             "agentsigna_store_busy",
-            "Time inside the serial step (commit included)",
+            "Time inside the serial step, commit included (PostgreSQL: the sequencing lock held)",
             Some(&Unit::Seconds),
             serial.busy_micros as f64 / 1e6,
         )?;
         counter(
             &mut e,
             "agentsigna_store_commit",
-            "Time in COMMIT (the fsync); per batch: the commit latency",
+            "Time in COMMIT (the fsync); per batch: the commit latency (not measured apart on PostgreSQL)",
             Some(&Unit::Seconds),
             serial.commit_micros as f64 / 1e6,
         )?;
