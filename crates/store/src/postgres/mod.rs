@@ -49,8 +49,10 @@ impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
             readers: 8,
-            pool_wait: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(2),
+            // A busy but healthy database (or machine) can take a few seconds to hand out
+            // or open a connection; an unreachable one is still a 503 well within 10 s.
+            pool_wait: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             schema: None,
         }
