@@ -94,6 +94,7 @@ async fn nodes(url: &str, change: impl Fn(&mut ServeOptions), link_keys: bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_one_ledger_one_product() {
     let Some(url) = fresh_database() else { return };
+    let _heavy = super::faults::HEAVY.lock().await;
     let (a, b) = two_nodes(&url).await;
     let (a, b) = (Arc::new(a), Arc::new(b));
 
