@@ -289,7 +289,7 @@ async fn a_delivery_of_a_stopped_node_is_retaken_by_the_other_after_its_lease() 
     eventually!(Duration::from_secs(30), "the survivor delivered it", hooks.accepted() == [held.clone()]);
     // The receiver has answered; the survivor removes the item once it reads that answer.
     eventually!(Duration::from_secs(10), "the delivered item left the outbox", outbox_empty(survivor).await);
-    assert_eq!(hooks.accepted(), [held.clone()], "delivered once");
+    assert_eq!(hooks.accepted(), [held], "delivered once");
     println!("retaken and delivered {:?} after the holder stopped", stopped_at.elapsed());
 }
 
