@@ -15,6 +15,10 @@ use super::multinode::fresh_database;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// Held by the tests that put sustained load on PostgreSQL, so that they do not run at
+/// the same time and push each other's pool waits (2 s) over their bound on a busy machine.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A PostgreSQL cluster of its own, stopped (immediately) when dropped.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -178,6 +182,7 @@ fn verify_ledger(data_dir: &Path, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_under_load_gives_503s_then_recovers_losing_nothing() {
+    let _heavy = HEAVY.lock().await;
     let Some(cluster) = Cluster::start() else { return };
     let url = cluster.url();
     let node = Server::start_with(|o| o.database = Some(url.clone())).await;
@@ -234,6 +239,7 @@ async fn postgres_stopped_and_started_under_load_gives_503s_then_recovers_losing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing() {
     let Some(url) = fresh_database() else { return };
+    let _heavy = HEAVY.lock().await;
     let a = Server::start_with(|o| o.database = Some(url.clone())).await;
     // Node B is a real `agentsigna serve` process on a copy of A's keys.
     let b_dir = tempfile::tempdir().expect("tempdir");
