@@ -31,7 +31,8 @@ fn ledger_key() -> Option<NoteVerifier> {
 pub fn request_json(data: &[u8]) {
     use agentsigna::http::extract::parse_json;
     use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem};
-    use agentsigna_core::engine::cases::{ExecutionInput, OutcomeInput, RequestInput};
+    use agentsigna_core::engine::outcome::{ExecutionInput, OutcomeInput};
+    use agentsigna_core::engine::request::RequestInput;
     use agentsigna_core::engine::review::DecisionInput;
     let Some((&which, body)) = data.split_first() else { return };
     let body = bytes::Bytes::copy_from_slice(body);

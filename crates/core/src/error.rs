@@ -1,14 +1,16 @@
 //! The one error type of the core crate. The HTTP layer maps it to problem+json in one
 //! place.
 
+use std::path::PathBuf;
+
 use crate::policy::PolicyError;
-use crate::store::StoreError;
+use crate::store::{Source, StoreError};
 
 /// Result alias of the core crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, classified by who must act on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Malformed or invalid input (400). `field` names the offending member.
     #[error("{detail}")]
@@ -31,10 +33,30 @@ pub enum Error {
     /// A refused policy (400), with Cedar's message and location.
     #[error("invalid policy: {0}")]
     Policy(PolicyError),
-    /// An internal failure (500): a broken invariant, unreadable data, a signing or key
-    /// failure. Never carries secrets.
-    #[error("storage error: {0}")]
-    Storage(String),
+    /// Stored data that cannot be read, written or relied on (500): a corrupt record, a
+    /// record a case refers to gone missing, a ledger that cannot produce a proof. Never
+    /// carries secrets.
+    #[error("data error: {detail}")]
+    Data {
+        detail: String,
+        #[source]
+        source: Option<Source>,
+    },
+    /// A key file that cannot be read, written or understood (500; the CLI prints it).
+    #[error("key file {}: {detail}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        detail: String,
+        #[source]
+        source: Option<Source>,
+    },
+    /// Signing our own output (a passport, a checkpoint) failed (500).
+    #[error("cannot sign the {what}")]
+    Signing {
+        what: &'static str,
+        #[source]
+        source: Source,
+    },
     /// The store failed: [`StoreError::Unavailable`] is a 503 (retry later), a
     /// [`StoreError::Conflict`] left after the engine's retries is a 503 too, and
     /// [`StoreError::Storage`] is a 500.
@@ -53,11 +75,49 @@ impl Error {
         Error::Unprocessable { field: Some(field.into()), detail: detail.into() }
     }
 
-    /// A storage failure.
-    pub fn storage(detail: impl std::fmt::Display) -> Error {
-        Error::Storage(detail.to_string())
+    /// A data error without a source (a broken invariant of stored data).
+    pub fn data(detail: impl Into<String>) -> Error {
+        Error::Data { detail: detail.into(), source: None }
+    }
+
+    /// A data error caused by `source`.
+    pub fn data_from(detail: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Data { detail: detail.into(), source: Some(std::sync::Arc::new(source)) }
+    }
+
+    /// A key file error caused by `source`.
+    pub fn key_file(path: impl Into<PathBuf>, detail: impl Into<String>, source: Option<Source>) -> Error {
+        Error::KeyFile { path: path.into(), detail: detail.into(), source }
+    }
+
+    /// A signing failure.
+    pub fn signing(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Signing { what, source: std::sync::Arc::new(source) }
     }
 }
+
+/// Errors compare by kind and message (sources are not comparable).
+impl PartialEq for Error {
+    fn eq(&self, other: &Error) -> bool {
+        use Error::*;
+        match (self, other) {
+            (Invalid { field: a, detail: x }, Invalid { field: b, detail: y })
+            | (Unprocessable { field: a, detail: x }, Unprocessable { field: b, detail: y }) => a == b && x == y,
+            (Unauthenticated(a), Unauthenticated(b))
+            | (Forbidden(a), Forbidden(b))
+            | (NotFound(a), NotFound(b))
+            | (Conflict(a), Conflict(b)) => a == b,
+            (Policy(a), Policy(b)) => a == b,
+            (Data { detail: a, .. }, Data { detail: b, .. }) => a == b,
+            (KeyFile { path: p, detail: a, .. }, KeyFile { path: q, detail: b, .. }) => p == q && a == b,
+            (Signing { what: a, .. }, Signing { what: b, .. }) => a == b,
+            (Store(a), Store(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Error {}
 
 impl From<PolicyError> for Error {
     fn from(e: PolicyError) -> Error {
@@ -67,6 +127,6 @@ impl From<PolicyError> for Error {
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Error {
-        Error::Storage(format!("corrupt record: {e}"))
+        Error::data_from("corrupt record", e)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use agentsigna_verify::jwk::{Jwk, Jwks};
 use agentsigna_verify::note::NoteSigner;
@@ -59,17 +60,21 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp).map_err(|e| Error::storage(format!("{}: {e}", tmp.display())))?;
-    f.write_all(contents).and_then(|_| f.sync_all()).map_err(|e| Error::storage(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::storage(format!("{}: {e}", path.display())))?;
+    let mut f = opts.open(&tmp).map_err(|e| io_error(&tmp, "cannot create", e))?;
+    f.write_all(contents).and_then(|_| f.sync_all()).map_err(|e| io_error(&tmp, "cannot write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, "cannot replace", e))?;
     Ok(())
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::key_file(path, what, Some(Arc::new(e)))
 }
 
 fn read(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::storage(format!("{}: {e}", path.display()))),
+        Err(e) => Err(io_error(path, "cannot read", e)),
     }
 }
 
@@ -77,7 +82,7 @@ impl Keyring {
     /// Loads the keys from `dir` (`DATA_DIR/keys`), creating any that are missing.
     /// `origin` names the ledger; by default `agentsigna/<ledger key id>`.
     pub fn load_or_create(dir: &Path, origin: Option<&str>, now_ms: i64) -> Result<Keyring> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::storage(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create the directory", e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -87,12 +92,12 @@ impl Keyring {
         let passport_keys = match read(&passport_path)? {
             Some(text) => {
                 let stored: StoredKeys = serde_json::from_str(&text)
-                    .map_err(|e| Error::storage(format!("{}: {e}", passport_path.display())))?;
+                    .map_err(|e| Error::key_file(&passport_path, "not a passport key file", Some(Arc::new(e))))?;
                 let mut keys = Vec::new();
                 for k in stored.keys {
                     let seed = agentsigna_verify::b64::url_decode(&k.seed)
                         .and_then(|s| <[u8; 32]>::try_from(s).ok())
-                        .ok_or_else(|| Error::storage(format!("{}: bad key seed", passport_path.display())))?;
+                        .ok_or_else(|| Error::key_file(&passport_path, "bad key seed", None))?;
                     let signing = SigningKey::from_bytes(&seed);
                     keys.push(PassportKey {
                         kid: Jwk::from_verifying_key(&signing.verifying_key()).thumbprint(),
@@ -102,7 +107,7 @@ impl Keyring {
                     });
                 }
                 if keys.is_empty() {
-                    return Err(Error::storage(format!("{}: no keys", passport_path.display())));
+                    return Err(Error::key_file(&passport_path, "no keys", None));
                 }
                 keys
             }
@@ -122,7 +127,7 @@ impl Keyring {
         let seed = match read(&ledger_path)? {
             Some(text) => agentsigna_verify::b64::url_decode(text.trim())
                 .and_then(|s| <[u8; 32]>::try_from(s).ok())
-                .ok_or_else(|| Error::storage(format!("{}: bad key", ledger_path.display())))?,
+                .ok_or_else(|| Error::key_file(&ledger_path, "bad key", None))?,
             None => {
                 let k = SigningKey::generate(&mut OsRng);
                 write_secret_file(&ledger_path, agentsigna_verify::b64::url_encode(k.to_bytes()).as_bytes())?;
@@ -151,7 +156,9 @@ impl Keyring {
 
     /// The key that signs new passports.
     pub fn active(&self) -> Result<&PassportKey> {
-        self.passport_keys.last().ok_or_else(|| Error::storage("no passport key"))
+        self.passport_keys
+            .last()
+            .ok_or_else(|| Error::key_file(self.dir.join("passport.keys"), "no passport key", None))
     }
 
     /// Keys that may still have unexpired passports at `now_ms`: the active key and every
@@ -197,7 +204,8 @@ fn save_passport_keys(path: &Path, keys: &[PassportKey]) -> Result<()> {
             })
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&stored).map_err(|e| Error::storage(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&stored).map_err(|e| Error::key_file(path, "cannot encode", Some(Arc::new(e))))?;
     write_secret_file(path, text.as_bytes())
 }
 

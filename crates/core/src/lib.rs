@@ -18,6 +18,7 @@ pub mod money;
 pub mod org;
 pub mod policy;
 pub mod store;
+pub mod sync;
 pub mod trust;
 
 pub use agentsigna_verify::clock::{Clock, ManualClock, SystemClock};

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use agentsigna_core::engine::cases::{OutcomeInput, RequestInput};
+use agentsigna_core::engine::outcome::OutcomeInput;
+use agentsigna_core::engine::request::RequestInput;
 use agentsigna_core::engine::{Config, Engine};
 use agentsigna_core::keys::Keyring;
 use agentsigna_core::model::Principal;

@@ -99,11 +99,11 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
     out.extend_from_slice(b",\"case\":");
     write_opt_str(e.case.as_deref(), out);
     out.extend_from_slice(b",\"data\":");
-    write_value(&e.data, out)?;
+    write_value(&e.data, Keys::Ascii, out).map_err(|r| Error::Malformed(r.detail))?;
     out.extend_from_slice(b",\"prev\":");
     write_opt_str(e.prev.as_deref(), out);
     out.extend_from_slice(b",\"seq\":");
-    write_int(e.seq, false, out)?;
+    write_int(e.seq, false, out).map_err(|r| Error::Malformed(r.detail))?;
     out.extend_from_slice(b",\"type\":");
     write_str(&e.kind, out);
     out.push(b'}');
@@ -115,8 +115,60 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
 /// a request independently of its members' order.
 pub fn canonical_value(v: &serde_json::Value) -> Result<String, Error> {
     let mut out = Vec::with_capacity(256);
-    write_value(v, &mut out)?;
+    write_value(v, Keys::Ascii, &mut out).map_err(|r| Error::Malformed(r.detail))?;
     String::from_utf8(out).map_err(|e| Error::Malformed(e.to_string()))
+}
+
+/// Why a value has no canonical form: what is wrong (`reason`) and where (`pointer`, an
+/// RFC 6901 JSON pointer to the offending member, `/` for the value itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotCanonical {
+    pub pointer: String,
+    pub reason: &'static str,
+}
+
+/// The RFC 8785 canonical JSON text of any JSON value under the same number limits as
+/// entries (no floating-point numbers, integers within ±(2^53 − 1)), with object keys of
+/// any script, ordered by their UTF-16 code units: e.g. an MCP tool call's arguments.
+pub fn canonical_json(v: &serde_json::Value) -> Result<String, NotCanonical> {
+    let mut out = Vec::with_capacity(256);
+    write_value(v, Keys::Any, &mut out).map_err(|r| {
+        let pointer = if r.path.is_empty() {
+            "/".to_owned()
+        } else {
+            r.path.iter().rev().map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect()
+        };
+        NotCanonical { pointer, reason: r.reason }
+    })?;
+    String::from_utf8(out).map_err(|_| NotCanonical { pointer: "/".to_owned(), reason: "not UTF-8" })
+}
+
+/// Which object keys a canonical value may have.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// ASCII only (entries, requests): byte order is UTF-16 order.
+    Ascii,
+    /// Any, sorted by UTF-16 code units.
+    Any,
+}
+
+/// A value refused by the canonicalizer. The path to the offending member is collected
+/// while the error unwinds (innermost segment first), so success pays nothing for it.
+struct Refused {
+    reason: &'static str,
+    detail: String,
+    path: Vec<String>,
+}
+
+impl Refused {
+    fn new(reason: &'static str, detail: String) -> Refused {
+        Refused { reason, detail, path: Vec::new() }
+    }
+
+    fn at(mut self, segment: impl Into<String>) -> Refused {
+        self.path.push(segment.into());
+        self
+    }
 }
 
 fn write_opt_str(s: Option<&str>, out: &mut Vec<u8>) {
@@ -154,9 +206,12 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn write_int(n: u64, negative: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+fn write_int(n: u64, negative: bool, out: &mut Vec<u8>) -> Result<(), Refused> {
     if n > MAX_SAFE_INTEGER {
-        return Err(Error::Malformed(format!("integer {}{n} is beyond 2^53 - 1", if negative { "-" } else { "" })));
+        return Err(Refused::new(
+            "an integer beyond ±(2^53 - 1)",
+            format!("integer {}{n} is beyond 2^53 - 1", if negative { "-" } else { "" }),
+        ));
     }
     if negative && n != 0 {
         out.push(b'-');
@@ -176,7 +231,7 @@ fn write_int(n: u64, negative: bool, out: &mut Vec<u8>) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Error> {
+fn write_value(v: &serde_json::Value, keys: Keys, out: &mut Vec<u8>) -> Result<(), Refused> {
     use serde_json::Value;
     match v {
         Value::Null => out.extend_from_slice(b"null"),
@@ -188,7 +243,7 @@ fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Error> {
             } else if let Some(i) = n.as_i64() {
                 write_int(i.unsigned_abs(), true, out)?;
             } else {
-                return Err(Error::Malformed(format!("floating-point number {n} in entry")));
+                return Err(Refused::new("a floating-point number", format!("floating-point number {n} in entry")));
             }
         }
         Value::String(s) => write_str(s, out),
@@ -198,18 +253,25 @@ fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Error> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out)?;
+                write_value(item, keys, out).map_err(|r| r.at(i.to_string()))?;
             }
             out.push(b']');
         }
         Value::Object(map) => {
-            if let Some(k) = map.keys().find(|k| !k.is_ascii()) {
-                return Err(Error::Malformed(format!("non-ASCII key {k:?} in entry")));
-            }
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // serde_json's map is already sorted by bytes; sorting again is cheap and keeps
-            // the result right under `preserve_order`.
-            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            match keys {
+                Keys::Ascii => {
+                    if let Some(k) = map.keys().find(|k| !k.is_ascii()) {
+                        return Err(
+                            Refused::new("a non-ASCII key", format!("non-ASCII key {k:?} in entry")).at(k.as_str())
+                        );
+                    }
+                    // serde_json's map is already sorted by bytes; sorting again is cheap and
+                    // keeps the result right under `preserve_order`.
+                    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                }
+                Keys::Any => members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16())),
+            }
             out.push(b'{');
             for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -217,7 +279,7 @@ fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Error> {
                 }
                 write_str(k, out);
                 out.push(b':');
-                write_value(v, out)?;
+                write_value(v, keys, out).map_err(|r| r.at(k.as_str()))?;
             }
             out.push(b'}');
         }
@@ -341,6 +403,42 @@ impl ChainVerifier {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn canonical_json_sorts_members_and_drops_whitespace() {
+        let v = serde_json::json!({"b": [1, true, null], "a": {"y": "x\n\u{1}", "x": -3}, "\u{e9}": "é"});
+        assert_eq!(
+            super::canonical_json(&v).unwrap(),
+            "{\"a\":{\"x\":-3,\"y\":\"x\\n\\u0001\"},\"b\":[1,true,null],\"é\":\"é\"}"
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_by_utf16_code_units() {
+        // U+1F600 (surrogates D83D DE00) sorts before U+FFFD in UTF-16, after it in UTF-8.
+        let v = serde_json::json!({"\u{fffd}": 1, "\u{1f600}": 2});
+        assert_eq!(super::canonical_json(&v).unwrap(), "{\"\u{1f600}\":2,\"\u{fffd}\":1}");
+    }
+
+    #[test]
+    fn canonical_json_refuses_floats_and_big_integers_with_their_pointer() {
+        let v = serde_json::json!({"lines": [{"qty": 2}, {"price": 1.5}]});
+        let e = super::canonical_json(&v).unwrap_err();
+        assert_eq!(e.pointer, "/lines/1/price");
+        assert_eq!(e.reason, "a floating-point number");
+        let e = super::canonical_json(&serde_json::json!({"n": 9_007_199_254_740_993u64})).unwrap_err();
+        assert_eq!((e.pointer.as_str(), e.reason), ("/n", "an integer beyond ±(2^53 - 1)"));
+        assert_eq!(super::canonical_json(&serde_json::json!({"a~/b": 0.5})).unwrap_err().pointer, "/a~0~1b");
+        assert_eq!(super::canonical_json(&serde_json::json!(0.5)).unwrap_err().pointer, "/");
+    }
+
+    #[test]
+    fn canonical_value_keeps_the_ledger_limits() {
+        let v = serde_json::json!({"b": 1, "a": [-2, "x"]});
+        assert_eq!(super::canonical_value(&v).unwrap(), super::canonical_json(&v).unwrap());
+        assert!(super::canonical_value(&serde_json::json!({"é": 1})).is_err());
+        assert!(super::canonical_value(&serde_json::json!({"a": 1.5})).is_err());
+    }
     use super::*;
     use serde_json::json;
 

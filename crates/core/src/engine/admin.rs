@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::data::{get, list, org_event, policy_env};
 use super::draft::Draft;
-use super::{get, list, org_event, policy_env, Engine};
+use super::Engine;
 use crate::ids::{check_name, new_secret, secret_hash};
 use crate::model::{
     ActionRecord, AgentRecord, ApproverRecord, CounterpartyRecord, PolicyRecord, Principal, Risk, SystemRecord,
@@ -330,9 +331,7 @@ impl Engine {
             })
             .await?;
         // Cached only once committed: a version number decided but not stored is no policy.
-        if let Ok(mut map) = self.policies.compiled.lock() {
-            map.insert(created.0.version, created.1);
-        }
+        crate::sync::lock(&self.policies.compiled).insert(created.0.version, created.1);
         Ok(created.0)
     }
 

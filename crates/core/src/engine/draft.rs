@@ -110,7 +110,7 @@ impl<'a> Draft<'a> {
 
     /// Stores a typed record.
     pub(crate) fn put<T: Serialize>(&mut self, kind: RecordKind, id: &str, value: &T) -> Result<()> {
-        let body = serde_json::to_string(value).map_err(|e| Error::storage(e.to_string()))?;
+        let body = serde_json::to_string(value).map_err(|e| Error::data_from("cannot encode a record", e))?;
         self.put_raw(kind, id, body);
         Ok(())
     }
@@ -184,7 +184,7 @@ impl<'a> Draft<'a> {
 
     /// Stores a case with its index columns.
     pub(crate) fn save_case(&mut self, case: &Case) -> Result<()> {
-        let body = serde_json::to_string(case).map_err(|e| Error::storage(e.to_string()))?;
+        let body = serde_json::to_string(case).map_err(|e| Error::data_from("cannot encode a case", e))?;
         let review = case.review.as_ref();
         self.writes.writes.push(Write::PutCase(CaseRow {
             id: case.id.clone(),
@@ -233,7 +233,7 @@ impl<'a> Draft<'a> {
             actor: actor.to_owned(),
             data,
         };
-        let sealed = SealedEntry::seal(entry).map_err(|e| Error::storage(format!("unhashable ledger entry: {e}")))?;
+        let sealed = SealedEntry::seal(entry).map_err(|e| Error::data_from("unhashable ledger entry", e))?;
         let new_head = ChainHead { seq: sealed.entry.seq, digest: sealed.digest };
         self.writes.entries.push(sealed);
         self.heads.insert(key, Some(new_head));

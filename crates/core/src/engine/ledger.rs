@@ -8,7 +8,8 @@ use agentsigna_verify::merkle::{self, Hash, NodeSource};
 use agentsigna_verify::note::{self, Checkpoint};
 
 use super::cases::can_read;
-use super::{read_case, Engine};
+use super::data::read_case;
+use super::Engine;
 use crate::model::Principal;
 use crate::store::Snapshot;
 use crate::{Error, Result};
@@ -43,7 +44,8 @@ pub fn build_evidence(
     nodes: &dyn NodeSource,
 ) -> Result<Evidence> {
     let entries = entries.into_iter().filter(|e| e.index < cp.size).collect();
-    Evidence::build(case, cp, note, key, entries, nodes).map_err(Error::storage)
+    Evidence::build(case, cp, note, key, entries, nodes)
+        .map_err(|e| Error::data_from("the stored ledger cannot produce the case evidence", e))
 }
 
 impl Engine {
@@ -65,7 +67,7 @@ impl Engine {
                     root: merkle::empty_root(),
                     extensions: vec![],
                 };
-                note::sign_checkpoint(&cp, &keys.ledger).map_err(Error::storage)
+                note::sign_checkpoint(&cp, &keys.ledger).map_err(|e| Error::signing("checkpoint", e))
             }
         }
     }
@@ -105,7 +107,8 @@ impl Engine {
                 return Err(Error::invalid("index", format!("index must be below size {size} (got {index})")));
             }
             let nodes = SnapshotNodes(RefCell::new(snap));
-            merkle::inclusion_proof(&nodes, index, size).map_err(Error::storage)
+            merkle::inclusion_proof(&nodes, index, size)
+                .map_err(|e| Error::data_from("the stored ledger cannot produce the proof", e))
         })
         .await
     }
@@ -125,7 +128,8 @@ impl Engine {
                 return Err(Error::invalid("to", format!("to ({to}) is beyond the tree size {tree}")));
             }
             let nodes = SnapshotNodes(RefCell::new(snap));
-            merkle::consistency_proof(&nodes, from, to).map_err(Error::storage)
+            merkle::consistency_proof(&nodes, from, to)
+                .map_err(|e| Error::data_from("the stored ledger cannot produce the proof", e))
         })
         .await
     }
@@ -140,8 +144,9 @@ impl Engine {
         self.read(move |_, snap| {
             let case = read_case(snap, &id)?;
             can_read(&by, &case)?;
-            let note = snap.checkpoint()?.ok_or_else(|| Error::storage("no checkpoint"))?;
-            let cp = note::verify_checkpoint(&note, &verifier).map_err(Error::storage)?;
+            let note = snap.checkpoint()?.ok_or_else(|| Error::data("no checkpoint"))?;
+            let cp = note::verify_checkpoint(&note, &verifier)
+                .map_err(|e| Error::data_from("the stored checkpoint does not verify", e))?;
             let entries = snap.chain_entries(Some(&id))?;
             let nodes = SnapshotNodes(RefCell::new(snap));
             build_evidence(&id, &cp, note, key, entries, &nodes)

@@ -4,22 +4,33 @@
 //!
 //! - [`admin`]: registering agents, approvers, systems, counterparties, action types,
 //!   policies;
-//! - [`cases`]: requests and verdicts, passports, execution, outcomes and trust, expiry;
+//! - [`request`]: an agent's request and its verdict; [`verdict`]: the policy's input and
+//!   the re-check of pending cases; [`passport`]: issuing a case's passport;
+//!   [`outcome`]: execution reports, outcomes and the trust they move;
+//! - [`cases`]: reading cases as principals may see them, and expiry;
+//! - [`data`]: reading and recording through a snapshot or a draft (records, cases,
+//!   trust standings, the policy environment, ledger events);
 //! - [`review`]: human review decisions;
 //! - [`views`]: the JSON documents the API returns;
 //! - [`ledger`]: checkpoint, entries, proofs and case evidence as principals read them;
 //! - [`watch`]: waking `?wait` requests when their case changes;
-//! - [`outbox`]: the webhook outbox as the notifier sees it;
+//! - [`outbox`]: the webhook outbox: queued with the event it announces, read by the
+//!   notifier;
 //! - [`sessions`]: approver web sessions, stored so that every node knows them.
 
 pub mod admin;
 pub mod cases;
+pub(crate) mod data;
 pub(crate) mod draft;
 pub mod figures;
 pub mod ledger;
 pub mod outbox;
+pub mod outcome;
+pub(crate) mod passport;
+pub mod request;
 pub mod review;
 pub mod sessions;
+pub(crate) mod verdict;
 pub mod views;
 pub mod watch;
 
@@ -30,11 +41,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Keyring;
-use crate::model::{Case, Principal};
-use crate::policy::{CompiledPolicy, PolicyEnv};
+use crate::model::Principal;
+use crate::policy::CompiledPolicy;
 use crate::store::{RecordKind, Snapshot, Store, StoreError, StoreExt};
 use crate::trust::TrustConfig;
 use crate::{Clock, Error, Result};
+use data::{get, policy_env};
 use draft::Draft;
 
 /// How often an operation decides again after a stale precondition before giving up
@@ -214,30 +226,18 @@ impl Engine {
 
     /// A snapshot of the keys.
     pub fn keys(&self) -> Keyring {
-        match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        crate::sync::read(&self.keys).clone()
     }
 
     /// Rotates the passport key in this process (the CLI rotates the files).
     pub fn rotate_passport_key(&self) -> Result<String> {
         let now = self.clock.now_ms();
-        let mut keys = match self.keys.write() {
-            Ok(k) => k,
-            Err(p) => p.into_inner(),
-        };
-        Ok(keys.rotate(now)?.kid.clone())
+        Ok(crate::sync::write(&self.keys).rotate(now)?.kid.clone())
     }
 
     /// Replaces the keys (after `agentsigna keys rotate` changed the key files).
     pub fn replace_keys(&self, keys: Keyring) {
-        // A panic elsewhere while holding the lock cannot leave a half-written keyring
-        // (replacement is one assignment), so a poisoned lock is taken over, never skipped.
-        match self.keys.write() {
-            Ok(mut k) => *k = keys,
-            Err(p) => *p.into_inner() = keys,
-        }
+        *crate::sync::write(&self.keys) = keys;
     }
 
     pub(crate) fn ctx(&self) -> Ctx {
@@ -311,11 +311,9 @@ impl Engine {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let hash = crate::ids::secret_hash(token);
         let now = self.clock.now_ms();
-        if let Ok(cache) = self.auth_cache.read() {
-            if let Some((p, at)) = cache.get(&hash) {
-                if now.saturating_sub(*at) < AUTH_CACHE_MS {
-                    return Ok(p.clone());
-                }
+        if let Some((p, at)) = crate::sync::read(&self.auth_cache).get(&hash) {
+            if now.saturating_sub(*at) < AUTH_CACHE_MS {
+                return Ok(p.clone());
             }
         }
         let h = hash.clone();
@@ -330,7 +328,8 @@ impl Engine {
             },
             None => return Err(Error::Unauthenticated("unknown or revoked credential".into())),
         };
-        if let Ok(mut cache) = self.auth_cache.write() {
+        {
+            let mut cache = crate::sync::write(&self.auth_cache);
             if cache.len() > 100_000 {
                 cache.clear();
             }
@@ -356,7 +355,7 @@ impl Engine {
 
     /// Whether the store answers and the keys are loaded (readiness).
     pub async fn ready(&self) -> Result<()> {
-        self.keys.read().map_err(|_| Error::storage("the key lock is poisoned"))?.active()?;
+        crate::sync::read(&self.keys).active()?;
         self.read(|_, snap| Ok(snap.ledger_size()?)).await.map(|_| ())
     }
 }
@@ -369,83 +368,14 @@ impl Ctx {
     /// The compiled policy of a version (compiled at most once per process; versions are
     /// immutable, so no precondition is needed).
     pub(crate) fn compiled(&self, snap: &mut dyn Snapshot, version: u64) -> Result<Arc<CompiledPolicy>> {
-        if let Ok(map) = self.policies.compiled.lock() {
-            if let Some(p) = map.get(&version) {
-                return Ok(p.clone());
-            }
+        if let Some(p) = crate::sync::lock(&self.policies.compiled).get(&version) {
+            return Ok(p.clone());
         }
         let record: crate::model::PolicyRecord = get(snap, RecordKind::Policy, &version.to_string())?
             .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
         let env = policy_env(snap)?;
         let compiled = Arc::new(CompiledPolicy::compile(&record.source, &env)?);
-        if let Ok(mut map) = self.policies.compiled.lock() {
-            map.insert(version, compiled.clone());
-        }
+        crate::sync::lock(&self.policies.compiled).insert(version, compiled.clone());
         Ok(compiled)
     }
-}
-
-/// A typed record of a snapshot.
-pub(crate) fn get<T: serde::de::DeserializeOwned>(
-    snap: &mut dyn Snapshot,
-    kind: RecordKind,
-    id: &str,
-) -> Result<Option<T>> {
-    match snap.record(kind, id)? {
-        Some(v) => Ok(Some(serde_json::from_str(&v.body)?)),
-        None => Ok(None),
-    }
-}
-
-/// Typed records of a kind.
-pub(crate) fn list<T: serde::de::DeserializeOwned>(snap: &mut dyn Snapshot, kind: RecordKind) -> Result<Vec<T>> {
-    snap.records(kind)?.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
-}
-
-/// The environment policies are validated against: declared actions and approver roles.
-pub(crate) fn policy_env(snap: &mut dyn Snapshot) -> Result<PolicyEnv> {
-    let actions: Vec<crate::model::ActionRecord> = list(snap, RecordKind::Action)?;
-    let approvers: Vec<crate::model::ApproverRecord> = list(snap, RecordKind::Approver)?;
-    let mut roles: Vec<String> = approvers.into_iter().flat_map(|a| a.roles).collect();
-    if let Some(declared) = snap.record(RecordKind::Setting, "roles")? {
-        let declared: Vec<String> = serde_json::from_str(&declared.body)?;
-        roles.extend(declared);
-    }
-    roles.sort();
-    roles.dedup();
-    Ok(PolicyEnv { actions: actions.into_iter().map(|a| a.action_type).collect(), roles })
-}
-
-/// Loads a case from a snapshot.
-pub(crate) fn read_case(snap: &mut dyn Snapshot, id: &str) -> Result<Case> {
-    match snap.case(id)? {
-        Some(v) => Ok(serde_json::from_str(&v.body)?),
-        None => Err(Error::NotFound(format!("case {id} does not exist"))),
-    }
-}
-
-/// Appends an organization event.
-pub(crate) fn org_event(
-    d: &mut Draft<'_>,
-    kind: &str,
-    at_ms: i64,
-    actor: &Principal,
-    data: serde_json::Value,
-) -> Result<()> {
-    d.append(None, kind, at_ms, &actor.actor(), data)?;
-    Ok(())
-}
-
-/// Appends an event to a case's chain and moves its head.
-pub(crate) fn case_event(
-    d: &mut Draft<'_>,
-    case: &mut Case,
-    kind: &str,
-    at_ms: i64,
-    actor: &str,
-    data: serde_json::Value,
-) -> Result<()> {
-    let head = d.append(Some(&case.id), kind, at_ms, actor, data)?;
-    case.head = Some((head.seq, agentsigna_verify::ledger::hex_lower(&head.digest)));
-    Ok(())
 }

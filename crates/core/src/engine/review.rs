@@ -3,10 +3,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cases::{can_read, process_due_case, queue_notification, recheck, reject_on_recheck};
+use super::cases::{can_read, process_due_case};
+use super::data::{case_event, read_case};
 use super::draft::Draft;
+use super::outbox::queue_notification;
+use super::verdict::{recheck, reject_on_recheck};
 use super::views;
-use super::{case_event, Ctx, Engine};
+use super::{Ctx, Engine};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
 use crate::store::{RecordKind, ReviewFilter};
 use crate::{Error, Result};
@@ -74,7 +77,7 @@ impl Engine {
                 let owner = match owners.get(&case.agent) {
                     Some(o) => o.clone(),
                     None => {
-                        let a: Option<AgentRecord> = super::get(snap, RecordKind::Agent, &case.agent)?;
+                        let a: Option<AgentRecord> = super::data::get(snap, RecordKind::Agent, &case.agent)?;
                         let o = a.map(|a| a.owner);
                         owners.insert(case.agent.clone(), o.clone());
                         o
@@ -147,7 +150,7 @@ impl Engine {
             Decided::Recorded { case_id } => {
                 let by = by.clone();
                 self.read(move |ctx, snap| {
-                    let case = super::read_case(snap, &case_id)?;
+                    let case = read_case(snap, &case_id)?;
                     views::review_view(ctx, snap, &case, &by)
                 })
                 .await
@@ -180,7 +183,7 @@ fn decide_on(
         .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
     let agent: AgentRecord = d
         .get(RecordKind::Agent, &case.agent)?
-        .ok_or_else(|| Error::storage(format!("agent {} is missing", case.agent)))?;
+        .ok_or_else(|| Error::data(format!("agent {} is missing", case.agent)))?;
     let review = case.review.as_ref().ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
     if review.status != ReviewStatus::Pending {
         return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
@@ -203,7 +206,7 @@ fn decide_on(
         at_ms: now,
     };
     let (review_status, case_status) = {
-        let review = case.review.as_mut().ok_or_else(|| Error::storage("review vanished"))?;
+        let review = case.review.as_mut().ok_or_else(|| Error::data("review vanished"))?;
         review.decisions.push(record);
         if decision == "reject" {
             review.status = ReviewStatus::Rejected;
@@ -220,7 +223,7 @@ fn decide_on(
         (review.status, cs)
     };
     let (approvals, missing, required) = {
-        let r = case.review.as_ref().ok_or_else(|| Error::storage("review vanished"))?;
+        let r = case.review.as_ref().ok_or_else(|| Error::data("review vanished"))?;
         (r.approvals().count(), r.roles_missing(), r.approvals_required)
     };
     case_event(

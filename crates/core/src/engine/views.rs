@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::cases::trust_state;
-use super::{get, Ctx, Engine};
+use super::data::{get, trust_state};
+use super::{Ctx, Engine};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, CounterpartyRecord, Principal};
 use crate::store::{CaseFilter, RecordKind, ReviewFilter, Snapshot};
 use crate::trust::TrustState;

@@ -32,10 +32,7 @@ impl CaseWatch {
 
 impl Watchers {
     fn watch(&self, case: &str) -> CaseWatch {
-        let mut map = match self.cases.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let mut map = crate::sync::lock(&self.cases);
         if let Some(n) = map.get(case).and_then(Weak::upgrade) {
             return CaseWatch { notify: n };
         }
@@ -50,10 +47,7 @@ impl Watchers {
 
     pub(crate) fn changed(&self, cases: &[String], outbox: bool) {
         if !cases.is_empty() {
-            let map = match self.cases.lock() {
-                Ok(m) => m,
-                Err(p) => p.into_inner(),
-            };
+            let map = crate::sync::lock(&self.cases);
             for id in cases {
                 if let Some(n) = map.get(id).and_then(Weak::upgrade) {
                     n.notify_waiters();
@@ -66,10 +60,7 @@ impl Watchers {
     }
 
     fn wake_all(&self) {
-        let map = match self.cases.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let map = crate::sync::lock(&self.cases);
         for n in map.values().filter_map(Weak::upgrade) {
             n.notify_waiters();
         }

@@ -73,9 +73,10 @@ impl From<Error> for ApiError {
                     ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-policy", "Invalid policy", detail)
                 }
             }
-            Error::Storage(d) => {
+            Error::Data { .. } | Error::KeyFile { .. } | Error::Signing { .. } => {
                 // Details of internal failures stay in the server log.
-                tracing::error!(error = %d, "internal error");
+                let error: &dyn std::error::Error = &e;
+                tracing::error!(error = %error, source = ?error.source(), "internal error");
                 ApiError::internal()
             }
             Error::Store(e) => {

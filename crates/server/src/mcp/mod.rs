@@ -3,14 +3,13 @@
 //! an MCP server whose tool calls need a passport. Both speak MCP with the official Rust
 //! SDK (`rmcp`) and reach AgentSigna only through its HTTP API ([`client`]).
 //!
-//! - [`tools_file`]: the gate's TOML tools file and how a call becomes an action request;
-//!   [`canonical`]: the canonical arguments behind idempotency keys.
+//! - [`tools_file`]: the gate's TOML tools file and how a call becomes an action request
+//!   (idempotency keys hash the arguments' RFC 8785 form, from `agentsigna-verify`).
 //! - [`upstream`]: the MCP server behind the gate (child process or streamable HTTP).
 //! - [`listen`]: the gate over streamable HTTP, one agent key per request.
 //! - [`wait`]: waiting for a human decision with progress notifications;
 //!   [`summary`]: tool results and their one-paragraph summaries.
 
-pub mod canonical;
 pub mod client;
 pub mod gate;
 pub mod listen;

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::canonical::canonical_json;
+use agentsigna_verify::ledger::canonical_json;
 
 /// Default of `wait`: how long a call may wait for a human decision.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);

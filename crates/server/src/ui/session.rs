@@ -105,8 +105,9 @@ impl Sessions {
     pub async fn create(&self, principal: Principal) -> agentsigna_core::Result<String> {
         let token = random_token();
         let now = self.clock.now_ms();
-        let stored =
-            StoredSession { id: token_id(&token), principal,
+        let stored = StoredSession {
+            id: token_id(&token),
+            principal,
             expires_ms: now.saturating_add(self.ttl_ms),
             flash: None,
             form_error: None,
