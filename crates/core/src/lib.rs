@@ -9,6 +9,7 @@
 //! is decided against one snapshot and committed as one [`store::WriteSet`] together with
 //! the ledger entries that record it, so a case and its ledger can never disagree.
 
+pub mod access;
 pub mod engine;
 pub mod error;
 pub mod ids;

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::draft::Draft;
 use super::{get, list, org_event, policy_env, Engine};
+use crate::access::{self, Op};
 use crate::ids::{check_name, new_secret, secret_hash};
 use crate::model::{
     ActionRecord, AgentRecord, ApproverRecord, CounterpartyRecord, PolicyRecord, Principal, Risk, SystemRecord,
@@ -60,13 +61,6 @@ pub struct PolicyCreated {
     pub active: bool,
 }
 
-fn require_admin(p: &Principal) -> Result<()> {
-    match p {
-        Principal::Admin => Ok(()),
-        _ => Err(Error::Forbidden("this operation needs the admin credential".into())),
-    }
-}
-
 fn check_label(field: &str, v: &Option<String>) -> Result<()> {
     if let Some(v) = v {
         if v.chars().count() > 200 || v.chars().any(char::is_control) {
@@ -87,7 +81,7 @@ fn check_role(field: &str, role: &str) -> Result<()> {
 impl Engine {
     /// Registers an agent; returns its record and its API key (shown once).
     pub async fn register_agent(&self, by: &Principal, input: NewAgent) -> Result<(AgentRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_name("owner", &input.owner)?;
         check_label("name", &input.name)?;
@@ -134,7 +128,7 @@ impl Engine {
 
     /// Registers an approver; returns its record and token (shown once).
     pub async fn register_approver(&self, by: &Principal, input: NewApprover) -> Result<(ApproverRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_label("name", &input.name)?;
         for (i, r) in input.roles.iter().enumerate() {
@@ -167,7 +161,7 @@ impl Engine {
 
     /// Registers a target system; returns its record and token (shown once).
     pub async fn register_system(&self, by: &Principal, input: NewSystem) -> Result<(SystemRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_label("name", &input.name)?;
         let by = by.clone();
@@ -193,7 +187,7 @@ impl Engine {
         id: String,
         input: CounterpartyInput,
     ) -> Result<CounterpartyRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &id)?;
         if input.name.trim().is_empty() {
             return Err(Error::invalid("name", "name must not be empty"));
@@ -231,7 +225,7 @@ impl Engine {
         action_type: String,
         description: String,
     ) -> Result<ActionRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_action_type(&action_type)?;
         if description.chars().count() > 500 {
             return Err(Error::invalid("description", "description must be at most 500 characters"));
@@ -260,7 +254,7 @@ impl Engine {
 
     /// Declares approver roles that policies may name before any approver holds them.
     pub async fn declare_roles(&self, by: &Principal, roles: Vec<String>) -> Result<()> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         for (i, r) in roles.iter().enumerate() {
             check_role(&format!("roles[{i}]"), r)?;
         }
@@ -284,7 +278,7 @@ impl Engine {
     /// Uploads a new immutable policy version, validated against the schema; optionally
     /// activates it. A refused policy changes nothing.
     pub async fn upload_policy(&self, by: &Principal, source: String, activate: bool) -> Result<PolicyCreated> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         if source.len() > 1024 * 1024 {
             return Err(Error::invalid("source", "policy source is larger than 1 MiB"));
         }
@@ -352,7 +346,7 @@ impl Engine {
 
     /// Activates an existing version (also a roll-back).
     pub async fn activate_policy(&self, by: &Principal, version: u64) -> Result<PolicyCreated> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let record: PolicyRecord = d
@@ -371,7 +365,8 @@ impl Engine {
     }
 
     /// Every policy version (without sources) and the active one.
-    pub async fn list_policies(&self) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
+    pub async fn list_policies(&self, by: &Principal) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(|_, snap| {
             let mut all: Vec<PolicyRecord> = list(snap, RecordKind::Policy)?;
             all.sort_by_key(|p| p.version);
@@ -381,7 +376,8 @@ impl Engine {
     }
 
     /// One policy version and whether it is active.
-    pub async fn get_policy(&self, version: u64) -> Result<(PolicyRecord, bool)> {
+    pub async fn get_policy(&self, by: &Principal, version: u64) -> Result<(PolicyRecord, bool)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(move |_, snap| {
             let record: PolicyRecord = get(snap, RecordKind::Policy, &version.to_string())?
                 .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
@@ -391,7 +387,8 @@ impl Engine {
     }
 
     /// One rule of a policy version, with its source text.
-    pub async fn get_policy_rule(&self, version: u64, rule: String) -> Result<crate::policy::Rule> {
+    pub async fn get_policy_rule(&self, by: &Principal, version: u64, rule: String) -> Result<crate::policy::Rule> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(move |ctx, snap| {
             let compiled = ctx.compiled(snap, version)?;
             compiled
@@ -404,7 +401,8 @@ impl Engine {
 
     /// Every declared action type, sorted by type. Readable by every authenticated principal:
     /// agents and gates check what they may request before they request it.
-    pub async fn list_actions(&self) -> Result<Vec<ActionRecord>> {
+    pub async fn list_actions(&self, by: &Principal) -> Result<Vec<ActionRecord>> {
+        access::check(by, Op::ReadActions)?;
         self.read(|_, snap| {
             let mut all: Vec<ActionRecord> = list(snap, RecordKind::Action)?;
             all.sort_by(|a, b| a.action_type.cmp(&b.action_type));
@@ -417,11 +415,7 @@ impl Engine {
     /// told it does not exist (no existence oracle).
     pub async fn system_record(&self, by: &Principal, id: String) -> Result<SystemRecord> {
         let missing = || Error::NotFound(format!("target system {id} does not exist"));
-        match by {
-            Principal::Admin => {}
-            Principal::System(own) if *own == id => {}
-            _ => return Err(missing()),
-        }
+        access::system(by, &id)?;
         let found: Option<SystemRecord> = self
             .read({
                 let id = id.clone();
@@ -441,7 +435,7 @@ impl Engine {
 
     /// Suspends or resumes an agent (the kill switch).
     pub async fn set_suspended(&self, by: &Principal, id: String, suspended: bool) -> Result<AgentRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let mut agent: AgentRecord =
@@ -486,7 +480,7 @@ impl Engine {
     /// Sets (or with `None` clears) the shadow policy: evaluated on live requests beside
     /// the active one, never enforced; divergences are recorded.
     pub async fn set_shadow_policy(&self, by: &Principal, version: Option<u64>) -> Result<Option<u64>> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let digest = match version {
@@ -507,7 +501,8 @@ impl Engine {
     }
 
     /// The shadow version and the recorded divergences, oldest first.
-    pub async fn shadow_divergences(&self) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+    pub async fn shadow_divergences(&self, by: &Principal) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(|_, snap| Ok((setting_version(snap, "shadow_policy")?, list(snap, RecordKind::ShadowDivergence)?)))
             .await
     }

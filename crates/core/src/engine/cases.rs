@@ -8,6 +8,7 @@ use super::admin::active_version;
 use super::draft::Draft;
 use super::views;
 use super::{case_event, read_case, Ctx, Engine};
+use crate::access::{self, CaseOp, Op, Standing};
 use crate::ids::new_id;
 use crate::model::{
     AgentRecord, Case, CaseRequest, CaseStatus, CounterpartyRecord, CounterpartySnapshot, DecisionRecord,
@@ -139,6 +140,7 @@ pub struct WaitState {
 impl Engine {
     /// Step 1–2 (and 4 when authorized at once): an agent's request gets its verdict.
     pub async fn submit_request(&self, by: &Principal, input: RequestInput) -> Result<Submitted> {
+        access::check(by, Op::SubmitRequest)?;
         let Principal::Agent(agent_id) = by.clone() else {
             return Err(Error::Forbidden("only agents submit requests".into()));
         };
@@ -201,7 +203,7 @@ impl Engine {
         let needs_write = self
             .read(move |ctx, snap| {
                 let case = read_case(snap, &id2)?;
-                can_read(&by2, &case)?;
+                access::case(&by2, &case, CaseOp::Read)?;
                 let due = case.due_ms().is_some_and(|d| d <= ctx.now());
                 let pickup = matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
@@ -213,7 +215,7 @@ impl Engine {
             let (by2, id2) = (by.clone(), id.to_owned());
             self.transact(&[id], move |ctx, d| {
                 let mut case = d.load_case(&id2)?;
-                can_read(&by2, &case)?;
+                access::case(&by2, &case, CaseOp::Read)?;
                 let mut changed = process_due_case(ctx, d, &mut case)?;
                 if matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
@@ -236,7 +238,7 @@ impl Engine {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |ctx, snap| {
             let case = read_case(snap, &id)?;
-            can_read(&by, &case)?;
+            access::case(&by, &case, CaseOp::Read)?;
             views::case_view(ctx, snap, &case, &by)
         })
         .await
@@ -247,7 +249,7 @@ impl Engine {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |_, snap| {
             let case = read_case(snap, &id)?;
-            can_read(&by, &case)?;
+            access::case(&by, &case, CaseOp::Read)?;
             Ok(WaitState { status: case.status, due_ms: case.due_ms() })
         })
         .await
@@ -262,17 +264,7 @@ impl Engine {
         self.transact(&[id], move |ctx, d| {
             let (by, id, input) = (&by2, &id2, input.clone());
             let mut case = d.load_case(id)?;
-            can_read(by, &case)?;
-            match by {
-                Principal::Agent(a) if *a == case.agent => {}
-                Principal::System(s) if *s == case.request.audience => {}
-                Principal::Admin => {}
-                _ => {
-                    return Err(Error::Forbidden(
-                        "only the case's agent, its target system or the admin report execution".into(),
-                    ))
-                }
-            }
+            access::case(by, &case, CaseOp::ReportExecution)?;
             let passport = case
                 .passport
                 .as_ref()
@@ -322,9 +314,7 @@ impl Engine {
             let (by, id) = (by.clone(), id.to_owned());
             self.read(move |_, snap| {
                 let case = read_case(snap, &id)?;
-                if !matches!(by, Principal::Admin | Principal::Approver(_) | Principal::System(_)) {
-                    can_read(&by, &case)?;
-                }
+                access::case(&by, &case, CaseOp::Read)?;
                 Ok((case.agent.clone(), case.decision.counterparty.id.clone()))
             })
             .await?
@@ -334,22 +324,8 @@ impl Engine {
         self.transact(&[id, &agent_key, &cp_key], move |ctx, d| {
             let (by, id, input) = (&by2, &id2, input.clone());
             let mut case = d.load_case(id)?;
-            let authoritative = match by {
-                Principal::System(s) if *s == case.request.audience => true,
-                Principal::Approver(_) | Principal::Admin => true,
-                Principal::Agent(a) if *a == case.agent => {
-                    if !matches!(input.outcome, Outcome::Rejected | Outcome::Disputed) {
-                        return Err(Error::Forbidden(
-                            "an agent may report only its own failures (rejected, disputed); its success is not evidence".into(),
-                        ));
-                    }
-                    false
-                }
-                // Neither may learn that the case exists.
-                Principal::Agent(_) | Principal::System(_) => {
-                    return Err(Error::NotFound(format!("case {id} does not exist")))
-                }
-            };
+            let authoritative =
+                access::case(by, &case, CaseOp::ReportOutcome(input.outcome))? == Standing::Authoritative;
             if case.passport.is_none() {
                 return Err(Error::Conflict(format!("case {id} never received a passport; it takes no outcome")));
             }
@@ -424,21 +400,6 @@ impl Engine {
             Ok(json!({ "cases": out }))
         })
         .await
-    }
-}
-
-/// Who may read a case: its agent, its target system, approvers and the admin. Others
-/// get 404 (not 403) so that case ids do not leak.
-pub(crate) fn can_read(by: &Principal, case: &Case) -> Result<()> {
-    let ok = match by {
-        Principal::Admin | Principal::Approver(_) => true,
-        Principal::Agent(a) => *a == case.agent,
-        Principal::System(s) => *s == case.request.audience,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!("case {} does not exist", case.id)))
     }
 }
 

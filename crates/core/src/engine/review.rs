@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cases::{can_read, process_due_case, queue_notification, recheck, reject_on_recheck};
+use super::cases::{process_due_case, queue_notification, recheck, reject_on_recheck};
 use super::draft::Draft;
 use super::views;
 use super::{case_event, Ctx, Engine};
+use crate::access::{self, CaseOp, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
 use crate::store::{CaseFilter, RecordKind};
 use crate::{Error, Result};
@@ -22,13 +23,6 @@ pub struct DecisionInput {
     pub comment: String,
 }
 
-fn require_reviewer(by: &Principal) -> Result<()> {
-    match by {
-        Principal::Approver(_) | Principal::Admin => Ok(()),
-        _ => Err(Error::Forbidden("only approvers and the admin see reviews".into())),
-    }
-}
-
 /// What deciding found, before it is answered (after the commit).
 enum Decided {
     /// The decision was recorded.
@@ -40,7 +34,7 @@ enum Decided {
 impl Engine {
     /// Reviews, pending ones ordered by deadline.
     pub async fn list_reviews(&self, by: &Principal, status: Option<String>) -> Result<Value> {
-        require_reviewer(by)?;
+        access::check(by, Op::ReadReviews)?;
         if let Some(s) = &status {
             if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired" | "all") {
                 return Err(Error::invalid(
@@ -73,7 +67,7 @@ impl Engine {
 
     /// One review with everything an approver needs to decide.
     pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<Value> {
-        require_reviewer(by)?;
+        access::check(by, Op::ReadReviews)?;
         let by = by.clone();
         let review_id = review_id.to_owned();
         self.read(move |ctx, snap| {
@@ -89,9 +83,9 @@ impl Engine {
     /// An approver's decision. Exactly one outcome under concurrency: decisions on one
     /// review are serialized by the case's version (and queue on its lock in-process).
     pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<Value> {
-        let approver_id = match by {
-            Principal::Approver(id) => id.clone(),
-            _ => return Err(Error::Forbidden("only approvers decide reviews".into())),
+        access::check(by, Op::DecideReview)?;
+        let Principal::Approver(approver_id) = by.clone() else {
+            return Err(Error::Forbidden("only approvers decide reviews".into()));
         };
         let decision = match input.decision.as_str() {
             "approve" | "reject" => input.decision.clone(),
@@ -141,7 +135,7 @@ fn decide_on(
 ) -> Result<Decided> {
     let mut case =
         d.case_by_review(review_id)?.ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-    can_read(by, &case)?;
+    access::case(by, &case, CaseOp::Read)?;
     // A deadline that passed wins over a late decision: the expiry is committed, then the
     // approver is told.
     if process_due_case(ctx, d, &mut case)? {
@@ -158,12 +152,7 @@ fn decide_on(
     if review.status != ReviewStatus::Pending {
         return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
     }
-    if approver.id == agent.owner {
-        return Err(Error::Forbidden(format!(
-            "{} owns agent {} and may not decide on its requests",
-            approver.id, agent.id
-        )));
-    }
+    access::decide_for(&approver.id, &agent.id, &agent.owner)?;
     if review.decisions.iter().any(|x| x.approver == approver.id) {
         return Err(Error::Conflict(format!("{} has already decided on review {review_id}", approver.id)));
     }

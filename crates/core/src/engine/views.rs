@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::cases::trust_state;
 use super::{get, Ctx, Engine};
+use crate::access::{self, Op};
 use crate::model::{AgentRecord, Case, CaseStatus, CounterpartyRecord, Principal};
 use crate::store::{CaseFilter, RecordKind, Snapshot};
 use crate::trust::TrustState;
@@ -222,11 +223,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
 impl Engine {
     /// `GET /v1/agents/{id}`: an agent reads only itself.
     pub async fn agent_view(&self, by: &Principal, id: &str) -> Result<Value> {
-        match by {
-            Principal::Admin | Principal::Approver(_) => {}
-            Principal::Agent(a) if a == id => {}
-            _ => return Err(Error::Forbidden("agents read only their own record".into())),
-        }
+        access::check(by, Op::ReadAgent(id))?;
         let id = id.to_owned();
         self.read(move |ctx, snap| {
             let agent: AgentRecord = get(snap, RecordKind::Agent, &id)?
@@ -244,10 +241,7 @@ impl Engine {
 
     /// `GET /v1/counterparties/{id}`.
     pub async fn counterparty_view(&self, by: &Principal, id: &str) -> Result<Value> {
-        match by {
-            Principal::Admin | Principal::Approver(_) => {}
-            _ => return Err(Error::Forbidden("only approvers and the admin read counterparties".into())),
-        }
+        access::check(by, Op::ReadCounterparty)?;
         let id = id.to_owned();
         self.read(move |ctx, snap| {
             let cp: CounterpartyRecord = get(snap, RecordKind::Counterparty, &id)?

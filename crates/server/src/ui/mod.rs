@@ -13,13 +13,13 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 
 use crate::http::problem::ApiError;
+use crate::http::table::Routes;
 use crate::secret::same_secret;
 use crate::state::AppState;
+use agentsigna_core::access::{self, Op};
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};
@@ -32,18 +32,21 @@ const LOGIN_FORM_TTL: std::time::Duration = std::time::Duration::from_secs(3600)
 pub const MAX_FORM_BODY: usize = 64 * 1024;
 
 /// The routes of the web pages.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(queue))
-        .route("/ui/reviews", get(queue))
-        .route("/ui/login", get(login_form).post(login))
-        .route("/ui/logout", post(logout))
-        .route("/ui/reviews/{id}", get(review))
-        .route("/ui/reviews/{id}/decision", post(decide))
-        .route("/ui/{*rest}", get(not_found))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
-        .layer(axum::middleware::from_fn(refuse_large_forms))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/ui", || async { Redirect::to("/ui/") })
+        .get("/ui/", queue)
+        .get("/ui/reviews", queue)
+        .get("/ui/login", login_form)
+        .post("/ui/login", login)
+        .post("/ui/logout", logout)
+        .get("/ui/reviews/{id}", review)
+        .post("/ui/reviews/{id}/decision", decide)
+        .get("/ui/{*rest}", not_found)
+        .map(|r| {
+            r.layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
+                .layer(axum::middleware::from_fn(refuse_large_forms))
+        })
 }
 
 /// A form whose declared length is over the limit is refused before it is read (a body
@@ -211,28 +214,14 @@ async fn login(
             )
         }
     };
-    match principal {
-        Principal::Approver(_) | Principal::Admin => {}
-        Principal::Agent(id) => {
-            return login_page(
-                &s,
-                &headers,
-                StatusCode::FORBIDDEN,
-                next,
-                Some(format!("That is the credential of agent {id}. Only approvers (and the admin) sign in here.")),
-            )
-        }
-        Principal::System(id) => {
-            return login_page(
-                &s,
-                &headers,
-                StatusCode::FORBIDDEN,
-                next,
-                Some(format!(
-                    "That is the credential of target system {id}. Only approvers (and the admin) sign in here."
-                )),
-            )
-        }
+    if access::check(&principal, Op::SignIn).is_err() {
+        let whose = match &principal {
+            Principal::Agent(id) => format!("That is the credential of agent {id}. "),
+            Principal::System(id) => format!("That is the credential of target system {id}. "),
+            _ => String::new(),
+        };
+        let message = format!("{whose}Only approvers (and the admin) sign in here.");
+        return login_page(&s, &headers, StatusCode::FORBIDDEN, next, Some(message));
     }
     // A new id at every login: a session id known before login is worth nothing after it.
     if let Some(old) = session::cookie(&headers, SESSION_COOKIE) {

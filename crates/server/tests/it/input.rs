@@ -214,3 +214,32 @@ async fn a_large_policy_can_be_uploaded() {
     let rule = s.get(&s.admin, "/v1/policies/2/rules/vendor-cap-149").await;
     rule.expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_member_is_named_by_its_full_path() {
+    let s = Server::start().await;
+    let po = |amount: &str, context: &str| {
+        format!(
+            r#"{{"action":"purchase_order.create","counterparty":"acme","amount":{amount},"audience":"erp","context":{context}}}"#
+        )
+        .into_bytes()
+    };
+    let cases = [
+        (po(r#"{"value":"1.00","currency":"USD","value":"9.00"}"#, "{}"), "amount.value"),
+        (po(r#"{"value":"1.00","currency":"USD","currency":"EUR"}"#, "{}"), "amount.currency"),
+        (po(r#"{"value":"1.00","currency":"USD"}"#, r#"{"cc":"IT-7","cc":"IT-8"}"#), "context.cc"),
+        (po(r#"{"value":"1.00","currency":"USD"}"#, r#"{"items":[{"sku":1,"sku":2}]}"#), "context.items[0].sku"),
+        (br#"{"action":"a","action":"b","counterparty":"acme","audience":"erp"}"#.to_vec(), "action"),
+    ];
+    for (body, field) in cases {
+        let r = s.raw(reqwest::Method::POST, Some(&s.bot()), "/v1/requests", "application/json", body).await;
+        r.expect_problem(400, Some(field));
+    }
+    // Nested members of admin bodies too (public_jwk is free-form JSON).
+    let agent = br#"{"id":"dup-bot","owner":"x@example.com","public_jwk":{"kty":"OKP","kty":"EC"}}"#.to_vec();
+    s.raw(reqwest::Method::POST, Some(&s.admin), "/v1/agents", "application/json", agent)
+        .await
+        .expect_problem(400, Some("public_jwk.kty"));
+    let cases = s.get(&s.bot(), "/v1/cases").await;
+    assert!(cases.json["cases"].as_array().expect("cases").is_empty(), "nothing was recorded: {}", cases.text);
+}
