@@ -373,6 +373,31 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_approvers_web_session_ends_at_the_next_page() {
+    let srv = start().await;
+    let (_case, review) = srv.escalated_po("laptops").await;
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let (status, body) =
+        srv.api(reqwest::Method::POST, &srv.admin, "/v1/approvers/carol@example.com/revoke", Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    // The session opened before the revocation no longer shows or decides anything.
+    let p = carol
+        .post(&format!("/ui/reviews/{review}/decision"), &[("csrf", &csrf), ("decision", "approve"), ("comment", "")])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location.as_deref().is_some_and(|l| l.starts_with("/ui/login")), "{:?}", p.location);
+    let p = carol.get("/ui/").await;
+    assert_eq!(p.status, 303);
+    let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/reviews/{review}"), None).await;
+    assert_eq!(case["review"]["decisions"], json!([]), "no decision was recorded: {case}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_cookie_is_secure_behind_a_tls_proxy() {
     let srv = start().await;
     let mut u = WebUser::new(&srv.base);

@@ -110,6 +110,7 @@ impl Engine {
                 public_jwk: public_jwk.clone(),
                 suspended: false,
                 created_at_ms: now,
+                revoked_at_ms: None,
             };
             d.put_credential(secret_hash(&key), "agent", &record.id);
             d.put(RecordKind::Agent, &record.id, &record)?;
@@ -144,7 +145,13 @@ impl Engine {
             let mut roles = input.roles.clone();
             roles.sort();
             roles.dedup();
-            let record = ApproverRecord { id: input.id.clone(), name: input.name.clone(), roles, created_at_ms: now };
+            let record = ApproverRecord {
+                id: input.id.clone(),
+                name: input.name.clone(),
+                roles,
+                created_at_ms: now,
+                revoked_at_ms: None,
+            };
             d.put_credential(secret_hash(&token), "approver", &record.id);
             d.put(RecordKind::Approver, &record.id, &record)?;
             org_event(
@@ -449,6 +456,58 @@ impl Engine {
             Ok(agent)
         })
         .await
+    }
+}
+
+/// Whose credential [`Engine::revoke`] revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocable {
+    Agent,
+    Approver,
+}
+
+impl Engine {
+    /// Revokes an agent's API key or an approver's token (idempotent): it no longer
+    /// authenticates, on the API or the web pages. What it left pending is re-checked
+    /// at the next decision and at passport pickup: a revoked agent's cases are
+    /// rejected; a revoked approver's approvals stop counting (`review.approval_withdrawn`),
+    /// and a review left without its quorum by that is rejected (`decision.rechecked`).
+    /// Returns when it was revoked.
+    pub async fn revoke(&self, by: &Principal, kind: Revocable, id: String) -> Result<i64> {
+        access::check(by, Op::Administer)?;
+        let by = by.clone();
+        let at = self
+            .transact(&["org"], move |ctx, d| {
+                let now = ctx.now();
+                match kind {
+                    Revocable::Agent => {
+                        let mut a: AgentRecord = d
+                            .get(RecordKind::Agent, &id)?
+                            .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+                        if let Some(at) = a.revoked_at_ms {
+                            return Ok(at);
+                        }
+                        a.revoked_at_ms = Some(now);
+                        d.put(RecordKind::Agent, &id, &a)?;
+                        org_event(d, "agent.revoked", now, &by, json!({"id": id}))?;
+                    }
+                    Revocable::Approver => {
+                        let mut a: ApproverRecord = d
+                            .get(RecordKind::Approver, &id)?
+                            .ok_or_else(|| Error::NotFound(format!("approver {id} does not exist")))?;
+                        if let Some(at) = a.revoked_at_ms {
+                            return Ok(at);
+                        }
+                        a.revoked_at_ms = Some(now);
+                        d.put(RecordKind::Approver, &id, &a)?;
+                        org_event(d, "approver.revoked", now, &by, json!({"id": id}))?;
+                    }
+                }
+                Ok(now)
+            })
+            .await?;
+        self.forget_credentials();
+        Ok(at)
     }
 }
 

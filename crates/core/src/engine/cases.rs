@@ -560,7 +560,7 @@ fn decide_request(
     Ok(Submitted { created: true, body, case_id: case.id })
 }
 
-fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
+pub(crate) fn reject_with(rule: Option<&str>, reason: &str) -> Evaluation {
     Evaluation {
         verdict: Verdict::Rejected,
         reasons: vec![Reason {
@@ -624,6 +624,12 @@ pub(crate) fn recheck(ctx: &Ctx, d: &mut Draft<'_>, case: &Case) -> Result<Optio
             &format!("agent {} was suspended by the administrator while the case was pending", agent.id),
         )));
     }
+    if agent.revoked_at_ms.is_some() {
+        return Ok(Some(reject_with(
+            Some("agent-revoked"),
+            &format!("the API key of agent {} was revoked while the case was pending", agent.id),
+        )));
+    }
     let Some(version) = active_version(d)? else {
         return Ok(Some(reject_with(None, "no active policy")));
     };
@@ -683,6 +689,10 @@ pub(crate) fn reject_on_recheck(
 /// An agent picking up its approved passport: re-checked first (see [`recheck`]).
 /// Returns whether the case changed.
 fn issue_or_refuse_passport(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case) -> Result<bool> {
+    if let Some(eval) = super::review::withdraw_revoked_approvals(ctx, d, case)? {
+        reject_on_recheck(ctx, d, case, &eval, "passport")?;
+        return Ok(true);
+    }
     if let Some(eval) = recheck(ctx, d, case)? {
         reject_on_recheck(ctx, d, case, &eval, "passport")?;
         return Ok(true);

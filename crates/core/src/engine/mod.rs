@@ -121,6 +121,26 @@ impl KeyLocks {
     }
 }
 
+/// How long a credential lookup is reused, in clock milliseconds: a revocation made on
+/// another node takes effect here within this time (in this process, at once).
+pub const AUTH_CACHE_MS: i64 = 5_000;
+
+/// 401 when an agent's or approver's credential was revoked.
+pub(crate) fn check_not_revoked(snap: &mut dyn Snapshot, p: &Principal) -> Result<()> {
+    let revoked = match p {
+        Principal::Agent(id) => {
+            get::<crate::model::AgentRecord>(snap, RecordKind::Agent, id)?.is_none_or(|a| a.revoked_at_ms.is_some())
+        }
+        Principal::Approver(id) => get::<crate::model::ApproverRecord>(snap, RecordKind::Approver, id)?
+            .is_none_or(|a| a.revoked_at_ms.is_some()),
+        Principal::Admin | Principal::System(_) => false,
+    };
+    if revoked {
+        return Err(Error::Unauthenticated(format!("the credential of {} was revoked", p.actor())));
+    }
+    Ok(())
+}
+
 /// The AgentSigna engine: one per server process, shared by all requests.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -128,7 +148,8 @@ pub struct Engine {
     pub(crate) keys: Arc<RwLock<Keyring>>,
     pub(crate) config: Arc<Config>,
     pub(crate) policies: Arc<PolicyCache>,
-    auth_cache: RwLock<HashMap<String, Principal>>,
+    /// Credential hash → principal and when it was looked up (see [`AUTH_CACHE_MS`]).
+    auth_cache: RwLock<HashMap<String, (Principal, i64)>>,
     locks: KeyLocks,
     watch: watch::Watchers,
 }
@@ -278,33 +299,55 @@ impl Engine {
         ))))
     }
 
-    /// Resolves a bearer credential to its principal (401 when unknown).
+    /// Resolves a bearer credential to its principal (401 when unknown or revoked).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let hash = crate::ids::secret_hash(token);
+        let now = self.clock.now_ms();
         if let Ok(cache) = self.auth_cache.read() {
-            if let Some(p) = cache.get(&hash) {
-                return Ok(p.clone());
+            if let Some((p, at)) = cache.get(&hash) {
+                if now.saturating_sub(*at) < AUTH_CACHE_MS {
+                    return Ok(p.clone());
+                }
             }
         }
         let h = hash.clone();
-        let found = self.read(move |_, snap| Ok(snap.credential(&h)?)).await?;
-        let principal = match found {
-            Some((kind, id)) => match kind.as_str() {
-                "admin" => Principal::Admin,
-                "agent" => Principal::Agent(id),
-                "approver" => Principal::Approver(id),
-                "system" => Principal::System(id),
-                _ => return Err(Error::Unauthenticated("unknown credential".into())),
-            },
-            None => return Err(Error::Unauthenticated("unknown or revoked credential".into())),
-        };
+        let principal = self
+            .read(move |_, snap| {
+                let principal = match snap.credential(&h)? {
+                    Some((kind, id)) => match kind.as_str() {
+                        "admin" => Principal::Admin,
+                        "agent" => Principal::Agent(id),
+                        "approver" => Principal::Approver(id),
+                        "system" => Principal::System(id),
+                        _ => return Err(Error::Unauthenticated("unknown credential".into())),
+                    },
+                    None => return Err(Error::Unauthenticated("unknown or revoked credential".into())),
+                };
+                check_not_revoked(snap, &principal)?;
+                Ok(principal)
+            })
+            .await?;
         if let Ok(mut cache) = self.auth_cache.write() {
             if cache.len() > 100_000 {
                 cache.clear();
             }
-            cache.insert(hash, principal.clone());
+            cache.insert(hash, (principal.clone(), now));
         }
         Ok(principal)
+    }
+
+    /// Whether a principal authenticated earlier (a web session) still holds an
+    /// unrevoked credential: 401 otherwise.
+    pub async fn still_valid(&self, p: &Principal) -> Result<()> {
+        let p = p.clone();
+        self.read(move |_, snap| check_not_revoked(snap, &p)).await
+    }
+
+    /// Drops every cached credential lookup (after a revocation in this process).
+    pub(crate) fn forget_credentials(&self) {
+        if let Ok(mut cache) = self.auth_cache.write() {
+            cache.clear();
+        }
     }
 
     /// Makes sure an admin credential exists; returns a new admin token when it had to

@@ -145,6 +145,10 @@ fn decide_on(
     let approver: ApproverRecord = d
         .get(RecordKind::Approver, approver_id)?
         .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
+    if approver.revoked_at_ms.is_some() {
+        // Also reached by a web session opened before the revocation.
+        return Err(Error::Unauthenticated(format!("the token of approver {approver_id} was revoked")));
+    }
     let agent: AgentRecord = d
         .get(RecordKind::Agent, &case.agent)?
         .ok_or_else(|| Error::storage(format!("agent {} is missing", case.agent)))?;
@@ -156,6 +160,9 @@ fn decide_on(
     if review.decisions.iter().any(|x| x.approver == approver.id) {
         return Err(Error::Conflict(format!("{} has already decided on review {review_id}", approver.id)));
     }
+    // Approvals of approvers revoked meanwhile stop counting before this one is added
+    // (a pending review has no quorum to lose: nothing to reject here).
+    withdraw_revoked_approvals(ctx, d, &mut case)?;
     let now = ctx.now();
     let record = ReviewDecision {
         approver: approver.id.clone(),
@@ -163,6 +170,7 @@ fn decide_on(
         decision: decision.to_owned(),
         comment: comment.to_owned(),
         at_ms: now,
+        withdrawn: None,
     };
     let (review_status, case_status) = {
         let review = case.review.as_mut().ok_or_else(|| Error::storage("review vanished"))?;
@@ -216,4 +224,54 @@ fn decide_on(
     }
     d.save_case(&case)?;
     Ok(Decided::Recorded { case_id: case.id })
+}
+
+/// Withdraws the approvals whose approver's token was revoked since (each recorded as
+/// `review.approval_withdrawn`, with the reason): a revoked approver's approval no longer
+/// counts towards a quorum that has not yet produced a passport. Returns the rejection
+/// to apply when an approved review lost its quorum by that (`approver-revoked`).
+pub(crate) fn withdraw_revoked_approvals(
+    ctx: &Ctx,
+    d: &mut Draft<'_>,
+    case: &mut Case,
+) -> Result<Option<crate::policy::Evaluation>> {
+    let Some(review) = case.review.as_ref() else { return Ok(None) };
+    let candidates: Vec<String> = review.approvals().map(|a| a.approver.clone()).collect();
+    let review_id = review.id.clone();
+    let mut withdrawn = Vec::new();
+    for id in candidates {
+        let approver: Option<ApproverRecord> = d.get(RecordKind::Approver, &id)?;
+        if approver.is_some_and(|a| a.revoked_at_ms.is_none()) {
+            continue;
+        }
+        let reason = format!("the token of approver {id} was revoked before the passport was issued");
+        if let Some(r) = case.review.as_mut() {
+            for x in r.decisions.iter_mut().filter(|x| x.approver == id && x.decision == "approve") {
+                x.withdrawn = Some(reason.clone());
+            }
+        }
+        let now = ctx.now();
+        case_event(
+            d,
+            case,
+            "review.approval_withdrawn",
+            now,
+            "server",
+            json!({"review": review_id, "approver": id, "reason": reason}),
+        )?;
+        withdrawn.push(id);
+    }
+    let Some(review) = case.review.as_ref() else { return Ok(None) };
+    if withdrawn.is_empty() || review.status != ReviewStatus::Approved || review.satisfied() {
+        return Ok(None);
+    }
+    Ok(Some(super::cases::reject_with(
+        Some("approver-revoked"),
+        &format!(
+            "the review lost its quorum: the approval of {} no longer counts (token revoked); {} of {} approvals remain",
+            withdrawn.join(", "),
+            review.approvals().count(),
+            review.approvals_required
+        ),
+    )))
 }

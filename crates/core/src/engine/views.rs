@@ -23,10 +23,16 @@ fn review_json(case: &Case) -> Value {
             "deadline": rfc3339_ms(r.deadline_ms),
             "opened_at": rfc3339_ms(r.opened_at_ms),
             "closed_at": r.closed_at_ms.map(rfc3339_ms),
-            "decisions": r.decisions.iter().map(|d| json!({
-                "approver": d.approver, "roles": d.roles, "decision": d.decision,
-                "comment": d.comment, "at": rfc3339_ms(d.at_ms),
-            })).collect::<Vec<_>>(),
+            "decisions": r.decisions.iter().map(|d| {
+                let mut v = json!({
+                    "approver": d.approver, "roles": d.roles, "decision": d.decision,
+                    "comment": d.comment, "at": rfc3339_ms(d.at_ms),
+                });
+                if let Some(why) = &d.withdrawn {
+                    v["withdrawn"] = json!(why);
+                }
+                v
+            }).collect::<Vec<_>>(),
         }),
     }
 }

@@ -14,7 +14,7 @@ use super::extract::{Auth, JsonBody};
 use super::problem::{ApiError, ApiResult};
 use super::table::Routes;
 use crate::state::AppState;
-use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem};
+use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem, Revocable};
 use agentsigna_core::engine::cases::{ExecutionInput, OutcomeInput, RequestInput};
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::CaseStatus;
@@ -29,7 +29,9 @@ pub fn routes() -> Routes {
         .get("/v1/agents/{id}", get_agent)
         .post("/v1/agents/{id}/suspend", suspend_agent)
         .post("/v1/agents/{id}/resume", resume_agent)
+        .post("/v1/agents/{id}/revoke", revoke_agent)
         .post("/v1/approvers", create_approver)
+        .post("/v1/approvers/{id}/revoke", revoke_approver)
         .post("/v1/systems", create_system)
         .get("/v1/systems/{id}", get_system)
         .put("/v1/counterparties/{id}", put_counterparty)
@@ -105,6 +107,16 @@ async fn suspend_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<
 async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let a = s.engine.set_suspended(&p, id, false).await?;
     Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+}
+
+async fn revoke_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let at = s.engine.revoke(&p, Revocable::Agent, id.clone()).await?;
+    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
+}
+
+async fn revoke_approver(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let at = s.engine.revoke(&p, Revocable::Approver, id.clone()).await?;
+    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
 }
 
 async fn create_approver(

@@ -100,6 +100,17 @@ fn see_other(to: &str) -> Response {
     resp
 }
 
+/// The session of a request, if its principal's credential was not revoked since it
+/// signed in (a revoked approver's sessions end at their next page).
+async fn current(s: &AppState, headers: &HeaderMap) -> Option<Current> {
+    let cur = s.sessions.current(headers)?;
+    if let Err(agentsigna_core::Error::Unauthenticated(_)) = s.engine.still_valid(&cur.principal).await {
+        s.sessions.remove(&cur.id);
+        return None;
+    }
+    Some(cur)
+}
+
 fn display_name(p: &Principal) -> String {
     match p {
         Principal::Admin => "admin".to_owned(),
@@ -142,7 +153,7 @@ fn to_login(next: &str) -> Response {
 }
 
 async fn not_found(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let chrome = s.sessions.current(&headers).map(|c| chrome(&c)).unwrap_or_default();
+    let chrome = current(&s, &headers).await.map(|c| chrome(&c)).unwrap_or_default();
     error_page(StatusCode::NOT_FOUND, chrome, "Not found", "There is no page here.", "/ui/")
 }
 
@@ -153,7 +164,7 @@ struct LoginQuery {
 
 async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    if s.sessions.current(&headers).is_some() {
+    if current(&s, &headers).await.is_some() {
         return see_other(&next);
     }
     login_page(&s, &headers, StatusCode::OK, next, None)
@@ -244,7 +255,7 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return see_other("/ui/login") };
+    let Some(cur) = current(&s, &headers).await else { return see_other("/ui/login") };
     let csrf = match form {
         Ok(Form(f)) => f.csrf,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -285,7 +296,7 @@ struct QueueQuery {
 }
 
 async fn queue(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<QueueQuery>) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return to_login("/ui/") };
+    let Some(cur) = current(&s, &headers).await else { return to_login("/ui/") };
     let status = q.status.filter(|v| !v.is_empty()).unwrap_or_else(|| "pending".to_owned());
     let doc = match s.engine.list_reviews(&cur.principal, Some(status.clone())).await {
         Ok(d) => d,
@@ -320,7 +331,7 @@ fn me(p: &Principal) -> Option<&str> {
 }
 
 async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let Some(cur) = s.sessions.current(&headers) else { return to_login(&format!("/ui/reviews/{id}")) };
+    let Some(cur) = current(&s, &headers).await else { return to_login(&format!("/ui/reviews/{id}")) };
     match s.engine.get_review(&cur.principal, &id).await {
         Ok(doc) => {
             let mut page = pages::review_page(&doc, chrome(&cur), me(&cur.principal), s.engine.clock().now_ms());
@@ -348,7 +359,7 @@ async fn decide(
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
     let page_url = format!("/ui/reviews/{id}");
-    let Some(cur) = s.sessions.current(&headers) else { return to_login(&page_url) };
+    let Some(cur) = current(&s, &headers).await else { return to_login(&page_url) };
     let form = match form {
         Ok(Form(form)) => form,
         Err(rejection) => return form_refused(&rejection, chrome(&cur), &page_url),

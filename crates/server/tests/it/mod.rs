@@ -13,6 +13,7 @@ mod logs;
 mod loop_;
 mod multinode;
 mod operate;
+mod revoke;
 mod tls;
 mod tools;
 mod trust;
