@@ -11,6 +11,7 @@ mod input;
 mod ledger;
 mod logs;
 mod loop_;
+mod matrix;
 mod multinode;
 mod operate;
 mod revoke;
