@@ -19,6 +19,7 @@ pub mod money;
 pub mod org;
 pub mod policy;
 pub mod store;
+pub mod text;
 pub mod trust;
 
 pub use agentsigna_verify::clock::{Clock, ManualClock, SystemClock};

@@ -63,9 +63,10 @@ pub struct PolicyCreated {
 
 fn check_label(field: &str, v: &Option<String>) -> Result<()> {
     if let Some(v) = v {
-        if v.chars().count() > 200 || v.chars().any(char::is_control) {
+        if v.chars().count() > 200 {
             return Err(Error::invalid(field, format!("{field} must be at most 200 printable characters")));
         }
+        crate::text::check_plain(field, v)?;
     }
     Ok(())
 }
@@ -237,6 +238,7 @@ impl Engine {
         if description.chars().count() > 500 {
             return Err(Error::invalid("description", "description must be at most 500 characters"));
         }
+        crate::text::check_free("description", &description)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let existing: Option<ActionRecord> = d.get(RecordKind::Action, &action_type)?;

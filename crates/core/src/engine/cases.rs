@@ -17,6 +17,7 @@ use crate::model::{
 use crate::money::Amount;
 use crate::policy::{Evaluation, PolicyInput, Reason, RuleVerdict, Verdict};
 use crate::store::{RecordKind, Snapshot};
+use crate::text;
 use crate::trust::{Outcome, TrustState};
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -91,8 +92,13 @@ fn check_context(ctx: &Ctx, context: &Value) -> Result<()> {
                 if !k.is_ascii() {
                     return Err(Error::invalid("context", format!("context key {k:?} is not ASCII")));
                 }
+                text::check_plain("context", k)
+                    .map_err(|_| Error::invalid("context", format!("context key {k:?} holds a control character")))?;
                 walk(x, depth + 1, max, &format!("{path}.{k}"))
             }),
+            Value::String(s) => {
+                text::check_free("context", s).map_err(|e| Error::invalid("context", format!("context{path}: {e}")))
+            }
             _ => Ok(()),
         }
     }
@@ -113,10 +119,7 @@ fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.chars().count() > max {
         return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(Error::invalid(field, format!("{field} contains control characters")));
-    }
-    Ok(())
+    text::check_free(field, v)
 }
 
 /// A trust standing as of the snapshot (for views).
@@ -146,14 +149,13 @@ impl Engine {
         };
         let ctx = self.ctx();
         // Validate everything that needs no state before touching the store.
-        if input.action.is_empty() {
-            return Err(Error::invalid("action", "action must not be empty"));
-        }
-        if input.counterparty.is_empty() {
-            return Err(Error::invalid("counterparty", "counterparty must not be empty"));
-        }
-        if input.audience.is_empty() {
-            return Err(Error::invalid("audience", "audience must not be empty"));
+        for (field, v) in
+            [("action", &input.action), ("counterparty", &input.counterparty), ("audience", &input.audience)]
+        {
+            if v.is_empty() {
+                return Err(Error::invalid(field, format!("{field} must not be empty")));
+            }
+            text::check_plain(field, v)?;
         }
         let (amount_minor, currency) = match &input.amount {
             Some(a) => (a.minor_units()?, a.currency.clone()),
@@ -163,9 +165,10 @@ impl Engine {
         let context = input.context.clone().unwrap_or_else(|| json!({}));
         check_context(&ctx, &context)?;
         if let Some(k) = &input.idempotency_key {
-            if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+            if k.is_empty() || k.len() > 200 {
                 return Err(Error::invalid("idempotency_key", "idempotency_key must be 1-200 printable characters"));
             }
+            text::check_plain("idempotency_key", k)?;
         }
         let request = CaseRequest {
             action: input.action,
@@ -257,8 +260,10 @@ impl Engine {
 
     /// Step 5 report: the action was carried out with the case's passport.
     pub async fn report_execution(&self, by: &Principal, id: &str, input: ExecutionInput) -> Result<Value> {
+        text::check_plain("passport_id", &input.passport_id)?;
         if let Some(r) = &input.reference {
             check_text("reference", r, 200)?;
+            text::check_plain("reference", r)?;
         }
         let (by2, id2) = (by.clone(), id.to_owned());
         self.transact(&[id], move |ctx, d| {

@@ -103,6 +103,7 @@ impl Engine {
         if comment.chars().count() > 2000 {
             return Err(Error::invalid("comment", "comment must be at most 2000 characters"));
         }
+        crate::text::check_free("comment", &comment)?;
         let by2 = by.clone();
         let rid = review_id.to_owned();
         let lock = format!("review:{review_id}");

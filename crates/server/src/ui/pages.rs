@@ -1,10 +1,13 @@
 //! The pages (askama templates, HTML-escaped) and the view models built from the
-//! engine's JSON documents (`Engine::list_reviews`, `Engine::get_review`).
+//! engine's JSON documents (`Engine::list_reviews`, `Engine::get_review`). Text from
+//! requests is shown unambiguously: hidden characters as markers ([`visible`]), and the
+//! templates isolate it (`<bdi>`, `dir="ltr"` on JSON) so that it cannot reorder the page.
 
 use askama::Template;
 use serde_json::Value;
 
 use agentsigna_core::money::Amount;
+use agentsigna_core::text::visible;
 
 /// What every page's frame shows: who is signed in, and the CSRF token of the sign-out form.
 #[derive(Debug, Clone, Default)]
@@ -301,11 +304,14 @@ pub fn render<T: Template>(t: &T) -> String {
     }
 }
 
+/// A member of an engine document as a person must read it: every invisible,
+/// bidirectional or control character shown as a marker (`⟨U+202E⟩`). Every string the
+/// pages show from a document goes through here (or [`pretty`]).
 fn s(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => visible(s).into_owned(),
+        other => visible(&other.to_string()).into_owned(),
     }
 }
 
@@ -393,8 +399,9 @@ fn outcome_counts(trust: &Value) -> String {
     )
 }
 
+/// Pretty JSON of a document member, with hidden characters shown as markers.
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    visible(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())).into_owned()
 }
 
 /// The case page's data from `Engine::get_review`; `me` is the signed-in approver's id
