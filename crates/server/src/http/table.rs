@@ -1,7 +1,7 @@
 //! The one list of routes: every route of the API and of the web pages is added to the
 //! router through [`Routes`], which records its method and path as it goes.
 //!
-//! The authorization matrix test (`tests/it/matrix.rs`) compares [`super::route_list`]
+//! The authorization matrix test (`tests/it/matrix.rs`) compares [`crate::router::route_list`]
 //! with its route × principal table, so a route added here without a row there fails
 //! the test: new routes are covered by construction.
 

@@ -1,7 +1,7 @@
 //! The authorization matrix: every route × every kind of principal → the expected
 //! status, from one table, against a real server on loopback.
 //!
-//! The table must name exactly the routes the server serves (`agentsigna::http::route_list`,
+//! The table must name exactly the routes the server serves (`agentsigna::router::route_list`,
 //! the list the router itself is built from): a route added without a row, or a row
 //! whose route is gone, fails the test. Rows whose call changes state get a fresh case
 //! per cell. The web pages are called with a session cookie for the principals that can
@@ -89,6 +89,8 @@ fn table() -> Vec<Row> {
     vec![
         row(get.clone(), "/healthz", "/healthz", No, Body::None, PUBLIC),
         row(get.clone(), "/.well-known/jwks.json", "/.well-known/jwks.json", No, Body::None, PUBLIC),
+        row(get.clone(), "/readyz", "/readyz", No, Body::None, PUBLIC),
+        row(get.clone(), "/metrics", "/metrics", No, Body::None, ADMIN_ONLY),
         row(post.clone(), "/v1/agents", "/v1/agents", No, Json(r#"{"id":"m-agent-$N","owner":"x@example.com"}"#), ADMIN_CREATES),
         row(get.clone(), "/v1/agents/{id}", "/v1/agents/procurement-bot", No, Body::None, [401, 200, 403, 200, 200, 200, 403, 403, 200]),
         row(post.clone(), "/v1/agents/{id}/suspend", "/v1/agents/contracts-bot/suspend", No, Json("{}"), ADMIN_ONLY),
@@ -97,8 +99,11 @@ fn table() -> Vec<Row> {
         row(post.clone(), "/v1/approvers", "/v1/approvers", No, Json(r#"{"id":"m$N@example.com","roles":["finance"]}"#), ADMIN_CREATES),
         row(post.clone(), "/v1/approvers/{id}/revoke", "/v1/approvers/victim@example.com/revoke", No, Json("{}"), ADMIN_ONLY),
         row(post.clone(), "/v1/systems", "/v1/systems", No, Json(r#"{"id":"m-sys-$N"}"#), ADMIN_CREATES),
+        // A system reads only its own record; anyone else is told it does not exist.
+        row(get.clone(), "/v1/systems/{id}", "/v1/systems/erp", No, Body::None, [401, 404, 404, 404, 404, 404, 200, 404, 200]),
         row(put.clone(), "/v1/counterparties/{id}", "/v1/counterparties/matrix-co", No, Json(r#"{"name":"Matrix Co","risk":"low"}"#), ADMIN_ONLY),
         row(get.clone(), "/v1/counterparties/{id}", "/v1/counterparties/acme", No, Body::None, STAFF_READ),
+        row(get.clone(), "/v1/actions", "/v1/actions", No, Body::None, ANY_PRINCIPAL),
         row(put.clone(), "/v1/actions/{type}", "/v1/actions/matrix.test", No, Json(r#"{"description":"x"}"#), ADMIN_ONLY),
         row(post.clone(), "/v1/policies", "/v1/policies", No, Json("$POLICY"), ADMIN_CREATES),
         row(get.clone(), "/v1/policies", "/v1/policies", No, Body::None, STAFF_READ),
@@ -221,7 +226,7 @@ async fn every_route_answers_every_principal_as_the_table_says() {
 
     // The table names exactly the routes the server serves.
     let served: BTreeSet<(String, String)> =
-        agentsigna::http::route_list().into_iter().map(|(m, p)| (m.to_string(), p.to_owned())).collect();
+        agentsigna::router::route_list().into_iter().map(|(m, p)| (m.to_string(), p.to_owned())).collect();
     let tabled: BTreeSet<(String, String)> = table.iter().map(|r| (r.method.to_string(), r.route.to_owned())).collect();
     assert_eq!(tabled.len(), table.len(), "one row per route");
     let missing: Vec<_> = served.difference(&tabled).collect();
