@@ -9,6 +9,7 @@
 //! is decided against one snapshot and committed as one [`store::WriteSet`] together with
 //! the ledger entries that record it, so a case and its ledger can never disagree.
 
+pub mod access;
 pub mod engine;
 pub mod error;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod org;
 pub mod policy;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod trust;
 
 pub use agentsigna_verify::clock::{Clock, ManualClock, SystemClock};

@@ -73,6 +73,10 @@ pub struct AgentRecord {
     #[serde(default)]
     pub suspended: bool,
     pub created_at_ms: i64,
+    /// When the administrator revoked its API key: it no longer authenticates, and its
+    /// pending cases are rejected at their next approval or passport pickup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A registered approver.
@@ -83,6 +87,10 @@ pub struct ApproverRecord {
     pub name: Option<String>,
     pub roles: Vec<String>,
     pub created_at_ms: i64,
+    /// When the administrator revoked its token: it no longer authenticates (nor do its
+    /// web sessions), and its approvals stop counting towards any quorum not yet used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A registered target system (the audience of passports).
@@ -269,6 +277,10 @@ pub struct ReviewDecision {
     pub decision: String,
     pub comment: String,
     pub at_ms: i64,
+    /// Why this approval no longer counts (its approver's credential was revoked before
+    /// the passport was issued), when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<String>,
 }
 
 /// Human review of an escalated case.
@@ -285,9 +297,9 @@ pub struct Review {
 }
 
 impl Review {
-    /// Approvals so far.
+    /// Approvals so far that still count (not withdrawn).
     pub fn approvals(&self) -> impl Iterator<Item = &ReviewDecision> {
-        self.decisions.iter().filter(|d| d.decision == "approve")
+        self.decisions.iter().filter(|d| d.decision == "approve" && d.withdrawn.is_none())
     }
 
     /// Required roles not yet covered by an approval.

@@ -178,7 +178,7 @@ impl Engine {
         }
         if let Some(source) = policy_source {
             let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(source.as_bytes())));
-            let (versions, active) = self.list_policies().await?;
+            let (versions, active) = self.list_policies(&Principal::Admin).await?;
             let active_digest = active.and_then(|v| versions.iter().find(|p| p.version == v)).map(|p| p.digest.clone());
             if active_digest.as_deref() == Some(digest.as_str()) {
                 applied.policy_version = active;

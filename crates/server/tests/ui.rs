@@ -411,6 +411,86 @@ async fn approver_reviews_the_full_context_and_decides_in_the_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_approvers_web_session_ends_at_the_next_page() {
+    let srv = start().await;
+    let (_case, review) = srv.escalated_po("laptops").await;
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let (status, body) =
+        srv.api(reqwest::Method::POST, &srv.admin, "/v1/approvers/carol@example.com/revoke", Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    // The session opened before the revocation no longer shows or decides anything.
+    let p = carol
+        .post(&format!("/ui/reviews/{review}/decision"), &[("csrf", &csrf), ("decision", "approve"), ("comment", "")])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location.as_deref().is_some_and(|l| l.starts_with("/ui/login")), "{:?}", p.location);
+    let p = carol.get("/ui/").await;
+    assert_eq!(p.status, 303);
+    let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/reviews/{review}"), None).await;
+    assert_eq!(case["review"]["decisions"], json!([]), "no decision was recorded: {case}");
+    srv.stop().await;
+}
+
+/// Stored bytes that say one thing are never shown as another: a right-to-left override
+/// in a description could make "94,500.00" read where the bytes say otherwise. The page
+/// shows every hidden character as a marker and isolates the text; the raw character
+/// never reaches the HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_and_bidirectional_characters_are_shown_as_markers_never_raw() {
+    let srv = start().await;
+    let (status, body) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("agent", "procurement-bot"),
+            "/v1/requests",
+            Some(json!({
+                "action": "purchase_order.create", "counterparty": "globex",
+                "amount": {"value": "40000.00", "currency": "USD"}, "audience": "erp",
+                "description": "Total \u{202E}00.005,49\u{202C} USD\u{200B}!",
+                "context": {"note": "isolate \u{2067}x\u{2069} and BOM \u{FEFF}"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let review = body["review"]["id"].as_str().unwrap().to_owned();
+    // The API keeps the record as sent.
+    let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/reviews/{review}"), None).await;
+    assert!(case.to_string().contains('\u{202E}'), "the stored description is kept: {case}");
+    let (status, _) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("approver", "erin@example.com"),
+            &format!("/v1/reviews/{review}/decisions"),
+            Some(json!({"decision": "approve", "comment": "fine \u{202D}by me\u{202C}"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert_eq!(page.status, 200);
+    for raw in ['\u{202E}', '\u{202C}', '\u{202D}', '\u{200B}', '\u{2067}', '\u{2069}', '\u{FEFF}'] {
+        assert!(!page.body.contains(raw), "the page holds the raw U+{:04X}", u32::from(raw));
+    }
+    assert!(
+        page.body.contains("<bdi>Total ⟨U+202E⟩00.005,49⟨U+202C⟩ USD⟨U+200B⟩!</bdi>"),
+        "the description is isolated and marked: {}",
+        page.body
+    );
+    assert!(page.body.contains("isolate ⟨U+2067⟩x⟨U+2069⟩ and BOM ⟨U+FEFF⟩"), "context: {}", page.body);
+    assert!(page.body.contains("<bdi>fine ⟨U+202D⟩by me⟨U+202C⟩</bdi>"), "comment: {}", page.body);
+    let queue = carol.get("/ui/").await;
+    let hidden = |c: char| agentsigna_core::text::is_hidden(c) && !matches!(c, '\n' | '\t' | '\r');
+    assert!(!page.body.chars().any(hidden) && !queue.body.chars().any(hidden), "no hidden character reaches a page");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_cookie_is_secure_behind_a_tls_proxy() {
     let srv = start().await;
     let mut u = WebUser::new(&srv.base);

@@ -61,7 +61,7 @@ proptest! {
                     prop_assert!(v.version > v1.version, "{src}");
                     return Ok(());
                 }
-                let (versions, active) = e.list_policies().await.unwrap();
+                let (versions, active) = e.list_policies(&agentsigna_core::model::Principal::Admin).await.unwrap();
                 prop_assert_eq!(active, Some(v1.version));
                 prop_assert_eq!(versions.len(), 1);
                 prop_assert_eq!(e.ledger_size().await.unwrap(), size);

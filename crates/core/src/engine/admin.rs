@@ -6,6 +6,7 @@ use serde_json::json;
 use super::data::{get, list, org_event, policy_env};
 use super::draft::Draft;
 use super::Engine;
+use crate::access::{self, Op};
 use crate::ids::{check_name, new_secret, secret_hash};
 use crate::model::{
     ActionRecord, AgentRecord, ApproverRecord, CounterpartyRecord, PolicyRecord, Principal, Risk, SystemRecord,
@@ -61,18 +62,12 @@ pub struct PolicyCreated {
     pub active: bool,
 }
 
-fn require_admin(p: &Principal) -> Result<()> {
-    match p {
-        Principal::Admin => Ok(()),
-        _ => Err(Error::Forbidden("this operation needs the admin credential".into())),
-    }
-}
-
 fn check_label(field: &str, v: &Option<String>) -> Result<()> {
     if let Some(v) = v {
-        if v.chars().count() > 200 || v.chars().any(char::is_control) {
+        if v.chars().count() > 200 {
             return Err(Error::invalid(field, format!("{field} must be at most 200 printable characters")));
         }
+        crate::text::check_plain(field, v)?;
     }
     Ok(())
 }
@@ -88,7 +83,7 @@ fn check_role(field: &str, role: &str) -> Result<()> {
 impl Engine {
     /// Registers an agent; returns its record and its API key (shown once).
     pub async fn register_agent(&self, by: &Principal, input: NewAgent) -> Result<(AgentRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_name("owner", &input.owner)?;
         check_label("name", &input.name)?;
@@ -117,6 +112,7 @@ impl Engine {
                 public_jwk: public_jwk.clone(),
                 suspended: false,
                 created_at_ms: now,
+                revoked_at_ms: None,
             };
             d.put_credential(secret_hash(&key), "agent", &record.id);
             d.put(RecordKind::Agent, &record.id, &record)?;
@@ -135,7 +131,7 @@ impl Engine {
 
     /// Registers an approver; returns its record and token (shown once).
     pub async fn register_approver(&self, by: &Principal, input: NewApprover) -> Result<(ApproverRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_label("name", &input.name)?;
         for (i, r) in input.roles.iter().enumerate() {
@@ -151,7 +147,13 @@ impl Engine {
             let mut roles = input.roles.clone();
             roles.sort();
             roles.dedup();
-            let record = ApproverRecord { id: input.id.clone(), name: input.name.clone(), roles, created_at_ms: now };
+            let record = ApproverRecord {
+                id: input.id.clone(),
+                name: input.name.clone(),
+                roles,
+                created_at_ms: now,
+                revoked_at_ms: None,
+            };
             d.put_credential(secret_hash(&token), "approver", &record.id);
             d.put(RecordKind::Approver, &record.id, &record)?;
             org_event(
@@ -168,7 +170,7 @@ impl Engine {
 
     /// Registers a target system; returns its record and token (shown once).
     pub async fn register_system(&self, by: &Principal, input: NewSystem) -> Result<(SystemRecord, String)> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &input.id)?;
         check_label("name", &input.name)?;
         let by = by.clone();
@@ -194,7 +196,7 @@ impl Engine {
         id: String,
         input: CounterpartyInput,
     ) -> Result<CounterpartyRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_name("id", &id)?;
         if input.name.trim().is_empty() {
             return Err(Error::invalid("name", "name must not be empty"));
@@ -232,11 +234,12 @@ impl Engine {
         action_type: String,
         description: String,
     ) -> Result<ActionRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         check_action_type(&action_type)?;
         if description.chars().count() > 500 {
             return Err(Error::invalid("description", "description must be at most 500 characters"));
         }
+        crate::text::check_free("description", &description)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let existing: Option<ActionRecord> = d.get(RecordKind::Action, &action_type)?;
@@ -261,7 +264,7 @@ impl Engine {
 
     /// Declares approver roles that policies may name before any approver holds them.
     pub async fn declare_roles(&self, by: &Principal, roles: Vec<String>) -> Result<()> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         for (i, r) in roles.iter().enumerate() {
             check_role(&format!("roles[{i}]"), r)?;
         }
@@ -285,7 +288,7 @@ impl Engine {
     /// Uploads a new immutable policy version, validated against the schema; optionally
     /// activates it. A refused policy changes nothing.
     pub async fn upload_policy(&self, by: &Principal, source: String, activate: bool) -> Result<PolicyCreated> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         if source.len() > 1024 * 1024 {
             return Err(Error::invalid("source", "policy source is larger than 1 MiB"));
         }
@@ -351,7 +354,7 @@ impl Engine {
 
     /// Activates an existing version (also a roll-back).
     pub async fn activate_policy(&self, by: &Principal, version: u64) -> Result<PolicyCreated> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let record: PolicyRecord = d
@@ -370,7 +373,8 @@ impl Engine {
     }
 
     /// Every policy version (without sources) and the active one.
-    pub async fn list_policies(&self) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
+    pub async fn list_policies(&self, by: &Principal) -> Result<(Vec<PolicyRecord>, Option<u64>)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(|_, snap| {
             let mut all: Vec<PolicyRecord> = list(snap, RecordKind::Policy)?;
             all.sort_by_key(|p| p.version);
@@ -380,7 +384,8 @@ impl Engine {
     }
 
     /// One policy version and whether it is active.
-    pub async fn get_policy(&self, version: u64) -> Result<(PolicyRecord, bool)> {
+    pub async fn get_policy(&self, by: &Principal, version: u64) -> Result<(PolicyRecord, bool)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(move |_, snap| {
             let record: PolicyRecord = get(snap, RecordKind::Policy, &version.to_string())?
                 .ok_or_else(|| Error::NotFound(format!("policy version {version} does not exist")))?;
@@ -390,7 +395,8 @@ impl Engine {
     }
 
     /// One rule of a policy version, with its source text.
-    pub async fn get_policy_rule(&self, version: u64, rule: String) -> Result<crate::policy::Rule> {
+    pub async fn get_policy_rule(&self, by: &Principal, version: u64, rule: String) -> Result<crate::policy::Rule> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(move |ctx, snap| {
             let compiled = ctx.compiled(snap, version)?;
             compiled
@@ -403,7 +409,8 @@ impl Engine {
 
     /// Every declared action type, sorted by type. Readable by every authenticated principal:
     /// agents and gates check what they may request before they request it.
-    pub async fn list_actions(&self) -> Result<Vec<ActionRecord>> {
+    pub async fn list_actions(&self, by: &Principal) -> Result<Vec<ActionRecord>> {
+        access::check(by, Op::ReadActions)?;
         self.read(|_, snap| {
             let mut all: Vec<ActionRecord> = list(snap, RecordKind::Action)?;
             all.sort_by(|a, b| a.action_type.cmp(&b.action_type));
@@ -416,11 +423,7 @@ impl Engine {
     /// told it does not exist (no existence oracle).
     pub async fn system_record(&self, by: &Principal, id: String) -> Result<SystemRecord> {
         let missing = || Error::NotFound(format!("target system {id} does not exist"));
-        match by {
-            Principal::Admin => {}
-            Principal::System(own) if *own == id => {}
-            _ => return Err(missing()),
-        }
+        access::system(by, &id)?;
         let found: Option<SystemRecord> = self
             .read({
                 let id = id.clone();
@@ -440,7 +443,7 @@ impl Engine {
 
     /// Suspends or resumes an agent (the kill switch).
     pub async fn set_suspended(&self, by: &Principal, id: String, suspended: bool) -> Result<AgentRecord> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let mut agent: AgentRecord =
@@ -454,6 +457,58 @@ impl Engine {
             Ok(agent)
         })
         .await
+    }
+}
+
+/// Whose credential [`Engine::revoke`] revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocable {
+    Agent,
+    Approver,
+}
+
+impl Engine {
+    /// Revokes an agent's API key or an approver's token (idempotent): it no longer
+    /// authenticates, on the API or the web pages. What it left pending is re-checked
+    /// at the next decision and at passport pickup: a revoked agent's cases are
+    /// rejected; a revoked approver's approvals stop counting (`review.approval_withdrawn`),
+    /// and a review left without its quorum by that is rejected (`decision.rechecked`).
+    /// Returns when it was revoked.
+    pub async fn revoke(&self, by: &Principal, kind: Revocable, id: String) -> Result<i64> {
+        access::check(by, Op::Administer)?;
+        let by = by.clone();
+        let at = self
+            .transact(&["org"], move |ctx, d| {
+                let now = ctx.now();
+                match kind {
+                    Revocable::Agent => {
+                        let mut a: AgentRecord = d
+                            .get(RecordKind::Agent, &id)?
+                            .ok_or_else(|| Error::NotFound(format!("agent {id} does not exist")))?;
+                        if let Some(at) = a.revoked_at_ms {
+                            return Ok(at);
+                        }
+                        a.revoked_at_ms = Some(now);
+                        d.put(RecordKind::Agent, &id, &a)?;
+                        org_event(d, "agent.revoked", now, &by, json!({"id": id}))?;
+                    }
+                    Revocable::Approver => {
+                        let mut a: ApproverRecord = d
+                            .get(RecordKind::Approver, &id)?
+                            .ok_or_else(|| Error::NotFound(format!("approver {id} does not exist")))?;
+                        if let Some(at) = a.revoked_at_ms {
+                            return Ok(at);
+                        }
+                        a.revoked_at_ms = Some(now);
+                        d.put(RecordKind::Approver, &id, &a)?;
+                        org_event(d, "approver.revoked", now, &by, json!({"id": id}))?;
+                    }
+                }
+                Ok(now)
+            })
+            .await?;
+        self.forget_credentials();
+        Ok(at)
     }
 }
 
@@ -485,7 +540,7 @@ impl Engine {
     /// Sets (or with `None` clears) the shadow policy: evaluated on live requests beside
     /// the active one, never enforced; divergences are recorded.
     pub async fn set_shadow_policy(&self, by: &Principal, version: Option<u64>) -> Result<Option<u64>> {
-        require_admin(by)?;
+        access::check(by, Op::Administer)?;
         let by = by.clone();
         self.transact(&["org"], move |ctx, d| {
             let digest = match version {
@@ -506,7 +561,8 @@ impl Engine {
     }
 
     /// The shadow version and the recorded divergences, oldest first.
-    pub async fn shadow_divergences(&self) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+    pub async fn shadow_divergences(&self, by: &Principal) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+        access::check(by, Op::ReadPolicies)?;
         self.read(|_, snap| Ok((setting_version(snap, "shadow_policy")?, list(snap, RecordKind::ShadowDivergence)?)))
             .await
     }

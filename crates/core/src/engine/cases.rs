@@ -9,6 +9,7 @@ use super::outbox::queue_notification;
 use super::passport::issue_or_refuse_passport;
 use super::views;
 use super::{Ctx, Engine};
+use crate::access::{self, CaseOp};
 use crate::model::{AgentRecord, Case, CaseStatus, Principal, ReviewStatus};
 use crate::store::RecordKind;
 use crate::{Error, Result};
@@ -35,7 +36,7 @@ impl Engine {
         let needs_write = self
             .read(move |ctx, snap| {
                 let case = read_case(snap, &id2)?;
-                can_read(&by2, &case)?;
+                access::case(&by2, &case, CaseOp::Read)?;
                 let due = case.due_ms().is_some_and(|d| d <= ctx.now());
                 let pickup = matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
@@ -47,7 +48,7 @@ impl Engine {
             let (by2, id2) = (by.clone(), id.to_owned());
             self.transact(&[id], move |ctx, d| {
                 let mut case = d.load_case(&id2)?;
-                can_read(&by2, &case)?;
+                access::case(&by2, &case, CaseOp::Read)?;
                 let mut changed = process_due_case(ctx, d, &mut case)?;
                 if matches!(by2, Principal::Agent(_))
                     && case.status == CaseStatus::Authorized
@@ -70,7 +71,7 @@ impl Engine {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |ctx, snap| {
             let case = read_case(snap, &id)?;
-            can_read(&by, &case)?;
+            access::case(&by, &case, CaseOp::Read)?;
             views::case_view(ctx, snap, &case, &by)
         })
         .await
@@ -81,7 +82,7 @@ impl Engine {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |_, snap| {
             let case = read_case(snap, &id)?;
-            can_read(&by, &case)?;
+            access::case(&by, &case, CaseOp::Read)?;
             Ok(WaitState { status: case.status, due_ms: case.due_ms() })
         })
         .await
@@ -151,21 +152,6 @@ impl Engine {
             Ok(json!({ "cases": out }))
         })
         .await
-    }
-}
-
-/// Who may read a case: its agent, its target system, approvers and the admin. Others
-/// get 404 (not 403) so that case ids do not leak.
-pub(crate) fn can_read(by: &Principal, case: &Case) -> Result<()> {
-    let ok = match by {
-        Principal::Admin | Principal::Approver(_) => true,
-        Principal::Agent(a) => *a == case.agent,
-        Principal::System(s) => *s == case.request.audience,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!("case {} does not exist", case.id)))
     }
 }
 

@@ -7,9 +7,9 @@ use agentsigna_verify::ledger::DigestedEntry;
 use agentsigna_verify::merkle::{self, Hash, NodeSource};
 use agentsigna_verify::note::{self, Checkpoint};
 
-use super::cases::can_read;
 use super::data::read_case;
 use super::Engine;
+use crate::access::{self, CaseOp, Op};
 use crate::model::Principal;
 use crate::store::Snapshot;
 use crate::{Error, Result};
@@ -23,13 +23,6 @@ pub struct SnapshotNodes<'a>(pub RefCell<&'a mut dyn Snapshot>);
 impl NodeSource for SnapshotNodes<'_> {
     fn node(&self, level: u32, index: u64) -> Result<Hash, agentsigna_verify::Error> {
         self.0.borrow_mut().merkle_node(level, index).map_err(|e| agentsigna_verify::Error::BadProof(e.to_string()))
-    }
-}
-
-fn require_reader(p: &Principal) -> Result<()> {
-    match p {
-        Principal::Admin | Principal::Approver(_) => Ok(()),
-        _ => Err(Error::Forbidden("only approvers and the admin read the ledger".into())),
     }
 }
 
@@ -74,7 +67,7 @@ impl Engine {
 
     /// Entries `[start, end)` (`end` defaults to a full page).
     pub async fn ledger_entries(&self, by: &Principal, start: u64, end: Option<u64>) -> Result<Vec<DigestedEntry>> {
-        require_reader(by)?;
+        access::check(by, Op::ReadLedger)?;
         let end = end.unwrap_or(start.saturating_add(MAX_PAGE));
         if start > end {
             return Err(Error::invalid("start", format!("start ({start}) is after end ({end})")));
@@ -94,7 +87,7 @@ impl Engine {
 
     /// The RFC 9162 inclusion proof of entry `index` in the tree of `size`.
     pub async fn inclusion_proof(&self, by: &Principal, index: u64, size: u64) -> Result<Vec<Hash>> {
-        require_reader(by)?;
+        access::check(by, Op::ReadLedger)?;
         self.read(move |_, snap| {
             let tree = snap.ledger_size()?;
             if size == 0 || size > tree {
@@ -115,7 +108,7 @@ impl Engine {
 
     /// The RFC 9162 consistency proof between the trees of `from` and `to` entries.
     pub async fn consistency_proof(&self, by: &Principal, from: u64, to: u64) -> Result<Vec<Hash>> {
-        require_reader(by)?;
+        access::check(by, Op::ReadLedger)?;
         self.read(move |_, snap| {
             let tree = snap.ledger_size()?;
             if from == 0 {
@@ -143,7 +136,7 @@ impl Engine {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |_, snap| {
             let case = read_case(snap, &id)?;
-            can_read(&by, &case)?;
+            access::case(&by, &case, CaseOp::Read)?;
             let note = snap.checkpoint()?.ok_or_else(|| Error::data("no checkpoint"))?;
             let cp = note::verify_checkpoint(&note, &verifier)
                 .map_err(|e| Error::data_from("the stored checkpoint does not verify", e))?;

@@ -58,8 +58,9 @@ const MAX_ATTEMPTS: u32 = 32;
 /// How long a node trusts a credential it has looked up before reading it again. Only
 /// found credentials are kept (an unknown one is looked up at every request), so a
 /// credential created on any node works on every node at once; one removed from the
-/// database stops working on every node within this bound.
-pub const AUTH_CACHE_MS: i64 = 30_000;
+/// database (revoked) stops working on every node within this bound, at once on the node
+/// that revoked it.
+pub const AUTH_CACHE_MS: i64 = 5_000;
 
 /// Longest pause between two attempts (the pause is random, up to a bound doubling from
 /// 200 µs per attempt).
@@ -141,6 +142,22 @@ impl KeyLocks {
     }
 }
 
+/// 401 when an agent's or approver's credential was revoked.
+pub(crate) fn check_not_revoked(snap: &mut dyn Snapshot, p: &Principal) -> Result<()> {
+    let revoked = match p {
+        Principal::Agent(id) => {
+            get::<crate::model::AgentRecord>(snap, RecordKind::Agent, id)?.is_none_or(|a| a.revoked_at_ms.is_some())
+        }
+        Principal::Approver(id) => get::<crate::model::ApproverRecord>(snap, RecordKind::Approver, id)?
+            .is_none_or(|a| a.revoked_at_ms.is_some()),
+        Principal::Admin | Principal::System(_) => false,
+    };
+    if revoked {
+        return Err(Error::Unauthenticated(format!("the credential of {} was revoked", p.actor())));
+    }
+    Ok(())
+}
+
 /// The AgentSigna engine: one per server process, shared by all requests.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -148,7 +165,7 @@ pub struct Engine {
     pub(crate) keys: Arc<RwLock<Keyring>>,
     pub(crate) config: Arc<Config>,
     pub(crate) policies: Arc<PolicyCache>,
-    /// Credentials found, by hash, with when they were looked up (ms on the clock).
+    /// Credential hash → principal and when it was looked up (see [`AUTH_CACHE_MS`]).
     auth_cache: RwLock<HashMap<String, (Principal, i64)>>,
     locks: KeyLocks,
     watch: watch::Watchers,
@@ -307,7 +324,7 @@ impl Engine {
         ))))
     }
 
-    /// Resolves a bearer credential to its principal (401 when unknown).
+    /// Resolves a bearer credential to its principal (401 when unknown or revoked).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let hash = crate::ids::secret_hash(token);
         let now = self.clock.now_ms();
@@ -317,17 +334,22 @@ impl Engine {
             }
         }
         let h = hash.clone();
-        let found = self.read(move |_, snap| Ok(snap.credential(&h)?)).await?;
-        let principal = match found {
-            Some((kind, id)) => match kind.as_str() {
-                "admin" => Principal::Admin,
-                "agent" => Principal::Agent(id),
-                "approver" => Principal::Approver(id),
-                "system" => Principal::System(id),
-                _ => return Err(Error::Unauthenticated("unknown credential".into())),
-            },
-            None => return Err(Error::Unauthenticated("unknown or revoked credential".into())),
-        };
+        let principal = self
+            .read(move |_, snap| {
+                let principal = match snap.credential(&h)? {
+                    Some((kind, id)) => match kind.as_str() {
+                        "admin" => Principal::Admin,
+                        "agent" => Principal::Agent(id),
+                        "approver" => Principal::Approver(id),
+                        "system" => Principal::System(id),
+                        _ => return Err(Error::Unauthenticated("unknown credential".into())),
+                    },
+                    None => return Err(Error::Unauthenticated("unknown or revoked credential".into())),
+                };
+                check_not_revoked(snap, &principal)?;
+                Ok(principal)
+            })
+            .await?;
         {
             let mut cache = crate::sync::write(&self.auth_cache);
             if cache.len() > 100_000 {
@@ -336,6 +358,18 @@ impl Engine {
             cache.insert(hash, (principal.clone(), now));
         }
         Ok(principal)
+    }
+
+    /// Whether a principal authenticated earlier (a web session) still holds an
+    /// unrevoked credential: 401 otherwise.
+    pub async fn still_valid(&self, p: &Principal) -> Result<()> {
+        let p = p.clone();
+        self.read(move |_, snap| check_not_revoked(snap, &p)).await
+    }
+
+    /// Drops every cached credential lookup (after a revocation in this process).
+    pub(crate) fn forget_credentials(&self) {
+        crate::sync::write(&self.auth_cache).clear();
     }
 
     /// Makes sure an admin credential exists; returns a new admin token when it had to

@@ -3,13 +3,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cases::can_read;
 use super::data::{case_event, read_case, trust_of};
 use super::draft::Draft;
 use super::request::check_text;
 use super::{Ctx, Engine};
+use crate::access::{self, CaseOp, Standing};
 use crate::model::{Case, CaseStatus, ExecutionRecord, OutcomeRecord, Principal};
 use crate::store::RecordKind;
+use crate::text;
 use crate::trust::Outcome;
 use crate::{Error, Result};
 
@@ -34,24 +35,16 @@ pub struct OutcomeInput {
 impl Engine {
     /// Step 5 report: the action was carried out with the case's passport.
     pub async fn report_execution(&self, by: &Principal, id: &str, input: ExecutionInput) -> Result<Value> {
+        text::check_plain("passport_id", &input.passport_id)?;
         if let Some(r) = &input.reference {
             check_text("reference", r, 200)?;
+            text::check_plain("reference", r)?;
         }
         let (by2, id2) = (by.clone(), id.to_owned());
         self.transact(&[id], move |ctx, d| {
             let (by, id, input) = (&by2, &id2, input.clone());
             let mut case = d.load_case(id)?;
-            can_read(by, &case)?;
-            match by {
-                Principal::Agent(a) if *a == case.agent => {}
-                Principal::System(s) if *s == case.request.audience => {}
-                Principal::Admin => {}
-                _ => {
-                    return Err(Error::Forbidden(
-                        "only the case's agent, its target system or the admin report execution".into(),
-                    ))
-                }
-            }
+            access::case(by, &case, CaseOp::ReportExecution)?;
             let passport = case
                 .passport
                 .as_ref()
@@ -101,9 +94,7 @@ impl Engine {
             let (by, id) = (by.clone(), id.to_owned());
             self.read(move |_, snap| {
                 let case = read_case(snap, &id)?;
-                if !matches!(by, Principal::Admin | Principal::Approver(_) | Principal::System(_)) {
-                    can_read(&by, &case)?;
-                }
+                access::case(&by, &case, CaseOp::Read)?;
                 Ok((case.agent.clone(), case.decision.counterparty.id.clone()))
             })
             .await?
@@ -113,22 +104,8 @@ impl Engine {
         self.transact(&[id, &agent_key, &cp_key], move |ctx, d| {
             let (by, id, input) = (&by2, &id2, input.clone());
             let mut case = d.load_case(id)?;
-            let authoritative = match by {
-                Principal::System(s) if *s == case.request.audience => true,
-                Principal::Approver(_) | Principal::Admin => true,
-                Principal::Agent(a) if *a == case.agent => {
-                    if !matches!(input.outcome, Outcome::Rejected | Outcome::Disputed) {
-                        return Err(Error::Forbidden(
-                            "an agent may report only its own failures (rejected, disputed); its success is not evidence".into(),
-                        ));
-                    }
-                    false
-                }
-                // Neither may learn that the case exists.
-                Principal::Agent(_) | Principal::System(_) => {
-                    return Err(Error::NotFound(format!("case {id} does not exist")))
-                }
-            };
+            let authoritative =
+                access::case(by, &case, CaseOp::ReportOutcome(input.outcome))? == Standing::Authoritative;
             if case.passport.is_none() {
                 return Err(Error::Conflict(format!("case {id} never received a passport; it takes no outcome")));
             }

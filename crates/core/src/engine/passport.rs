@@ -18,6 +18,10 @@ use agentsigna_verify::passport as pp;
 /// An agent picking up its approved passport: re-checked first (see [`recheck`]).
 /// Returns whether the case changed.
 pub(crate) fn issue_or_refuse_passport(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case) -> Result<bool> {
+    if let Some(eval) = super::review::withdraw_revoked_approvals(ctx, d, case)? {
+        reject_on_recheck(ctx, d, case, &eval, "passport")?;
+        return Ok(true);
+    }
     if let Some(eval) = recheck(ctx, d, case)? {
         reject_on_recheck(ctx, d, case, &eval, "passport")?;
         return Ok(true);

@@ -14,6 +14,7 @@ use super::passport::issue_passport;
 use super::verdict::{policy_input, reject_with};
 use super::views;
 use super::{Ctx, Engine};
+use crate::access::{self, Op};
 use crate::ids::new_id;
 use crate::model::{
     AgentRecord, Case, CaseRequest, CaseStatus, CounterpartyRecord, CounterpartySnapshot, DecisionRecord, PolicyRef,
@@ -22,6 +23,7 @@ use crate::model::{
 use crate::money::Amount;
 use crate::policy::{Evaluation, Verdict};
 use crate::store::RecordKind;
+use crate::text;
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
 
@@ -76,8 +78,13 @@ fn check_context(ctx: &Ctx, context: &Value) -> Result<()> {
                 if !k.is_ascii() {
                     return Err(Error::invalid("context", format!("context key {k:?} is not ASCII")));
                 }
+                text::check_plain("context", k)
+                    .map_err(|_| Error::invalid("context", format!("context key {k:?} holds a control character")))?;
                 walk(x, depth + 1, max, &format!("{path}.{k}"))
             }),
+            Value::String(s) => {
+                text::check_free("context", s).map_err(|e| Error::invalid("context", format!("context{path}: {e}")))
+            }
             _ => Ok(()),
         }
     }
@@ -98,28 +105,25 @@ pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.chars().count() > max {
         return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(Error::invalid(field, format!("{field} contains control characters")));
-    }
-    Ok(())
+    text::check_free(field, v)
 }
 
 impl Engine {
     /// Step 1–2 (and 4 when authorized at once): an agent's request gets its verdict.
     pub async fn submit_request(&self, by: &Principal, input: RequestInput) -> Result<Submitted> {
+        access::check(by, Op::SubmitRequest)?;
         let Principal::Agent(agent_id) = by.clone() else {
             return Err(Error::Forbidden("only agents submit requests".into()));
         };
         let ctx = self.ctx();
         // Validate everything that needs no state before touching the store.
-        if input.action.is_empty() {
-            return Err(Error::invalid("action", "action must not be empty"));
-        }
-        if input.counterparty.is_empty() {
-            return Err(Error::invalid("counterparty", "counterparty must not be empty"));
-        }
-        if input.audience.is_empty() {
-            return Err(Error::invalid("audience", "audience must not be empty"));
+        for (field, v) in
+            [("action", &input.action), ("counterparty", &input.counterparty), ("audience", &input.audience)]
+        {
+            if v.is_empty() {
+                return Err(Error::invalid(field, format!("{field} must not be empty")));
+            }
+            text::check_plain(field, v)?;
         }
         let (amount_minor, currency) = match &input.amount {
             Some(a) => (a.minor_units()?, a.currency.clone()),
@@ -129,9 +133,10 @@ impl Engine {
         let context = input.context.clone().unwrap_or_else(|| json!({}));
         check_context(&ctx, &context)?;
         if let Some(k) = &input.idempotency_key {
-            if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
+            if k.is_empty() || k.len() > 200 {
                 return Err(Error::invalid("idempotency_key", "idempotency_key must be 1-200 printable characters"));
             }
+            text::check_plain("idempotency_key", k)?;
         }
         let request = CaseRequest {
             action: input.action,

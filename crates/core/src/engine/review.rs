@@ -3,13 +3,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cases::{can_read, process_due_case};
+use super::cases::process_due_case;
 use super::data::{case_event, read_case};
 use super::draft::Draft;
 use super::outbox::queue_notification;
 use super::verdict::{recheck, reject_on_recheck};
 use super::views;
 use super::{Ctx, Engine};
+use crate::access::{self, CaseOp, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
 use crate::store::{RecordKind, ReviewFilter};
 use crate::{Error, Result};
@@ -23,13 +24,6 @@ pub struct DecisionInput {
     /// Required to reject.
     #[serde(default)]
     pub comment: String,
-}
-
-fn require_reviewer(by: &Principal) -> Result<()> {
-    match by {
-        Principal::Approver(_) | Principal::Admin => Ok(()),
-        _ => Err(Error::Forbidden("only approvers and the admin see reviews".into())),
-    }
 }
 
 /// What deciding found, before it is answered (after the commit).
@@ -58,7 +52,7 @@ impl Engine {
     /// approver's id, name and roles, so that pages can tell which reviews they may
     /// decide). Each summary also carries the agent's `owner` and who `decided_by`.
     pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<Value> {
-        require_reviewer(by)?;
+        access::check(by, Op::ReadReviews)?;
         if let Some(s) = &filter.status {
             if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired") {
                 return Err(Error::invalid(
@@ -103,7 +97,7 @@ impl Engine {
 
     /// One review with everything an approver needs to decide.
     pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<Value> {
-        require_reviewer(by)?;
+        access::check(by, Op::ReadReviews)?;
         let by = by.clone();
         let review_id = review_id.to_owned();
         self.read(move |ctx, snap| {
@@ -119,9 +113,9 @@ impl Engine {
     /// An approver's decision. Exactly one outcome under concurrency: decisions on one
     /// review are serialized by the case's version (and queue on its lock in-process).
     pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<Value> {
-        let approver_id = match by {
-            Principal::Approver(id) => id.clone(),
-            _ => return Err(Error::Forbidden("only approvers decide reviews".into())),
+        access::check(by, Op::DecideReview)?;
+        let Principal::Approver(approver_id) = by.clone() else {
+            return Err(Error::Forbidden("only approvers decide reviews".into()));
         };
         let decision = match input.decision.as_str() {
             "approve" | "reject" => input.decision.clone(),
@@ -139,6 +133,7 @@ impl Engine {
         if comment.chars().count() > 2000 {
             return Err(Error::invalid("comment", "comment must be at most 2000 characters"));
         }
+        crate::text::check_free("comment", &comment)?;
         let by2 = by.clone();
         let rid = review_id.to_owned();
         let lock = format!("review:{review_id}");
@@ -171,7 +166,7 @@ fn decide_on(
 ) -> Result<Decided> {
     let mut case =
         d.case_by_review(review_id)?.ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-    can_read(by, &case)?;
+    access::case(by, &case, CaseOp::Read)?;
     // A deadline that passed wins over a late decision: the expiry is committed, then the
     // approver is told.
     if process_due_case(ctx, d, &mut case)? {
@@ -181,6 +176,10 @@ fn decide_on(
     let approver: ApproverRecord = d
         .get(RecordKind::Approver, approver_id)?
         .ok_or_else(|| Error::Unauthenticated(format!("approver {approver_id} no longer exists")))?;
+    if approver.revoked_at_ms.is_some() {
+        // Also reached by a web session opened before the revocation.
+        return Err(Error::Unauthenticated(format!("the token of approver {approver_id} was revoked")));
+    }
     let agent: AgentRecord = d
         .get(RecordKind::Agent, &case.agent)?
         .ok_or_else(|| Error::data(format!("agent {} is missing", case.agent)))?;
@@ -188,15 +187,13 @@ fn decide_on(
     if review.status != ReviewStatus::Pending {
         return Err(Error::Conflict(format!("review {review_id} is already {}", review.status.as_str())));
     }
-    if approver.id == agent.owner {
-        return Err(Error::Forbidden(format!(
-            "{} owns agent {} and may not decide on its requests",
-            approver.id, agent.id
-        )));
-    }
+    access::decide_for(&approver.id, &agent.id, &agent.owner)?;
     if review.decisions.iter().any(|x| x.approver == approver.id) {
         return Err(Error::Conflict(format!("{} has already decided on review {review_id}", approver.id)));
     }
+    // Approvals of approvers revoked meanwhile stop counting before this one is added
+    // (a pending review has no quorum to lose: nothing to reject here).
+    withdraw_revoked_approvals(ctx, d, &mut case)?;
     let now = ctx.now();
     let record = ReviewDecision {
         approver: approver.id.clone(),
@@ -204,6 +201,7 @@ fn decide_on(
         decision: decision.to_owned(),
         comment: comment.to_owned(),
         at_ms: now,
+        withdrawn: None,
     };
     let (review_status, case_status) = {
         let review = case.review.as_mut().ok_or_else(|| Error::data("review vanished"))?;
@@ -257,4 +255,54 @@ fn decide_on(
     }
     d.save_case(&case)?;
     Ok(Decided::Recorded { case_id: case.id })
+}
+
+/// Withdraws the approvals whose approver's token was revoked since (each recorded as
+/// `review.approval_withdrawn`, with the reason): a revoked approver's approval no longer
+/// counts towards a quorum that has not yet produced a passport. Returns the rejection
+/// to apply when an approved review lost its quorum by that (`approver-revoked`).
+pub(crate) fn withdraw_revoked_approvals(
+    ctx: &Ctx,
+    d: &mut Draft<'_>,
+    case: &mut Case,
+) -> Result<Option<crate::policy::Evaluation>> {
+    let Some(review) = case.review.as_ref() else { return Ok(None) };
+    let candidates: Vec<String> = review.approvals().map(|a| a.approver.clone()).collect();
+    let review_id = review.id.clone();
+    let mut withdrawn = Vec::new();
+    for id in candidates {
+        let approver: Option<ApproverRecord> = d.get(RecordKind::Approver, &id)?;
+        if approver.is_some_and(|a| a.revoked_at_ms.is_none()) {
+            continue;
+        }
+        let reason = format!("the token of approver {id} was revoked before the passport was issued");
+        if let Some(r) = case.review.as_mut() {
+            for x in r.decisions.iter_mut().filter(|x| x.approver == id && x.decision == "approve") {
+                x.withdrawn = Some(reason.clone());
+            }
+        }
+        let now = ctx.now();
+        case_event(
+            d,
+            case,
+            "review.approval_withdrawn",
+            now,
+            "server",
+            json!({"review": review_id, "approver": id, "reason": reason}),
+        )?;
+        withdrawn.push(id);
+    }
+    let Some(review) = case.review.as_ref() else { return Ok(None) };
+    if withdrawn.is_empty() || review.status != ReviewStatus::Approved || review.satisfied() {
+        return Ok(None);
+    }
+    Ok(Some(super::verdict::reject_with(
+        Some("approver-revoked"),
+        &format!(
+            "the review lost its quorum: the approval of {} no longer counts (token revoked); {} of {} approvals remain",
+            withdrawn.join(", "),
+            review.approvals().count(),
+            review.approvals_required
+        ),
+    )))
 }

@@ -69,6 +69,12 @@ pub(crate) fn recheck(ctx: &Ctx, d: &mut Draft<'_>, case: &Case) -> Result<Optio
             &format!("agent {} was suspended by the administrator while the case was pending", agent.id),
         )));
     }
+    if agent.revoked_at_ms.is_some() {
+        return Ok(Some(reject_with(
+            Some("agent-revoked"),
+            &format!("the API key of agent {} was revoked while the case was pending", agent.id),
+        )));
+    }
     let Some(version) = active_version(d)? else {
         return Ok(Some(reject_with(None, "no active policy")));
     };

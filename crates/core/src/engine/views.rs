@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::data::{get, trust_state};
 use super::{Ctx, Engine};
+use crate::access::{self, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, CounterpartyRecord, Principal};
 use crate::store::{CaseFilter, RecordKind, ReviewFilter, Snapshot};
 use crate::trust::TrustState;
@@ -22,10 +23,16 @@ fn review_json(case: &Case) -> Value {
             "deadline": rfc3339_ms(r.deadline_ms),
             "opened_at": rfc3339_ms(r.opened_at_ms),
             "closed_at": r.closed_at_ms.map(rfc3339_ms),
-            "decisions": r.decisions.iter().map(|d| json!({
-                "approver": d.approver, "roles": d.roles, "decision": d.decision,
-                "comment": d.comment, "at": rfc3339_ms(d.at_ms),
-            })).collect::<Vec<_>>(),
+            "decisions": r.decisions.iter().map(|d| {
+                let mut v = json!({
+                    "approver": d.approver, "roles": d.roles, "decision": d.decision,
+                    "comment": d.comment, "at": rfc3339_ms(d.at_ms),
+                });
+                if let Some(why) = &d.withdrawn {
+                    v["withdrawn"] = json!(why);
+                }
+                v
+            }).collect::<Vec<_>>(),
         }),
     }
 }
@@ -269,11 +276,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
 impl Engine {
     /// `GET /v1/agents/{id}`: an agent reads only itself.
     pub async fn agent_view(&self, by: &Principal, id: &str) -> Result<Value> {
-        match by {
-            Principal::Admin | Principal::Approver(_) => {}
-            Principal::Agent(a) if a == id => {}
-            _ => return Err(Error::Forbidden("agents read only their own record".into())),
-        }
+        access::check(by, Op::ReadAgent(id))?;
         let id = id.to_owned();
         self.read(move |ctx, snap| {
             let agent: AgentRecord = get(snap, RecordKind::Agent, &id)?
@@ -291,10 +294,7 @@ impl Engine {
 
     /// `GET /v1/counterparties/{id}`.
     pub async fn counterparty_view(&self, by: &Principal, id: &str) -> Result<Value> {
-        match by {
-            Principal::Admin | Principal::Approver(_) => {}
-            _ => return Err(Error::Forbidden("only approvers and the admin read counterparties".into())),
-        }
+        access::check(by, Op::ReadCounterparty)?;
         let id = id.to_owned();
         self.read(move |ctx, snap| {
             let cp: CounterpartyRecord = get(snap, RecordKind::Counterparty, &id)?

@@ -87,8 +87,12 @@ pub(super) fn verify(a: VerifyArgs) -> i32 {
                     "decision": v.claims.decision, "approvals": v.claims.approvals, "case": v.claims.case,
                 }))
             };
+            // For people (not with --json): hidden characters of the description and
+            // other request text are shown as markers (`⟨U+202E⟩`).
+            let out = out.unwrap_or_default();
+            let out = if a.json { out } else { agentsigna_core::text::visible(&out).into_owned() };
             // A closed pipe (`| head`) is not an error of the verification.
-            let _ = writeln!(std::io::stdout(), "{}", out.unwrap_or_default());
+            let _ = writeln!(std::io::stdout(), "{out}");
             0
         }
         Err(e) => {

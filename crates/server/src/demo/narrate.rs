@@ -4,8 +4,11 @@ use serde_json::Value;
 
 pub(super) const W: usize = 12;
 
+/// One line of narration; hidden characters in it (the demo prints what the server
+/// answered) are shown as markers (`⟨U+202E⟩`).
 pub(super) fn say(label: &str, text: impl std::fmt::Display) {
-    println!("  {label:<W$} {text}");
+    let text = text.to_string();
+    println!("  {label:<W$} {}", agentsigna_core::text::visible(&text));
 }
 
 pub(super) fn more(text: impl std::fmt::Display) {

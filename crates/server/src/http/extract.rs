@@ -119,8 +119,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// Parses JSON, naming the offending member on failure.
+/// Parses JSON, naming the offending member on failure. A duplicate member name, at any
+/// depth (also inside free-form members such as `context`), is refused with its path
+/// (`amount.value`, `context.a`): every body is I-JSON (RFC 7493).
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if let Some(path) = duplicate_member(body) {
+        return Err(ApiError::bad_request(
+            Some(path.clone()),
+            format!("{path}: duplicate member name (a JSON body may name each member once)"),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -174,6 +182,96 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for P<T> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(P(v)),
             Err(e) => Err(ApiError::bad_request(None, format!("invalid path: {}", e.body_text()))),
+        }
+    }
+}
+
+/// The path of the first duplicate member name of a JSON document (`amount.value`,
+/// `context.items[2].sku`), if any; `None` also for a document that does not parse (the
+/// typed parse then reports why).
+pub fn duplicate_member(body: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), found: self.found })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                if !seen.insert(key) {
+                    *self.found.borrow_mut() = Some(path);
+                    return Err(A::Error::custom("duplicate member"));
+                }
+                map.next_value_seed(Walk { path, found: self.found })?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Walk { path: String::new(), found: &found }.deserialize(&mut de);
+    found.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::duplicate_member;
+
+    #[test]
+    fn duplicate_members_are_found_by_their_path_at_any_depth() {
+        let cases = [
+            (r#"{"a":1,"a":2}"#, Some("a")),
+            (r#"{"amount":{"value":"1","currency":"USD","value":"2"}}"#, Some("amount.value")),
+            (r#"{"context":{"x":[{"k":1},{"k":1,"k":2}]}}"#, Some("context.x[1].k")),
+            (r#"{"a":{"b":1},"c":{"b":1}}"#, None),
+            (r#"{"a":"#, None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(duplicate_member(body.as_bytes()).as_deref(), want, "{body}");
         }
     }
 }

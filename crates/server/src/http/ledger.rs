@@ -3,13 +3,13 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{Auth, P as Path, Q as Query};
 use super::problem::{ApiError, ApiResult};
+use super::table::Routes;
 use crate::state::AppState;
 use agentsigna_core::model::Principal;
 use agentsigna_verify::evidence::{encode_hashes, Evidence};
@@ -17,14 +17,14 @@ use agentsigna_verify::evidence::{encode_hashes, Evidence};
 /// Largest page of `/v1/ledger/entries`.
 pub use agentsigna_core::engine::ledger::MAX_PAGE;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/ledger/checkpoint", get(checkpoint))
-        .route("/v1/ledger/key", get(key))
-        .route("/v1/ledger/entries", get(entries))
-        .route("/v1/ledger/proof/inclusion", get(inclusion))
-        .route("/v1/ledger/proof/consistency", get(consistency))
-        .route("/v1/cases/{id}/evidence", get(evidence))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/ledger/checkpoint", checkpoint)
+        .get("/v1/ledger/key", key)
+        .get("/v1/ledger/entries", entries)
+        .get("/v1/ledger/proof/inclusion", inclusion)
+        .get("/v1/ledger/proof/consistency", consistency)
+        .get("/v1/cases/{id}/evidence", evidence)
 }
 
 fn text(body: String) -> Response {

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod table;
 pub mod tls;
 
 use axum::Router;

@@ -6,50 +6,60 @@ use super::extract::{P as Path, Q as Query};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{Auth, JsonBody};
 use super::problem::{ApiError, ApiResult};
+use super::table::Routes;
 use crate::state::AppState;
-use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem};
+use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem, Revocable};
 use agentsigna_core::engine::outcome::{ExecutionInput, OutcomeInput};
 use agentsigna_core::engine::request::RequestInput;
 use agentsigna_core::engine::review::DecisionInput;
-use agentsigna_core::model::{CaseStatus, Principal};
+use agentsigna_core::model::CaseStatus;
 use agentsigna_verify::clock::rfc3339_ms;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/agents", post(create_agent))
-        .route("/v1/agents/{id}", get(get_agent))
-        .route("/v1/agents/{id}/suspend", post(suspend_agent))
-        .route("/v1/agents/{id}/resume", post(resume_agent))
-        .route("/v1/approvers", post(create_approver))
-        .route("/v1/systems", post(create_system))
-        .route("/v1/systems/{id}", get(get_system))
-        .route("/v1/counterparties/{id}", put(put_counterparty).get(get_counterparty))
-        .route("/v1/actions", get(list_actions))
-        .route("/v1/actions/{type}", put(put_action))
-        .route("/v1/policies", post(create_policy).get(list_policies))
-        .route("/v1/policies/shadow", put(set_shadow).delete(clear_shadow).get(get_shadow))
-        .route("/v1/policies/{version}", get(get_policy))
-        .route("/v1/policies/{version}/activate", post(activate_policy))
-        .route("/v1/policies/{version}/rules/{rule}", get(get_rule))
-        .route("/v1/requests", post(submit_request))
-        .route("/v1/cases", get(list_cases))
-        .route("/v1/cases/{id}", get(get_case))
-        .route("/v1/cases/{id}/execution", post(report_execution))
-        .route("/v1/cases/{id}/outcome", post(record_outcome))
-        .route("/v1/reviews", get(list_reviews))
-        .route("/v1/reviews/{id}", get(get_review))
-        .route("/v1/reviews/{id}/decisions", post(decide_review))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+/// The JSON API's routes (the ledger's are in [`super::ledger`]).
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/.well-known/jwks.json", jwks)
+        .post("/v1/agents", create_agent)
+        .get("/v1/agents/{id}", get_agent)
+        .post("/v1/agents/{id}/suspend", suspend_agent)
+        .post("/v1/agents/{id}/resume", resume_agent)
+        .post("/v1/agents/{id}/revoke", revoke_agent)
+        .post("/v1/approvers", create_approver)
+        .post("/v1/approvers/{id}/revoke", revoke_approver)
+        .post("/v1/systems", create_system)
+        .get("/v1/systems/{id}", get_system)
+        .put("/v1/counterparties/{id}", put_counterparty)
+        .get("/v1/counterparties/{id}", get_counterparty)
+        .get("/v1/actions", list_actions)
+        .put("/v1/actions/{type}", put_action)
+        .post("/v1/policies", create_policy)
+        .get("/v1/policies", list_policies)
+        .put("/v1/policies/shadow", set_shadow)
+        .delete("/v1/policies/shadow", clear_shadow)
+        .get("/v1/policies/shadow", get_shadow)
+        .get("/v1/policies/{version}", get_policy)
+        .post("/v1/policies/{version}/activate", activate_policy)
+        .get("/v1/policies/{version}/rules/{rule}", get_rule)
+        .post("/v1/requests", submit_request)
+        .get("/v1/cases", list_cases)
+        .get("/v1/cases/{id}", get_case)
+        .post("/v1/cases/{id}/execution", report_execution)
+        .post("/v1/cases/{id}/outcome", record_outcome)
+        .get("/v1/reviews", list_reviews)
+        .get("/v1/reviews/{id}", get_review)
+        .post("/v1/reviews/{id}/decisions", decide_review)
+}
+
+/// Answers for what no route serves.
+pub fn fallbacks(router: Router<AppState>) -> Router<AppState> {
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found() -> ApiError {
@@ -77,24 +87,11 @@ async fn jwks(State(s): State<AppState>) -> Response {
     resp
 }
 
-fn require_admin(p: &Principal) -> ApiResult<()> {
-    match p {
-        Principal::Admin => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "this operation needs the admin credential",
-        )),
-    }
-}
-
 async fn create_agent(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewAgent>,
 ) -> ApiResult<Response> {
-    require_admin(&p)?;
     let (agent, key) = s.engine.register_agent(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": agent.id, "api_key": key}))).into_response())
 }
@@ -104,15 +101,23 @@ async fn get_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<Stri
 }
 
 async fn suspend_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let a = s.engine.set_suspended(&p, id, true).await?;
     Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
 }
 
 async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let a = s.engine.set_suspended(&p, id, false).await?;
     Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+}
+
+async fn revoke_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let at = s.engine.revoke(&p, Revocable::Agent, id.clone()).await?;
+    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
+}
+
+async fn revoke_approver(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let at = s.engine.revoke(&p, Revocable::Approver, id.clone()).await?;
+    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
 }
 
 async fn create_approver(
@@ -120,7 +125,6 @@ async fn create_approver(
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewApprover>,
 ) -> ApiResult<Response> {
-    require_admin(&p)?;
     let (a, token) = s.engine.register_approver(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": a.id, "roles": a.roles, "token": token}))).into_response())
 }
@@ -130,7 +134,6 @@ async fn create_system(
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewSystem>,
 ) -> ApiResult<Response> {
-    require_admin(&p)?;
     let (sys, token) = s.engine.register_system(&p, input).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": sys.id, "token": token}))).into_response())
 }
@@ -146,7 +149,6 @@ async fn put_counterparty(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<CounterpartyInput>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let c = s.engine.put_counterparty(&p, id, input).await?;
     Ok(Json(json!({"id": c.id, "name": c.name, "risk": c.risk.as_str()})))
 }
@@ -162,8 +164,8 @@ struct ActionInput {
     description: String,
 }
 
-async fn list_actions(State(s): State<AppState>, Auth(_): Auth) -> ApiResult<Json<Value>> {
-    let actions = s.engine.list_actions().await?;
+async fn list_actions(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    let actions = s.engine.list_actions(&p).await?;
     Ok(Json(json!({"actions": actions})))
 }
 
@@ -173,7 +175,6 @@ async fn put_action(
     Path(action_type): Path<String>,
     JsonBody(input): JsonBody<ActionInput>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let a = s.engine.declare_action(&p, action_type, input.description).await?;
     Ok(Json(json!({"type": a.action_type, "description": a.description})))
 }
@@ -191,7 +192,6 @@ async fn create_policy(
     Auth(p): Auth,
     JsonBody(input): JsonBody<PolicyInput>,
 ) -> ApiResult<Response> {
-    require_admin(&p)?;
     let created = s.engine.upload_policy(&p, input.source, input.activate).await?;
     Ok((
         StatusCode::CREATED,
@@ -200,21 +200,8 @@ async fn create_policy(
         .into_response())
 }
 
-fn require_reader(p: &Principal) -> ApiResult<()> {
-    match p {
-        Principal::Admin | Principal::Approver(_) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "only approvers and the admin read this",
-        )),
-    }
-}
-
 async fn list_policies(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    require_reader(&p)?;
-    let (all, active) = s.engine.list_policies().await?;
+    let (all, active) = s.engine.list_policies(&p).await?;
     let versions: Vec<Value> = all
         .iter()
         .map(|v| {
@@ -236,20 +223,17 @@ async fn set_shadow(
     Auth(p): Auth,
     JsonBody(input): JsonBody<ShadowInput>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let v = s.engine.set_shadow_policy(&p, Some(input.version)).await?;
     Ok(Json(json!({"shadow": v})))
 }
 
 async fn clear_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     s.engine.set_shadow_policy(&p, None).await?;
     Ok(Json(json!({"shadow": null})))
 }
 
 async fn get_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    require_reader(&p)?;
-    let (version, divergences) = s.engine.shadow_divergences().await?;
+    let (version, divergences) = s.engine.shadow_divergences(&p).await?;
     Ok(Json(json!({"shadow": version, "divergences": divergences})))
 }
 
@@ -260,8 +244,7 @@ fn parse_version(v: &str) -> ApiResult<u64> {
 }
 
 async fn get_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
-    require_reader(&p)?;
-    let (record, active) = s.engine.get_policy(parse_version(&version)?).await?;
+    let (record, active) = s.engine.get_policy(&p, parse_version(&version)?).await?;
     Ok(Json(json!({"version": record.version, "digest": record.digest, "active": active, "source": record.source,
                    "created_at": rfc3339_ms(record.created_at_ms), "created_by": record.created_by})))
 }
@@ -271,7 +254,6 @@ async fn activate_policy(
     Auth(p): Auth,
     Path(version): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&p)?;
     let r = s.engine.activate_policy(&p, parse_version(&version)?).await?;
     Ok(Json(json!({"version": r.version, "digest": r.digest, "active": true})))
 }
@@ -281,11 +263,7 @@ async fn get_rule(
     Auth(p): Auth,
     Path((version, rule)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    match p {
-        Principal::Admin | Principal::Approver(_) | Principal::Agent(_) => {}
-        Principal::System(_) => require_reader(&p)?,
-    }
-    let r = s.engine.get_policy_rule(parse_version(&version)?, rule).await?;
+    let r = s.engine.get_policy_rule(&p, parse_version(&version)?, rule).await?;
     Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::bad_request(None, e.to_string()))?))
 }
 

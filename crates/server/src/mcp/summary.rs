@@ -5,18 +5,21 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::Value;
 
 use super::client::ApiFailure;
+use agentsigna_core::text::visible;
 
 /// A result carrying `structured` and the summary `text`.
+/// The summary is for people: hidden characters in it (from reasons, comments or
+/// anything else a request carried) are shown as markers (`⟨U+202E⟩`).
 pub fn result(structured: Value, text: String, is_error: bool) -> CallToolResult {
     let mut r =
         if is_error { CallToolResult::structured_error(structured) } else { CallToolResult::structured(structured) };
-    r.content = vec![ContentBlock::text(text)];
+    r.content = vec![ContentBlock::text(visible(&text).into_owned())];
     r
 }
 
 /// A tool error with only a message (no API document behind it).
 pub fn error_text(text: String) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(text)])
+    CallToolResult::error(vec![ContentBlock::text(visible(&text).into_owned())])
 }
 
 /// A tool error for a failed API call.
@@ -121,5 +124,27 @@ pub fn verdict(body: &Value) -> (String, bool) {
             (format!("Closed: case {case}, outcome(s) {}.", outcomes.join(", ")), false)
         }
         other => (format!("Case {case} has status {other:?} (verdict {verdict:?})."), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn summaries_show_hidden_characters_as_markers() {
+        let body = serde_json::json!({
+            "case_id": "case_1", "status": "rejected", "verdict": "rejected",
+            "reasons": [{"rule": "r", "verdict": "reject", "reason": "over \u{202E}000,1\u{202C} USD"}],
+        });
+        let (text, refused) = verdict(&body);
+        let r = result(body, text, refused);
+        let shown: Vec<String> = r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect();
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].contains("over ⟨U+202E⟩000,1⟨U+202C⟩ USD"), "{}", shown[0]);
+        assert!(!shown[0].contains('\u{202E}'));
+        let e = error_text("bad \u{200B}".into());
+        assert!(e.content.iter().filter_map(|c| c.as_text()).all(|t| t.text == "bad ⟨U+200B⟩"));
     }
 }

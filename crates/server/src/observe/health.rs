@@ -14,15 +14,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use agentsigna_core::model::Principal;
+use agentsigna_core::access::{self, Op};
 
 use crate::http::extract::Auth;
 use crate::http::problem::ApiError;
+use crate::http::table::Routes;
 use crate::state::AppState;
 
 /// `/readyz` and the admin-only `/metrics` of the API port.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics_for_admin))
+pub fn routes() -> Routes {
+    Routes::new().get("/readyz", readyz).get("/metrics", metrics_for_admin)
 }
 
 /// The router of `--metrics-listen`: `/metrics` without a credential, and the probes.
@@ -48,9 +49,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics_for_admin(s: State<AppState>, Auth(p): Auth) -> Response {
-    if p != Principal::Admin {
-        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "the metrics need the admin credential")
-            .into_response();
+    if let Err(e) = access::check(&p, Op::ReadMetrics) {
+        return ApiError::from(e).into_response();
     }
     metrics(s).await
 }

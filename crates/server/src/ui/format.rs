@@ -9,7 +9,7 @@ use agentsigna_verify::clock::{parse_rfc3339_ms, rfc3339_ms};
 /// change of how such text is shown (markers for invisible characters, bidi isolation)
 /// happens in one place. Askama escapes the result.
 pub fn agent_text(text: &str) -> String {
-    text.to_owned()
+    agentsigna_core::text::visible(text).into_owned()
 }
 
 /// A stored instant (RFC 3339) for people: `2026-12-02 01:55 UTC`. Empty stays empty.

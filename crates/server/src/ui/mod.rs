@@ -16,13 +16,13 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 
 use crate::http::problem::ApiError;
+use crate::http::table::Routes;
 use crate::secret::same_secret;
 use crate::state::AppState;
+use agentsigna_core::access::{self, Op};
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
 use agentsigna_core::store::ReviewFilter;
@@ -47,19 +47,23 @@ const LOGIN_FORM_TTL: std::time::Duration = std::time::Duration::from_secs(3600)
 pub const MAX_FORM_BODY: usize = 64 * 1024;
 
 /// The routes of the web pages.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(queue))
-        .route("/ui/reviews", get(queue))
-        .route("/ui/login", get(login_form).post(login))
-        .route("/ui/logout", post(logout))
-        .route("/ui/reviews/{id}", get(review))
-        .route("/ui/reviews/{id}/decision", post(decide).get(decision_get))
-        .route("/ui/favicon.svg", get(favicon))
-        .route("/ui/{*rest}", get(not_found))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
-        .layer(axum::middleware::from_fn(refuse_large_forms))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/ui", || async { Redirect::to("/ui/") })
+        .get("/ui/", queue)
+        .get("/ui/reviews", queue)
+        .get("/ui/login", login_form)
+        .post("/ui/login", login)
+        .post("/ui/logout", logout)
+        .get("/ui/reviews/{id}", review)
+        .post("/ui/reviews/{id}/decision", decide)
+        .get("/ui/reviews/{id}/decision", decision_get)
+        .get("/ui/favicon.svg", favicon)
+        .get("/ui/{*rest}", not_found)
+        .map(|r| {
+            r.layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
+                .layer(axum::middleware::from_fn(refuse_large_forms))
+        })
 }
 
 /// A form whose declared length is over the limit is refused before it is read (a body
@@ -111,6 +115,22 @@ fn see_other(to: &str) -> Response {
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The session of a request, if its principal's credential was not revoked since it
+/// signed in (a revoked approver's sessions end at their next page).
+/// The live session of a request whose principal still holds an unrevoked credential (the
+/// session of a revoked one is ended here, on every node).
+async fn current(s: &AppState, headers: &HeaderMap) -> agentsigna_core::Result<Option<Current>> {
+    let Some(cur) = s.sessions.current(headers).await? else { return Ok(None) };
+    match s.engine.still_valid(&cur.principal).await {
+        Ok(()) => Ok(Some(cur)),
+        Err(agentsigna_core::Error::Unauthenticated(_)) => {
+            s.sessions.remove(&cur.id).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn display_name(p: &Principal) -> String {
@@ -173,7 +193,7 @@ fn to_login(next: &str) -> Response {
 /// session), or an error page (the sessions cannot be read: 503 while the database is
 /// unreachable).
 async fn current_or_login(s: &AppState, headers: &HeaderMap, next: &str) -> Result<Current, Response> {
-    match s.sessions.current(headers).await {
+    match current(s, headers).await {
         Ok(Some(cur)) => Ok(cur),
         Ok(None) => Err(to_login(next)),
         Err(e) => Err(store_error(e, next)),
@@ -188,7 +208,7 @@ fn store_error(e: agentsigna_core::Error, back: &str) -> Response {
 }
 
 async fn not_found(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let chrome = s.sessions.current(&headers).await.ok().flatten().map(|c| chrome(&c)).unwrap_or_default();
+    let chrome = current(&s, &headers).await.ok().flatten().map(|c| chrome(&c)).unwrap_or_default();
     error_page(StatusCode::NOT_FOUND, chrome, "Not found", "There is no page here.", "/ui/")
 }
 
@@ -199,7 +219,7 @@ struct LoginQuery {
 
 async fn login_form(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    match s.sessions.current(&headers).await {
+    match current(&s, &headers).await {
         Ok(Some(_)) => return see_other(&next),
         Ok(None) => {}
         Err(e) => return store_error(e, "/ui/login"),
@@ -262,28 +282,14 @@ async fn login(
             )
         }
     };
-    match principal {
-        Principal::Approver(_) | Principal::Admin => {}
-        Principal::Agent(id) => {
-            return login_page(
-                &s,
-                &headers,
-                StatusCode::FORBIDDEN,
-                next,
-                Some(format!("That is the credential of agent {id}. Only approvers (and the admin) sign in here.")),
-            )
-        }
-        Principal::System(id) => {
-            return login_page(
-                &s,
-                &headers,
-                StatusCode::FORBIDDEN,
-                next,
-                Some(format!(
-                    "That is the credential of target system {id}. Only approvers (and the admin) sign in here."
-                )),
-            )
-        }
+    if access::check(&principal, Op::SignIn).is_err() {
+        let whose = match &principal {
+            Principal::Agent(id) => format!("That is the credential of agent {id}. "),
+            Principal::System(id) => format!("That is the credential of target system {id}. "),
+            _ => String::new(),
+        };
+        let message = format!("{whose}Only approvers (and the admin) sign in here.");
+        return login_page(&s, &headers, StatusCode::FORBIDDEN, next, Some(message));
     }
     // A new id at every login: a session id known before login is worth nothing after it.
     if let Some(old) = session::cookie(&headers, SESSION_COOKIE) {
@@ -311,7 +317,7 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let cur = match s.sessions.current(&headers).await {
+    let cur = match current(&s, &headers).await {
         Ok(Some(cur)) => cur,
         Ok(None) => return see_other("/ui/login"),
         Err(e) => return store_error(e, "/ui/"),

@@ -1,11 +1,14 @@
 //! The pages (askama templates, HTML-escaped) and the frame they share; the view models
 //! of the queue and the case page, built from the engine's JSON documents, are in
-//! `queue_view` and `review_view`.
+//! `queue_view` and `review_view`. Text from requests is shown unambiguously: hidden
+//! characters as markers (`format::agent_text`), and the templates isolate it (`<bdi>`,
+//! `dir="ltr"` on JSON) so that it cannot reorder the page.
 
 use askama::Template;
 use serde_json::Value;
 
 use agentsigna_core::money::Amount;
+use agentsigna_core::text::visible;
 
 pub use super::queue_view::{QueueItem, QueuePage};
 pub use super::review_view::ReviewPage;
@@ -64,8 +67,8 @@ pub fn render<T: Template>(t: &T) -> String {
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => visible(s).into_owned(),
+        other => visible(&other.to_string()).into_owned(),
     }
 }
 

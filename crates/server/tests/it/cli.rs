@@ -284,3 +284,25 @@ fn ledger_commands_on_a_mistyped_data_dir_fail_without_creating_anything() {
     assert_eq!(code, 1, "{err}");
     assert!(!missing.exists(), "export must not create {}", missing.display());
 }
+
+/// `agentsigna verify` prints the passport's request text for people with every hidden
+/// character as a marker; `--json` keeps the claims exactly as signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_shows_hidden_characters_of_the_description_as_markers() {
+    let s = Server::start().await;
+    let mut body = po_body("acme", "10.00");
+    body["description"] = json!("Total \u{202E}00.005,49\u{202C} USD");
+    let r = s.submit(&s.bot(), &body).await;
+    assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
+    let passport = r.get("passport").as_str().expect("passport").to_owned();
+    let jwks = s.dir.path().join("jwks.json");
+    std::fs::write(&jwks, s.get_public("/.well-known/jwks.json").await.text).expect("write jwks");
+    let jwks = jwks.to_str().expect("path");
+    let (code, out, err) = outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Total ⟨U+202E⟩00.005,49⟨U+202C⟩ USD"), "{out}");
+    assert!(!out.contains('\u{202E}'), "{out}");
+    let (code, out, err) = outcome(&run_cli(&["verify", &passport, "--jwks", jwks, "--audience", "erp", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains('\u{202E}'), "--json is the claims as signed: {out}");
+}

@@ -214,3 +214,98 @@ async fn a_large_policy_can_be_uploaded() {
     let rule = s.get(&s.admin, "/v1/policies/2/rules/vendor-cap-149").await;
     rule.expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_member_is_named_by_its_full_path() {
+    let s = Server::start().await;
+    let po = |amount: &str, context: &str| {
+        format!(
+            r#"{{"action":"purchase_order.create","counterparty":"acme","amount":{amount},"audience":"erp","context":{context}}}"#
+        )
+        .into_bytes()
+    };
+    let cases = [
+        (po(r#"{"value":"1.00","currency":"USD","value":"9.00"}"#, "{}"), "amount.value"),
+        (po(r#"{"value":"1.00","currency":"USD","currency":"EUR"}"#, "{}"), "amount.currency"),
+        (po(r#"{"value":"1.00","currency":"USD"}"#, r#"{"cc":"IT-7","cc":"IT-8"}"#), "context.cc"),
+        (po(r#"{"value":"1.00","currency":"USD"}"#, r#"{"items":[{"sku":1,"sku":2}]}"#), "context.items[0].sku"),
+        (br#"{"action":"a","action":"b","counterparty":"acme","audience":"erp"}"#.to_vec(), "action"),
+    ];
+    for (body, field) in cases {
+        let r = s.raw(reqwest::Method::POST, Some(&s.bot()), "/v1/requests", "application/json", body).await;
+        r.expect_problem(400, Some(field));
+    }
+    // Nested members of admin bodies too (public_jwk is free-form JSON).
+    let agent = br#"{"id":"dup-bot","owner":"x@example.com","public_jwk":{"kty":"OKP","kty":"EC"}}"#.to_vec();
+    s.raw(reqwest::Method::POST, Some(&s.admin), "/v1/agents", "application/json", agent)
+        .await
+        .expect_problem(400, Some("public_jwk.kty"));
+    let cases = s.get(&s.bot(), "/v1/cases").await;
+    assert!(cases.json["cases"].as_array().expect("cases").is_empty(), "nothing was recorded: {}", cases.text);
+}
+
+/// Invisible, bidirectional and control characters are refused, with the field named,
+/// where they have no business; free text keeps them (shown with markers to people).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_characters_are_refused_in_ids_names_and_keys_and_kept_in_free_text() {
+    let s = Server::start().await;
+    let po = po_body("acme", "10.00");
+    let with = |path: &[&str], v: serde_json::Value| {
+        let mut b = po.clone();
+        let mut cur = &mut b;
+        for p in &path[..path.len() - 1] {
+            cur = &mut cur[*p];
+        }
+        cur[path[path.len() - 1]] = v;
+        b
+    };
+    let rlo = "\u{202E}";
+    let refused = [
+        (with(&["action"], json!(format!("purchase_order.create{rlo}"))), "action"),
+        (with(&["counterparty"], json!(format!("ac{rlo}me"))), "counterparty"),
+        (with(&["audience"], json!("erp\u{200B}")), "audience"),
+        (with(&["idempotency_key"], json!("po-\u{2066}1")), "idempotency_key"),
+        (with(&["amount", "value"], json!(format!("10{rlo}.00"))), "amount.value"),
+        (with(&["amount", "currency"], json!("US\u{200D}D")), "amount.currency"),
+        (with(&["description"], json!("esc \u{1B}[31m red")), "description"),
+        (with(&["context"], json!({"note": "nul \u{0}"})), "context"),
+        (with(&["context"], json!({"a\u{7}": 1})), "context"),
+    ];
+    for (body, field) in refused {
+        let r = s.submit(&s.bot(), &body).await;
+        r.expect_problem(400, Some(field));
+    }
+    // Names and labels of the admin API.
+    let admin = s.admin.clone();
+    s.post(&admin, "/v1/agents", &json!({"id": "n-bot", "owner": "x@example.com", "name": format!("Bot{rlo}")}))
+        .await
+        .expect_problem(400, Some("name"));
+    s.post(&admin, "/v1/approvers", &json!({"id": "z@example.com", "name": "Zoe\u{FEFF}", "roles": ["risk"]}))
+        .await
+        .expect_problem(400, Some("name"));
+    s.put(&admin, "/v1/counterparties/acme", &json!({"name": format!("Acme {rlo}gnp"), "risk": "low"}))
+        .await
+        .expect_problem(400, Some("name"));
+    s.put(&admin, "/v1/actions/data.export", &json!({"description": "x\u{0}"}))
+        .await
+        .expect_problem(400, Some("description"));
+    // Free text keeps bidirectional and zero-width characters, as sent.
+    let kept = with(&["description"], json!(format!("Total {rlo}00.005,49 USD")));
+    let kept = s.submit(&s.bot(), &with_key(kept, "kept-1")).await;
+    kept.expect(201);
+    let case_id = kept.get("case_id").as_str().expect("case").to_owned();
+    let c = s.case(&s.bot(), &case_id).await;
+    assert!(c.text.contains(rlo), "the record keeps the description as sent: {}", c.text);
+    // Execution references are references: no hidden characters; comments refuse NUL.
+    let passport = c.json["passport_info"]["id"].as_str().expect("passport").to_owned();
+    let ex = json!({"passport_id": passport, "reference": format!("PO-{rlo}77")});
+    s.post(&s.erp(), &format!("/v1/cases/{case_id}/execution"), &ex).await.expect_problem(400, Some("reference"));
+    let esc = s.po("globex", "40000.00").await;
+    let review = esc.json["review"]["id"].as_str().expect("review").to_owned();
+    s.decide(&s.carol(), &review, "reject", "no\u{0}").await.expect_problem(400, Some("comment"));
+}
+
+fn with_key(mut body: serde_json::Value, key: &str) -> serde_json::Value {
+    body["idempotency_key"] = json!(key);
+    body
+}

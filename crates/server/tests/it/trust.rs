@@ -1,5 +1,7 @@
 //! Execution, outcomes and trust: who may report what, and how scores move the next verdict.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::harness::*;
@@ -170,4 +172,101 @@ async fn bad_evidence_decays_and_latitude_comes_back() {
     let r = s.po("globex", "2000.00").await;
     assert_eq!(r.json["trust"]["agent"], json!(46), "{}", r.text);
     assert_eq!(r.get("verdict"), "authorized", "{}", r.text);
+}
+
+/// `trust rebuild --check` after 10,000 outcomes recorded concurrently, with time moving
+/// so that evidence decays between them (non-trivial floating-point state): every stored
+/// standing equals the replay of the ledger, bit for bit. Driven through the engine (HTTP
+/// would only add time); the check runs through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_rebuild_check_holds_after_ten_thousand_concurrent_outcomes() {
+    use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent};
+    use agentsigna_core::engine::outcome::OutcomeInput;
+    use agentsigna_core::engine::request::RequestInput;
+    use agentsigna_core::model::{Principal, Risk};
+    use agentsigna_core::money::Amount;
+    use agentsigna_core::trust::Outcome;
+
+    let outcomes_wanted: usize =
+        std::env::var("AGENTSIGNA_TEST_OUTCOMES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    const LANES: usize = 16;
+    let mut s = Server::start().await;
+    let engine = s.running.as_ref().expect("running").engine.clone();
+    let admin = Principal::Admin;
+    for i in 0..LANES {
+        let agent =
+            NewAgent { id: format!("load-bot-{i}"), owner: "owner@example.com".into(), name: None, public_jwk: None };
+        engine.register_agent(&admin, agent).await.expect("agent");
+        let cp = CounterpartyInput { name: format!("Vendor {i}"), risk: Risk::Low };
+        engine.put_counterparty(&admin, format!("load-vendor-{i}"), cp).await.expect("counterparty");
+    }
+    // Time moves while outcomes are recorded: 40 s of clock per millisecond.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (clock, stop) = (s.clock.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                clock.advance_secs(40);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut recorded = 0;
+    let mut i = 0usize;
+    while recorded < outcomes_wanted {
+        let permit = limit.clone().acquire_owned().await.expect("semaphore");
+        let engine = engine.clone();
+        // A case with a second outcome now and then (a completed one later reversed).
+        // Bad outcomes only once every agent and vendor has a good history (the first
+        // 1,024 cases), then by blocks of 256 cases, in which every agent and every vendor
+        // has 16 cases: no standing falls under the policy's review or reject thresholds,
+        // so every request stays authorized.
+        let outcomes: &[Outcome] = match (i / 256) % 8 {
+            6 if i >= 1024 => &[Outcome::Completed, Outcome::Reversed],
+            7 if i >= 1024 => &[Outcome::Completed, Outcome::Rejected],
+            _ => &[Outcome::Completed],
+        };
+        recorded += outcomes.len();
+        let (agent, vendor) = (format!("load-bot-{}", i % LANES), format!("load-vendor-{}", (i / LANES) % LANES));
+        tasks.spawn(async move {
+            let _permit = permit;
+            let request = RequestInput {
+                action: "purchase_order.create".into(),
+                counterparty: vendor,
+                amount: Some(Amount { value: "10.00".into(), currency: "USD".into() }),
+                audience: "erp".into(),
+                description: String::new(),
+                context: None,
+                idempotency_key: None,
+            };
+            let out = engine.submit_request(&Principal::Agent(agent), request).await.expect("request");
+            assert_eq!(out.body["verdict"], "authorized", "{}", out.body);
+            for o in outcomes {
+                let input = OutcomeInput { outcome: *o, detail: None };
+                engine.record_outcome(&Principal::System("erp".into()), &out.case_id, input).await.expect("outcome");
+            }
+        });
+        i += 1;
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.await.expect("ticker");
+    eprintln!("{recorded} outcomes on {i} cases in {:.1?}", started.elapsed());
+    let stored = engine.agent_view(&admin, "load-bot-0").await.expect("agent");
+    let counted: u64 =
+        stored["trust"]["outcomes"].as_object().expect("outcomes").values().filter_map(|v| v.as_u64()).sum();
+    assert_eq!(counted as usize, i.div_ceil(LANES), "every case of the lane counts once: {stored}");
+    drop(engine);
+    s.stop().await;
+    let data = s.data_dir();
+    let (code, out, err) =
+        outcome(&run_cli(&["trust", "rebuild", "--check", "--data-dir", data.to_str().expect("path")]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("{} standings", 2 * LANES)), "{out}");
+    assert!(out.contains("every stored standing equals the replay"), "{out}");
 }
