@@ -114,7 +114,7 @@ impl Engine {
         let key = format!("session:{id}");
         self.transact(&[&key], move |_, d| {
             let Some(mut s) = d.get::<StoredSession>(RecordKind::Session, &id)? else { return Ok(None) };
-            if !s.form_error.as_ref().is_some_and(|e| e.page == page) {
+            if s.form_error.as_ref().is_none_or(|e| e.page != page) {
                 return Ok(None);
             }
             let taken = s.form_error.take();
