@@ -140,7 +140,10 @@ fn table() -> Vec<Row> {
         row(post.clone(), "/ui/login", "/ui/login", No, Form(&[]), [401, 403, 403, 303, 303, 303, 403, 403, 303]),
         row(post.clone(), "/ui/logout", "/ui/logout", No, Form(&[("csrf", "$CSRF")]), [303; 9]),
         row(get.clone(), "/ui/reviews/{id}", "/ui/reviews/$REVIEW", No, Body::None, PAGE),
-        row(post.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", Escalated, Form(&[("csrf", "$CSRF"), ("decision", "approve"), ("comment", "")]), [303, 303, 303, 303, 303, 403, 303, 303, 403]),
+        // Post/redirect/get: a decision form always answers 303, to the login page without a
+        // session and to the case page with one; a refused decision (the agent's owner, the
+        // admin) is shown there and not recorded, as the engine refuses it (see the API row above).
+        row(post.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", Escalated, Form(&[("csrf", "$CSRF"), ("decision", "approve"), ("comment", "")]), [303; 9]),
         // Opening the decision URL (e.g. reloading after a refusal) leads back to the case page.
         row(get.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", No, Body::None, [303; 9]),
         row(get.clone(), "/ui/favicon.svg", "/ui/favicon.svg", No, Body::None, [200; 9]),
