@@ -201,7 +201,7 @@ async fn handle(State(s): State<Arc<GateState>>, req: Request) -> Response {
     let method = parts.method.as_str().to_owned();
     let url = format!("{}{}", s.public_url, parts.uri.path());
     let check = |s: &GateState| {
-        let gate = s.gate.read().map_err(|_| VerifyError::Malformed("gate lock poisoned".into()))?;
+        let gate = agentsigna_core::sync::read(&s.gate);
         gate.check(
             &GateRequest { passport: &passport, proof: proof.as_deref(), method: &method, url: &url },
             s.clock.as_ref(),
@@ -341,9 +341,7 @@ async fn refresh_jwks(s: &GateState) -> bool {
     }
     match fetch_jwks(&s.client, &s.opts.jwks).await {
         Ok(jwks) => {
-            if let Ok(mut g) = s.gate.write() {
-                g.verifier_mut().set_jwks(jwks);
-            }
+            agentsigna_core::sync::write(&s.gate).verifier_mut().set_jwks(jwks);
             true
         }
         Err(e) => {

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -24,9 +24,7 @@ use tokio::sync::Semaphore;
 
 use agentsigna_core::model::Principal;
 
-use super::extract::{bearer_token, Authenticated};
 use super::problem::ApiError;
-use crate::state::AppState;
 
 /// A request rate: `per_second` on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +93,7 @@ impl RateLimiter {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         let shard = &self.shards[(h.finish() as usize) % SHARDS];
-        let mut map = match shard.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut map = agentsigna_core::sync::lock(shard);
         let tat = map.get(key).copied().filter(|t| *t > now).unwrap_or(now);
         let ahead = tat - now;
         if ahead > self.tolerance {
@@ -165,30 +160,11 @@ pub fn peer_ip(req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
-/// Middleware: authenticates once (the handlers' [`super::extract::Auth`] reuses it),
-/// applies the rate limit and the long-poll cap.
-pub async fn limit(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if matches!(req.uri().path(), "/healthz" | "/readyz") {
-        return next.run(req).await;
-    }
-    let mut principal = None;
-    if let Ok(Some(token)) = bearer_token(req.headers()) {
-        match s.engine.authenticate(token).await {
-            Ok(p) => {
-                principal = Some(p.clone());
-                req.extensions_mut().insert(Authenticated(Ok(p)));
-            }
-            Err(agentsigna_core::Error::Unauthenticated(d)) => {
-                req.extensions_mut().insert(Authenticated(Err(d)));
-            }
-            // A storage failure: the handler's own authentication reports it.
-            Err(_) => {}
-        }
-    } else if req.uri().path().starts_with("/ui") {
-        // A storage failure: the page's own session lookup reports it.
-        principal = s.sessions.current(req.headers()).await.ok().flatten().map(|c| c.principal);
-    }
-    if let Some(limiter) = &s.limits.rate {
+/// Applies the rate limit and the long-poll cap to a request whose principal (if its
+/// credential authenticated) the caller has identified: the router's middleware
+/// ([`crate::router`]), which also authenticates once for the handlers.
+pub async fn apply(limits: &RequestLimits, principal: Option<Principal>, mut req: Request, next: Next) -> Response {
+    if let Some(limiter) = &limits.rate {
         let key = match (&principal, peer_ip(&req)) {
             (Some(p), _) => Some(RateKey::principal(p)),
             (None, Some(ip)) => Some(RateKey::peer(ip)),
@@ -201,7 +177,7 @@ pub async fn limit(State(s): State<AppState>, mut req: Request, next: Next) -> R
         }
     }
     if req.method() == Method::GET && is_case_path(req.uri().path()) && has_wait(req.uri()) {
-        match s.limits.waits.clone().try_acquire_owned() {
+        match limits.waits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let resp = next.run(req).await;
                 drop(permit);

@@ -229,10 +229,7 @@ struct Registry {
 
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Slot>>> {
-        match self.slots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        agentsigna_core::sync::lock(&self.slots)
     }
 
     /// Makes room for a new connection (closing the oldest one without a request in

@@ -63,19 +63,13 @@ impl Tls {
 
     /// The acceptor for a new connection.
     pub fn acceptor(&self) -> TlsAcceptor {
-        match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        agentsigna_core::sync::read(&self.current).clone()
     }
 
     /// Rereads the files; on failure the running certificate stays.
     pub fn reload(&self) -> anyhow::Result<()> {
         let acceptor = TlsAcceptor::from(Arc::new(config(&self.files)?));
-        match self.current.write() {
-            Ok(mut g) => *g = acceptor,
-            Err(p) => *p.into_inner() = acceptor,
-        }
+        *agentsigna_core::sync::write(&self.current) = acceptor;
         Ok(())
     }
 

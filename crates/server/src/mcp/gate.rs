@@ -183,7 +183,7 @@ struct PassportCheck {
 
 impl PassportCheck {
     fn check(&self, token: &str) -> Result<VerifiedPassport, VerifyError> {
-        let gate = self.gate.read().map_err(|_| VerifyError::Malformed("passport gate lock poisoned".into()))?;
+        let gate = agentsigna_core::sync::read(&self.gate);
         let req = GateRequest { passport: token, proof: None, method: "POST", url: "mcp:tools/call" };
         gate.check(&req, &SystemClock)
     }
@@ -205,13 +205,10 @@ impl PassportCheck {
             *last = Instant::now();
         }
         match self.api.jwks().await {
-            Ok(jwks) => match self.gate.write() {
-                Ok(mut g) => {
-                    g.verifier_mut().set_jwks(jwks);
-                    true
-                }
-                Err(_) => false,
-            },
+            Ok(jwks) => {
+                agentsigna_core::sync::write(&self.gate).verifier_mut().set_jwks(jwks);
+                true
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "JWKS refresh failed");
                 false

@@ -128,10 +128,7 @@ impl Metrics {
         }
         let now_ms = engine.clock().now_ms();
         let snapshot = Snapshot { figures: figures.ok(), serial: engine.serial_figures(), now_ms };
-        match self.scraped.0.lock() {
-            Ok(mut g) => *g = Some(snapshot),
-            Err(p) => *p.into_inner() = Some(snapshot),
-        }
+        *agentsigna_core::sync::lock(&self.scraped.0) = Some(snapshot);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics: cannot encode the registry");
