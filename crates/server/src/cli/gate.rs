@@ -10,7 +10,7 @@ use clap::Args;
 
 use agentsigna_core::SystemClock;
 
-use super::{read_secret_file, LimitArgs, TlsArgs};
+use super::{read_secret_file, LimitArgs, RunArgs};
 use crate::app;
 
 #[derive(Debug, Args)]
@@ -45,19 +45,8 @@ pub struct GateArgs {
     pub replay_store: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
-    /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
-    /// environment variables take precedence over it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Print the effective configuration (flags, environment, file, defaults), secrets
-    /// redacted, and exit.
-    #[arg(long)]
-    pub print_config: bool,
-    /// Log lines as human-readable text or as JSON objects (stderr; `AGENTSIGNA_LOG` filters).
-    #[arg(long, value_enum, default_value_t = crate::observe::logging::LogFormat::Text)]
-    pub log_format: crate::observe::logging::LogFormat,
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub run: RunArgs,
 }
 
 pub(super) async fn gate(a: GateArgs) -> anyhow::Result<()> {
@@ -79,7 +68,7 @@ pub(super) async fn gate(a: GateArgs) -> anyhow::Result<()> {
         report_token,
         replay_store: a.replay_store,
     };
-    let tls = a.tls.files().map(crate::http::tls::Tls::load).transpose()?;
+    let tls = a.run.tls.files().map(crate::http::tls::Tls::load).transpose()?;
     let reload = tls.as_ref().map(|t| t.reload_on_sighup()).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let running =

@@ -20,7 +20,7 @@ pub use gate::GateArgs;
 pub use keys::KeysCommand;
 pub use ledger::{LedgerCommand, LedgerEvidenceArgs, LedgerExportArgs, LedgerVerifyArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicySimulateArgs, PolicyTestArgs};
-pub use serve::{LimitArgs, ServeArgs, TlsArgs, MAX_WINDOW_SECS};
+pub use serve::{LimitArgs, RunArgs, ServeArgs, TlsArgs, MAX_WINDOW_SECS};
 pub use trust::{MigrateArgs, TrustCommand, TrustRebuildArgs};
 pub use verify::VerifyArgs;
 

@@ -14,6 +14,25 @@ use agentsigna_core::SystemClock;
 use super::{read_secret_file, DatabaseArg};
 use crate::app::{self, ServeOptions};
 
+/// The flags every long-running server (`serve`, `gate`) shares: its configuration file,
+/// `--print-config`, the log format and TLS.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
+    /// environment variables take precedence over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults), secrets
+    /// redacted, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log lines as human-readable text or as JSON objects (stderr; `AGENTSIGNA_LOG` filters).
+    #[arg(long, value_enum, default_value_t = crate::observe::logging::LogFormat::Text)]
+    pub log_format: crate::observe::logging::LogFormat,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
 /// `--tls-cert` and `--tls-key`: HTTPS instead of HTTP (PEM files, reloaded on SIGHUP).
 #[derive(Debug, Args, Clone, Default)]
 pub struct TlsArgs {
@@ -140,19 +159,8 @@ pub struct ServeArgs {
     /// units of its currency, e.g. 50000) needs the amount retyped. Default: no threshold.
     #[arg(long, value_name = "AMOUNT", value_parser = parse_threshold)]
     pub confirm_above: Option<f64>,
-    /// A TOML file of flags (`listen = "…"`, `rate-limit = 100`): flags and their
-    /// environment variables take precedence over it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Print the effective configuration (flags, environment, file, defaults), secrets
-    /// redacted, and exit.
-    #[arg(long)]
-    pub print_config: bool,
-    /// Log lines as human-readable text or as JSON objects (stderr; `AGENTSIGNA_LOG` filters).
-    #[arg(long, value_enum, default_value_t = crate::observe::logging::LogFormat::Text)]
-    pub log_format: crate::observe::logging::LogFormat,
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub run: RunArgs,
 }
 
 fn parse_threshold(v: &str) -> Result<f64, String> {
@@ -185,7 +193,7 @@ pub(super) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     opts.rate = a.limits.rate();
     opts.max_waits = usize::try_from(a.max_waits).unwrap_or(usize::MAX);
     opts.public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
-    opts.tls = a.tls.files();
+    opts.tls = a.run.tls.files();
     opts.metrics_listen = a.metrics_listen;
     opts.ui.confirm_above = a.confirm_above;
     let running = app::start(opts, Arc::new(SystemClock)).await?;
