@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
 pub use gate::GateArgs;
-pub use keys::KeysCommand;
+pub use keys::{fits as keys_fit, KeysCommand, KeysListArgs};
 pub use ledger::{LedgerCommand, LedgerEvidenceArgs, LedgerExportArgs, LedgerVerifyArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicySimulateArgs, PolicyTestArgs};
 pub use serve::{LimitArgs, RunArgs, ServeArgs, TlsArgs, MAX_WINDOW_SECS};
@@ -94,7 +94,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Policy(PolicyCommand::Simulate(a)) => {
             runtime().and_then(|rt| rt.block_on(policy::policy_simulate(a))).map(|_| 0)
         }
-        Command::Keys(KeysCommand::List(a)) => keys::keys_list(&a.data_dir).map(|_| 0),
+        Command::Keys(KeysCommand::List(a)) => keys::keys_list(&a).map(|_| 0),
         Command::Keys(KeysCommand::Rotate(a)) => keys::keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust::trust_rebuild(a))),
         Command::Migrate(a) => runtime().and_then(|rt| rt.block_on(trust::migrate(a))).map(|_| 0),

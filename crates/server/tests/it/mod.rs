@@ -15,6 +15,8 @@ mod loop_;
 mod matrix;
 mod multinode;
 mod operate;
+mod pg_cluster;
+mod pg_tls;
 mod revoke;
 mod tls;
 mod tools;

@@ -56,8 +56,8 @@ const MIGRATION_LOCK: i64 = 0x6167_656e_7473_6967;
 /// Applies pending migrations to the database at `url` (in `options.schema`, created if
 /// absent); returns the version reached. Refuses a database newer than this binary.
 pub async fn migrate(url: &str, options: &PgOptions) -> StoreResult<usize> {
-    let config = pg_config(url, options)?;
-    let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg_err)?;
+    let (config, tls) = pg_config(url, options)?;
+    let (mut client, connection) = config.connect(tls).await.map_err(pg_err)?;
     let conn_task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "migration connection ended");
