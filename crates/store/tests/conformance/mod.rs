@@ -31,7 +31,8 @@ pub fn signer() -> NoteSigner {
 macro_rules! suite {
     ($open:path) => {
         $crate::suite!(@tests $open;
-            preconditions_each_kind, stale_precondition_fails_alone_in_its_batch, failing_write_inside_a_batch,
+            preconditions_each_kind, stale_precondition_fails_alone_in_its_batch,
+            a_write_set_invalidated_earlier_in_its_batch_is_stale, failing_write_inside_a_batch,
             frontier_rolls_back_after_a_failed_write_set, concurrent_appends_leave_no_gap, idempotency_is_unique,
             listing_and_pagination, reviews_by_status_and_paging, proofs_from_stored_nodes, reads_and_versions);
     };
@@ -222,6 +223,47 @@ pub async fn stale_precondition_fails_alone_in_its_batch(f: Fixture) {
     assert_eq!(other.tree_size, 6);
     let entries = verify_ledger(&f).await;
     assert_eq!(entries.len(), 6);
+}
+
+/// Preconditions read before an earlier write set of the same batch changed what they
+/// name are stale, exactly as if they had been read after it (the PostgreSQL sequencer
+/// checks every precondition of a batch at once, then refuses these in memory).
+pub async fn a_write_set_invalidated_earlier_in_its_batch_is_stale(f: Fixture) {
+    let s = &f.store;
+    let pre = |p: Precondition, w: Write| WriteSet { preconditions: vec![p], writes: vec![w], entries: vec![] };
+    let absent_x = || Precondition::Record { kind: RecordKind::Setting, id: "x".into(), version: None };
+    let absent_case = || Precondition::Case { id: "case-9".into(), version: None };
+    let free = |agent: &str| Precondition::IdempotencyFree { agent: agent.into(), key: "k".into() };
+    let mut row = case_row("case-9", "a1", 5);
+    row.idempotency_key = Some("k".into());
+    let results = commit_all(
+        s,
+        vec![
+            pre(absent_x(), record(RecordKind::Setting, "x", "1")),
+            pre(absent_x(), record(RecordKind::Setting, "x2", "1")),
+            pre(absent_case(), Write::PutCase(row)),
+            pre(absent_case(), record(RecordKind::Setting, "y", "1")),
+            pre(free("a1"), record(RecordKind::Setting, "z", "1")),
+            pre(free("a2"), record(RecordKind::Setting, "w", "1")),
+        ],
+    )
+    .await;
+    let outcome: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
+    assert_eq!(outcome, [true, false, true, false, false, true], "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(is_conflict), "{results:?}");
+    for (id, written) in [("x", true), ("x2", false), ("y", false), ("z", false), ("w", true)] {
+        assert_eq!(read(s, |s| s.record(RecordKind::Setting, id)).await.is_some(), written, "{id}");
+    }
+    // Chain heads: the second of two write sets extending the same head is stale.
+    let (ws, head) = chain_ws("c9", None, 1);
+    s.commit(ws).await.unwrap();
+    let (a, _) = chain_ws("c9", Some(head), 1);
+    let (mut b, _) = chain_ws("c9", Some(head), 1);
+    b.writes.push(record(RecordKind::Setting, "from-b", "1"));
+    let results = commit_all(s, vec![a, b]).await;
+    assert!(results[0].is_ok() && is_conflict(&results[1]), "{results:?}");
+    assert!(read(s, |s| s.record(RecordKind::Setting, "from-b")).await.is_none());
+    verify_ledger(&f).await;
 }
 
 pub async fn failing_write_inside_a_batch(f: Fixture) {
