@@ -15,6 +15,7 @@ mod loop_;
 mod matrix;
 mod multinode;
 mod operate;
+mod reviews;
 mod revoke;
 mod tls;
 mod tools;
