@@ -15,7 +15,7 @@ use serde::Serialize;
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::ledger::{hex_lower, Entry};
 
-use crate::model::{Case, CaseStatus};
+use crate::model::{Case, CaseStatus, ReviewStatus};
 use crate::store::{CaseRow, ChainHead, Precondition, RecordKind, SealedEntry, Snapshot, Write, WriteSet};
 use crate::{Error, Result};
 
@@ -193,10 +193,17 @@ impl<'a> Draft<'a> {
             status: case.status.as_str().to_owned(),
             idempotency_key: case.request.idempotency_key.clone(),
             review_id: review.map(|r| r.id.clone()),
+            review_status: review.map(|r| r.status.as_str().to_owned()),
             review_pending: case.status == CaseStatus::PendingReview,
+            roles_missing: review
+                .filter(|r| r.status == ReviewStatus::Pending)
+                .map(|r| r.roles_missing())
+                .unwrap_or_default(),
             deadline_ms: review.map(|r| r.deadline_ms),
             due_ms: case.due_ms(),
             created_at_ms: case.created_at_ms,
+            counterparty: case.decision.counterparty.id.clone(),
+            action: case.request.action.clone(),
             body,
         }));
         if !self.changed.contains(&case.id) {

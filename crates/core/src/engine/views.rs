@@ -6,7 +6,7 @@ use super::data::{get, trust_state};
 use super::{Ctx, Engine};
 use crate::access::{self, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, CounterpartyRecord, Principal};
-use crate::store::{CaseFilter, RecordKind, ReviewFilter, Snapshot};
+use crate::store::{CaseFilter, RecordKind, Snapshot};
 use crate::trust::TrustState;
 use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
@@ -171,7 +171,8 @@ fn history_case(c: &Case) -> Value {
         "review": c.review.as_ref().map(|r| json!({
             "id": r.id, "status": r.status.as_str(),
             "decisions": r.decisions.iter().map(|d| json!({
-                "approver": d.approver, "decision": d.decision, "comment": d.comment, "at": rfc3339_ms(d.at_ms),
+                "approver": d.approver, "roles": d.roles, "decision": d.decision, "comment": d.comment,
+                "at": rfc3339_ms(d.at_ms),
             })).collect::<Vec<_>>(),
         })),
     })
@@ -214,6 +215,14 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
             );
         }
     }
+    // Whose decisions the page shows: of this review and of the cases in its history.
+    let mut deciders: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut note_deciders = |c: &Case| {
+        for d in c.review.iter().flat_map(|r| &r.decisions) {
+            deciders.insert(d.approver.clone());
+        }
+    };
+    note_deciders(case);
     let recent: Vec<Value> = {
         let filter = CaseFilter { agent: Some(case.agent.clone()), limit: 20, ..Default::default() };
         let mut out = Vec::new();
@@ -222,31 +231,31 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
             if c.id == case.id {
                 continue;
             }
+            note_deciders(&c);
             out.push(history_case(&c));
         }
         out
     };
-    // The counterparty's earlier reviewed cases (of any agent), with the decisions on them.
-    let counterparty_reviews: Vec<Value> = {
+    // The counterparty's recent cases (of any agent, reviewed or not), with their
+    // outcomes and the decisions on them.
+    let counterparty_cases: Vec<Value> = {
         let filter =
-            ReviewFilter { counterparty: Some(case.decision.counterparty.id.clone()), limit: 11, ..Default::default() };
-        let (_, bodies) = snap.list_reviews(&filter)?;
+            CaseFilter { counterparty: Some(case.decision.counterparty.id.clone()), limit: 11, ..Default::default() };
         let mut out = Vec::new();
-        for body in bodies {
+        for body in snap.list_cases(&filter)? {
             let c: Case = serde_json::from_str(&body)?;
             if c.id != case.id && out.len() < 10 {
+                note_deciders(&c);
                 out.push(history_case(&c));
             }
         }
         out
     };
-    // Names of the approvers who decided, and of the reader.
+    // The names of the approvers who decided, here and in the history.
     let mut approver_names = serde_json::Map::new();
-    if let Some(r) = &case.review {
-        for d in &r.decisions {
-            let a: Option<ApproverRecord> = get(snap, RecordKind::Approver, &d.approver)?;
-            approver_names.insert(d.approver.clone(), json!(a.and_then(|a| a.name)));
-        }
+    for id in deciders {
+        let a: Option<ApproverRecord> = get(snap, RecordKind::Approver, &id)?;
+        approver_names.insert(id, json!(a.and_then(|a| a.name)));
     }
     let mut view = case_view(ctx, snap, case, by)?;
     view["review"] = review_json(case);
@@ -266,7 +275,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
         "risk": cp.as_ref().map(|c| c.risk.as_str()).unwrap_or(case.decision.counterparty.risk.as_str()),
         "risk_at_decision": case.decision.counterparty.risk.as_str(),
         "trust": trust_json(ctx, &cp_trust),
-        "recent_reviews": counterparty_reviews,
+        "recent_cases": counterparty_cases,
     });
     view["approver_names"] = Value::Object(approver_names);
     view["viewer"] = viewer(snap, by)?;

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem, Revocable};
 use agentsigna_core::engine::outcome::{ExecutionInput, OutcomeInput};
 use agentsigna_core::engine::request::RequestInput;
-use agentsigna_core::engine::review::DecisionInput;
+use agentsigna_core::engine::review::{self, DecisionInput, ReviewListQuery};
 use agentsigna_core::model::CaseStatus;
 use agentsigna_verify::clock::rfc3339_ms;
 
@@ -364,10 +364,18 @@ async fn record_outcome(
     Ok(Json(s.engine.record_outcome(&p, &id, input).await?))
 }
 
+/// `GET /v1/reviews`: every parameter is read as text, so that a bad value is refused by
+/// the engine with the parameter's name.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReviewQuery {
     status: Option<String>,
+    agent: Option<String>,
+    counterparty: Option<String>,
+    action: Option<String>,
+    role: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
 }
 
 async fn list_reviews(
@@ -375,7 +383,25 @@ async fn list_reviews(
     Auth(p): Auth,
     Query(q): Query<ReviewQuery>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(s.engine.list_reviews(&p, q.status).await?))
+    let limit = match q.limit.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(
+                Some("limit".into()),
+                format!("limit must be a whole number from 1 to {} (got {l:?})", review::MAX_REVIEW_PAGE),
+            )
+        })?),
+    };
+    let query = ReviewListQuery {
+        status: q.status,
+        agent: q.agent,
+        counterparty: q.counterparty,
+        action: q.action,
+        role: q.role,
+        cursor: q.cursor,
+        limit,
+    };
+    Ok(Json(s.engine.list_reviews(&p, query).await?))
 }
 
 async fn get_review(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -20,8 +20,11 @@ pub struct Chrome {
     pub user: Option<String>,
     /// The session's CSRF token.
     pub csrf: String,
-    /// Which navigation entry is the current page (`queue`, `all`), for `aria-current`.
+    /// Which navigation entry is the current page (`queue`, `all`, `settings`), for
+    /// `aria-current`.
     pub current: &'static str,
+    /// The time zone the page's times are shown in (`UTC`, `Europe/Berlin`).
+    pub zone: String,
 }
 
 /// `GET /ui/login`.
@@ -36,6 +39,26 @@ pub struct LoginPage {
     pub next: String,
     /// Why the last attempt failed.
     pub error: Option<String>,
+}
+
+/// `GET /ui/settings`: the approver's choice of time zone for this session.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// A message left by the previous action.
+    pub flash: Option<String>,
+    /// The zone times are shown in now.
+    pub zone: String,
+    /// Its offset from UTC now (`UTC+01:00`).
+    pub offset: String,
+    /// What the field holds: the zone, or what was typed when it was refused.
+    pub typed: String,
+    /// Why the zone typed was refused, in plain words.
+    pub error: Option<String>,
+    /// Every zone name, as suggestions.
+    pub zones: Vec<String>,
 }
 
 /// An error shown as a page.

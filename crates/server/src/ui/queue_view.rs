@@ -4,7 +4,7 @@
 use askama::Template;
 use serde_json::Value;
 
-use super::format::{age, agent_text, approvals, status_words, time_left, when};
+use super::format::{agent_text, approvals, status_words, time_left, Times};
 use super::pages::{amount_text, rule_lines, s, strings, Chrome, RuleLine};
 
 /// Rows per page.
@@ -85,6 +85,10 @@ pub struct QueuePage {
     pub action: String,
     /// Review or case id searched for.
     pub q: String,
+    /// Only reviews that still need a role the reader holds.
+    pub mine: bool,
+    /// The reader's roles (the role filter is offered to approvers with roles).
+    pub my_roles: String,
     /// Rows of this page.
     pub items: Vec<QueueItem>,
     /// `Showing 1–50 of 612`.
@@ -132,8 +136,8 @@ fn mark(r: &Value, viewer: &Value) -> Option<String> {
     None
 }
 
-/// Queue rows from `Engine::review_queue`; `now_ms` the server clock.
-pub fn queue_items(doc: &Value, now_ms: i64) -> Vec<QueueItem> {
+/// Queue rows from `Engine::review_queue`; `times` puts times into words.
+pub fn queue_items(doc: &Value, times: &Times) -> Vec<QueueItem> {
     let Some(reviews) = doc["reviews"].as_array() else { return Vec::new() };
     let viewer = &doc["viewer"];
     reviews
@@ -162,9 +166,9 @@ pub fn queue_items(doc: &Value, now_ms: i64) -> Vec<QueueItem> {
                 rules: rule_lines(&r["rules"]),
                 approvals: a.so_far,
                 still: a.still,
-                age: age(&s(&r["created_at"]), now_ms),
+                age: times.age(&s(&r["created_at"])),
                 time_left: time_left(r["seconds_left"].as_i64().unwrap_or(0)),
-                deadline: when(&s(&r["deadline"])),
+                deadline: times.when(&s(&r["deadline"])),
                 status_words: status_words(&status),
                 status,
                 mark: mark(r, viewer),

@@ -6,7 +6,7 @@
 use askama::Template;
 use serde_json::Value;
 
-use super::format::{agent_text, approvals, status_words, time_left, when, when_and_age, Approvals};
+use super::format::{agent_text, approvals, status_words, time_left, Approvals, Times};
 use super::pages::{amount_text, rule_lines, s, strings, Chrome, RuleLine};
 
 /// An entry of a trust history.
@@ -95,7 +95,7 @@ pub struct CounterpartyView {
     pub trust_at_decision: String,
     /// Outcome counts.
     pub outcomes: String,
-    /// Earlier reviewed cases with this counterparty.
+    /// Its recent cases (of any agent, reviewed or not), newest first.
     pub recent: Vec<HistoryCase>,
 }
 
@@ -230,7 +230,15 @@ pub struct ReviewPage {
     pub next_review: Option<String>,
 }
 
-fn history_case(c: &Value, now_ms: i64) -> HistoryCase {
+/// An approver as shown: `Carol (Finance) (carol@example.com)`, or the id alone.
+fn approver_label(names: &Value, id: &str) -> String {
+    match names[id].as_str() {
+        Some(n) => format!("{} ({id})", agent_text(n)),
+        None => id.to_owned(),
+    }
+}
+
+fn history_case(c: &Value, times: &Times, names: &Value) -> HistoryCase {
     let status = s(&c["status"]);
     let decisions = c["review"]["decisions"]
         .as_array()
@@ -238,11 +246,14 @@ fn history_case(c: &Value, now_ms: i64) -> HistoryCase {
             a.iter()
                 .map(|d| {
                     let verb = if d["decision"] == "approve" { "approved" } else { "rejected" };
+                    let who = approver_label(names, &s(&d["approver"]));
+                    let roles = strings(&d["roles"]).join(", ");
+                    let who = if roles.is_empty() { who } else { format!("{who} ({roles})") };
                     let comment = agent_text(&s(&d["comment"]));
                     if comment.is_empty() {
-                        format!("{} {verb}", s(&d["approver"]))
+                        format!("{who} {verb}")
                     } else {
-                        format!("{} {verb}: “{comment}”", s(&d["approver"]))
+                        format!("{who} {verb}: “{comment}”")
                     }
                 })
                 .collect()
@@ -258,7 +269,7 @@ fn history_case(c: &Value, now_ms: i64) -> HistoryCase {
         status_words: status_words(&status),
         status,
         outcomes: if outcomes.is_empty() { "none yet".to_owned() } else { outcomes },
-        created: when_and_age(&s(&c["created_at"]), now_ms),
+        created: times.when_and_age(&s(&c["created_at"])),
         decisions,
     }
 }
@@ -283,13 +294,13 @@ fn list_of(v: &Value, f: impl Fn(&Value) -> HistoryCase) -> Vec<HistoryCase> {
 }
 
 /// The case page's data from `Engine::get_review`; `me` is the signed-in approver's id
-/// (`None` for the admin), `now_ms` the server clock, `confirm_above` the amount above
-/// which approving needs the amount retyped.
+/// (`None` for the admin), `times` puts times into words (server clock, session's zone),
+/// `confirm_above` the amount above which approving needs the amount retyped.
 pub fn review_page(
     doc: &Value,
     chrome: Chrome,
     me: Option<&str>,
-    now_ms: i64,
+    times: &Times,
     confirm_above: Option<f64>,
 ) -> ReviewPage {
     let review = &doc["review"];
@@ -302,10 +313,7 @@ pub fn review_page(
             a.iter()
                 .map(|d| {
                     let id = s(&d["approver"]);
-                    let who = match names[&id].as_str() {
-                        Some(n) => format!("{} ({id})", agent_text(n)),
-                        None => id.clone(),
-                    };
+                    let who = approver_label(names, &id);
                     DecisionView {
                         who,
                         approver: id,
@@ -313,7 +321,7 @@ pub fn review_page(
                         words: if d["decision"] == "approve" { "Approved" } else { "Rejected" }.to_owned(),
                         decision: s(&d["decision"]),
                         comment: agent_text(&s(&d["comment"])),
-                        at: when_and_age(&s(&d["at"]), now_ms),
+                        at: times.when_and_age(&s(&d["at"])),
                     }
                 })
                 .collect()
@@ -364,14 +372,19 @@ pub fn review_page(
     let seconds_left = review["deadline"]
         .as_str()
         .and_then(agentsigna_verify::clock::parse_rfc3339_ms)
-        .map(|deadline| (deadline - now_ms) / 1000);
+        .map(|deadline| (deadline - times.now_ms) / 1000);
     let policy = match &doc["policy"] {
         Value::Null => "none".to_owned(),
         p => format!("version {} ({})", s(&p["version"]), s(&p["digest"])),
     };
     let passport = doc["passport_info"].as_object().map(|p| {
         let field = |k: &str| p.get(k).map(s).unwrap_or_default();
-        format!("{} (issued {}, expires {})", field("id"), when(&field("issued_at")), when(&field("expires_at")))
+        format!(
+            "{} (issued {}, expires {})",
+            field("id"),
+            times.when(&field("issued_at")),
+            times.when(&field("expires_at"))
+        )
     });
     let amount_value = doc["request"]["amount"]["value"].as_str().and_then(|v| v.parse::<f64>().ok());
     let confirm_needed = matches!((confirm_above, amount_value), (Some(t), Some(v)) if v > t);
@@ -387,7 +400,7 @@ pub fn review_page(
         case_id: s(&doc["case_id"]),
         case_status: status_words(&s(&doc["status"])),
         verdict: status_words(&s(&doc["verdict"])),
-        created_at: when_and_age(&s(&doc["created_at"]), now_ms),
+        created_at: times.when_and_age(&s(&doc["created_at"])),
         action: s(&doc["request"]["action"]),
         amount: amount_text(&doc["request"]["amount"]),
         audience: s(&doc["request"]["audience"]),
@@ -413,12 +426,12 @@ pub fn review_page(
                             outcome_words: status_words(&s(&h["outcome"])),
                             outcome: s(&h["outcome"]),
                             change: format!("{} → {}", s(&h["before"]), s(&h["after"])),
-                            at: when_and_age(&s(&h["at"]), now_ms),
+                            at: times.when_and_age(&s(&h["at"])),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
-            recent: list_of(&agent["recent_cases"], |c| history_case(c, now_ms)),
+            recent: list_of(&agent["recent_cases"], |c| history_case(c, times, names)),
         },
         counterparty: CounterpartyView {
             id: s(&cp["id"]),
@@ -430,7 +443,7 @@ pub fn review_page(
             confidence: s(&cp["trust"]["confidence"]),
             trust_at_decision: s(&doc["trust"]["counterparty"]),
             outcomes: outcome_counts(&cp["trust"]),
-            recent: list_of(&cp["recent_reviews"], |c| history_case(c, now_ms)),
+            recent: list_of(&cp["recent_cases"], |c| history_case(c, times, names)),
         },
         summary_rules: rule_lines(&doc["rules"]),
         rules: doc["rules"]
@@ -449,9 +462,9 @@ pub fn review_page(
             .unwrap_or_default(),
         approvals: approvals(required, given, &strings(&review["roles_required"]), &missing, pending),
         decisions,
-        deadline: when(&s(&review["deadline"])),
+        deadline: times.when(&s(&review["deadline"])),
         time_left: seconds_left.map(time_left).unwrap_or_default(),
-        closed_at: review["closed_at"].as_str().map(|c| when_and_age(c, now_ms)),
+        closed_at: review["closed_at"].as_str().map(|c| times.when_and_age(c)),
         passport,
         events: doc["events"]
             .as_array()
@@ -461,7 +474,7 @@ pub fn review_page(
                         index: s(&e["index"]),
                         seq: s(&e["seq"]),
                         kind: s(&e["type"]),
-                        at: when(&s(&e["at"])),
+                        at: times.when(&s(&e["at"])),
                         actor: s(&e["actor"]),
                         digest: s(&e["digest"]),
                         data: agent_text(&pretty(&e["data"])),

@@ -146,6 +146,8 @@ fn table() -> Vec<Row> {
         row(post.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", Escalated, Form(&[("csrf", "$CSRF"), ("decision", "approve"), ("comment", "")]), [303; 9]),
         // Opening the decision URL (e.g. reloading after a refusal) leads back to the case page.
         row(get.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", No, Body::None, [303; 9]),
+        row(get.clone(), "/ui/settings", "/ui/settings", No, Body::None, PAGE),
+        row(post.clone(), "/ui/settings", "/ui/settings", No, Form(&[("csrf", "$CSRF"), ("time_zone", "Europe/Berlin")]), [303; 9]),
         row(get.clone(), "/ui/favicon.svg", "/ui/favicon.svg", No, Body::None, [200; 9]),
         row(get, "/ui/{*rest}", "/ui/no-such-page", No, Body::None, [404; 9]),
     ]

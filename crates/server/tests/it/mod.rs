@@ -17,6 +17,7 @@ mod multinode;
 mod operate;
 mod pg_cluster;
 mod pg_tls;
+mod reviews;
 mod revoke;
 mod tls;
 mod tools;

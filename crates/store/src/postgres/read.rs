@@ -141,7 +141,12 @@ pub(crate) async fn ledger_entries(c: &ClientWrapper, start: u64, end: u64) -> S
 async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<String>> {
     let mut sql = String::from("SELECT body FROM cases WHERE TRUE");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    for (column, value) in [("agent", &filter.agent), ("audience", &filter.audience), ("status", &filter.status)] {
+    for (column, value) in [
+        ("agent", &filter.agent),
+        ("audience", &filter.audience),
+        ("counterparty", &filter.counterparty),
+        ("status", &filter.status),
+    ] {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
             sql.push_str(&format!(" AND {column} = ${}", args.len()));
@@ -163,18 +168,16 @@ async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<S
 async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
     let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let pending = filter.status.as_deref() == Some("pending");
-    if pending {
+    let by_deadline = filter.by_deadline();
+    if by_deadline {
         sql.push_str(" AND review_pending");
     } else if let Some(status) = &filter.status {
         args.push(Box::new(status.clone()));
-        sql.push_str(&format!(" AND (body::jsonb #>> '{{review,status}}') = ${}", args.len()));
+        sql.push_str(&format!(" AND review_status = ${}", args.len()));
     }
-    for (column, value) in [
-        ("agent", &filter.agent),
-        ("(body::jsonb #>> '{decision,counterparty,id}')", &filter.counterparty),
-        ("(body::jsonb #>> '{request,action}')", &filter.action),
-    ] {
+    for (column, value) in
+        [("agent", &filter.agent), ("counterparty", &filter.counterparty), ("action", &filter.action)]
+    {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
             sql.push_str(&format!(" AND {column} = ${}", args.len()));
@@ -184,18 +187,40 @@ async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(
         args.push(Box::new(id.clone()));
         sql.push_str(&format!(" AND (review_id = ${0} OR id = ${0})", args.len()));
     }
+    if let Some(roles) = &filter.roles {
+        args.push(Box::new(roles.clone()));
+        sql.push_str(&format!(
+            " AND id IN (SELECT case_id FROM review_roles WHERE role = ANY(${}::text[]))",
+            args.len()
+        ));
+    }
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
     let rows = query(c, &format!("SELECT COUNT(*){sql}"), &refs).await?;
     let total: i64 = match rows.first() {
         Some(r) => r.try_get(0).map_err(pg_err)?,
         None => 0,
     };
-    let order = if pending {
-        " ORDER BY deadline_ms ASC NULLS FIRST, created_at_ms ASC, id ASC"
+    if let Some(after) = &filter.after {
+        if by_deadline {
+            args.push(Box::new(after.deadline_ms));
+            args.push(Box::new(after.created_at_ms));
+            args.push(Box::new(after.id.clone()));
+            let n = args.len();
+            sql.push_str(&format!(" AND (deadline_ms, created_at_ms, id) > (${}, ${}, ${n})", n - 2, n - 1));
+        } else {
+            args.push(Box::new(after.created_at_ms));
+            args.push(Box::new(after.id.clone()));
+            let n = args.len();
+            sql.push_str(&format!(" AND (created_at_ms, id) < (${}, ${n})", n - 1));
+        }
+    }
+    let order = if by_deadline {
+        " ORDER BY deadline_ms ASC, created_at_ms ASC, id ASC"
     } else {
         " ORDER BY created_at_ms DESC, id DESC"
     };
     let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
     let bodies = strings(query(c, &page, &refs).await?)?;
     Ok((u64::try_from(total).unwrap_or(0), bodies))
 }

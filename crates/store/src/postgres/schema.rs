@@ -45,6 +45,34 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE gate_replay (key TEXT COLLATE "C" PRIMARY KEY, until_secs BIGINT NOT NULL);
     CREATE INDEX gate_replay_until ON gate_replay (until_secs);
     "#,
+    // 4 (review index): the review queue is queried by indexed columns, never by reading
+    // case bodies: the review's status, the counterparty and the action as columns, and
+    // the roles a pending review still misses as rows of `review_roles`. Existing cases
+    // are filled in from their bodies.
+    r#"
+    ALTER TABLE cases ADD COLUMN review_status TEXT;
+    ALTER TABLE cases ADD COLUMN counterparty TEXT NOT NULL DEFAULT '';
+    ALTER TABLE cases ADD COLUMN action TEXT NOT NULL DEFAULT '';
+    UPDATE cases SET review_status = body::jsonb #>> '{review,status}',
+        counterparty = coalesce(body::jsonb #>> '{decision,counterparty,id}', ''),
+        action = coalesce(body::jsonb #>> '{request,action}', '');
+    CREATE TABLE review_roles (role TEXT COLLATE "C" NOT NULL, case_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (role, case_id));
+    CREATE INDEX review_roles_case ON review_roles (case_id);
+    INSERT INTO review_roles (role, case_id)
+        SELECT DISTINCT required.role, c.id
+        FROM cases c, jsonb_array_elements_text(c.body::jsonb -> 'review' -> 'roles_required') AS required (role)
+        WHERE c.body::jsonb #>> '{review,status}' = 'pending' AND NOT EXISTS (
+            SELECT 1 FROM jsonb_array_elements(c.body::jsonb -> 'review' -> 'decisions') AS d (v)
+            WHERE d.v ->> 'decision' = 'approve' AND d.v -> 'withdrawn' IS NULL
+              AND d.v -> 'roles' ? required.role);
+    DROP INDEX cases_pending;
+    CREATE INDEX cases_pending ON cases (deadline_ms, created_at_ms, id) WHERE review_pending;
+    CREATE INDEX cases_reviews ON cases (created_at_ms, id) WHERE review_id IS NOT NULL;
+    CREATE INDEX cases_review_status ON cases (review_status, created_at_ms, id) WHERE review_status IS NOT NULL;
+    CREATE INDEX cases_counterparty ON cases (counterparty, created_at_ms, id);
+    CREATE INDEX cases_action ON cases (action, created_at_ms, id) WHERE review_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -65,7 +93,7 @@ pub async fn migrate(url: &str, options: &PgOptions) -> StoreResult<usize> {
     });
     let result = async {
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
-        let applied = apply(&mut client, options).await;
+        let applied = apply(&mut client, options, SCHEMA_VERSION).await;
         let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err);
         let version = applied?;
         unlocked?;
@@ -77,7 +105,8 @@ pub async fn migrate(url: &str, options: &PgOptions) -> StoreResult<usize> {
     result
 }
 
-async fn apply(client: &mut tokio_postgres::Client, options: &PgOptions) -> StoreResult<usize> {
+/// Applies the migrations after the database's version, up to `target`.
+async fn apply(client: &mut tokio_postgres::Client, options: &PgOptions, target: usize) -> StoreResult<usize> {
     if let Some(schema) = &options.schema {
         // The name was checked by `pg_config` (a-z, 0-9, _).
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(pg_err)?;
@@ -97,7 +126,7 @@ async fn apply(client: &mut tokio_postgres::Client, options: &PgOptions) -> Stor
             "database schema version {current} is newer than this binary ({SCHEMA_VERSION}); upgrade agentsigna"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
         let version = i32::try_from(i + 1).map_err(|_| StoreError::corrupt("too many migrations"))?;
         let tx = client.transaction().await.map_err(pg_err)?;
         tx.batch_execute(sql).await.map_err(pg_err)?;
@@ -105,5 +134,104 @@ async fn apply(client: &mut tokio_postgres::Client, options: &PgOptions) -> Stor
         tx.commit().await.map_err(pg_err)?;
         tracing::info!(version, "applied a PostgreSQL migration");
     }
-    Ok(SCHEMA_VERSION)
+    Ok(target.max(current))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The review index of migration 4 is filled in from the cases stored before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_review_index_is_filled_in_from_the_cases_already_stored() {
+        let url = match std::env::var("AGENTSIGNA_TEST_POSTGRES") {
+            Ok(u) if !u.is_empty() => u,
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("AGENTSIGNA_TEST_POSTGRES must be set under CI")
+            }
+            _ => return,
+        };
+        let schema = format!("t_mig_{}_{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
+        let options = PgOptions { schema: Some(schema), ..PgOptions::default() };
+        let (mut client, connection) = pg_config(&url, &options).unwrap().connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        assert_eq!(apply(&mut client, &options, 3).await.unwrap(), 3);
+        let case = |id: &str, body: serde_json::Value| {
+            let review = body["review"]["id"].as_str().map(str::to_owned);
+            let pending = body["review"]["status"] == "pending";
+            (id.to_owned(), review, pending, body.to_string())
+        };
+        let decision = |roles: &[&str], decision: &str, withdrawn: bool| {
+            let mut d =
+                serde_json::json!({"approver": "x", "roles": roles, "decision": decision, "comment": "", "at_ms": 1});
+            if withdrawn {
+                d["withdrawn"] = "revoked".into();
+            }
+            d
+        };
+        let reviewed = |status: &str, cp: &str, roles: &[&str], decisions: Vec<serde_json::Value>| {
+            serde_json::json!({
+                "request": {"action": "po.create"}, "decision": {"counterparty": {"id": cp}},
+                "review": {"id": format!("r-{cp}-{status}"), "status": status, "roles_required": roles, "decisions": decisions},
+            })
+        };
+        let rows = [
+            case(
+                "c1",
+                reviewed(
+                    "pending",
+                    "globex",
+                    &["finance", "risk"],
+                    vec![decision(&["finance"], "approve", false), decision(&["risk"], "approve", true)],
+                ),
+            ),
+            case("c2", reviewed("pending", "acme", &["finance"], vec![decision(&["finance"], "reject", false)])),
+            case("c3", reviewed("approved", "acme", &["finance"], vec![])),
+            case(
+                "c4",
+                serde_json::json!({"request": {"action": "pay"}, "decision": {"counterparty": {"id": "acme"}}, "review": null}),
+            ),
+        ];
+        for (i, (id, review, pending, body)) in rows.iter().enumerate() {
+            client
+                .execute(
+                    "INSERT INTO cases (id, version, agent, audience, status, review_id, review_pending, created_at_ms, body)
+                     VALUES ($1, 1, 'bot', 'erp', 'x', $2, $3, $4, $5)",
+                    &[id, review, pending, &(i as i64), body],
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(migrate(&url, &options).await.unwrap(), SCHEMA_VERSION);
+        let got: Vec<(String, Option<String>, String, String)> = client
+            .query("SELECT id, review_status, counterparty, action FROM cases ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let row = |id: &str, st: Option<&str>, cp: &str, a: &str| {
+            (id.to_owned(), st.map(str::to_owned), cp.to_owned(), a.to_owned())
+        };
+        assert_eq!(
+            got,
+            vec![
+                row("c1", Some("pending"), "globex", "po.create"),
+                row("c2", Some("pending"), "acme", "po.create"),
+                row("c3", Some("approved"), "acme", "po.create"),
+                row("c4", None, "acme", "pay"),
+            ]
+        );
+        let roles: Vec<(String, String)> = client
+            .query("SELECT case_id, role FROM review_roles ORDER BY case_id, role", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(roles, vec![("c1".to_owned(), "risk".to_owned()), ("c2".into(), "finance".into())]);
+        client.batch_execute(&format!("DROP SCHEMA {} CASCADE", options.schema.as_deref().unwrap())).await.unwrap();
+    }
 }

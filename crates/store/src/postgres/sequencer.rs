@@ -415,11 +415,16 @@ const PUT_RECORD: &str = "INSERT INTO records (kind, id, version, body) VALUES (
 const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
 const PUT_CREDENTIAL: &str = "INSERT INTO credentials (hash, kind, id) VALUES ($1, $2, $3)";
 const PUT_CASE: &str = "INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id,
-        review_pending, deadline_ms, due_ms, created_at_ms, body)
-     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        review_status, review_pending, deadline_ms, due_ms, created_at_ms, counterparty, action, body)
+     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
      ON CONFLICT (id) DO UPDATE SET version = cases.version + 1, status = excluded.status,
-       review_id = excluded.review_id, review_pending = excluded.review_pending,
-       deadline_ms = excluded.deadline_ms, due_ms = excluded.due_ms, body = excluded.body";
+       review_id = excluded.review_id, review_status = excluded.review_status,
+       review_pending = excluded.review_pending, deadline_ms = excluded.deadline_ms,
+       due_ms = excluded.due_ms, body = excluded.body";
+/// The roles a case's pending review still misses: the others go, the new ones come.
+const DROP_ROLES: &str = "DELETE FROM review_roles WHERE case_id = $1 AND NOT (role = ANY($2::text[]))";
+const ADD_ROLES: &str = "INSERT INTO review_roles (role, case_id) SELECT unnest($2::text[]), $1
+     ON CONFLICT DO NOTHING";
 const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, case_id, seq, digest, entry)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])";
 const INSERT_NODES: &str =
@@ -437,6 +442,8 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
         DELETE_RECORD,
         PUT_CREDENTIAL,
         PUT_CASE,
+        DROP_ROLES,
+        ADD_ROLES,
         INSERT_ENTRIES,
         INSERT_NODES,
         DELETE_CHECKPOINTS,
@@ -448,28 +455,41 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
     Ok(())
 }
 
-fn write<'a>(client: &'a ClientWrapper, w: &'a Write) -> Step<'a> {
+/// The statements of one write, in order.
+fn write<'a>(client: &'a ClientWrapper, w: &'a Write, steps: &mut Vec<Step<'a>>) {
     match w {
-        Write::PutRecord { kind, id, body } => step(client, PUT_RECORD, vec![kind_name(kind), id, body]),
-        Write::DeleteRecord { kind, id } => step(client, DELETE_RECORD, vec![kind_name(kind), id]),
-        Write::PutCredential { hash, kind, id } => step(client, PUT_CREDENTIAL, vec![hash, kind, id]),
-        Write::PutCase(row) => step(
-            client,
-            PUT_CASE,
-            vec![
-                &row.id,
-                &row.agent,
-                &row.audience,
-                &row.status,
-                &row.idempotency_key,
-                &row.review_id,
-                &row.review_pending,
-                &row.deadline_ms,
-                &row.due_ms,
-                &row.created_at_ms,
-                &row.body,
-            ],
-        ),
+        Write::PutRecord { kind, id, body } => steps.push(step(client, PUT_RECORD, vec![kind_name(kind), id, body])),
+        Write::DeleteRecord { kind, id } => steps.push(step(client, DELETE_RECORD, vec![kind_name(kind), id])),
+        Write::PutCredential { hash, kind, id } => steps.push(step(client, PUT_CREDENTIAL, vec![hash, kind, id])),
+        Write::PutCase(row) => {
+            steps.push(step(
+                client,
+                PUT_CASE,
+                vec![
+                    &row.id,
+                    &row.agent,
+                    &row.audience,
+                    &row.status,
+                    &row.idempotency_key,
+                    &row.review_id,
+                    &row.review_status,
+                    &row.review_pending,
+                    &row.deadline_ms,
+                    &row.due_ms,
+                    &row.created_at_ms,
+                    &row.counterparty,
+                    &row.action,
+                    &row.body,
+                ],
+            ));
+            // Only a case with a review ever has missing roles.
+            if row.review_id.is_some() {
+                steps.push(step(client, DROP_ROLES, vec![&row.id, &row.roles_missing]));
+                if !row.roles_missing.is_empty() {
+                    steps.push(step(client, ADD_ROLES, vec![&row.id, &row.roles_missing]));
+                }
+            }
+        }
     }
 }
 
@@ -526,7 +546,10 @@ async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSe
             }
         }
     }
-    let mut steps: Vec<Step<'_>> = ws.writes.iter().map(|w| write(client, w)).collect();
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(ws.writes.len() + 3);
+    for w in &ws.writes {
+        write(client, w, &mut steps);
+    }
     if !idx.is_empty() {
         steps.push(step(client, INSERT_ENTRIES, vec![&idx, &cases, &seqs, &digests, &texts]));
     }

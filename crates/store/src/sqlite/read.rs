@@ -81,6 +81,74 @@ fn strings(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreRe
     rows.collect::<Result<Vec<String>, _>>().map_err(db_err)
 }
 
+/// The two statements of a review listing: how many match, and the page.
+pub(crate) struct ReviewQueries {
+    pub count: String,
+    pub count_args: Vec<rusqlite::types::Value>,
+    pub page: String,
+    pub page_args: Vec<rusqlite::types::Value>,
+}
+
+/// The statements listing the reviews of `filter`, on the indexed columns only.
+pub(crate) fn review_queries(filter: &ReviewFilter) -> ReviewQueries {
+    let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let by_deadline = filter.by_deadline();
+    if by_deadline {
+        sql.push_str(" AND review_pending = 1");
+    } else if let Some(status) = &filter.status {
+        args.push(status.clone().into());
+        sql.push_str(&format!(" AND review_status = ?{}", args.len()));
+    }
+    for (column, value) in
+        [("agent", &filter.agent), ("counterparty", &filter.counterparty), ("action", &filter.action)]
+    {
+        if let Some(v) = value {
+            args.push(v.clone().into());
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    if let Some(id) = &filter.id {
+        args.push(id.clone().into());
+        sql.push_str(&format!(" AND (review_id = ?{0} OR id = ?{0})", args.len()));
+    }
+    if let Some(roles) = &filter.roles {
+        let mut marks = Vec::new();
+        for role in roles {
+            args.push(role.clone().into());
+            marks.push(format!("?{}", args.len()));
+        }
+        if marks.is_empty() {
+            sql.push_str(" AND 0");
+        } else {
+            sql.push_str(&format!(
+                " AND id IN (SELECT case_id FROM review_roles WHERE role IN ({}))",
+                marks.join(", ")
+            ));
+        }
+    }
+    let count = format!("SELECT COUNT(*){sql}");
+    let count_args = args.clone();
+    if let Some(after) = &filter.after {
+        if by_deadline {
+            args.extend([after.deadline_ms.into(), after.created_at_ms.into(), after.id.clone().into()]);
+            let n = args.len();
+            sql.push_str(&format!(" AND (deadline_ms, created_at_ms, id) > (?{}, ?{}, ?{n})", n - 2, n - 1));
+        } else {
+            args.extend([after.created_at_ms.into(), after.id.clone().into()]);
+            let n = args.len();
+            sql.push_str(&format!(" AND (created_at_ms, id) < (?{}, ?{n})", n - 1));
+        }
+    }
+    let order = if by_deadline {
+        " ORDER BY deadline_ms ASC, created_at_ms ASC, id ASC"
+    } else {
+        " ORDER BY created_at_ms DESC, id DESC"
+    };
+    let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    ReviewQueries { count, count_args, page, page_args: args }
+}
+
 /// A read transaction on a connection (a snapshot in WAL mode).
 pub(crate) struct SqlSnapshot<'a> {
     pub conn: &'a Connection,
@@ -121,7 +189,12 @@ impl Snapshot for SqlSnapshot<'_> {
     fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>> {
         let mut sql = String::from("SELECT body FROM cases WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        for (column, value) in [("agent", &filter.agent), ("audience", &filter.audience), ("status", &filter.status)] {
+        for (column, value) in [
+            ("agent", &filter.agent),
+            ("audience", &filter.audience),
+            ("counterparty", &filter.counterparty),
+            ("status", &filter.status),
+        ] {
             if let Some(v) = value {
                 args.push(v.clone().into());
                 sql.push_str(&format!(" AND {column} = ?{}", args.len()));
@@ -139,41 +212,13 @@ impl Snapshot for SqlSnapshot<'_> {
     }
 
     fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
-        let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let pending = filter.status.as_deref() == Some("pending");
-        if pending {
-            sql.push_str(" AND review_pending = 1");
-        } else if let Some(status) = &filter.status {
-            args.push(status.clone().into());
-            sql.push_str(&format!(" AND json_extract(body, '$.review.status') = ?{}", args.len()));
-        }
-        for (column, value) in [
-            ("agent", &filter.agent),
-            ("json_extract(body, '$.decision.counterparty.id')", &filter.counterparty),
-            ("json_extract(body, '$.request.action')", &filter.action),
-        ] {
-            if let Some(v) = value {
-                args.push(v.clone().into());
-                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-            }
-        }
-        if let Some(id) = &filter.id {
-            args.push(id.clone().into());
-            sql.push_str(&format!(" AND (review_id = ?{0} OR id = ?{0})", args.len()));
-        }
+        let q = review_queries(filter);
         let total: i64 = self
             .conn
-            .prepare_cached(&format!("SELECT COUNT(*){sql}"))
-            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0)))
+            .prepare_cached(&q.count)
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(q.count_args.iter()), |r| r.get(0)))
             .map_err(db_err)?;
-        let order = if pending {
-            " ORDER BY deadline_ms ASC, created_at_ms ASC, id ASC"
-        } else {
-            " ORDER BY created_at_ms DESC, id DESC"
-        };
-        let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
-        let bodies = strings(self.conn, &page, rusqlite::params_from_iter(args))?;
+        let bodies = strings(self.conn, &q.page, rusqlite::params_from_iter(q.page_args))?;
         Ok((u64::try_from(total).unwrap_or(0), bodies))
     }
 

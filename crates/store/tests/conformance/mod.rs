@@ -34,7 +34,8 @@ macro_rules! suite {
             preconditions_each_kind, stale_precondition_fails_alone_in_its_batch,
             a_write_set_invalidated_earlier_in_its_batch_is_stale, failing_write_inside_a_batch,
             frontier_rolls_back_after_a_failed_write_set, concurrent_appends_leave_no_gap, idempotency_is_unique,
-            listing_and_pagination, reviews_by_status_and_paging, proofs_from_stored_nodes, reads_and_versions);
+            listing_and_pagination, reviews_by_status_and_paging, reviews_by_missing_role_and_cursor,
+            proofs_from_stored_nodes, reads_and_versions);
     };
     (@tests $open:path; $($name:ident),*) => {
         $(
@@ -69,10 +70,14 @@ pub fn case_row(id: &str, agent: &str, created: i64) -> CaseRow {
         status: "authorized".into(),
         idempotency_key: None,
         review_id: None,
+        review_status: None,
         review_pending: false,
+        roles_missing: Vec::new(),
         deadline_ms: None,
         due_ms: None,
         created_at_ms: created,
+        counterparty: "acme".into(),
+        action: "po.create".into(),
         body: format!("{{\"id\":\"{id}\"}}"),
     }
 }
@@ -393,6 +398,9 @@ pub async fn listing_and_pagination(f: Fixture) {
     {
         let mut row = case_row(&format!("case-{i}"), agent, 100 + i as i64);
         row.status = status.to_string();
+        if i % 2 == 1 {
+            row.counterparty = "globex".into();
+        }
         if *status == "pending" {
             row.review_pending = true;
             row.review_id = Some(format!("review-{i}"));
@@ -442,6 +450,11 @@ pub async fn listing_and_pagination(f: Fixture) {
     })
     .await;
     assert_eq!(ids(filtered), ["case-4"]);
+    let with_globex = read(s, |s| {
+        s.list_cases(&CaseFilter { counterparty: Some("globex".into()), limit: 10, ..CaseFilter::default() })
+    })
+    .await;
+    assert_eq!(ids(with_globex), ["case-3", "case-1"], "a counterparty's cases, reviewed or not, newest first");
     assert_eq!(read(s, |s| s.due_cases(999, 10)).await, ["case-2", "case-1"]);
     assert_eq!(read(s, |s| s.due_cases(998, 1)).await, ["case-2"]);
     let by_review = read(s, |s| s.case_by_review("review-1")).await.unwrap();
@@ -470,11 +483,10 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
             row.deadline_ms = Some(5000 - i as i64);
         }
         let (cp, action) = if i < 3 { ("globex", "po.create") } else { ("initech", "payment.send") };
-        row.body = serde_json::json!({
-            "id": row.id, "review": {"id": format!("review-{i}"), "status": status},
-            "request": {"action": action}, "decision": {"counterparty": {"id": cp}},
-        })
-        .to_string();
+        // The indexed columns are what is queried: the body says nothing of them.
+        row.review_status = Some(status.to_string());
+        row.counterparty = cp.into();
+        row.action = action.into();
         writes.push(Write::PutCase(row));
     }
     // Many newer cases without a review do not push the reviews out of reach.
@@ -512,6 +524,94 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
     assert_eq!(ids, ["rcase-5"], "a case id finds its review");
     let (total, ids) = list(ReviewFilter { id: Some("other-001".into()), ..base }).await;
     assert_eq!((total, ids.len()), (0, 0), "a case without a review is no review");
+}
+
+/// The role filter finds the pending reviews that still miss one of the roles, following
+/// every change of the case (a role covered, the review closed); keyset pages walk every
+/// review once, in either order, ties of creation time included.
+pub async fn reviews_by_missing_role_and_cursor(f: Fixture) {
+    let s = &f.store;
+    let review = |i: usize, created: i64, status: &str, missing: &[&str]| {
+        let mut row = case_row(&format!("rc-{i:02}"), "a", created);
+        row.review_id = Some(format!("rv-{i:02}"));
+        row.review_status = Some(status.into());
+        row.review_pending = status == "pending";
+        row.roles_missing = missing.iter().map(|r| r.to_string()).collect();
+        row.deadline_ms = Some(9000 - (i as i64 % 4));
+        Write::PutCase(row)
+    };
+    // 12 reviews, created in pairs at the same millisecond.
+    let mut writes = Vec::new();
+    for i in 0..12 {
+        let (status, missing): (&str, &[&str]) = match i % 4 {
+            0 => ("pending", &["finance"]),
+            1 => ("pending", &["finance", "risk"]),
+            2 => ("pending", &[]),
+            _ => ("approved", &[]),
+        };
+        writes.push(review(i, 100 + (i as i64 / 2), status, missing));
+    }
+    s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
+    let ids = |bodies: Vec<String>| -> Vec<String> {
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |filter: ReviewFilter| async move {
+        let (total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
+        (total, ids(bodies))
+    };
+    let roles = |r: &[&str]| Some(r.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    let base = ReviewFilter { limit: 100, ..ReviewFilter::default() };
+    let (total, risk) = list(ReviewFilter { roles: roles(&["risk"]), ..base.clone() }).await;
+    assert_eq!((total, risk), (3, vec!["rc-09".to_owned(), "rc-05".into(), "rc-01".into()]));
+    let (total, _) = list(ReviewFilter { roles: roles(&["finance"]), ..base.clone() }).await;
+    assert_eq!(total, 6);
+    let (total, _) = list(ReviewFilter { roles: roles(&["finance", "risk"]), ..base.clone() }).await;
+    assert_eq!(total, 6, "a review missing both roles is listed once");
+    let (total, _) = list(ReviewFilter { roles: roles(&[]), ..base.clone() }).await;
+    assert_eq!(total, 0, "no role held: nothing to cover");
+    let (total, _) = list(ReviewFilter { roles: roles(&["legal"]), ..base.clone() }).await;
+    assert_eq!(total, 0);
+
+    // rc-01 gets its risk approval, rc-05 closes: the filter follows the rows.
+    s.commit(WriteSet {
+        writes: vec![review(1, 100, "pending", &["finance"]), review(5, 102, "rejected", &[])],
+        ..WriteSet::default()
+    })
+    .await
+    .unwrap();
+    let (total, risk) = list(ReviewFilter { roles: roles(&["risk"]), ..base.clone() }).await;
+    assert_eq!((total, risk), (1, vec!["rc-09".to_owned()]));
+    let (total, finance) =
+        list(ReviewFilter { status: Some("pending".into()), roles: roles(&["finance"]), ..base.clone() }).await;
+    assert_eq!(total, 5, "{finance:?}");
+    assert!(finance.contains(&"rc-01".to_owned()) && !finance.contains(&"rc-05".to_owned()));
+
+    // Keyset pages of 2, in both orders: every review once, in the order of one listing.
+    for status in [None, Some("pending".to_owned())] {
+        let (total, whole) = list(ReviewFilter { status: status.clone(), ..base.clone() }).await;
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let filter = ReviewFilter { status: status.clone(), after: after.clone(), limit: 2, ..base.clone() };
+            let (page_total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
+            assert_eq!(page_total, total, "the total counts every match, whatever the page");
+            let Some(last) = bodies.last() else { break };
+            let last = last.clone();
+            let id = serde_json::from_str::<serde_json::Value>(&last).unwrap()["id"].as_str().unwrap().to_owned();
+            let n: i64 = id[3..].parse().unwrap();
+            after = Some(agentsigna_core::store::ReviewCursor {
+                deadline_ms: 9000 - (n % 4),
+                created_at_ms: 100 + n / 2,
+                id: id.clone(),
+            });
+            walked.extend(ids(bodies));
+        }
+        assert_eq!(walked, whole, "{status:?}");
+        assert_eq!(walked.len() as u64, total);
+    }
 }
 
 pub async fn proofs_from_stored_nodes(f: Fixture) {
