@@ -250,7 +250,9 @@ impl Sequencer {
         let end = self.end_of_batch(accepted(), before_batch.size())?;
         let mut steps: Vec<Step<'_>> = vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
         for ws in accepted() {
-            steps.extend(ws.writes.iter().map(|w| write(client, w)));
+            for w in &ws.writes {
+                write(client, w, &mut steps);
+            }
         }
         entries.steps(client, &mut steps);
         steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT b").await.map_err(pg_err) }));
