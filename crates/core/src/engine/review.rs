@@ -1,14 +1,14 @@
 //! Human review: who may decide, quorum, roles, one rejection ends it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::cases::process_due_case;
 use super::data::{case_event, read_case};
 use super::draft::Draft;
 use super::outbox::queue_notification;
 use super::verdict::{recheck, reject_on_recheck};
-use super::views;
+use super::views::{self, ReviewList, ReviewQueue, ReviewView};
 use super::{Ctx, Engine};
 use crate::access::{self, CaseOp, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
@@ -16,8 +16,9 @@ use crate::store::{RecordKind, ReviewCursor, ReviewFilter};
 use crate::{Error, Result};
 
 /// `POST /v1/reviews/{id}/decisions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"decision": "approve", "comment": "Budget line IT-7 confirmed"})))]
 pub struct DecisionInput {
     /// `approve` or `reject`.
     pub decision: String,
@@ -110,7 +111,7 @@ impl Engine {
     /// `GET /v1/reviews`: one page of reviews (pending ones by deadline, the others newest
     /// first), with how many match in all and the cursor of the next page (`null` on the
     /// last one).
-    pub async fn list_reviews(&self, by: &Principal, q: ReviewListQuery) -> Result<Value> {
+    pub async fn list_reviews(&self, by: &Principal, q: ReviewListQuery) -> Result<ReviewList> {
         access::check(by, Op::ReadReviews)?;
         let status = filter_value("status", q.status)?.unwrap_or_else(|| "pending".to_owned());
         let limit = q.limit.unwrap_or(100);
@@ -131,17 +132,14 @@ impl Engine {
             filter.after = Some(decode_cursor(&filter, &c)?);
         }
         let order = filter.clone();
-        let (mut page, keys) = self.queue_page(by, filter).await?;
-        let mut reviews: Vec<Value> = match page["reviews"].take() {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        };
+        let (page, keys) = self.queue_page(by, filter).await?;
+        let mut reviews = page.reviews;
         let mut next_cursor = None;
         if reviews.len() > limit as usize {
             reviews.truncate(limit as usize);
             next_cursor = keys.get(limit as usize - 1).map(|last| encode_cursor(&order, last));
         }
-        Ok(json!({ "reviews": reviews, "total": page["total"].take(), "next_cursor": next_cursor }))
+        Ok(ReviewList { reviews, total: page.total, next_cursor })
     }
 
     /// The roles the signed-in approver holds (none for anyone else): what the queue's
@@ -159,12 +157,12 @@ impl Engine {
     /// recent ones), with how many match in all and who is asking (`viewer`: the
     /// approver's id, name and roles, so that pages can tell which reviews they may
     /// decide). Each summary also carries the agent's `owner` and who `decided_by`.
-    pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<Value> {
+    pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<ReviewQueue> {
         Ok(self.queue_page(by, filter).await?.0)
     }
 
     /// [`Engine::review_queue`], with the sort key of every review of the page (cursors).
-    async fn queue_page(&self, by: &Principal, filter: ReviewFilter) -> Result<(Value, Vec<ReviewCursor>)> {
+    async fn queue_page(&self, by: &Principal, filter: ReviewFilter) -> Result<(ReviewQueue, Vec<ReviewCursor>)> {
         access::check(by, Op::ReadReviews)?;
         if let Some(s) = &filter.status {
             if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired") {
@@ -177,41 +175,23 @@ impl Engine {
         let by = by.clone();
         self.read(move |ctx, snap| {
             let (total, bodies) = snap.list_reviews(&filter)?;
-            let mut owners: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
-            let mut out = Vec::new();
+            let mut owners = std::collections::HashMap::new();
+            let mut reviews = Vec::new();
             let mut keys = Vec::new();
             for body in bodies {
                 let case: Case = serde_json::from_str(&body)?;
-                let owner = match owners.get(&case.agent) {
-                    Some(o) => o.clone(),
-                    None => {
-                        let a: Option<AgentRecord> = super::data::get(snap, RecordKind::Agent, &case.agent)?;
-                        let o = a.map(|a| a.owner);
-                        owners.insert(case.agent.clone(), o.clone());
-                        o
-                    }
-                };
-                let mut v = views::review_summary(ctx, &case);
-                v["owner"] = json!(owner);
-                v["decided_by"] = json!(case
-                    .review
-                    .as_ref()
-                    .map(|r| r.decisions.iter().map(|d| d.approver.clone()).collect::<Vec<_>>())
-                    .unwrap_or_default());
-                v["roles_required"] = json!(case.review.as_ref().map(|r| r.roles_required.clone()));
-                v["created_at"] = json!(agentsigna_verify::clock::rfc3339_ms(case.created_at_ms));
-                v["trust"] =
-                    json!({"agent": case.decision.trust.agent, "counterparty": case.decision.trust.counterparty});
-                out.push(v);
-                keys.push(cursor_of(&case));
+                if let Some(summary) = views::review_summary(ctx, snap, &case, &mut owners)? {
+                    reviews.push(summary);
+                    keys.push(cursor_of(&case));
+                }
             }
-            Ok((json!({ "total": total, "reviews": out, "viewer": views::viewer(snap, &by)? }), keys))
+            Ok((ReviewQueue { total, reviews, viewer: views::viewer(snap, &by)? }, keys))
         })
         .await
     }
 
     /// One review with everything an approver needs to decide.
-    pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<Value> {
+    pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<ReviewView> {
         access::check(by, Op::ReadReviews)?;
         let by = by.clone();
         let review_id = review_id.to_owned();
@@ -227,7 +207,7 @@ impl Engine {
 
     /// An approver's decision. Exactly one outcome under concurrency: decisions on one
     /// review are serialized by the case's version (and queue on its lock in-process).
-    pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<Value> {
+    pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<ReviewView> {
         access::check(by, Op::DecideReview)?;
         let Principal::Approver(approver_id) = by.clone() else {
             return Err(Error::Forbidden("only approvers decide reviews".into()));

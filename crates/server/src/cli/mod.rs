@@ -62,6 +62,8 @@ pub enum Command {
     Mcp(crate::mcp::server::McpArgs),
     /// The enforcement point in front of an MCP server: mapped tool calls need a passport.
     McpGate(crate::mcp::gate::McpGateArgs),
+    /// Print the OpenAPI 3.1 description of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// `--database`: a PostgreSQL URL instead of the data directory's SQLite database.
@@ -101,6 +103,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Bench(a) => crate::bench::run(a),
         Command::Mcp(a) => crate::mcp::server::run(a),
         Command::McpGate(a) => crate::mcp::gate::run(a),
+        Command::Openapi => {
+            print!("{}", crate::openapi::document());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => code,

@@ -431,7 +431,7 @@ async fn queue(
         ..Default::default()
     };
     let doc = match s.engine.review_queue(&cur.principal, filter).await {
-        Ok(d) => d,
+        Ok(d) => serde_json::to_value(d).unwrap_or_default(),
         Err(e) => return engine_error(&cur, e, "/ui/"),
     };
     let heading = match status.as_str() {
@@ -500,7 +500,7 @@ fn me(p: &Principal) -> Option<&str> {
 /// The first pending review, other than `except`, that `cur` may decide.
 async fn next_review(s: &AppState, cur: &Current, except: &str) -> Option<String> {
     let filter = ReviewFilter { status: Some("pending".to_owned()), limit: 50, ..Default::default() };
-    let doc = s.engine.review_queue(&cur.principal, filter).await.ok()?;
+    let doc = serde_json::to_value(s.engine.review_queue(&cur.principal, filter).await.ok()?).ok()?;
     let items = queue_view::queue_items(&doc, &times(s, cur));
     items
         .into_iter()
@@ -514,7 +514,7 @@ async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<St
         Ok(cur) => cur,
         Err(resp) => return resp,
     };
-    match s.engine.get_review(&cur.principal, &id).await {
+    match s.engine.get_review(&cur.principal, &id).await.map(|d| serde_json::to_value(d).unwrap_or_default()) {
         Ok(doc) => {
             let mut page =
                 review_view::review_page(&doc, chrome(&cur), me(&cur.principal), &times(&s, &cur), s.ui.confirm_above);
@@ -619,7 +619,7 @@ async fn decide(
     if decision == "approve" {
         if let Some(threshold) = s.ui.confirm_above {
             let doc = match s.engine.get_review(&cur.principal, &id).await {
-                Ok(d) => d,
+                Ok(d) => serde_json::to_value(d).unwrap_or_default(),
                 Err(e) => return engine_error(&cur, e, &page_url),
             };
             let value = doc["request"]["amount"]["value"].as_str().unwrap_or("").to_owned();
@@ -640,7 +640,8 @@ async fn decide(
         }
     }
     let input = DecisionInput { decision: form.decision, comment: form.comment.clone() };
-    match s.engine.decide_review(&cur.principal, &id, input).await {
+    match s.engine.decide_review(&cur.principal, &id, input).await.map(|d| serde_json::to_value(d).unwrap_or_default())
+    {
         Ok(doc) => {
             let status = doc["review"]["status"].as_str().unwrap_or("pending").to_owned();
             let verb = if decision == "approve" { "approval" } else { "rejection" };

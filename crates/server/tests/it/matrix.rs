@@ -90,6 +90,7 @@ fn table() -> Vec<Row> {
         row(get.clone(), "/healthz", "/healthz", No, Body::None, PUBLIC),
         row(get.clone(), "/.well-known/jwks.json", "/.well-known/jwks.json", No, Body::None, PUBLIC),
         row(get.clone(), "/readyz", "/readyz", No, Body::None, PUBLIC),
+        row(get.clone(), "/openapi.json", "/openapi.json", No, Body::None, PUBLIC),
         row(get.clone(), "/metrics", "/metrics", No, Body::None, ADMIN_ONLY),
         row(post.clone(), "/v1/agents", "/v1/agents", No, Json(r#"{"id":"m-agent-$N","owner":"x@example.com"}"#), ADMIN_CREATES),
         row(get.clone(), "/v1/agents/{id}", "/v1/agents/procurement-bot", No, Body::None, [401, 200, 403, 200, 200, 200, 403, 403, 200]),
