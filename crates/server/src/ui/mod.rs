@@ -431,7 +431,7 @@ async fn queue(
         ..Default::default()
     };
     let doc = match s.engine.review_queue(&cur.principal, filter).await {
-        Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+        Ok(d) => d,
         Err(e) => return engine_error(&cur, e, "/ui/"),
     };
     let heading = match status.as_str() {
@@ -439,9 +439,9 @@ async fn queue(
         "all" => "All reviews".to_owned(),
         other => format!("Reviews {}", format::status_words(other).to_lowercase()),
     };
-    let total = doc["total"].as_u64().unwrap_or(0);
+    let total = doc.total;
     let items = queue_view::queue_items(&doc, &times(&s, &cur));
-    let my_roles = pages::strings(&doc["viewer"]["roles"]).join(", ");
+    let my_roles = doc.viewer.as_ref().map(|v| v.roles.join(", ")).unwrap_or_default();
     let from = u64::from(page - 1) * u64::from(queue_view::PAGE_SIZE);
     let href = |p: u32| {
         let mut parts = vec![format!("status={}", encode_query(&status))];
@@ -500,7 +500,7 @@ fn me(p: &Principal) -> Option<&str> {
 /// The first pending review, other than `except`, that `cur` may decide.
 async fn next_review(s: &AppState, cur: &Current, except: &str) -> Option<String> {
     let filter = ReviewFilter { status: Some("pending".to_owned()), limit: 50, ..Default::default() };
-    let doc = serde_json::to_value(s.engine.review_queue(&cur.principal, filter).await.ok()?).ok()?;
+    let doc = s.engine.review_queue(&cur.principal, filter).await.ok()?;
     let items = queue_view::queue_items(&doc, &times(s, cur));
     items
         .into_iter()
@@ -514,7 +514,7 @@ async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<St
         Ok(cur) => cur,
         Err(resp) => return resp,
     };
-    match s.engine.get_review(&cur.principal, &id).await.map(|d| serde_json::to_value(d).unwrap_or_default()) {
+    match s.engine.get_review(&cur.principal, &id).await {
         Ok(doc) => {
             let mut page =
                 review_view::review_page(&doc, chrome(&cur), me(&cur.principal), &times(&s, &cur), s.ui.confirm_above);
@@ -619,20 +619,18 @@ async fn decide(
     if decision == "approve" {
         if let Some(threshold) = s.ui.confirm_above {
             let doc = match s.engine.get_review(&cur.principal, &id).await {
-                Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+                Ok(d) => d,
                 Err(e) => return engine_error(&cur, e, &page_url),
             };
-            let value = doc["request"]["amount"]["value"].as_str().unwrap_or("").to_owned();
-            if value.parse::<f64>().is_ok_and(|v| v > threshold) && !format::same_amount(&form.confirm, &value) {
+            let amount = doc.core.request.amount.as_ref();
+            let value = amount.map(|a| a.value.as_str()).unwrap_or("");
+            if value.parse::<f64>().is_ok_and(|v| v > threshold) && !format::same_amount(&form.confirm, value) {
                 let message = if form.confirm.trim().is_empty() {
-                    format!(
-                        "Retype the amount ({}) to approve a request this large.",
-                        pages::amount_text(&doc["request"]["amount"])
-                    )
+                    format!("Retype the amount ({}) to approve a request this large.", pages::amount_text(amount))
                 } else {
                     format!(
                         "That is not the amount of this request ({}); nothing was approved.",
-                        pages::amount_text(&doc["request"]["amount"])
+                        pages::amount_text(amount)
                     )
                 };
                 return refuse(Some("confirm"), message, form.comment).await;
@@ -640,10 +638,9 @@ async fn decide(
         }
     }
     let input = DecisionInput { decision: form.decision, comment: form.comment.clone() };
-    match s.engine.decide_review(&cur.principal, &id, input).await.map(|d| serde_json::to_value(d).unwrap_or_default())
-    {
+    match s.engine.decide_review(&cur.principal, &id, input).await {
         Ok(doc) => {
-            let status = doc["review"]["status"].as_str().unwrap_or("pending").to_owned();
+            let status = doc.core.review.as_ref().map_or("pending", |r| r.status.as_str()).to_owned();
             let verb = if decision == "approve" { "approval" } else { "rejection" };
             let message = match status.as_str() {
                 "pending" => format!("Your {verb} is recorded; the review still needs more approvals."),
