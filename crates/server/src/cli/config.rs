@@ -321,7 +321,10 @@ mod tests {
     #[test]
     fn only_the_password_of_a_url_is_redacted() {
         let r = |u: &str| redact_password(u);
-        assert_eq!(r("postgres://u:secret@h:5432/db?sslmode=require"), "postgres://u:<redacted>@h:5432/db?sslmode=require");
+        assert_eq!(
+            r("postgres://u:secret@h:5432/db?sslmode=require"),
+            "postgres://u:<redacted>@h:5432/db?sslmode=require"
+        );
         assert_eq!(r("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(r("postgres://h/db"), "postgres://h/db");
         // Unencoded `@` and `/` in the password: still redacted whole.

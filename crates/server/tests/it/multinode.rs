@@ -481,7 +481,9 @@ async fn a_node_without_the_first_nodes_keys_is_refused_and_keys_list_says_which
     let msg = format!("{refused:#}");
     assert!(msg.contains("signed by another ledger key") && msg.contains("copy the first node's keys/"), "{msg}");
 
-    let list = |dir: &std::path::Path| outcome(&run_cli(&["keys", "list", "--data-dir", dir.to_str().expect("dir"), "--database", &url]));
+    let list = |dir: &std::path::Path| {
+        outcome(&run_cli(&["keys", "list", "--data-dir", dir.to_str().expect("dir"), "--database", &url]))
+    };
     let (code, out, err) = list(&a.data_dir());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("is signed by this ledger key"), "{out}");

@@ -20,8 +20,8 @@ use std::time::Duration;
 use agentsigna_core::store::{BoxFuture, Committed, ReadFn, Store, StoreError, StoreResult, WriteSet};
 use agentsigna_verify::note::NoteSigner;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{mpsc, oneshot};
 pub(crate) use tls::{Tls, TlsStream};
+use tokio::sync::{mpsc, oneshot};
 
 pub use ledger::PgLedgerReader;
 pub use notify::{listen, Changes, Listener};

@@ -155,7 +155,8 @@ mod tests {
         };
         let schema = format!("t_mig_{}_{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
         let options = PgOptions { schema: Some(schema), ..PgOptions::default() };
-        let (mut client, connection) = pg_config(&url, &options).unwrap().0.connect(tokio_postgres::NoTls).await.unwrap();
+        let (mut client, connection) =
+            pg_config(&url, &options).unwrap().0.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         assert_eq!(apply(&mut client, &options, 3).await.unwrap(), 3);
         let case = |id: &str, body: serde_json::Value| {

@@ -248,7 +248,8 @@ impl Sequencer {
         }
         let accepted = || batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| &job.writes);
         let end = self.end_of_batch(accepted(), before_batch.size())?;
-        let mut steps: Vec<Step<'_>> = vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
+        let mut steps: Vec<Step<'_>> =
+            vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
         for ws in accepted() {
             for w in &ws.writes {
                 write(client, w, &mut steps);
@@ -611,7 +612,8 @@ impl<'a> EntryColumns<'a> {
             self.texts.push(sealed.canonical.as_str());
             for (level, i, hash) in frontier.push(sealed.digest) {
                 if level > 0 {
-                    self.levels.push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
+                    self.levels
+                        .push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
                     self.node_idx.push(to_i64(i)?);
                     self.hashes.push(hash.to_vec());
                 }
@@ -622,7 +624,11 @@ impl<'a> EntryColumns<'a> {
 
     fn steps<'s>(&'s self, client: &'s ClientWrapper, steps: &mut Vec<Step<'s>>) {
         if !self.idx.is_empty() {
-            steps.push(step(client, INSERT_ENTRIES, vec![&self.idx, &self.cases, &self.seqs, &self.digests, &self.texts]));
+            steps.push(step(
+                client,
+                INSERT_ENTRIES,
+                vec![&self.idx, &self.cases, &self.seqs, &self.digests, &self.texts],
+            ));
         }
         if !self.levels.is_empty() {
             steps.push(step(client, INSERT_NODES, vec![&self.levels, &self.node_idx, &self.hashes]));

@@ -26,8 +26,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 pub(crate) type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The stream of a connection made with [`Tls`].
-pub(crate) type TlsStream =
-    <Tls as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
+pub(crate) type TlsStream = <Tls as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
 
 /// A URL split into what tokio-postgres reads and the TLS settings.
 pub(crate) struct Split {
@@ -61,9 +60,7 @@ pub(crate) fn split(url: &str) -> StoreResult<Split> {
             )))
         }
         Some(other) => {
-            return Err(invalid(format!(
-                "invalid sslmode {other:?}: use disable, require, verify-ca or verify-full"
-            )))
+            return Err(invalid(format!("invalid sslmode {other:?}: use disable, require, verify-ca or verify-full")))
         }
     };
     if root.is_some() && matches!(mode, SslMode::Disable) {
