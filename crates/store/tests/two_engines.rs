@@ -95,3 +95,48 @@ async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
     let report = reader.audit(&keys.ledger.verifier(), &[], |_| {}).unwrap();
     assert_eq!(report.cases, 41);
 }
+
+/// Each node caches the records its decisions read (agents, counterparties, trust,
+/// settings). What another node changes meanwhile is never decided on stale: the write set
+/// built on the cached copy is refused by its precondition and decided again from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_another_node_changed_is_never_decided_on_from_the_cache() {
+    use agentsigna_core::engine::admin::CounterpartyInput;
+    use agentsigna_core::model::Risk;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::load_or_create(&dir.path().join("keys"), None, 0).unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap());
+    let node = || Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), keys.clone(), Config::default()));
+    let (a, b) = (node(), node());
+    a.apply_org(&OrgFile::parse(ORG).unwrap(), Some(POLICY.to_owned())).await.unwrap();
+    let bot = Principal::Agent("procurement-bot".into());
+
+    // B decides twice: the second decision reads the agent and acme from B's cache.
+    for i in 0..2 {
+        let s = b.submit_request(&bot, request(i, None)).await.unwrap();
+        assert_eq!(s.body.verdict, Verdict::Authorized);
+    }
+    // A suspends the agent: B's next decision is a rejection, not a passport.
+    a.set_suspended(&Principal::Admin, "procurement-bot".into(), true).await.unwrap();
+    let s = b.submit_request(&bot, request(2, None)).await.unwrap();
+    assert_eq!(s.body.verdict, Verdict::Rejected, "{:?}", s.body);
+    assert_eq!(s.body.reasons[0].rule.as_deref(), Some("agent-suspended"));
+    a.set_suspended(&Principal::Admin, "procurement-bot".into(), false).await.unwrap();
+    assert_eq!(b.submit_request(&bot, request(3, None)).await.unwrap().body.verdict, Verdict::Authorized);
+
+    // A blocks acme: B does not authorize from its cached low-risk copy.
+    let blocked = CounterpartyInput { name: "Acme Corp".into(), risk: Risk::Blocked };
+    a.put_counterparty(&Principal::Admin, "acme".into(), blocked).await.unwrap();
+    let s = b.submit_request(&bot, request(4, None)).await.unwrap();
+    assert_ne!(s.body.verdict, Verdict::Authorized, "{:?}", s.body);
+
+    // A counterparty A registers is known to B at once (an absence is never cached).
+    let mut other = request(5, None);
+    other.counterparty = "hooli".into();
+    let err = b.submit_request(&bot, other.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+    let hooli = CounterpartyInput { name: "Hooli".into(), risk: Risk::Low };
+    a.put_counterparty(&Principal::Admin, "hooli".into(), hooli).await.unwrap();
+    assert_eq!(b.submit_request(&bot, other).await.unwrap().body.verdict, Verdict::Authorized);
+}

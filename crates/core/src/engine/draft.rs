@@ -15,6 +15,7 @@ use serde::Serialize;
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::ledger::{hex_lower, Entry};
 
+use super::record_cache::{cacheable, Cached, RecordCache};
 use crate::model::{Case, CaseStatus, ReviewStatus};
 use crate::store::{CaseRow, ChainHead, Precondition, RecordKind, SealedEntry, Snapshot, Write, WriteSet};
 use crate::{Error, Result};
@@ -33,6 +34,10 @@ pub(crate) struct Draft<'a> {
     changed: Vec<String>,
     /// Whether a webhook notification was queued.
     outbox: bool,
+    /// The node's record cache and its epoch before this draft's snapshot was opened.
+    cache: Option<(&'a RecordCache, u64)>,
+    /// Records served from the cache (to drop if the write set is refused).
+    from_cache: Vec<(RecordKind, String)>,
 }
 
 /// What a draft decided: its write set and whom to wake.
@@ -40,10 +45,13 @@ pub(crate) struct Decided {
     pub writes: WriteSet,
     pub changed: Vec<String>,
     pub outbox: bool,
+    /// Records served from the node's cache.
+    pub from_cache: Vec<(RecordKind, String)>,
 }
 
 impl<'a> Draft<'a> {
-    pub(crate) fn new(snap: &'a mut dyn Snapshot) -> Draft<'a> {
+    /// A draft reading `snap`, and `cache` (with the epoch taken before the snapshot) when given.
+    pub(crate) fn new(snap: &'a mut dyn Snapshot, cache: Option<(&'a RecordCache, u64)>) -> Draft<'a> {
         Draft {
             snap,
             writes: WriteSet::default(),
@@ -52,11 +60,34 @@ impl<'a> Draft<'a> {
             cases_seen: HashMap::new(),
             changed: Vec::new(),
             outbox: false,
+            cache,
+            from_cache: Vec::new(),
         }
     }
 
     pub(crate) fn finish(self) -> Decided {
-        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox }
+        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox, from_cache: self.from_cache }
+    }
+
+    /// Records served from the cache so far.
+    pub(crate) fn used_cache(&self) -> bool {
+        !self.from_cache.is_empty()
+    }
+
+    /// A record from the node's cache, if it is a cacheable kind and cached.
+    fn cached(&self, kind: RecordKind, id: &str) -> Option<Cached> {
+        self.cache.filter(|_| cacheable(kind)).and_then(|(c, _)| c.get(kind, id))
+    }
+
+    /// Reads a record from the snapshot, caching it when found and cacheable.
+    fn read_record(&mut self, kind: RecordKind, id: &str) -> Result<Option<crate::store::Versioned>> {
+        let found = self.snap.record(kind, id)?;
+        if let (Some((cache, epoch)), Some(v)) = (self.cache, &found) {
+            if cacheable(kind) {
+                cache.fill(epoch, kind, id, Cached { version: v.version, body: v.body.clone() });
+            }
+        }
+        Ok(found)
     }
 
     /// The snapshot, for reads that need no precondition (ledger, proofs, lists).
@@ -70,7 +101,13 @@ impl<'a> Draft<'a> {
         if let Some(v) = self.records.get(&key) {
             return Ok(v.clone());
         }
-        let found = self.snap.record(kind, id)?;
+        if let Some(c) = self.cached(kind, id) {
+            self.writes.preconditions.push(Precondition::Record { kind, id: id.to_owned(), version: Some(c.version) });
+            self.from_cache.push(key.clone());
+            self.records.insert(key, Some(c.body.clone()));
+            return Ok(Some(c.body));
+        }
+        let found = self.read_record(kind, id)?;
         self.writes.preconditions.push(Precondition::Record {
             kind,
             id: id.to_owned(),
@@ -88,7 +125,11 @@ impl<'a> Draft<'a> {
         if let Some(v) = self.records.get(&(kind, id.to_owned())) {
             return Ok(v.clone());
         }
-        Ok(self.snap.record(kind, id)?.map(|v| v.body))
+        // Such a record, once found, stays: a cached one needs no validation.
+        if let Some(c) = self.cached(kind, id) {
+            return Ok(Some(c.body));
+        }
+        Ok(self.read_record(kind, id)?.map(|v| v.body))
     }
 
     /// A typed record, relying on it staying as read.

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod outcome;
 pub(crate) mod passport;
+pub(crate) mod record_cache;
 pub mod request;
 pub mod review;
 pub mod sessions;
@@ -43,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::Keyring;
 use crate::model::Principal;
 use crate::policy::CompiledPolicy;
-use crate::store::{RecordKind, Snapshot, Store, StoreError, StoreExt};
+use crate::store::{RecordKind, Snapshot, Store, StoreError, StoreExt, Write};
 use crate::trust::TrustConfig;
 use crate::{Clock, Error, Result};
 use data::{get, policy_env};
@@ -168,6 +169,8 @@ pub struct Engine {
     /// Credential hash → principal and when it was looked up (see [`AUTH_CACHE_MS`]).
     auth_cache: RwLock<HashMap<String, (Principal, i64)>>,
     locks: KeyLocks,
+    /// Records decisions read, validated by their preconditions ([`record_cache`]).
+    records: Arc<record_cache::RecordCache>,
     watch: watch::Watchers,
     /// This engine's random name as the holder of leases ([`Store::claim`]).
     node: String,
@@ -199,6 +202,7 @@ impl Engine {
             policies: Arc::new(PolicyCache::default()),
             auth_cache: RwLock::new(HashMap::new()),
             locks: KeyLocks::new(),
+            records: Arc::new(record_cache::RecordCache::default()),
             watch: watch::Watchers::default(),
             node: format!("node-{:016x}", rand::random::<u64>()),
         }
@@ -290,26 +294,53 @@ impl Engine {
         let decide = Arc::new(decide);
         let _guards = self.locks.lock(keys).await;
         let mut last = String::new();
+        // Records come from the node's cache until an answer would rest on a cached read
+        // that no commit validated (an error, or nothing to write): then from the store.
+        let mut use_cache = true;
         for attempt in 0..MAX_ATTEMPTS {
             let ctx = self.ctx();
             let decide = decide.clone();
-            let (value, decided) = self
+            let cache = use_cache.then(|| (self.records.clone(), self.records.epoch()));
+            let outcome = self
                 .store
                 .read_with(move |snap| -> Result<_> {
-                    let mut draft = Draft::new(snap);
-                    let value = decide(&ctx, &mut draft)?;
-                    Ok((value, draft.finish()))
+                    let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e)));
+                    match decide(&ctx, &mut draft) {
+                        Ok(value) => Ok(Some((value, draft.finish()))),
+                        // Decided again from the store alone: its error, if any, is the answer.
+                        Err(_) if draft.used_cache() => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 })
                 .await?;
+            let Some((value, decided)) = outcome else {
+                use_cache = false;
+                continue;
+            };
             if decided.writes.is_empty() {
-                return Ok(value);
+                if decided.from_cache.is_empty() {
+                    return Ok(value);
+                }
+                use_cache = false;
+                continue;
             }
+            let written: Vec<(RecordKind, String)> = decided
+                .writes
+                .writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::PutRecord { kind, id, .. } | Write::DeleteRecord { kind, id } => Some((*kind, id.clone())),
+                    _ => None,
+                })
+                .collect();
             match self.store.commit(decided.writes).await {
                 Ok(_) => {
+                    self.records.drop_all(written.iter().map(|(k, id)| (*k, id.as_str())));
                     self.watch.changed(&decided.changed, decided.outbox);
                     return Ok(value);
                 }
                 Err(StoreError::Conflict(why)) => {
+                    self.records.drop_all(decided.from_cache.iter().map(|(k, id)| (*k, id.as_str())));
                     last = why;
                     // Jittered backoff, so that racing nodes do not collide again in step.
                     let cap = (200u64 << attempt.min(16)).min(MAX_BACKOFF_MICROS);
