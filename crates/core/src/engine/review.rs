@@ -63,11 +63,10 @@ impl Engine {
         }
         let by = by.clone();
         self.read(move |ctx, snap| {
-            let (total, bodies) = snap.list_reviews(&filter)?;
+            let (total, listed) = snap.list_reviews(&filter)?;
             let mut owners: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
             let mut out = Vec::new();
-            for body in bodies {
-                let case: Case = serde_json::from_str(&body)?;
+            for case in super::data::cases(listed)? {
                 let owner = match owners.get(&case.agent) {
                     Some(o) => o.clone(),
                     None => {
@@ -101,10 +100,10 @@ impl Engine {
         let by = by.clone();
         let review_id = review_id.to_owned();
         self.read(move |ctx, snap| {
-            let body = snap
+            let stored = snap
                 .case_by_review(&review_id)?
                 .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-            let case: Case = serde_json::from_str(&body.body)?;
+            let case = super::stored::case(stored)?;
             views::review_view(ctx, snap, &case, &by)
         })
         .await

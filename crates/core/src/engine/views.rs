@@ -217,8 +217,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
     let recent: Vec<Value> = {
         let filter = CaseFilter { agent: Some(case.agent.clone()), limit: 20, ..Default::default() };
         let mut out = Vec::new();
-        for body in snap.list_cases(&filter)? {
-            let c: Case = serde_json::from_str(&body)?;
+        for c in super::data::cases(snap.list_cases(&filter)?)? {
             if c.id == case.id {
                 continue;
             }
@@ -230,10 +229,9 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
     let counterparty_reviews: Vec<Value> = {
         let filter =
             ReviewFilter { counterparty: Some(case.decision.counterparty.id.clone()), limit: 11, ..Default::default() };
-        let (_, bodies) = snap.list_reviews(&filter)?;
+        let (_, listed) = snap.list_reviews(&filter)?;
         let mut out = Vec::new();
-        for body in bodies {
-            let c: Case = serde_json::from_str(&body)?;
+        for c in super::data::cases(listed)? {
             if c.id != case.id && out.len() < 10 {
                 out.push(history_case(&c));
             }

@@ -25,6 +25,7 @@ use tokio_postgres::types::ToSql;
 use super::notify::payloads;
 use super::read::{case_version, chain_head, head, idempotency_taken, query, record_version};
 use super::{pg_err, pool_err, to_i64};
+use crate::layout::{token_bytes, FIRST_STORED_LEVEL};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 256;
@@ -333,8 +334,14 @@ const PUT_CASE: &str = "INSERT INTO cases (id, version, agent, audience, status,
      ON CONFLICT (id) DO UPDATE SET version = cases.version + 1, status = excluded.status,
        review_id = excluded.review_id, review_pending = excluded.review_pending,
        deadline_ms = excluded.deadline_ms, due_ms = excluded.due_ms, body = excluded.body";
-const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, case_id, seq, digest, entry)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])";
+const PUT_PASSPORT: &str = "INSERT INTO passports (case_num, token) SELECT num, $2 FROM cases WHERE id = $1";
+/// A case entry's chain is its case's number (an entry of a case without a row leaves it
+/// NULL, which the table refuses); the organization chain's is 0.
+const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, chain, seq, type, at, actor, prev, data, digest)
+    SELECT u.idx, CASE WHEN u.case_id IS NULL THEN 0 ELSE (SELECT num FROM cases WHERE id = u.case_id) END,
+        u.seq, u.type, u.at, u.actor, u.prev, u.data, u.digest
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bytea[],
+        $8::text[], $9::bytea[]) AS u(idx, case_id, seq, type, at, actor, prev, data, digest)";
 const INSERT_NODES: &str =
     "INSERT INTO merkle (level, idx, hash) SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])";
 const DELETE_CHECKPOINTS: &str = "DELETE FROM checkpoints";
@@ -350,6 +357,7 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
         DELETE_RECORD,
         PUT_CREDENTIAL,
         PUT_CASE,
+        PUT_PASSPORT,
         INSERT_ENTRIES,
         INSERT_NODES,
         DELETE_CHECKPOINTS,
@@ -361,28 +369,34 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
     Ok(())
 }
 
-fn write<'a>(client: &'a ClientWrapper, w: &'a Write) -> Step<'a> {
+/// The statements of one write (a case issuing its passport has two).
+fn write<'a>(client: &'a ClientWrapper, w: &'a Write, token: Option<&'a Vec<u8>>, steps: &mut Vec<Step<'a>>) {
     match w {
-        Write::PutRecord { kind, id, body } => step(client, PUT_RECORD, vec![kind_name(kind), id, body]),
-        Write::DeleteRecord { kind, id } => step(client, DELETE_RECORD, vec![kind_name(kind), id]),
-        Write::PutCredential { hash, kind, id } => step(client, PUT_CREDENTIAL, vec![hash, kind, id]),
-        Write::PutCase(row) => step(
-            client,
-            PUT_CASE,
-            vec![
-                &row.id,
-                &row.agent,
-                &row.audience,
-                &row.status,
-                &row.idempotency_key,
-                &row.review_id,
-                &row.review_pending,
-                &row.deadline_ms,
-                &row.due_ms,
-                &row.created_at_ms,
-                &row.body,
-            ],
-        ),
+        Write::PutRecord { kind, id, body } => steps.push(step(client, PUT_RECORD, vec![kind_name(kind), id, body])),
+        Write::DeleteRecord { kind, id } => steps.push(step(client, DELETE_RECORD, vec![kind_name(kind), id])),
+        Write::PutCredential { hash, kind, id } => steps.push(step(client, PUT_CREDENTIAL, vec![hash, kind, id])),
+        Write::PutCase(row) => {
+            steps.push(step(
+                client,
+                PUT_CASE,
+                vec![
+                    &row.id,
+                    &row.agent,
+                    &row.audience,
+                    &row.status,
+                    &row.idempotency_key,
+                    &row.review_id,
+                    &row.review_pending,
+                    &row.deadline_ms,
+                    &row.due_ms,
+                    &row.created_at_ms,
+                    &row.body,
+                ],
+            ));
+            if let Some(token) = token {
+                steps.push(step(client, PUT_PASSPORT, vec![&row.id, token]));
+            }
+        }
     }
 }
 
@@ -423,25 +437,46 @@ async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSe
     // Round trip 2: the writes, the entries and the new Merkle nodes, then the release,
     // sent in this order (every statement is prepared already, see `prepare`).
     let first_index = frontier.size();
-    let (mut idx, mut cases, mut seqs, mut digests, mut texts) = (vec![], vec![], vec![], vec![], vec![]);
+    let n = ws.entries.len();
+    let (mut idx, mut cases, mut seqs, mut kinds) = (Vec::with_capacity(n), Vec::with_capacity(n), vec![], vec![]);
+    let (mut ats, mut actors, mut prevs, mut data, mut digests) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut levels, mut node_idx, mut hashes) = (Vec::<i32>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
     for sealed in &ws.entries {
         idx.push(to_i64(frontier.size())?);
         cases.push(sealed.chain());
         seqs.push(to_i64(sealed.entry.seq)?);
+        kinds.push(sealed.entry.kind.as_str());
+        ats.push(sealed.at_ms);
+        actors.push(sealed.entry.actor.as_str());
+        prevs.push(sealed.prev.map(|p| p.to_vec()));
+        data.push(sealed.data.as_str());
         digests.push(sealed.digest.to_vec());
-        texts.push(sealed.canonical.as_str());
         for (level, i, hash) in frontier.push(sealed.digest) {
-            if level > 0 {
+            if level >= FIRST_STORED_LEVEL {
                 levels.push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
                 node_idx.push(to_i64(i)?);
                 hashes.push(hash.to_vec());
             }
         }
     }
-    let mut steps: Vec<Step<'_>> = ws.writes.iter().map(|w| write(client, w)).collect();
+    let tokens: Vec<Option<Vec<u8>>> = ws
+        .writes
+        .iter()
+        .map(|w| match w {
+            Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
+            _ => None,
+        })
+        .collect();
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    for (w, token) in ws.writes.iter().zip(&tokens) {
+        write(client, w, token.as_ref(), &mut steps);
+    }
     if !idx.is_empty() {
-        steps.push(step(client, INSERT_ENTRIES, vec![&idx, &cases, &seqs, &digests, &texts]));
+        steps.push(step(
+            client,
+            INSERT_ENTRIES,
+            vec![&idx, &cases, &seqs, &kinds, &ats, &actors, &prevs, &data, &digests],
+        ));
     }
     if !levels.is_empty() {
         steps.push(step(client, INSERT_NODES, vec![&levels, &node_idx, &hashes]));
