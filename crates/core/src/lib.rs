@@ -18,6 +18,7 @@ pub mod model;
 pub mod money;
 pub mod org;
 pub mod policy;
+pub mod schema;
 pub mod store;
 pub mod sync;
 pub mod text;

@@ -103,7 +103,7 @@ pub struct SystemRecord {
 }
 
 /// Risk class of a counterparty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -152,14 +152,14 @@ pub struct PolicyRecord {
 }
 
 /// Policy version and digest, recorded by every verdict, review and passport.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     pub version: u64,
     pub digest: String,
 }
 
 /// Status of a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     /// Escalated, waiting for approvers.
@@ -226,7 +226,7 @@ pub struct CounterpartySnapshot {
 }
 
 /// Trust scores at decision time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustSnapshot {
     pub agent: i64,
     pub counterparty: i64,
@@ -247,7 +247,7 @@ pub struct DecisionRecord {
 }
 
 /// State of a review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReviewStatus {
     Pending,

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// An amount as the agent sent it: a decimal string and an ISO 4217 code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Amount {
     /// `^[0-9]+(\.[0-9]+)?$`, at most the currency's minor digits.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub value: String,
     /// ISO 4217 alphabetic code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 

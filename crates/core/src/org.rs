@@ -166,7 +166,11 @@ impl Engine {
         }
         for a in &org.agents {
             let public_jwk = match &a.public_jwk {
-                Some(t) => Some(serde_json::to_value(t).map_err(|e| Error::invalid("public_jwk", e.to_string()))?),
+                Some(t) => Some(
+                    serde_json::to_value(t)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| Error::invalid("public_jwk", format!("public_jwk is not a JWK: {e}")))?,
+                ),
                 None => None,
             };
             let input = NewAgent { id: a.id.clone(), owner: a.owner.clone(), name: a.name.clone(), public_jwk };

@@ -72,12 +72,21 @@ pub struct CaseRow {
     pub status: String,
     pub idempotency_key: Option<String>,
     pub review_id: Option<String>,
+    /// The review's status (`pending`, `approved`, `rejected`, `expired`); `None` without one.
+    pub review_status: Option<String>,
     pub review_pending: bool,
+    /// The required roles a pending review still misses (empty once closed): what the
+    /// queue's role filter looks up.
+    pub roles_missing: Vec<String>,
     /// Review deadline for pending reviews (for ordering the queue).
     pub deadline_ms: Option<i64>,
     /// When the case next needs attention (see `Case::due_ms`).
     pub due_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// The counterparty's id, as the verdict resolved it.
+    pub counterparty: String,
+    /// The action type requested.
+    pub action: String,
     /// What changes over the case's life (JSON): review, passport details, executions,
     /// outcomes, trust bookkeeping.
     pub body: String,
@@ -106,6 +115,8 @@ pub struct StoredCase {
 pub struct CaseFilter {
     pub agent: Option<String>,
     pub audience: Option<String>,
+    /// Only cases with this counterparty (id).
+    pub counterparty: Option<String>,
     pub status: Option<String>,
     pub review_pending: Option<bool>,
     pub limit: u32,
@@ -125,10 +136,34 @@ pub struct ReviewFilter {
     pub action: Option<String>,
     /// Only the review with this id, or the review of the case with this id.
     pub id: Option<String>,
-    /// Matches to skip (paging).
+    /// Only pending reviews that still miss one of these roles (`Some` of none: no review).
+    pub roles: Option<Vec<String>>,
+    /// Only reviews after this one in the listing's order (keyset paging).
+    pub after: Option<ReviewCursor>,
+    /// Matches to skip (paging), after `after`.
     pub offset: u32,
     /// Matches to return at most (1..=10,000).
     pub limit: u32,
+}
+
+impl ReviewFilter {
+    /// Whether the listing is ordered by deadline (pending reviews: earliest deadline
+    /// first, then oldest); otherwise it is newest first.
+    pub fn by_deadline(&self) -> bool {
+        self.status.as_deref() == Some("pending")
+    }
+}
+
+/// Where a page of reviews ends: the sort key of its last review, in the listing's order
+/// (by deadline: `(deadline_ms, created_at_ms, id)` ascending; otherwise
+/// `(created_at_ms, id)` descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewCursor {
+    /// The review's deadline (used when the listing is by deadline).
+    pub deadline_ms: i64,
+    pub created_at_ms: i64,
+    /// The case id.
+    pub id: String,
 }
 
 /// A stored body with its version (1 when first written, +1 at every write).
@@ -159,6 +194,9 @@ pub enum Precondition {
 }
 
 /// One state change of a write set.
+// A case row is the largest write, and most write sets hold one: boxing it would add an
+// allocation to them for a few bytes saved on the other variants.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Inserts or replaces a record (its version moves on by one).
@@ -317,11 +355,16 @@ pub trait Snapshot {
     fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<StoredCase>>;
     /// The case of a review.
     fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<StoredCase>>;
-    /// Cases matching the filter, newest (most recently created) first; pending reviews:
-    /// earliest deadline first.
+    /// Cases matching the filter, newest first: in the reverse order of their rows'
+    /// creation (the row number the store gives a case when it is first written, not
+    /// `created_at_ms`); pending reviews: earliest deadline first.
     fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>>;
-    /// Cases with a review matching the filter: how many match in all, and the page asked
-    /// for (pending: earliest deadline first; otherwise newest first).
+    /// Cases with a review matching the filter: how many match in all (`after` and
+    /// `offset` aside), and the page asked for (by deadline for pending reviews, see
+    /// [`ReviewFilter::by_deadline`]; otherwise newest first by `(created_at_ms, id)`, the
+    /// order of [`ReviewCursor`]). Queried by the indexed columns of the case rows (review
+    /// status, agent, counterparty, action, the missing roles' table), never by reading
+    /// bodies or entries.
     fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)>;
     /// Ids of cases due at `now_ms`, at most `limit`.
     fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>>;

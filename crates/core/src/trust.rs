@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The outcome of an executed action, ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The action completed as authorized.
@@ -108,7 +108,7 @@ impl TrustConfig {
 }
 
 /// Number of cases per counted outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutcomeCounts {
     /// Cases counted as completed.
     pub completed: u64,

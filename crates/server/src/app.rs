@@ -168,8 +168,14 @@ pub async fn open_engine(
     secure_data_dir(data_dir)?;
     let keys = Keyring::load_or_create(&data_dir.join("keys"), origin, clock.now_ms())?;
     let db = crate::database::select(database, data_dir)?;
+    let verifier = keys.ledger.verifier();
     let (store, feed) = crate::database::open_store(&db, keys.ledger.clone()).await?;
-    Ok((Arc::new(Engine::new(store, clock, keys, config)), feed))
+    let engine = Arc::new(Engine::new(store, clock, keys, config));
+    // Refuse to extend a ledger signed with another key (a node started without the first
+    // node's keys/): its checkpoints would not verify with the others'.
+    let stored = engine.stored_checkpoint().await?;
+    crate::cli::keys_fit(stored.as_deref(), &verifier)?;
+    Ok((engine, feed))
 }
 
 /// Writes the credentials created by an org file, once, mode 0600.

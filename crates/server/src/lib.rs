@@ -14,6 +14,7 @@ pub mod http;
 pub mod mcp;
 pub mod notify;
 pub mod observe;
+pub mod openapi;
 pub mod router;
 pub mod secret;
 pub mod state;

@@ -1,5 +1,6 @@
-//! The whole HTTP surface of `serve`: the JSON API ([`crate::http`]) and the approver
-//! web pages ([`crate::ui`]) under one router, behind the request limits.
+//! The whole HTTP surface of `serve`: the JSON API ([`crate::http`], described by
+//! [`crate::openapi`]) and the approver web pages ([`crate::ui`]) under one router, behind
+//! the request limits.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -13,7 +14,11 @@ use crate::state::AppState;
 
 /// Every route of the API and the web pages, from the one list ([`Routes`]).
 pub fn all_routes() -> Routes {
-    routes::routes().merge(ledger::routes()).merge(crate::ui::routes()).merge(crate::observe::health::routes())
+    routes::routes()
+        .merge(ledger::routes())
+        .merge(crate::openapi::routes())
+        .merge(crate::ui::routes())
+        .merge(crate::observe::health::routes())
 }
 
 /// What the server serves: `(method, path template)` of every route (the authorization

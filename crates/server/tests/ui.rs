@@ -749,6 +749,177 @@ async fn approving_above_the_threshold_needs_the_amount_retyped() {
     srv.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_zone_chosen_is_remembered_by_the_session_and_used_on_every_page() {
+    let srv = start().await;
+    let (_, review) = srv.escalated_po("laptops").await;
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let queue = carol.get("/ui/").await;
+    assert!(queue.body.contains(">Times in UTC</a>"), "UTC by default, named: {}", queue.body);
+    let settings = carol.get("/ui/settings").await;
+    assert_eq!(settings.status, 200);
+    assert!(settings.body.contains("id=\"zone-now\">UTC<"), "{}", settings.body);
+    assert!(settings.body.contains("<option value=\"Europe/Berlin\">"), "zones suggested: {}", settings.body);
+    let csrf = csrf_of(&settings.body);
+
+    // Without the session's CSRF token: refused, nothing changes.
+    let p = carol.post("/ui/settings", &[("csrf", "forged"), ("time_zone", "Europe/Berlin")]).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    // An unknown zone: back to the form (post/redirect/get), the error next to the field.
+    let p = carol.post("/ui/settings", &[("csrf", &csrf), ("time_zone", "Mars/Olympus_Mons")]).await;
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/ui/settings")));
+    let page = carol.get("/ui/settings").await;
+    assert!(
+        page.body.contains("id=\"time_zone-error\">There is no time zone called “Mars/Olympus_Mons”"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("value=\"Mars/Olympus_Mons\" aria-invalid=\"true\" aria-describedby=\"time_zone-error\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"zone-now\">UTC<"), "nothing changed");
+    assert!(!carol.get("/ui/settings").await.body.contains("time_zone-error"), "shown once");
+
+    // A known zone, in any letter case: stored under its name, used by every page.
+    let p = carol.post("/ui/settings", &[("csrf", &csrf), ("time_zone", "asia/kolkata")]).await;
+    assert_eq!(p.status, 303);
+    let page = carol.get("/ui/settings").await;
+    assert!(page.body.contains("Times are now shown in Asia/Kolkata."), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"zone-now\">Asia/Kolkata<") && page.body.contains("(UTC+05:30 now)"),
+        "{}",
+        page.body
+    );
+    let queue = carol.get("/ui/").await;
+    assert!(queue.body.contains(">Times in Asia/Kolkata</a>"), "{}", queue.body);
+    assert!(queue.body.contains(" Asia/Kolkata</div>"), "the deadline in the zone, named: {}", queue.body);
+    let case = carol.get(&format!("/ui/reviews/{review}")).await;
+    assert!(case.body.contains(" Asia/Kolkata (just now)"), "absolute time in the zone, and the age: {}", case.body);
+    assert!(!case.body.contains(" UTC (just now)"));
+    // The times themselves moved by the zone's offset.
+    let (_, doc) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/reviews/{review}"), None).await;
+    let created = agentsigna_verify::clock::parse_rfc3339_ms(doc["created_at"].as_str().unwrap()).unwrap();
+    let local = agentsigna_verify::clock::rfc3339_ms(created + 5 * 3_600_000 + 30 * 60_000);
+    let local = format!("{} {} Asia/Kolkata (just now)", &local[..10], &local[11..16]);
+    assert!(case.body.contains(&local), "{local}: {}", case.body);
+
+    // Another session of the same approver starts at UTC again; this one keeps its zone.
+    let mut other = WebUser::new(&srv.base);
+    assert_eq!(other.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    assert!(other.get("/ui/").await.body.contains(">Times in UTC</a>"));
+    assert!(carol.get("/ui/").await.body.contains(">Times in Asia/Kolkata</a>"));
+    // An empty field goes back to UTC.
+    let p = carol.post("/ui/settings", &[("csrf", &csrf), ("time_zone", "")]).await;
+    assert_eq!(p.status, 303);
+    assert!(carol.get("/ui/").await.body.contains(">Times in UTC</a>"));
+    // Without a session the settings page is the sign-in redirect.
+    let mut anon = WebUser::new(&srv.base);
+    let p = anon.get("/ui/settings").await;
+    assert_eq!(p.status, 303);
+    assert!(p.location.unwrap().starts_with("/ui/login?next=/ui/settings"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_role_filter_lists_reviews_that_still_need_a_role_the_reader_holds() {
+    let srv = start().await;
+    // Finance only (large purchase order).
+    let (_, finance_only) = srv.escalated_po("laptops").await;
+    // Finance and risk (a large order with a high-risk counterparty).
+    let (status, body) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("agent", "procurement-bot"),
+            "/v1/requests",
+            Some(json!({"action": "purchase_order.create", "counterparty": "initech",
+                        "amount": {"value": "40000.00", "currency": "USD"}, "audience": "erp", "description": "audit"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let both = body["review"]["id"].as_str().unwrap().to_owned();
+    let mut erin = WebUser::new(&srv.base);
+    assert_eq!(erin.login(&srv.token("approver", "erin@example.com")).await.status, 303);
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let listed = |body: &str, review: &str| body.contains(&format!("href=\"/ui/reviews/{review}\""));
+
+    let page = erin.get("/ui/").await;
+    assert!(page.body.contains("Needs a role I hold <span class=\"muted\">(risk)</span>"), "{}", page.body);
+    let mine = erin.get("/ui/reviews?status=pending&mine=1").await;
+    assert!(listed(&mine.body, &both) && !listed(&mine.body, &finance_only), "{}", mine.body);
+    assert!(
+        mine.body.contains("id=\"queue-count\">(1)<")
+            && mine.body.contains("id=\"f-mine\" name=\"mine\" type=\"checkbox\" value=\"1\" checked"),
+        "{}",
+        mine.body
+    );
+    let mine = carol.get("/ui/reviews?status=pending&mine=1").await;
+    assert!(listed(&mine.body, &both) && listed(&mine.body, &finance_only), "{}", mine.body);
+
+    // Carol covers finance on the second one: it still needs risk, which she does not hold.
+    let (status, _) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("approver", "carol@example.com"),
+            &format!("/v1/reviews/{both}/decisions"),
+            Some(json!({"decision": "approve", "comment": "budget ok"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mine = carol.get("/ui/reviews?status=pending&mine=1").await;
+    assert!(!listed(&mine.body, &both) && listed(&mine.body, &finance_only), "{}", mine.body);
+    assert!(erin.get("/ui/reviews?status=pending&mine=1").await.body.contains(&both));
+    // The admin holds no role: no such filter offered.
+    let mut admin = WebUser::new(&srv.base);
+    assert_eq!(admin.login(&srv.admin).await.status, 303);
+    assert!(!admin.get("/ui/").await.body.contains("f-mine"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counterpartys_history_shows_its_cases_reviewed_or_not() {
+    let srv = start().await;
+    // An earlier small order with the same counterparty, authorized without review, by
+    // another agent's flow (payments-bot pays Globex), and an earlier rejected review.
+    let (status, body) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("agent", "payments-bot"),
+            "/v1/requests",
+            Some(json!({"action": "payment.send", "counterparty": "globex",
+                        "amount": {"value": "120.00", "currency": "USD"}, "audience": "bank", "description": "toner"})),
+        )
+        .await;
+    assert_eq!((status, &body["verdict"]), (201, &json!("authorized")), "{body}");
+    let unreviewed = body["case_id"].as_str().unwrap().to_owned();
+    let (_, earlier) = srv.escalated_po("monitors").await;
+    let (status, _) = srv
+        .api(
+            reqwest::Method::POST,
+            &srv.token("approver", "frank@example.com"),
+            &format!("/v1/reviews/{earlier}/decisions"),
+            Some(json!({"decision": "reject", "comment": "Duplicate"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, review) = srv.escalated_po("laptops").await;
+    let mut carol = WebUser::new(&srv.base);
+    assert_eq!(carol.login(&srv.token("approver", "carol@example.com")).await.status, 303);
+    let page = carol.get(&format!("/ui/reviews/{review}")).await;
+    let b = &page.body;
+    let table = &b[b.find("id=\"counterparty-recent\"").expect("the counterparty's history")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(table.contains(&unreviewed) && table.contains("payments-bot"), "the unreviewed case: {table}");
+    assert!(table.contains("not reviewed"), "{table}");
+    assert!(table.contains(&format!("<a href=\"/ui/reviews/{earlier}\">")), "the reviewed one, linked: {table}");
+    assert!(table.contains("Frank (CFO) (frank@example.com) (finance, risk) rejected: “Duplicate”"), "{table}");
+    assert!(!table.contains(&format!("/ui/reviews/{review}\"")), "not the case itself");
+    srv.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // In a real browser: headless Chromium through chromedriver's W3C WebDriver API
 
@@ -838,6 +1009,11 @@ impl WebDriver {
     async fn click(&self, el: &str) {
         let (s, v) = self.call(reqwest::Method::POST, &format!("/element/{el}/click"), None).await;
         assert_eq!(s, 200, "click: {v}");
+    }
+
+    async fn clear(&self, el: &str) {
+        let (s, v) = self.call(reqwest::Method::POST, &format!("/element/{el}/clear"), None).await;
+        assert_eq!(s, 200, "clear: {v}");
     }
 
     async fn type_into(&self, el: &str, text: &str) {
@@ -975,6 +1151,8 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     };
     let srv = start().await;
     let (case_id, review) = srv.escalated_po("40 laptops for onboarding").await;
+    // Another review waiting for finance, for the role filter and the link to the next one.
+    let (_, waiting) = srv.escalated_po("docking stations").await;
     // History beside the review: an earlier decided review of the same agent and counterparty.
     let (_, earlier) = srv.escalated_po("monitors").await;
     let (status, body) = srv
@@ -1042,6 +1220,10 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     let token_field = wd.wait_for("input[name=token]").await;
     wd.screenshot("1-login").await;
     check("login").await;
+    wd.viewport(390, 844).await;
+    wd.assert_no_sideways_scroll("login").await;
+    wd.screenshot("1-login-390").await;
+    wd.viewport(1366, 768).await;
     wd.type_into(&token_field, &srv.token("approver", "carol@example.com")).await;
     let sign_in = wd.wait_for("#sign-in").await;
     wd.click(&sign_in).await;
@@ -1052,7 +1234,7 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     check("queue").await;
     assert!(wd.source().await.contains("large-po"));
     let title = wd.exec("return document.title").await;
-    assert!(title.as_str().unwrap().starts_with("Reviews waiting for a decision (1)"), "{title}");
+    assert!(title.as_str().unwrap().starts_with("Reviews waiting for a decision (2)"), "{title}");
     let current = wd.exec("return document.querySelector('nav a[aria-current=page]').textContent").await;
     assert_eq!(current, "Review queue");
     wd.click(&link).await;
@@ -1071,8 +1253,12 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     let history = wd.wait_for(&format!("#counterparty-recent a[href='/ui/reviews/{earlier}']")).await;
     assert!(!wd.text(&history).await.is_empty());
     assert!(
-        wd.source().await.contains("frank@example.com rejected: “Duplicate of last week&apos;s order”")
-            || wd.source().await.contains("frank@example.com rejected: “Duplicate of last week's order”")
+        wd.source().await.contains(
+            "Frank (CFO) (frank@example.com) (finance, risk) rejected: “Duplicate of last week&apos;s order”"
+        ) || wd
+            .source()
+            .await
+            .contains("Frank (CFO) (frank@example.com) (finance, risk) rejected: “Duplicate of last week's order”")
     );
     wd.screenshot("3-case").await;
     check("case").await;
@@ -1109,6 +1295,44 @@ async fn approver_signs_in_and_approves_in_headless_chromium() {
     wd.wait_for_text("#review-status", "Approved").await;
     let decided = wd.exec("return document.querySelectorAll('#timeline code').length").await;
     assert!(decided.as_i64().unwrap() > 0);
+
+    // The role filter: only the reviews still needing a role Carol holds.
+    wd.goto(&format!("{}/ui/reviews?status=all", srv.base)).await;
+    let mine = wd.wait_for("#f-mine").await;
+    wd.click(&mine).await;
+    let show = wd.wait_for("form.filters button[type=submit]").await;
+    wd.click(&show).await;
+    wd.wait_for_text("#queue-count", "(1)").await;
+    wd.wait_for(&format!("#queue a[href='/ui/reviews/{waiting}']")).await;
+    let url = wd.exec("return location.search").await;
+    assert!(url.as_str().unwrap().contains("mine=1"), "{url}");
+
+    // The time zone: chosen on the settings page, kept after a reload and on other pages.
+    let link = wd.wait_for("#zone-link").await;
+    assert_eq!(wd.text(&link).await, "Times in UTC");
+    wd.click(&link).await;
+    let zone = wd.wait_for("#time_zone").await;
+    wd.clear(&zone).await;
+    wd.type_into(&zone, "Asia/Tokyo").await;
+    let save = wd.wait_for("#save-zone").await;
+    wd.click(&save).await;
+    wd.wait_for("#flash").await;
+    wd.wait_for_text("#zone-now", "Asia/Tokyo").await;
+    wd.screenshot("6-settings").await;
+    check("settings").await;
+    let (s, v) = wd.call(reqwest::Method::POST, "/refresh", None).await;
+    assert_eq!(s, 200, "refresh: {v}");
+    wd.wait_for_text("#zone-now", "Asia/Tokyo").await;
+    wd.wait_for_text("#zone-link", "Times in Asia/Tokyo").await;
+    wd.goto(&format!("{}/ui/reviews/{review}", srv.base)).await;
+    wd.wait_for_text("#zone-link", "Times in Asia/Tokyo").await;
+    let source = wd.source().await;
+    assert!(source.contains(" Asia/Tokyo (") && !source.contains(" UTC ("), "times in the chosen zone, named");
+    wd.viewport(390, 844).await;
+    wd.goto(&format!("{}/ui/settings", srv.base)).await;
+    wd.wait_for("#time_zone").await;
+    wd.assert_no_sideways_scroll("settings").await;
+    wd.screenshot("6-settings-390").await;
     wd.quit().await;
     let (_, case) = srv.api(reqwest::Method::GET, &srv.admin, &format!("/v1/cases/{case_id}"), None).await;
     let decisions = case["events"].as_array().unwrap().iter().filter(|e| e["type"] == "review.decided").count();

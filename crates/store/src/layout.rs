@@ -75,7 +75,7 @@ impl StoredEntry<'_> {
     }
 }
 
-/// An entry stored as its canonical text (schema 2 of SQLite, 3 of PostgreSQL), in its
+/// An entry stored as its canonical text (SQLite schemas 2 and 3, PostgreSQL 3 and 4), in its
 /// members: checked against its row's columns, its `at` and `prev` in the ledger's forms.
 /// (The digest returned is recomputed: the conversions keep the stored one, so that an
 /// entry edited since it was hashed still fails `ledger verify` afterwards.)

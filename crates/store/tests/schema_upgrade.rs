@@ -1,15 +1,18 @@
-//! Upgrading a database written by the previous schema (`testdata/schema-2/`: SQLite
-//! schema 2, cases in every state, and what the engine served from it): after the
-//! migration the ledger still verifies, every case, list, review, evidence and the
-//! idempotent retry are served exactly as before, and the cases go on (an approved
-//! passport is picked up, a new request is decided). PostgreSQL is upgraded from its
-//! schema 3, loaded with the same rows.
+//! Upgrading a database written before the compact storage: `testdata/schema-2/` holds a
+//! SQLite database of schema 2 (cases in every state) and what the engine of schema 3 (the
+//! review index, the last schema before the compact one) served from it once upgraded to
+//! 3. After the migrations (SQLite 2 → 3 → 4) the ledger still verifies, every case, list,
+//! review, evidence and the idempotent retry are served exactly as the schema-3 engine
+//! served them, the review index is there, and the cases go on (an approved passport is
+//! picked up, a new request is decided). PostgreSQL is upgraded from its schema 3 (before
+//! its review index, 4, and its compact storage, 5), loaded with the same rows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agentsigna_core::engine::request::RequestInput;
+use agentsigna_core::engine::review::ReviewListQuery;
 use agentsigna_core::engine::{Config, Engine};
 use agentsigna_core::keys::Keyring;
 use agentsigna_core::model::Principal;
@@ -25,7 +28,7 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/schema-2")
 }
 
-/// What the engine served from the old database.
+/// What the engine of schema 3 served from the old database (see the fixture's README).
 fn served() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("served.json")).unwrap()).unwrap()
 }
@@ -54,7 +57,12 @@ fn request(counterparty: &str, value: &str, key: Option<&str>) -> RequestInput {
     }
 }
 
-/// Everything the fixture recorded, asked again the same way (see the fixture's README).
+fn doc(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap()
+}
+
+/// Everything the fixture recorded, asked again the same way (see the fixture's README;
+/// `served.json` was written by this function on the commit that wrote schema 3).
 async fn serve(engine: &Engine, cases: &Map<String, Value>) -> Map<String, Value> {
     let admin = Principal::Admin;
     let bot = Principal::Agent("procurement-bot".into());
@@ -63,28 +71,34 @@ async fn serve(engine: &Engine, cases: &Map<String, Value>) -> Map<String, Value
     let mut views = Map::new();
     for (name, id) in cases {
         let id = id.as_str().unwrap();
-        views.insert(format!("case {name} as admin"), engine.get_case(&admin, id).await.unwrap());
-        views.insert(
-            format!("evidence {name}"),
-            serde_json::to_value(engine.case_evidence(&admin, id).await.unwrap()).unwrap(),
-        );
+        views.insert(format!("case {name} as admin"), doc(engine.get_case(&admin, id).await.unwrap()));
+        views.insert(format!("evidence {name}"), doc(engine.case_evidence(&admin, id).await.unwrap()));
     }
     for name in ["authorized", "closed", "rejected", "declined", "expired"] {
         let id = cases[name].as_str().unwrap();
-        views.insert(format!("case {name} as its agent"), engine.get_case(&bot, id).await.unwrap());
+        views.insert(format!("case {name} as its agent"), doc(engine.get_case(&bot, id).await.unwrap()));
     }
-    views.insert("cases as admin".into(), engine.list_cases(&admin, None, 100).await.unwrap());
-    views.insert("cases as procurement-bot".into(), engine.list_cases(&bot, None, 100).await.unwrap());
-    views.insert("cases as erp".into(), engine.list_cases(&erp, None, 100).await.unwrap());
-    views.insert("reviews".into(), engine.list_reviews(&carol, None).await.unwrap());
-    views.insert("reviews pending".into(), engine.list_reviews(&carol, Some("pending".into())).await.unwrap());
+    views.insert("cases as admin".into(), doc(engine.list_cases(&admin, None, 100).await.unwrap()));
+    views.insert("cases as procurement-bot".into(), doc(engine.list_cases(&bot, None, 100).await.unwrap()));
+    views.insert("cases as erp".into(), doc(engine.list_cases(&erp, None, 100).await.unwrap()));
+    let reviews = |status: &str| ReviewListQuery { status: Some(status.into()), ..ReviewListQuery::default() };
+    views.insert("reviews".into(), doc(engine.list_reviews(&carol, reviews("all")).await.unwrap()));
+    views.insert("reviews pending".into(), doc(engine.list_reviews(&carol, reviews("pending")).await.unwrap()));
+    let page = ReviewListQuery { limit: Some(2), ..reviews("all") };
+    let first = engine.list_reviews(&carol, page.clone()).await.unwrap();
+    let cursor = first.next_cursor.clone();
+    views.insert("reviews, page 1 of 2".into(), doc(first));
+    let second = engine.list_reviews(&carol, ReviewListQuery { cursor, ..page }).await.unwrap();
+    views.insert("reviews, page 2 of 2".into(), doc(second));
+    let missing_risk = ReviewListQuery { role: Some("risk".into()), ..reviews("pending") };
+    views.insert("reviews missing risk".into(), doc(engine.list_reviews(&carol, missing_risk).await.unwrap()));
     for name in ["closed", "pending", "declined", "approved"] {
         let review = views[&format!("case {name} as admin")]["review"]["id"].as_str().unwrap().to_owned();
-        views.insert(format!("review {name}"), engine.get_review(&carol, &review).await.unwrap());
+        views.insert(format!("review {name}"), doc(engine.get_review(&carol, &review).await.unwrap()));
     }
     let retry = engine.submit_request(&bot, request("acme", "480.00", Some("po-1"))).await.unwrap();
     assert!(!retry.created);
-    views.insert("retry of authorized".into(), retry.body);
+    views.insert("retry of authorized".into(), doc(retry.body));
     views.insert("figures".into(), json!(format!("{:?}", engine.figures().await.unwrap())));
     views
 }
@@ -104,13 +118,14 @@ async fn serves_as_before_and_goes_on(store: Arc<dyn Store>, audit: impl Fn() ->
     }
     // The approved case's passport is picked up; a new request is decided.
     let bot = Principal::Agent("procurement-bot".into());
-    let picked = engine.get_case(&bot, cases["approved"].as_str().unwrap()).await.unwrap();
+    let picked = doc(engine.get_case(&bot, cases["approved"].as_str().unwrap()).await.unwrap());
     assert_eq!(picked["status"], "authorized");
     assert!(picked["passport"].is_string(), "{picked}");
     let new = engine.submit_request(&bot, request("acme", "20.00", Some("po-3"))).await.unwrap();
-    assert_eq!(new.body["verdict"], "authorized");
-    let again = engine.get_case(&bot, &new.case_id).await.unwrap();
-    assert_eq!(again["passport"], new.body["passport"]);
+    let submitted = doc(&new.body);
+    assert_eq!(submitted["verdict"], "authorized");
+    let again = doc(engine.get_case(&bot, &new.case_id).await.unwrap());
+    assert_eq!(again["passport"], submitted["passport"]);
     drop(engine);
     assert_eq!(audit(), 49 + 1 + 3, "the passport's entry and the new case's three, verified");
 }
@@ -128,6 +143,15 @@ async fn a_sqlite_database_of_schema_2_is_upgraded_and_served_as_before() {
         assert_eq!(below, 0, "levels 1-3 are computed, not stored");
         let tokens: i64 = conn.query_row("SELECT COUNT(*) FROM passports", [], |r| r.get(0)).unwrap();
         assert_eq!(tokens, 3, "the passports of the authorized, closed and expired cases");
+        // The review index of schema 3 came through the conversion.
+        let indexed: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(review_status), COUNT(NULLIF(counterparty, '')), COUNT(NULLIF(action, '')) FROM cases",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(indexed, (4, 7, 7), "four reviews; every case's counterparty and action");
     }
     let audit = || {
         let reader = LedgerReader::open(&db).unwrap();

@@ -12,6 +12,7 @@ use agentsigna_core::keys::Keyring;
 use agentsigna_core::model::Principal;
 use agentsigna_core::money::Amount;
 use agentsigna_core::org::OrgFile;
+use agentsigna_core::policy::Verdict;
 use agentsigna_core::trust::Outcome;
 use agentsigna_core::SystemClock;
 use agentsigna_store::sqlite::{LedgerReader, SqliteOptions, SqliteStore};
@@ -58,7 +59,7 @@ async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
     for t in tasks {
         let s = t.await.unwrap().unwrap();
         assert!(s.created);
-        assert_eq!(s.body["verdict"], "authorized", "{}", s.body);
+        assert_eq!(s.body.verdict, Verdict::Authorized, "{:?}", s.body);
         cases.push(s.case_id);
     }
     let raced: Vec<_> = {
@@ -85,7 +86,7 @@ async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
         t.await.unwrap().unwrap();
     }
     let agent = a.agent_view(&Principal::Admin, "procurement-bot").await.unwrap();
-    assert_eq!(agent["trust"]["outcomes"]["completed"], 40, "every outcome counted once: {agent}");
+    assert_eq!(agent.trust.outcomes.completed, 40, "every outcome counted once: {:?}", agent.trust);
 
     // One ledger: every digest, chain and the root verify.
     drop((a, b));

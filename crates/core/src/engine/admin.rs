@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::data::{get, list, org_event, policy_env};
 use super::draft::Draft;
+use super::views::ShadowDivergence;
 use super::Engine;
 use crate::access::{self, Op};
 use crate::ids::{check_name, new_secret, secret_hash};
@@ -14,21 +15,31 @@ use crate::model::{
 use crate::policy::CompiledPolicy;
 use crate::store::{RecordKind, Snapshot};
 use crate::{Error, Result};
+use agentsigna_verify::jwk::Jwk;
 
 /// `POST /v1/agents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
     pub id: String,
     pub owner: String,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
-    pub public_jwk: Option<serde_json::Value>,
+    /// An Ed25519 public key (OKP) that binds the agent's passports to its holder proofs.
+    #[serde(default, deserialize_with = "public_jwk")]
+    #[schema(value_type = Option<crate::schema::JwkSchema>)]
+    pub public_jwk: Option<Jwk>,
+}
+
+/// `public_jwk` as a JWK, refused with one message naming the member when it is not one
+/// (a private key, another key type, not an object).
+fn public_jwk<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Jwk>, D::Error> {
+    let Some(v) = Option::<serde_json::Value>::deserialize(d)? else { return Ok(None) };
+    serde_json::from_value(v).map(Some).map_err(|e| serde::de::Error::custom(format!("not a JWK: {e}")))
 }
 
 /// `POST /v1/approvers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApprover {
     pub id: String,
@@ -38,7 +49,7 @@ pub struct NewApprover {
 }
 
 /// `POST /v1/systems`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSystem {
     pub id: String,
@@ -47,7 +58,7 @@ pub struct NewSystem {
 }
 
 /// `PUT /v1/counterparties/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CounterpartyInput {
     pub name: String,
@@ -89,13 +100,11 @@ impl Engine {
         check_label("name", &input.name)?;
         let public_jwk = match input.public_jwk {
             None => None,
-            Some(v) => {
-                let jwk: agentsigna_verify::jwk::Jwk = serde_json::from_value(v)
-                    .map_err(|e| Error::invalid("public_jwk", format!("public_jwk is not a JWK: {e}")))?;
+            Some(jwk) => {
                 jwk.verifying_key().map_err(|e| {
                     Error::invalid("public_jwk", format!("public_jwk must be an Ed25519 (OKP) public key: {e}"))
                 })?;
-                Some(agentsigna_verify::jwk::Jwk { kid: None, alg: None, use_: None, ..jwk })
+                Some(Jwk { kid: None, alg: None, use_: None, ..jwk })
             }
         };
         let by = by.clone();
@@ -561,7 +570,7 @@ impl Engine {
     }
 
     /// The shadow version and the recorded divergences, oldest first.
-    pub async fn shadow_divergences(&self, by: &Principal) -> Result<(Option<u64>, Vec<serde_json::Value>)> {
+    pub async fn shadow_divergences(&self, by: &Principal) -> Result<(Option<u64>, Vec<ShadowDivergence>)> {
         access::check(by, Op::ReadPolicies)?;
         self.read(|_, snap| Ok((setting_version(snap, "shadow_policy")?, list(snap, RecordKind::ShadowDivergence)?)))
             .await

@@ -1,13 +1,13 @@
 //! Reading cases (one case, the list, the `?wait` state) as principals may see them, and
 //! expiry: reviews past their deadline, pickup windows and passports.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::data::{case_event, read_case};
 use super::draft::Draft;
 use super::outbox::queue_notification;
 use super::passport::issue_or_refuse_passport;
-use super::views;
+use super::views::{self, CaseList, CaseView};
 use super::{Ctx, Engine};
 use crate::access::{self, CaseOp};
 use crate::model::{AgentRecord, Case, CaseStatus, Principal, ReviewStatus};
@@ -30,7 +30,7 @@ pub struct WaitState {
 impl Engine {
     /// `GET /v1/cases/{id}`: the case as this principal may see it. An agent fetching
     /// its approved case picks up its passport.
-    pub async fn get_case(&self, by: &Principal, id: &str) -> Result<Value> {
+    pub async fn get_case(&self, by: &Principal, id: &str) -> Result<CaseView> {
         let (by2, id2) = (by.clone(), id.to_owned());
         // Fast path: a read; a write only when something is due or a passport is to issue.
         let needs_write = self
@@ -67,7 +67,7 @@ impl Engine {
     }
 
     /// The case document, read from a snapshot.
-    pub(crate) async fn case_view_of(&self, by: &Principal, id: &str) -> Result<Value> {
+    pub(crate) async fn case_view_of(&self, by: &Principal, id: &str) -> Result<CaseView> {
         let (by, id) = (by.clone(), id.to_owned());
         self.read(move |ctx, snap| {
             let case = read_case(snap, &id)?;
@@ -125,7 +125,7 @@ impl Engine {
     }
 
     /// Lists cases visible to a principal (agents: their own; systems: addressed to them).
-    pub async fn list_cases(&self, by: &Principal, status: Option<String>, limit: u32) -> Result<Value> {
+    pub async fn list_cases(&self, by: &Principal, status: Option<String>, limit: u32) -> Result<CaseList> {
         if let Some(s) = &status {
             if CaseStatus::parse(s).is_none() {
                 return Err(Error::invalid(
@@ -137,7 +137,7 @@ impl Engine {
             }
         }
         let by = by.clone();
-        self.read(move |ctx, snap| {
+        self.read(move |_, snap| {
             let mut filter = crate::store::CaseFilter { status, limit: limit.clamp(1, 500), ..Default::default() };
             match &by {
                 Principal::Agent(a) => filter.agent = Some(a.clone()),
@@ -146,9 +146,9 @@ impl Engine {
             }
             let mut out = Vec::new();
             for case in super::data::cases(snap.list_cases(&filter)?)? {
-                out.push(views::case_summary(ctx, &case));
+                out.push(views::case_summary(&case));
             }
-            Ok(json!({ "cases": out }))
+            Ok(CaseList { cases: out })
         })
         .await
     }

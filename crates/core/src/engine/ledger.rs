@@ -47,10 +47,14 @@ impl Engine {
         self.read(|_, snap| Ok(snap.ledger_size()?)).await
     }
 
+    /// The latest stored checkpoint, `None` for a fresh ledger.
+    pub async fn stored_checkpoint(&self) -> Result<Option<String>> {
+        self.read(|_, snap| Ok(snap.checkpoint()?)).await
+    }
+
     /// The latest checkpoint, or a signed empty one for a fresh ledger.
     pub async fn latest_checkpoint(&self) -> Result<String> {
-        let stored = self.read(|_, snap| Ok(snap.checkpoint()?)).await?;
-        match stored {
+        match self.stored_checkpoint().await? {
             Some(c) => Ok(c),
             None => {
                 let keys = self.keys();

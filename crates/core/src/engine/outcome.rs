@@ -1,11 +1,12 @@
 //! Steps 5–7: execution reports and outcomes, and the trust standings outcomes move.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::data::{case_event, read_case, trust_of};
 use super::draft::Draft;
 use super::request::check_text;
+use super::views::CaseView;
 use super::{Ctx, Engine};
 use crate::access::{self, CaseOp, Standing};
 use crate::model::{Case, CaseStatus, ExecutionRecord, OutcomeRecord, Principal};
@@ -15,7 +16,7 @@ use crate::trust::Outcome;
 use crate::{Error, Result};
 
 /// `POST /v1/cases/{id}/execution`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionInput {
     pub passport_id: String,
@@ -24,8 +25,9 @@ pub struct ExecutionInput {
 }
 
 /// `POST /v1/cases/{id}/outcome`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"outcome": "completed", "detail": "Delivered and invoiced as ordered"})))]
 pub struct OutcomeInput {
     pub outcome: Outcome,
     #[serde(default)]
@@ -34,7 +36,7 @@ pub struct OutcomeInput {
 
 impl Engine {
     /// Step 5 report: the action was carried out with the case's passport.
-    pub async fn report_execution(&self, by: &Principal, id: &str, input: ExecutionInput) -> Result<Value> {
+    pub async fn report_execution(&self, by: &Principal, id: &str, input: ExecutionInput) -> Result<CaseView> {
         text::check_plain("passport_id", &input.passport_id)?;
         if let Some(r) = &input.reference {
             check_text("reference", r, 200)?;
@@ -84,7 +86,7 @@ impl Engine {
     }
 
     /// Step 6–7: an outcome closes the case and updates trust.
-    pub async fn record_outcome(&self, by: &Principal, id: &str, input: OutcomeInput) -> Result<Value> {
+    pub async fn record_outcome(&self, by: &Principal, id: &str, input: OutcomeInput) -> Result<CaseView> {
         if let Some(d) = &input.detail {
             check_text("detail", d, 2000)?;
         }

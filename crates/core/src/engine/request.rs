@@ -12,7 +12,7 @@ use super::draft::Draft;
 use super::outbox::queue_notification;
 use super::passport::issue_passport;
 use super::verdict::{policy_input, reject_with};
-use super::views;
+use super::views::{self, PolicyVerdict, ShadowDivergence, SubmitResponse};
 use super::{Ctx, Engine};
 use crate::access::{self, Op};
 use crate::ids::new_id;
@@ -28,8 +28,14 @@ use crate::{Error, Result};
 use agentsigna_verify::clock::rfc3339_ms;
 
 /// `POST /v1/requests`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "action": "purchase_order.create", "counterparty": "acme",
+    "amount": {"value": "12500.00", "currency": "USD"}, "audience": "erp",
+    "description": "40 laptops for onboarding", "context": {"cost_center": "IT-7"},
+    "idempotency_key": "po-4411"
+})))]
 pub struct RequestInput {
     pub action: String,
     pub counterparty: String,
@@ -38,7 +44,10 @@ pub struct RequestInput {
     pub audience: String,
     #[serde(default)]
     pub description: String,
+    /// Free-form, recorded and shown to approvers (not passed to Cedar): an object without
+    /// floating-point numbers, bounded in size and depth.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -48,7 +57,7 @@ pub struct RequestInput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
     pub created: bool,
-    pub body: Value,
+    pub body: SubmitResponse,
     pub case_id: String,
 }
 
@@ -291,12 +300,24 @@ fn decide_request(
     case_event(d, &mut case, "decision.made", now, "server", decided)?;
     if let Some((shadow_policy, shadow_eval)) = &shadow {
         if shadow_eval.verdict != evaluation.verdict {
-            let record = json!({
-                "case_id": case.id, "at": rfc3339_ms(now), "agent": agent.id, "action": case.request.action,
-                "counterparty": counterparty.id, "amount": case.request.amount,
-                "active": {"policy": policy, "verdict": evaluation.verdict, "reasons": evaluation.reasons},
-                "shadow": {"policy": shadow_policy, "verdict": shadow_eval.verdict, "reasons": shadow_eval.reasons},
-            });
+            let record = ShadowDivergence {
+                action: case.request.action.clone(),
+                active: PolicyVerdict {
+                    policy: policy.clone(),
+                    reasons: evaluation.reasons.clone(),
+                    verdict: evaluation.verdict,
+                },
+                agent: agent.id.clone(),
+                amount: case.request.amount.clone(),
+                at: rfc3339_ms(now),
+                case_id: case.id.clone(),
+                counterparty: counterparty.id.clone(),
+                shadow: PolicyVerdict {
+                    policy: Some(shadow_policy.clone()),
+                    reasons: shadow_eval.reasons.clone(),
+                    verdict: shadow_eval.verdict,
+                },
+            };
             // Keyed by time then case id, so listing returns them in order.
             d.put(RecordKind::ShadowDivergence, &format!("{now:020}-{}", case.id), &record)?;
         }

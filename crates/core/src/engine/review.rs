@@ -1,23 +1,24 @@
 //! Human review: who may decide, quorum, roles, one rejection ends it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::cases::process_due_case;
 use super::data::{case_event, read_case};
 use super::draft::Draft;
 use super::outbox::queue_notification;
 use super::verdict::{recheck, reject_on_recheck};
-use super::views;
+use super::views::{self, ReviewList, ReviewQueue, ReviewView};
 use super::{Ctx, Engine};
 use crate::access::{self, CaseOp, Op};
 use crate::model::{AgentRecord, ApproverRecord, Case, CaseStatus, Principal, ReviewDecision, ReviewStatus};
-use crate::store::{RecordKind, ReviewFilter};
+use crate::store::{RecordKind, ReviewCursor, ReviewFilter};
 use crate::{Error, Result};
 
 /// `POST /v1/reviews/{id}/decisions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"decision": "approve", "comment": "Budget line IT-7 confirmed"})))]
 pub struct DecisionInput {
     /// `approve` or `reject`.
     pub decision: String,
@@ -34,24 +35,134 @@ enum Decided {
     Expired,
 }
 
+/// `GET /v1/reviews`: which reviews, and where the page starts (every member as given in
+/// the query; the engine checks them and names the one at fault).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewListQuery {
+    /// `pending` (the default), `approved`, `rejected`, `expired` or `all`.
+    pub status: Option<String>,
+    pub agent: Option<String>,
+    pub counterparty: Option<String>,
+    pub action: Option<String>,
+    /// Only pending reviews that still miss this role.
+    pub role: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Reviews per page, 1..=500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Largest page of `GET /v1/reviews`.
+pub const MAX_REVIEW_PAGE: u32 = 500;
+
+/// The sort key of a listed case (see [`ReviewCursor`]).
+fn cursor_of(case: &Case) -> ReviewCursor {
+    ReviewCursor {
+        deadline_ms: case.review.as_ref().map_or(0, |r| r.deadline_ms),
+        created_at_ms: case.created_at_ms,
+        id: case.id.clone(),
+    }
+}
+
+/// The opaque `next_cursor` of a page that ended at `last`, in the order of `filter`.
+fn encode_cursor(filter: &ReviewFilter, last: &ReviewCursor) -> String {
+    let text = if filter.by_deadline() {
+        format!("d.{}.{}.{}", last.deadline_ms, last.created_at_ms, last.id)
+    } else {
+        format!("n.{}.{}", last.created_at_ms, last.id)
+    };
+    agentsigna_verify::b64::url_encode(text)
+}
+
+/// Reads a cursor made by [`encode_cursor`] for a listing in the order of `filter`.
+fn decode_cursor(filter: &ReviewFilter, cursor: &str) -> Result<ReviewCursor> {
+    let bad = |why: &str| Error::invalid("cursor", format!("cursor {why}; pass the next_cursor of the previous page"));
+    let text = agentsigna_verify::b64::url_decode(cursor)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad("is not one this server made"))?;
+    let number = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok());
+    let (deadline_ms, rest) = match (filter.by_deadline(), text.split_once('.')) {
+        (true, Some(("d", rest))) => {
+            let (d, rest) = rest.split_once('.').ok_or_else(|| bad("is not one this server made"))?;
+            (number(Some(d)).ok_or_else(|| bad("is not one this server made"))?, rest)
+        }
+        (false, Some(("n", rest))) => (0, rest),
+        (_, Some(("d" | "n", _))) => return Err(bad("belongs to a listing of another status")),
+        _ => return Err(bad("is not one this server made")),
+    };
+    let (created, id) = rest.split_once('.').ok_or_else(|| bad("is not one this server made"))?;
+    let created_at_ms = number(Some(created)).ok_or_else(|| bad("is not one this server made"))?;
+    if id.is_empty() {
+        return Err(bad("is not one this server made"));
+    }
+    Ok(ReviewCursor { deadline_ms, created_at_ms, id: id.to_owned() })
+}
+
+/// A filter value of the query: trimmed, empty as absent, bounded.
+fn filter_value(field: &str, v: Option<String>) -> Result<Option<String>> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.len() > 256 => Err(Error::invalid(field, format!("{field} must be at most 256 bytes"))),
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
 impl Engine {
-    /// Reviews, pending ones ordered by deadline (at most 500: `review_queue` pages).
-    pub async fn list_reviews(&self, by: &Principal, status: Option<String>) -> Result<Value> {
-        let status = status.unwrap_or_else(|| "pending".to_owned());
-        let filter = ReviewFilter {
+    /// `GET /v1/reviews`: one page of reviews (pending ones by deadline, the others newest
+    /// first), with how many match in all and the cursor of the next page (`null` on the
+    /// last one).
+    pub async fn list_reviews(&self, by: &Principal, q: ReviewListQuery) -> Result<ReviewList> {
+        access::check(by, Op::ReadReviews)?;
+        let status = filter_value("status", q.status)?.unwrap_or_else(|| "pending".to_owned());
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=MAX_REVIEW_PAGE).contains(&limit) {
+            return Err(Error::invalid("limit", format!("limit must be 1 to {MAX_REVIEW_PAGE} (got {limit})")));
+        }
+        let mut filter = ReviewFilter {
             status: if status == "all" { None } else { Some(status) },
-            limit: 500,
+            agent: filter_value("agent", q.agent)?,
+            counterparty: filter_value("counterparty", q.counterparty)?,
+            action: filter_value("action", q.action)?,
+            roles: filter_value("role", q.role)?.map(|r| vec![r]),
+            // One more than asked: whether a next page exists.
+            limit: limit + 1,
             ..Default::default()
         };
-        let mut page = self.review_queue(by, filter).await?;
-        Ok(json!({ "reviews": page["reviews"].take() }))
+        if let Some(c) = filter_value("cursor", q.cursor)? {
+            filter.after = Some(decode_cursor(&filter, &c)?);
+        }
+        let order = filter.clone();
+        let (page, keys) = self.queue_page(by, filter).await?;
+        let mut reviews = page.reviews;
+        let mut next_cursor = None;
+        if reviews.len() > limit as usize {
+            reviews.truncate(limit as usize);
+            next_cursor = keys.get(limit as usize - 1).map(|last| encode_cursor(&order, last));
+        }
+        Ok(ReviewList { reviews, total: page.total, next_cursor })
+    }
+
+    /// The roles the signed-in approver holds (none for anyone else): what the queue's
+    /// "a role I can cover" filter looks for.
+    pub async fn approver_roles(&self, by: &Principal) -> Result<Vec<String>> {
+        let Principal::Approver(id) = by.clone() else { return Ok(Vec::new()) };
+        self.read(move |_, snap| {
+            let a: Option<ApproverRecord> = super::data::get(snap, RecordKind::Approver, &id)?;
+            Ok(a.map(|a| a.roles).unwrap_or_default())
+        })
+        .await
     }
 
     /// One page of reviews, queried by review (every case with a review, not only the
     /// recent ones), with how many match in all and who is asking (`viewer`: the
     /// approver's id, name and roles, so that pages can tell which reviews they may
     /// decide). Each summary also carries the agent's `owner` and who `decided_by`.
-    pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<Value> {
+    pub async fn review_queue(&self, by: &Principal, filter: ReviewFilter) -> Result<ReviewQueue> {
+        Ok(self.queue_page(by, filter).await?.0)
+    }
+
+    /// [`Engine::review_queue`], with the sort key of every review of the page (cursors).
+    async fn queue_page(&self, by: &Principal, filter: ReviewFilter) -> Result<(ReviewQueue, Vec<ReviewCursor>)> {
         access::check(by, Op::ReadReviews)?;
         if let Some(s) = &filter.status {
             if !matches!(s.as_str(), "pending" | "approved" | "rejected" | "expired") {
@@ -64,38 +175,22 @@ impl Engine {
         let by = by.clone();
         self.read(move |ctx, snap| {
             let (total, listed) = snap.list_reviews(&filter)?;
-            let mut owners: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
-            let mut out = Vec::new();
+            let mut owners = std::collections::HashMap::new();
+            let mut reviews = Vec::new();
+            let mut keys = Vec::new();
             for case in super::data::cases(listed)? {
-                let owner = match owners.get(&case.agent) {
-                    Some(o) => o.clone(),
-                    None => {
-                        let a: Option<AgentRecord> = super::data::get(snap, RecordKind::Agent, &case.agent)?;
-                        let o = a.map(|a| a.owner);
-                        owners.insert(case.agent.clone(), o.clone());
-                        o
-                    }
-                };
-                let mut v = views::review_summary(ctx, &case);
-                v["owner"] = json!(owner);
-                v["decided_by"] = json!(case
-                    .review
-                    .as_ref()
-                    .map(|r| r.decisions.iter().map(|d| d.approver.clone()).collect::<Vec<_>>())
-                    .unwrap_or_default());
-                v["roles_required"] = json!(case.review.as_ref().map(|r| r.roles_required.clone()));
-                v["created_at"] = json!(agentsigna_verify::clock::rfc3339_ms(case.created_at_ms));
-                v["trust"] =
-                    json!({"agent": case.decision.trust.agent, "counterparty": case.decision.trust.counterparty});
-                out.push(v);
+                if let Some(summary) = views::review_summary(ctx, snap, &case, &mut owners)? {
+                    reviews.push(summary);
+                    keys.push(cursor_of(&case));
+                }
             }
-            Ok(json!({ "total": total, "reviews": out, "viewer": views::viewer(snap, &by)? }))
+            Ok((ReviewQueue { total, reviews, viewer: views::viewer(snap, &by)? }, keys))
         })
         .await
     }
 
     /// One review with everything an approver needs to decide.
-    pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<Value> {
+    pub async fn get_review(&self, by: &Principal, review_id: &str) -> Result<ReviewView> {
         access::check(by, Op::ReadReviews)?;
         let by = by.clone();
         let review_id = review_id.to_owned();
@@ -111,7 +206,7 @@ impl Engine {
 
     /// An approver's decision. Exactly one outcome under concurrency: decisions on one
     /// review are serialized by the case's version (and queue on its lock in-process).
-    pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<Value> {
+    pub async fn decide_review(&self, by: &Principal, review_id: &str, input: DecisionInput) -> Result<ReviewView> {
         access::check(by, Op::DecideReview)?;
         let Principal::Approver(approver_id) = by.clone() else {
             return Err(Error::Forbidden("only approvers decide reviews".into()));

@@ -1,8 +1,9 @@
 //! Approver web sessions, stored in the database so that every node knows them: a record
 //! per session keyed by the SHA-256 of the cookie's token (the token itself is never
 //! stored), holding who logged in, when the session expires, a one-shot message for the
-//! next page and a refused form kept for the page the browser is redirected to. Logging out deletes the record, on every node at once. Expiry is
-//! compared by the caller on its injected clock.
+//! next page, a refused form kept for the page the browser is redirected to, and the
+//! approver's choice of time zone. Logging out deletes the record, on every node at once.
+//! Expiry is compared by the caller on its injected clock.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,10 @@ pub struct StoredSession {
     /// A refused form, shown once on the page it came from (post/redirect/get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form_error: Option<FormError>,
+    /// The IANA time zone the approver chose for the pages (`None`: UTC); checked by
+    /// the pages before it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// A refused decision form, kept for the page the browser is redirected to.
@@ -32,11 +37,12 @@ pub struct StoredSession {
 pub struct FormError {
     /// The page it belongs to (`/ui/reviews/{id}`).
     pub page: String,
-    /// The field at fault (`comment`, `confirm`), or `None` for the form as a whole.
+    /// The field at fault (`comment`, `confirm`, `time_zone`), or `None` for the form as
+    /// a whole.
     pub field: Option<String>,
     /// What went wrong, in plain words.
     pub message: String,
-    /// The comment typed, given back.
+    /// The text typed, given back: the comment of a decision, the zone of the settings.
     pub comment: String,
 }
 
@@ -103,6 +109,21 @@ impl Engine {
         self.transact(&[&key], move |_, d| {
             let Some(mut s) = d.get::<StoredSession>(RecordKind::Session, &id)? else { return Ok(()) };
             s.form_error = Some(error.clone());
+            d.put(RecordKind::Session, &id, &s)
+        })
+        .await
+    }
+
+    /// Sets the time zone the session's pages show times in (`None`: back to UTC).
+    pub async fn session_set_time_zone(&self, id: &str, zone: Option<String>) -> Result<()> {
+        let id = id.to_owned();
+        let key = format!("session:{id}");
+        self.transact(&[&key], move |_, d| {
+            let Some(mut s) = d.get::<StoredSession>(RecordKind::Session, &id)? else { return Ok(()) };
+            if s.time_zone == zone {
+                return Ok(());
+            }
+            s.time_zone = zone.clone();
             d.put(RecordKind::Session, &id, &s)
         })
         .await

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::model::{
     Case, CaseRequest, CaseStatus, CounterpartySnapshot, DecisionRecord, ExecutionRecord, OutcomeRecord,
-    PassportRecord, PolicyRef, Review, Risk, TrustSnapshot,
+    PassportRecord, PolicyRef, Review, ReviewStatus, Risk, TrustSnapshot,
 };
 use crate::money::Amount;
 use crate::policy::{Reason, Verdict};
@@ -121,10 +121,17 @@ pub(crate) fn row(case: &Case, issued_token: bool) -> Result<CaseRow> {
         status: case.status.as_str().to_owned(),
         idempotency_key: case.request.idempotency_key.clone(),
         review_id: review.map(|r| r.id.clone()),
+        review_status: review.map(|r| r.status.as_str().to_owned()),
         review_pending: case.status == CaseStatus::PendingReview,
+        roles_missing: review
+            .filter(|r| r.status == ReviewStatus::Pending)
+            .map(|r| r.roles_missing())
+            .unwrap_or_default(),
         deadline_ms: review.map(|r| r.deadline_ms),
         due_ms: case.due_ms(),
         created_at_ms: case.created_at_ms,
+        counterparty: case.decision.counterparty.id.clone(),
+        action: case.request.action.clone(),
         body,
         passport: case.passport.as_ref().filter(|_| issued_token).map(|p| p.token.clone()),
     })

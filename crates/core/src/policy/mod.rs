@@ -130,7 +130,7 @@ pub struct PolicyEnv {
 }
 
 /// The verdict of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Allowed at once.
@@ -159,7 +159,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// What one rule contributes to a verdict (its tier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleVerdict {
     /// A satisfied `permit`.
@@ -182,7 +182,7 @@ impl RuleVerdict {
 }
 
 /// One rule (or the default deny) that produced a verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reason {
     /// The rule's `@id`; `None` for the default deny and undeclared actions.
     pub rule: Option<String>,
@@ -252,7 +252,7 @@ impl Evaluation {
 }
 
 /// One rule of a compiled policy, as declared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rule {
     /// `@id`.
     pub id: String,

@@ -30,7 +30,11 @@ const CONFIGURABLE: [(&str, &str); 2] = [("serve", "AGENTSIGNA_"), ("gate", "AGE
 const NOT_IN_FILE: [&str; 3] = ["config", "print-config", "help"];
 
 /// Flags whose value is a secret: redacted by `--print-config`, hidden from `--help`.
-const SECRETS: [&str; 3] = ["webhook-secret", "report-token", "replay-store"];
+const SECRETS: [&str; 2] = ["webhook-secret", "report-token"];
+
+/// Flags whose value is a database URL: `--print-config` shows them with the password
+/// redacted (`postgres://user:<redacted>@host/db`), `--help` hides their values.
+const URLS: [&str; 2] = ["database", "replay-store"];
 
 /// Parses the process's arguments with the environment and the config file; exits with
 /// clap's usage status (2) on any error, and with 0 after `--print-config`.
@@ -101,7 +105,8 @@ fn command() -> clap::Command {
                 if f.long == "print-config" {
                     continue;
                 }
-                let (env, repeatable, secret) = (f.env.clone(), f.repeatable, SECRETS.contains(&f.long.as_str()));
+                let (env, repeatable) = (f.env.clone(), f.repeatable);
+                let secret = SECRETS.contains(&f.long.as_str()) || URLS.contains(&f.long.as_str());
                 sub = sub.mut_arg(&f.id, move |a| {
                     let a = a.env(env);
                     let a = if repeatable { a.value_delimiter(',') } else { a };
@@ -251,6 +256,20 @@ fn explain(
     Refusal::Clap(e)
 }
 
+/// A URL with the password of its user part (`scheme://user:password@host…`) replaced by
+/// `<redacted>`; a URL without one is returned as it is. Everything after `://` up to the
+/// last `@` before the query is taken as the user part, so a password containing `@` or
+/// `/` (which a URL should percent-encode) is still redacted whole.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let query = rest.find('?').unwrap_or(rest.len());
+    let Some(at) = rest[..query].rfind('@') else { return url.to_owned() };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The effective configuration as TOML, each value with its source; secrets redacted.
 fn print_config(name: &str, flags: &[Flag], m: &ArgMatches, from_file: &BTreeSet<String>) -> String {
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
@@ -266,11 +285,16 @@ fn print_config(name: &str, flags: &[Flag], m: &ArgMatches, from_file: &BTreeSet
                 continue;
             }
         };
-        let secret = SECRETS.contains(&f.long.as_str());
+        let (secret, url) = (SECRETS.contains(&f.long.as_str()), URLS.contains(&f.long.as_str()));
         let values: Vec<String> = m
             .get_raw(&f.id)
             .map(|v| {
-                v.map(|x| if secret { "<redacted>".to_owned() } else { x.to_string_lossy().into_owned() }).collect()
+                v.map(|x| match x.to_string_lossy() {
+                    _ if secret => "<redacted>".to_owned(),
+                    v if url => redact_password(&v),
+                    v => v.into_owned(),
+                })
+                .collect()
             })
             .unwrap_or_default();
         let value = if f.repeatable {
@@ -288,4 +312,24 @@ fn print_config(name: &str, flags: &[Flag], m: &ArgMatches, from_file: &BTreeSet
         out.push_str(&format!("{} = {value}  # {source}\n", f.long));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn only_the_password_of_a_url_is_redacted() {
+        let r = |u: &str| redact_password(u);
+        assert_eq!(
+            r("postgres://u:secret@h:5432/db?sslmode=require"),
+            "postgres://u:<redacted>@h:5432/db?sslmode=require"
+        );
+        assert_eq!(r("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(r("postgres://h/db"), "postgres://h/db");
+        // Unencoded `@` and `/` in the password: still redacted whole.
+        assert_eq!(r("postgres://u:p@ss/w@h/db"), "postgres://u:<redacted>@h/db");
+        assert_eq!(r("postgres://u:p@ss@h/db"), "postgres://u:<redacted>@h/db");
+        assert_eq!(r("not a url"), "not a url");
+    }
 }

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
 pub use gate::GateArgs;
-pub use keys::KeysCommand;
+pub use keys::{fits as keys_fit, KeysCommand, KeysListArgs};
 pub use ledger::{LedgerCommand, LedgerEvidenceArgs, LedgerExportArgs, LedgerVerifyArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicySimulateArgs, PolicyTestArgs};
 pub use serve::{LimitArgs, RunArgs, ServeArgs, TlsArgs, MAX_WINDOW_SECS};
@@ -62,6 +62,8 @@ pub enum Command {
     Mcp(crate::mcp::server::McpArgs),
     /// The enforcement point in front of an MCP server: mapped tool calls need a passport.
     McpGate(crate::mcp::gate::McpGateArgs),
+    /// Print the OpenAPI 3.1 description of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// `--database`: a PostgreSQL URL instead of the data directory's SQLite database.
@@ -94,13 +96,17 @@ pub fn run(cli: Cli) -> i32 {
         Command::Policy(PolicyCommand::Simulate(a)) => {
             runtime().and_then(|rt| rt.block_on(policy::policy_simulate(a))).map(|_| 0)
         }
-        Command::Keys(KeysCommand::List(a)) => keys::keys_list(&a.data_dir).map(|_| 0),
+        Command::Keys(KeysCommand::List(a)) => keys::keys_list(&a).map(|_| 0),
         Command::Keys(KeysCommand::Rotate(a)) => keys::keys_rotate(&a.data_dir).map(|_| 0),
         Command::Trust(TrustCommand::Rebuild(a)) => runtime().and_then(|rt| rt.block_on(trust::trust_rebuild(a))),
         Command::Migrate(a) => runtime().and_then(|rt| rt.block_on(trust::migrate(a))).map(|_| 0),
         Command::Bench(a) => crate::bench::run(a),
         Command::Mcp(a) => crate::mcp::server::run(a),
         Command::McpGate(a) => crate::mcp::gate::run(a),
+        Command::Openapi => {
+            print!("{}", crate::openapi::document());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => code,

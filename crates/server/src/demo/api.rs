@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A JSON-over-HTTP client of one base URL.
@@ -44,6 +45,21 @@ impl Api {
             bail!("{method} {path}: expected HTTP {want}, got {status}: {v}");
         }
         Ok(v)
+    }
+
+    /// [`Api::expect`], read as the typed document the API answers with (the engine's
+    /// views, `http::documents`).
+    pub(super) async fn expect_doc<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        want: u16,
+    ) -> anyhow::Result<T> {
+        let v = self.expect(method.clone(), path, token, body, want).await?;
+        let what = std::any::type_name::<T>().rsplit("::").next().unwrap_or("document");
+        serde_json::from_value(v).with_context(|| format!("{method} {path}: the answer is not a {what}"))
     }
 
     pub(super) async fn text(&self, path: &str) -> anyhow::Result<String> {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use agentsigna_core::engine::views::CaseView;
 use agentsigna_verify::gate::{Gate, GateRequest, MemoryReplayCache};
 use agentsigna_verify::jwk::Jwks;
 use agentsigna_verify::passport::Verifier;
@@ -70,13 +71,13 @@ impl Erp {
         let number = format!("PO-{}", self.next_po.fetch_add(1, Ordering::SeqCst));
         let report = json!({"passport_id": c.jti, "reference": number});
         let path = format!("/v1/cases/{}/execution", c.case.id);
-        let case = self
+        let case: CaseView = self
             .agentsigna
-            .expect(Method::POST, &path, &self.token, Some(&report), 200)
+            .expect_doc(Method::POST, &path, &self.token, Some(&report), 200)
             .await
             .map_err(|e| (StatusCode::BAD_GATEWAY, "report_failed", format!("{e:#}")))?;
         Ok(json!({"po_number": number, "case": c.case.id, "passport_id": c.jti, "vendor": po["vendor"],
-                  "amount": po["amount"], "agentsigna_case_status": case["status"]}))
+                  "amount": po["amount"], "agentsigna_case_status": case.core.status}))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use agentsigna_core::engine::views::CaseView;
+
 pub(super) const W: usize = 12;
 
 /// One line of narration; hidden characters in it (the demo prints what the server
@@ -58,12 +60,11 @@ pub(super) fn layout(v: &Value, pad: usize, head: &str, tail: &str, out: &mut Ve
     out.push(format!("{indent}{close}{tail}"));
 }
 
-pub(super) fn needs(n: &Value) -> String {
-    format!("needs {n} approval{}", if n.as_u64() == Some(1) { "" } else { "s" })
+pub(super) fn needs(n: u32) -> String {
+    format!("needs {n} approval{}", if n == 1 { "" } else { "s" })
 }
 
-pub(super) fn roles(v: &Value) -> String {
-    let roles: Vec<&str> = v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+pub(super) fn roles(roles: &[String]) -> String {
     if roles.is_empty() {
         "any approver".to_owned()
     } else {
@@ -72,15 +73,16 @@ pub(super) fn roles(v: &Value) -> String {
 }
 
 /// The trust moves the last outcome of a case caused (its `trust.updated` ledger entries).
-pub(super) fn trust_moves(case: &Value) -> String {
-    let events = case["events"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let last = events.iter().rposition(|e| e["type"] == "outcome.recorded").map_or(0, |i| i + 1);
+pub(super) fn trust_moves(case: &CaseView) -> String {
+    let events = &case.core.events;
+    let last = events.iter().rposition(|e| e.entry.kind == "outcome.recorded").map_or(0, |i| i + 1);
     let moves: Vec<String> = events[last.min(events.len())..]
         .iter()
-        .filter(|e| e["type"] == "trust.updated")
+        .filter(|e| e.entry.kind == "trust.updated")
         .map(|e| {
-            let who = s(&e["data"]["subject"]).split_once(':').map_or("?", |(_, id)| id);
-            format!("{who} {} → {}", e["data"]["before"], e["data"]["after"])
+            let data = &e.entry.data;
+            let who = s(&data["subject"]).split_once(':').map_or("?", |(_, id)| id);
+            format!("{who} {} → {}", data["before"], data["after"])
         })
         .collect();
     if moves.is_empty() {

@@ -11,8 +11,11 @@ use anyhow::{anyhow, bail, Context as _};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use agentsigna_core::engine::views::{AgentView, CaseView, CounterpartyView, ReviewView, SubmitResponse, TrustDoc};
+use agentsigna_core::model::{CaseStatus, ReviewStatus};
 use agentsigna_core::money::Amount;
 use agentsigna_core::org::OrgFile;
+use agentsigna_core::policy::Verdict;
 use agentsigna_core::Clock as _;
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::evidence::{verify_evidence, Evidence};
@@ -22,6 +25,7 @@ use agentsigna_verify::passport::decode_unverified;
 use super::api::Api;
 use super::narrate::{layout, more, needs, roles, s, say, section, trust_moves};
 use super::{DemoClock, JUMP_MS};
+use crate::http::documents::Problem;
 
 /// One request of an agent.
 #[derive(Clone, Copy)]
@@ -49,6 +53,21 @@ impl<'a> Ask<'a> {
     }
 }
 
+/// Whose trust standing.
+#[derive(Clone, Copy)]
+pub(super) enum Standing<'a> {
+    Agent(&'a str),
+    Counterparty(&'a str),
+}
+
+impl Standing<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Standing::Agent(id) | Standing::Counterparty(id) => id,
+        }
+    }
+}
+
 pub(super) struct Demo {
     pub(super) api: Api,
     pub(super) erp_url: String,
@@ -67,7 +86,7 @@ impl Demo {
     }
 
     /// ① and ②: the agent asks; the verdict must be `want`, produced by `rule`.
-    pub(super) async fn ask(&self, a: Ask<'_>, want: &str, rule: &str) -> anyhow::Result<Value> {
+    pub(super) async fn ask(&self, a: Ask<'_>, want: Verdict, rule: &str) -> anyhow::Result<SubmitResponse> {
         say(
             "① request",
             format!(
@@ -83,25 +102,25 @@ impl Demo {
         let body = json!({"action": a.action, "counterparty": a.counterparty, "amount": {"value": a.value, "currency": "USD"},
                           "audience": a.audience, "description": a.description, "context": {"cost_center": "IT-7"},
                           "idempotency_key": a.key});
-        let v = self.api.expect(Method::POST, "/v1/requests", self.token("agent", a.agent)?, Some(&body), 201).await?;
-        let verdict = s(&v["verdict"]);
+        let v: SubmitResponse =
+            self.api.expect_doc(Method::POST, "/v1/requests", self.token("agent", a.agent)?, Some(&body), 201).await?;
+        let policy = v.policy.as_ref().map_or_else(|| "none".to_owned(), |p| format!("v{}", p.version));
         say(
             "② verdict",
             format!(
-                "{verdict}   case {}   (trust: agent {}, {} {}; policy v{})",
-                s(&v["case_id"]),
-                v["trust"]["agent"],
-                a.counterparty,
-                v["trust"]["counterparty"],
-                v["policy"]["version"]
+                "{}   case {}   (trust: agent {}, {} {}; policy {policy})",
+                v.verdict, v.case_id, v.trust.agent, a.counterparty, v.trust.counterparty
             ),
         );
-        let reasons = v["reasons"].as_array().cloned().unwrap_or_default();
-        for r in &reasons {
-            more(format!("{} [{}]: {}", r["rule"].as_str().unwrap_or("(no rule)"), s(&r["verdict"]), s(&r["reason"])));
+        for r in &v.reasons {
+            more(format!("{} [{}]: {}", r.rule.as_deref().unwrap_or("(no rule)"), r.verdict.as_str(), r.reason));
         }
-        if verdict != want || !reasons.iter().any(|r| r["rule"] == rule) {
-            bail!("expected verdict {want} by rule {rule}, got {verdict} with {}", Value::Array(reasons));
+        if v.verdict != want || !v.reasons.iter().any(|r| r.rule.as_deref() == Some(rule)) {
+            bail!(
+                "expected verdict {want} by rule {rule}, got {} with {}",
+                v.verdict,
+                serde_json::to_value(&v.reasons)?
+            );
         }
         Ok(v)
     }
@@ -154,12 +173,11 @@ impl Demo {
     /// ⑥ and ⑦: the ERP reports an outcome with its system token.
     pub(super) async fn outcome(&self, case: &str, outcome: &str, detail: &str) -> anyhow::Result<()> {
         let body = json!({"outcome": outcome, "detail": detail});
-        let v = self
-            .api
-            .expect(Method::POST, &format!("/v1/cases/{case}/outcome"), self.token("system", "erp")?, Some(&body), 200)
-            .await?;
-        if v["status"] != "closed" {
-            bail!("case {case} should be closed after its outcome: {}", v["status"]);
+        let path = format!("/v1/cases/{case}/outcome");
+        let v: CaseView =
+            self.api.expect_doc(Method::POST, &path, self.token("system", "erp")?, Some(&body), 200).await?;
+        if v.core.status != CaseStatus::Closed {
+            bail!("case {case} should be closed after its outcome: {}", v.core.status.as_str());
         }
         say("⑥ outcome", format!("ERP reports {outcome}: \"{detail}\" → case closed"));
         say("⑦ trust", trust_moves(&v));
@@ -167,48 +185,58 @@ impl Demo {
     }
 
     pub(super) async fn review_context(&self, approver: &str, review: &str) -> anyhow::Result<()> {
-        let r = self
-            .api
-            .expect(Method::GET, &format!("/v1/reviews/{review}"), self.token("approver", approver)?, None, 200)
-            .await?;
-        let (t, o) = (&r["agent"]["trust"], &r["agent"]["trust"]["outcomes"]);
+        let path = format!("/v1/reviews/{review}");
+        let r: ReviewView =
+            self.api.expect_doc(Method::GET, &path, self.token("approver", approver)?, None, 200).await?;
+        let (t, o) = (&r.agent.trust, &r.agent.trust.outcomes);
         more(format!("{approver} opens the review and sees:"));
         more(format!(
             "  agent {} (owner {}), trust {}: {} completed, {} reversed, {} disputed",
-            s(&r["agent"]["id"]),
-            s(&r["agent"]["owner"]),
-            t["score"],
-            o["completed"],
-            o["reversed"],
-            o["disputed"]
+            r.agent.id,
+            r.agent.owner.as_deref().unwrap_or("?"),
+            t.score,
+            o.completed,
+            o.reversed,
+            o.disputed
         ));
         more(format!(
             "  vendor {}, risk {}, trust {}",
-            s(&r["counterparty"]["name"]),
-            s(&r["counterparty"]["risk"]),
-            r["counterparty"]["trust"]["score"]
+            r.counterparty.name,
+            r.counterparty.risk.as_str(),
+            r.counterparty.trust.score
         ));
-        for rule in r["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            more(format!("  rule {}: {}", s(&rule["rule"]), s(&rule["reason"])));
+        for rule in &r.rules {
+            more(format!("  rule {}: {}", rule.rule.as_deref().unwrap_or("?"), rule.reason));
         }
         Ok(())
     }
 
-    pub(super) async fn decide(
+    /// A decision answered `want`: the review (`ReviewView`) or the refusal (`Problem`).
+    pub(super) async fn decide<T: serde::de::DeserializeOwned>(
         &self,
         approver: &str,
         review: &str,
         decision: &str,
         comment: &str,
         want: u16,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<T> {
         let body = json!({"decision": decision, "comment": comment});
         let path = format!("/v1/reviews/{review}/decisions");
-        self.api.expect(Method::POST, &path, self.token("approver", approver)?, Some(&body), want).await
+        self.api.expect_doc(Method::POST, &path, self.token("approver", approver)?, Some(&body), want).await
     }
 
-    pub(super) async fn trust_of(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.api.expect(Method::GET, path, &self.admin, None, 200).await?["trust"].clone())
+    /// The trust standing of an agent or a counterparty, as the admin reads it.
+    pub(super) async fn trust_of(&self, of: Standing<'_>) -> anyhow::Result<TrustDoc> {
+        Ok(match of {
+            Standing::Agent(id) => {
+                let path = format!("/v1/agents/{id}");
+                self.api.expect_doc::<AgentView>(Method::GET, &path, &self.admin, None, 200).await?.trust
+            }
+            Standing::Counterparty(id) => {
+                let path = format!("/v1/counterparties/{id}");
+                self.api.expect_doc::<CounterpartyView>(Method::GET, &path, &self.admin, None, 200).await?.trust
+            }
+        })
     }
 
     pub(super) fn show_passport(&self, token: &str) -> anyhow::Result<()> {
@@ -233,18 +261,22 @@ impl Demo {
 
     /// The seven parts; returns the review left open in part 6.
     pub(super) async fn scenario(&self, org: &OrgFile) -> anyhow::Result<String> {
-        let agent_paths: Vec<String> = org.agents.iter().map(|a| format!("/v1/agents/{}", a.id)).collect();
-        let cp_paths: Vec<String> = org.counterparties.iter().map(|c| format!("/v1/counterparties/{}", c.id)).collect();
+        let standings: Vec<Standing<'_>> = org
+            .agents
+            .iter()
+            .map(|a| Standing::Agent(&a.id))
+            .chain(org.counterparties.iter().map(|c| Standing::Counterparty(&c.id)))
+            .collect();
         let mut before = Vec::new();
-        for p in agent_paths.iter().chain(&cp_paths) {
-            before.push(self.trust_of(p).await?["score"].clone());
+        for &of in &standings {
+            before.push(self.trust_of(of).await?.score);
         }
 
         section(1, "A routine purchase order: authorized at once");
         let a1 = Ask::po("acme", "4800.00", "Toner, paper and desk supplies for Q3", "po-4411");
-        let r1 = self.ask(a1, "authorized", "po-allowed").await?;
-        let case1 = s(&r1["case_id"]).to_owned();
-        let pass1 = s(&r1["passport"]).to_owned();
+        let r1 = self.ask(a1, Verdict::Authorized, "po-allowed").await?;
+        let case1 = r1.case_id.clone();
+        let pass1 = r1.passport.clone().context("an authorized case answers with its passport")?;
         self.show_passport(&pass1)?;
         let po1 = self.execute(&pass1, a1).await?;
         self.refused(None, a1, 401, "missing", "the same order without a passport").await?;
@@ -254,45 +286,50 @@ impl Demo {
 
         section(2, "A large purchase order: escalated to finance");
         let a2 = Ask::po("globex", "40000.00", "40 laptops for the new onboarding cohort", "po-4412");
-        let r2 = self.ask(a2, "escalated", "large-po").await?;
-        let case2 = s(&r2["case_id"]).to_owned();
-        let review2 = s(&r2["review"]["id"]).to_owned();
+        let r2 = self.ask(a2, Verdict::Escalated, "large-po").await?;
+        let case2 = r2.case_id.clone();
+        let opened2 = r2.review.as_ref().context("an escalated case answers with its review")?;
+        let review2 = opened2.id.clone();
         say(
             "③ review",
             format!(
                 "{review2} {} ({}), deadline {}",
-                needs(&r2["review"]["approvals_required"]),
-                roles(&r2["review"]["roles_required"]),
-                s(&r2["review"]["deadline"])
+                needs(opened2.approvals_required),
+                roles(&opened2.roles_required),
+                opened2.deadline
             ),
         );
         let waiter = {
             let (api, token) = (self.api.clone(), self.token("agent", "procurement-bot")?.to_owned());
             let path = format!("/v1/cases/{case2}?wait=10");
-            tokio::spawn(async move { (api.expect(Method::GET, &path, &token, None, 200).await, Instant::now()) })
+            tokio::spawn(async move {
+                (api.expect_doc::<CaseView>(Method::GET, &path, &token, None, 200).await, Instant::now())
+            })
         };
         more(format!("procurement-bot waits for the decision: GET /v1/cases/{case2}?wait=10"));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let denied = self.decide("alice@example.com", &review2, "approve", "Looks fine to me", 403).await?;
+        let denied: Problem = self.decide("alice@example.com", &review2, "approve", "Looks fine to me", 403).await?;
         more("alice@example.com (finance, owner of procurement-bot) tries to approve → 403 Forbidden:");
-        more(format!("  {}", s(&denied["detail"])));
+        more(format!("  {}", denied.detail));
         self.review_context("carol@example.com", &review2).await?;
-        let d = self.decide("carol@example.com", &review2, "approve", "Budget line IT-7 confirmed", 200).await?;
+        let d: ReviewView =
+            self.decide("carol@example.com", &review2, "approve", "Budget line IT-7 confirmed", 200).await?;
         let approved_at = Instant::now();
-        if d["review"]["status"] != "approved" {
-            bail!("carol's approval should close review {review2}: {}", d["review"]);
+        let status = d.core.review.as_ref().map(|r| r.status);
+        if status != Some(ReviewStatus::Approved) {
+            bail!("carol's approval should close review {review2}: {}", serde_json::to_value(&d.core.review)?);
         }
         more("carol@example.com (finance) approves → review approved");
         let (waited, returned_at) = waiter.await.context("the waiting agent")?;
         let waited = waited?;
-        if waited["status"] != "authorized" || !waited["passport"].is_string() {
-            bail!(
+        let pass2 = match (waited.core.status, waited.core.passport) {
+            (CaseStatus::Authorized, Some(p)) => p,
+            (status, p) => bail!(
                 "the waiting agent should have got its passport: status {} passport {}",
-                waited["status"],
-                waited["passport"]
-            );
-        }
-        let pass2 = s(&waited["passport"]).to_owned();
+                status.as_str(),
+                if p.is_some() { "present" } else { "absent" }
+            ),
+        };
         let c2 = decode_unverified(&pass2)?;
         let approvals: Vec<String> =
             c2.approvals.iter().map(|a| format!("{} [{}] at {}", a.approver, a.roles.join(","), a.at)).collect();
@@ -322,22 +359,23 @@ impl Demo {
             description: "Advance for the ERP integration workshop",
             key: "pay-981",
         };
-        let r3 = self.ask(a3, "escalated", "high-risk-counterparty").await?;
-        let review3 = s(&r3["review"]["id"]).to_owned();
+        let r3 = self.ask(a3, Verdict::Escalated, "high-risk-counterparty").await?;
+        let opened3 = r3.review.as_ref().context("an escalated case answers with its review")?;
+        let review3 = opened3.id.clone();
         say(
             "③ review",
             format!(
                 "{review3} {} ({}), deadline {}",
-                needs(&r3["review"]["approvals_required"]),
-                roles(&r3["review"]["roles_required"]),
-                s(&r3["review"]["deadline"])
+                needs(opened3.approvals_required),
+                roles(&opened3.roles_required),
+                opened3.deadline
             ),
         );
         self.review_context("erin@example.com", &review3).await?;
         let comment = "Initech is under a fraud investigation; no advances until it is closed";
-        let d3 = self.decide("erin@example.com", &review3, "reject", comment, 200).await?;
-        if d3["status"] != "rejected" {
-            bail!("erin's rejection should reject the case: {}", d3["status"]);
+        let d3: ReviewView = self.decide("erin@example.com", &review3, "reject", comment, 200).await?;
+        if d3.core.status != CaseStatus::Rejected {
+            bail!("erin's rejection should reject the case: {}", d3.core.status.as_str());
         }
         more("erin@example.com (risk) rejects → case rejected, no passport:");
         more(format!("  \"{comment}\""));
@@ -352,43 +390,42 @@ impl Demo {
             description: "Annual supply framework agreement",
             key: "ctr-77",
         };
-        let r4 = self.ask(a4, "rejected", "blocked-counterparty").await?;
-        if !r4["passport"].is_null() || !r4["review"].is_null() {
-            bail!("a rejected case gets neither a review nor a passport: {r4}");
+        let r4 = self.ask(a4, Verdict::Rejected, "blocked-counterparty").await?;
+        if r4.passport.is_some() || r4.review.is_some() {
+            bail!("a rejected case gets neither a review nor a passport: {}", serde_json::to_value(&r4)?);
         }
         more("no review, no passport: nothing reaches the contract system");
 
         section(5, "A passport used too late: expired");
         let a5 = Ask::po("acme", "900.00", "Replacement chairs for meeting room 2", "po-4413");
-        let r5 = self.ask(a5, "authorized", "po-allowed").await?;
-        let case5 = s(&r5["case_id"]).to_owned();
-        say("④ passport", format!("{}, expires {}", s(&r5["passport_id"]), s(&r5["passport_expires_at"])));
+        let r5 = self.ask(a5, Verdict::Authorized, "po-allowed").await?;
+        let case5 = r5.case_id.clone();
+        let pass5 = r5.passport.clone().context("an authorized case answers with its passport")?;
+        say(
+            "④ passport",
+            format!(
+                "{}, expires {}",
+                r5.passport_id.as_deref().unwrap_or("?"),
+                r5.passport_expires_at.as_deref().unwrap_or("?")
+            ),
+        );
         self.clock.offset_ms.fetch_add(JUMP_MS, Ordering::SeqCst);
         say("⑤ execution", "the agent dawdles: demo clock +6 min, then it sends the order");
-        self.refused(
-            Some(("authorization", format!("Passport {}", s(&r5["passport"])))),
-            a5,
-            401,
-            "expired",
-            "the late order",
-        )
-        .await?;
-        let c5 = self
-            .api
-            .expect(Method::GET, &format!("/v1/cases/{case5}"), self.token("agent", "procurement-bot")?, None, 200)
+        self.refused(Some(("authorization", format!("Passport {pass5}"))), a5, 401, "expired", "the late order")
             .await?;
-        if c5["status"] != "expired"
-            || !c5["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "passport.expired"))
-        {
-            bail!("case {case5} should be expired: {}", c5["status"]);
+        let path = format!("/v1/cases/{case5}");
+        let c5: CaseView =
+            self.api.expect_doc(Method::GET, &path, self.token("agent", "procurement-bot")?, None, 200).await?;
+        if c5.core.status != CaseStatus::Expired || !c5.core.events.iter().any(|e| e.entry.kind == "passport.expired") {
+            bail!("case {case5} should be expired: {}", c5.core.status.as_str());
         }
         more(format!(
             "case {case5} is now expired (passport.expired recorded); an expired passport is never re-issued"
         ));
         let a5b = Ask { key: "po-4413-retry", ..a5 };
-        let r5b = self.ask(a5b, "authorized", "po-allowed").await?;
-        self.execute(s(&r5b["passport"]), a5b).await?;
-        self.outcome(s(&r5b["case_id"]), "completed", "Chairs delivered").await?;
+        let r5b = self.ask(a5b, Verdict::Authorized, "po-allowed").await?;
+        self.execute(r5b.passport.as_deref().context("an authorized case answers with its passport")?, a5b).await?;
+        self.outcome(&r5b.case_id, "completed", "Chairs delivered").await?;
 
         section(6, "Later outcomes: a reversal, a dispute, and lost latitude");
         more(format!("case {case2} ({po2}, globex laptops):"));
@@ -397,8 +434,8 @@ impl Demo {
         self.outcome(&case1, "disputed", "Acme invoiced 6,100.00 USD for a 4,800.00 USD order").await?;
         more("procurement-bot repeats the order of part 1:");
         let a6 = Ask::po("acme", "4800.00", "Toner, paper and desk supplies for Q4", "po-4414");
-        let r6 = self.ask(a6, "escalated", "low-trust-latitude").await?;
-        let review6 = s(&r6["review"]["id"]).to_owned();
+        let r6 = self.ask(a6, Verdict::Escalated, "low-trust-latitude").await?;
+        let review6 = r6.review.as_ref().context("an escalated case answers with its review")?.id.clone();
         say(
             "③ review",
             format!("{review6} waits for a risk approver (left open: browse it with `agentsigna demo --serve`)"),
@@ -412,13 +449,17 @@ impl Demo {
                 "", "before", "after"
             ),
         );
-        let ids = org.agents.iter().map(|a| a.id.as_str()).chain(org.counterparties.iter().map(|c| c.id.as_str()));
-        for ((id, path), b) in ids.zip(agent_paths.iter().chain(&cp_paths)).zip(&before) {
-            let t = self.trust_of(path).await?;
-            let o = &t["outcomes"];
+        for (&of, b) in standings.iter().zip(&before) {
+            let t = self.trust_of(of).await?;
+            let o = &t.outcomes;
             more(format!(
-                "{id:<16} {b:>6} → {:>5}   {}/{}/{}/{}",
-                t["score"], o["completed"], o["reversed"], o["rejected"], o["disputed"]
+                "{:<16} {b:>6} → {:>5}   {}/{}/{}/{}",
+                of.id(),
+                t.score,
+                o.completed,
+                o.reversed,
+                o.rejected,
+                o.disputed
             ));
         }
         let note = self.api.text("/v1/ledger/checkpoint").await?;
@@ -426,9 +467,8 @@ impl Demo {
         let key = NoteVerifier::parse(key_text.trim()).map_err(|e| anyhow!("ledger key: {e}"))?;
         let cp = verify_checkpoint(&note, &key).map_err(|e| anyhow!("checkpoint: {e}"))?;
         say("ledger", format!("checkpoint {} size {} (signature checked with GET /v1/ledger/key)", cp.origin, cp.size));
-        let ev: Evidence = serde_json::from_value(
-            self.api.expect(Method::GET, &format!("/v1/cases/{case1}/evidence"), &self.admin, None, 200).await?,
-        )?;
+        let ev: Evidence =
+            self.api.expect_doc(Method::GET, &format!("/v1/cases/{case1}/evidence"), &self.admin, None, 200).await?;
         let chain: Vec<&str> = ev.entries.iter().map(|e| e.entry.entry.kind.as_str()).collect();
         let at = verify_evidence(&ev, &key).map_err(|e| anyhow!("evidence of case {case1}: {e}"))?;
         more(format!(

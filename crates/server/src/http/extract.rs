@@ -158,7 +158,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     }
 }
 
-/// Query parameters; a bad query is a 400 problem naming it.
+/// Query parameters; a bad query is a 400 problem naming the parameter when the parser
+/// does (`unknown field `x``, `missing field `x``).
 pub struct Q<T>(pub T);
 
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
@@ -167,7 +168,11 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Q(v)),
-            Err(e) => Err(ApiError::bad_request(None, format!("invalid query: {}", e.body_text()))),
+            Err(e) => {
+                let text = e.body_text();
+                let field = text.split('`').nth(1).filter(|f| !f.is_empty()).map(str::to_owned);
+                Err(ApiError::bad_request(field, format!("invalid query: {text}")))
+            }
         }
     }
 }

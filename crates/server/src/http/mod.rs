@@ -3,6 +3,7 @@
 //! API boundary: handlers only parse, authenticate and call the engine; every rule of the
 //! loop lives in `agentsigna-core`.
 
+pub mod documents;
 pub mod extract;
 pub mod ledger;
 pub mod limits;

@@ -2,7 +2,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use super::documents::Problem;
 
 use agentsigna_core::store::StoreError;
 use agentsigna_core::Error;
@@ -102,16 +103,15 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:agentsigna:problem:{}", self.slug),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(f) = &self.field {
-            body["field"] = json!(f);
-        }
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!("urn:agentsigna:problem:{}", self.slug),
+            title: self.title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            field: self.field,
+        };
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let mut resp = (self.status, text).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

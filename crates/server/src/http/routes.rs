@@ -8,8 +8,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
+use super::documents::{
+    ActionDeclared, ActionInput, ActionList, AgentCreated, ApproverCreated, CounterpartySaved, PolicyDoc, PolicyInput,
+    PolicyList, PolicySummary, PolicyVersion, Problems, PublicProblems, Revocation, Shadow, ShadowInput, ShadowReport,
+    Status, Suspension, SystemCreated, SystemDoc,
+};
 use super::extract::{Auth, JsonBody};
 use super::problem::{ApiError, ApiResult};
 use super::table::Routes;
@@ -17,8 +21,13 @@ use crate::state::AppState;
 use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem, Revocable};
 use agentsigna_core::engine::outcome::{ExecutionInput, OutcomeInput};
 use agentsigna_core::engine::request::RequestInput;
-use agentsigna_core::engine::review::DecisionInput;
+use agentsigna_core::engine::review::{self, DecisionInput, ReviewListQuery};
+use agentsigna_core::engine::views::{
+    AgentView, CaseList, CaseView, CounterpartyView, ReviewList, ReviewView, SubmitResponse,
+};
 use agentsigna_core::model::CaseStatus;
+use agentsigna_core::policy::Rule;
+use agentsigna_core::schema::JwksSchema;
 use agentsigna_verify::clock::rfc3339_ms;
 
 /// The JSON API's routes (the ledger's are in [`super::ledger`]).
@@ -75,10 +84,24 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Status), PublicProblems),
+    security(())
+)]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok".to_owned() })
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "passports",
+    responses((status = 200, description = "Passport verification keys (RFC 7517; `kid` = RFC 7638 thumbprint)", body = JwksSchema), PublicProblems),
+    security(())
+)]
 async fn jwks(State(s): State<AppState>) -> Response {
     let now = s.engine.clock().now_ms();
     let jwks = s.engine.keys().jwks(now, s.engine.config().max_passport_ttl_secs * 1000);
@@ -87,154 +110,307 @@ async fn jwks(State(s): State<AppState>) -> Response {
     resp
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    tag = "admin",
+    request_body = NewAgent,
+    responses(
+        (status = 201, description = "Registered; the API key is shown once", body = AgentCreated,
+         links(("get_agent" = (operation_id = "get_agent", parameters(("id" = "$response.body#/id")))), ("suspend_agent" = (operation_id = "suspend_agent", parameters(("id" = "$response.body#/id")))), ("resume_agent" = (operation_id = "resume_agent", parameters(("id" = "$response.body#/id")))), ("revoke_agent" = (operation_id = "revoke_agent", parameters(("id" = "$response.body#/id")))))),
+        Problems,
+    ),
+    security(("admin_token" = []))
+)]
 async fn create_agent(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewAgent>,
 ) -> ApiResult<Response> {
     let (agent, key) = s.engine.register_agent(&p, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": agent.id, "api_key": key}))).into_response())
+    Ok((StatusCode::CREATED, Json(AgentCreated { id: agent.id, api_key: key })).into_response())
 }
 
-async fn get_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{id}",
+    tag = "trust",
+    params(("id" = String, Path, description = "Agent id", example = "procurement-bot")),
+    responses((status = 200, description = "The agent and its trust standing (an agent reads only itself)", body = AgentView), Problems),
+    security(("admin_token" = []), ("approver_token" = []), ("agent_key" = []))
+)]
+async fn get_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.engine.agent_view(&p, &id).await?))
 }
 
-async fn suspend_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/suspend",
+    tag = "admin",
+    params(("id" = String, Path, description = "Agent id", example = "procurement-bot")),
+    responses((status = 200, description = "Suspended: its requests are rejected (and recorded)", body = Suspension), Problems),
+    security(("admin_token" = []))
+)]
+async fn suspend_agent(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Suspension>> {
     let a = s.engine.set_suspended(&p, id, true).await?;
-    Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+    Ok(Json(Suspension { id: a.id, suspended: a.suspended }))
 }
 
-async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/resume",
+    tag = "admin",
+    params(("id" = String, Path, description = "Agent id", example = "procurement-bot")),
+    responses((status = 200, description = "Resumed", body = Suspension), Problems),
+    security(("admin_token" = []))
+)]
+async fn resume_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Suspension>> {
     let a = s.engine.set_suspended(&p, id, false).await?;
-    Ok(Json(json!({"id": a.id, "suspended": a.suspended})))
+    Ok(Json(Suspension { id: a.id, suspended: a.suspended }))
 }
 
-async fn revoke_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/revoke",
+    tag = "admin",
+    params(("id" = String, Path, description = "Agent id", example = "procurement-bot")),
+    responses((status = 200, description = "Revoked: its API key authenticates nothing from now on", body = Revocation), Problems),
+    security(("admin_token" = []))
+)]
+async fn revoke_agent(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Revocation>> {
     let at = s.engine.revoke(&p, Revocable::Agent, id.clone()).await?;
-    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
+    Ok(Json(Revocation { id, revoked: true, revoked_at: rfc3339_ms(at) }))
 }
 
-async fn revoke_approver(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/v1/approvers/{id}/revoke",
+    tag = "admin",
+    params(("id" = String, Path, description = "Approver id")),
+    responses((status = 200, description = "Revoked: the token and its web sessions end; its approvals of pending reviews are withdrawn", body = Revocation), Problems),
+    security(("admin_token" = []))
+)]
+async fn revoke_approver(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Revocation>> {
     let at = s.engine.revoke(&p, Revocable::Approver, id.clone()).await?;
-    Ok(Json(json!({"id": id, "revoked": true, "revoked_at": rfc3339_ms(at)})))
+    Ok(Json(Revocation { id, revoked: true, revoked_at: rfc3339_ms(at) }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/approvers",
+    tag = "admin",
+    request_body = NewApprover,
+    responses(
+        (status = 201, description = "Registered; the token is shown once", body = ApproverCreated,
+         links(("revoke_approver" = (operation_id = "revoke_approver", parameters(("id" = "$response.body#/id")))))),
+        Problems,
+    ),
+    security(("admin_token" = []))
+)]
 async fn create_approver(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewApprover>,
 ) -> ApiResult<Response> {
     let (a, token) = s.engine.register_approver(&p, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": a.id, "roles": a.roles, "token": token}))).into_response())
+    Ok((StatusCode::CREATED, Json(ApproverCreated { id: a.id, roles: a.roles, token })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/systems",
+    tag = "admin",
+    request_body = NewSystem,
+    responses(
+        (status = 201, description = "Registered; the token is shown once", body = SystemCreated,
+         links(("get_system" = (operation_id = "get_system", parameters(("id" = "$response.body#/id")))))),
+        Problems,
+    ),
+    security(("admin_token" = []))
+)]
 async fn create_system(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<NewSystem>,
 ) -> ApiResult<Response> {
     let (sys, token) = s.engine.register_system(&p, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": sys.id, "token": token}))).into_response())
+    Ok((StatusCode::CREATED, Json(SystemCreated { id: sys.id, token })).into_response())
 }
 
-async fn get_system(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/systems/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "Target system id (the audience its passports name)", example = "erp")),
+    responses((status = 200, description = "The target system (a system reads only itself; others get 404)", body = SystemDoc), Problems),
+    security(("admin_token" = []), ("system_token" = []))
+)]
+async fn get_system(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<SystemDoc>> {
     let sys = s.engine.system_record(&p, id).await?;
-    Ok(Json(json!({"id": sys.id, "name": sys.name, "created_at": rfc3339_ms(sys.created_at_ms)})))
+    Ok(Json(SystemDoc { id: sys.id, name: sys.name, created_at: rfc3339_ms(sys.created_at_ms) }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/counterparties/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "Counterparty id", example = "acme")),
+    request_body = CounterpartyInput,
+    responses((status = 200, description = "Saved", body = CounterpartySaved), Problems),
+    security(("admin_token" = []))
+)]
 async fn put_counterparty(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<CounterpartyInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CounterpartySaved>> {
     let c = s.engine.put_counterparty(&p, id, input).await?;
-    Ok(Json(json!({"id": c.id, "name": c.name, "risk": c.risk.as_str()})))
+    Ok(Json(CounterpartySaved { id: c.id, name: c.name, risk: c.risk }))
 }
 
-async fn get_counterparty(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/counterparties/{id}",
+    tag = "trust",
+    params(("id" = String, Path, description = "Counterparty id", example = "acme")),
+    responses((status = 200, description = "The counterparty and its trust standing", body = CounterpartyView), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
+async fn get_counterparty(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CounterpartyView>> {
     Ok(Json(s.engine.counterparty_view(&p, &id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionInput {
-    #[serde(default)]
-    description: String,
-}
-
-async fn list_actions(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/actions",
+    tag = "admin",
+    responses((status = 200, description = "The declared action types", body = ActionList), Problems),
+    security(("admin_token" = []), ("approver_token" = []), ("agent_key" = []), ("system_token" = []))
+)]
+async fn list_actions(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<ActionList>> {
     let actions = s.engine.list_actions(&p).await?;
-    Ok(Json(json!({"actions": actions})))
+    let actions = actions
+        .into_iter()
+        .map(|a| ActionDeclared { action_type: a.action_type, description: a.description })
+        .collect();
+    Ok(Json(ActionList { actions }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/actions/{type}",
+    tag = "admin",
+    params(("type" = String, Path, description = "Action type", example = "purchase_order.create")),
+    request_body = ActionInput,
+    responses((status = 200, description = "Declared (policies may name it)", body = ActionDeclared), Problems),
+    security(("admin_token" = []))
+)]
 async fn put_action(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(action_type): Path<String>,
     JsonBody(input): JsonBody<ActionInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActionDeclared>> {
     let a = s.engine.declare_action(&p, action_type, input.description).await?;
-    Ok(Json(json!({"type": a.action_type, "description": a.description})))
+    Ok(Json(ActionDeclared { action_type: a.action_type, description: a.description }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyInput {
-    source: String,
-    #[serde(default)]
-    activate: bool,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/policies",
+    tag = "policies",
+    request_body = PolicyInput,
+    responses(
+        (status = 201, description = "Stored (and activated when asked); an invalid policy is a 400 naming the error, the active one unchanged", body = PolicyVersion,
+         links(("get_policy" = (operation_id = "get_policy", parameters(("version" = "$response.body#/version")))), ("activate_policy" = (operation_id = "activate_policy", parameters(("version" = "$response.body#/version")))))),
+        Problems,
+    ),
+    security(("admin_token" = []))
+)]
 async fn create_policy(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<PolicyInput>,
 ) -> ApiResult<Response> {
     let created = s.engine.upload_policy(&p, input.source, input.activate).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"version": created.version, "digest": created.digest, "active": created.active})),
-    )
-        .into_response())
+    let body = PolicyVersion { version: created.version, digest: created.digest, active: created.active };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn list_policies(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    tag = "policies",
+    responses((status = 200, description = "Every version", body = PolicyList), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
+async fn list_policies(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<PolicyList>> {
     let (all, active) = s.engine.list_policies(&p).await?;
-    let versions: Vec<Value> = all
-        .iter()
-        .map(|v| {
-            json!({"version": v.version, "digest": v.digest, "active": Some(v.version) == active,
-                   "created_at": rfc3339_ms(v.created_at_ms), "created_by": v.created_by})
+    let policies = all
+        .into_iter()
+        .map(|v| PolicySummary {
+            active: Some(v.version) == active,
+            version: v.version,
+            digest: v.digest,
+            created_at: rfc3339_ms(v.created_at_ms),
+            created_by: v.created_by,
         })
         .collect();
-    Ok(Json(json!({"active": active, "policies": versions})))
+    Ok(Json(PolicyList { active, policies }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShadowInput {
-    version: u64,
-}
-
+#[utoipa::path(
+    put,
+    path = "/v1/policies/shadow",
+    tag = "policies",
+    request_body = ShadowInput,
+    responses((status = 200, description = "The shadow version, evaluated beside the active one on live requests", body = Shadow), Problems),
+    security(("admin_token" = []))
+)]
 async fn set_shadow(
     State(s): State<AppState>,
     Auth(p): Auth,
     JsonBody(input): JsonBody<ShadowInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Shadow>> {
     let v = s.engine.set_shadow_policy(&p, Some(input.version)).await?;
-    Ok(Json(json!({"shadow": v})))
+    Ok(Json(Shadow { shadow: v }))
 }
 
-async fn clear_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/shadow",
+    tag = "policies",
+    responses((status = 200, description = "No shadow version any more", body = Shadow), Problems),
+    security(("admin_token" = []))
+)]
+async fn clear_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Shadow>> {
     s.engine.set_shadow_policy(&p, None).await?;
-    Ok(Json(json!({"shadow": null})))
+    Ok(Json(Shadow { shadow: None }))
 }
 
-async fn get_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    let (version, divergences) = s.engine.shadow_divergences(&p).await?;
-    Ok(Json(json!({"shadow": version, "divergences": divergences})))
+#[utoipa::path(
+    get,
+    path = "/v1/policies/shadow",
+    tag = "policies",
+    responses((status = 200, description = "The shadow version and its divergences from the active one", body = ShadowReport), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
+async fn get_shadow(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<ShadowReport>> {
+    let (shadow, divergences) = s.engine.shadow_divergences(&p).await?;
+    Ok(Json(ShadowReport { shadow, divergences }))
 }
 
 fn parse_version(v: &str) -> ApiResult<u64> {
@@ -243,30 +419,78 @@ fn parse_version(v: &str) -> ApiResult<u64> {
     })
 }
 
-async fn get_policy(State(s): State<AppState>, Auth(p): Auth, Path(version): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{version}",
+    tag = "policies",
+    params(("version" = u64, Path, description = "Policy version", example = 1)),
+    responses((status = 200, description = "The version with its Cedar source", body = PolicyDoc), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
+async fn get_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(version): Path<String>,
+) -> ApiResult<Json<PolicyDoc>> {
     let (record, active) = s.engine.get_policy(&p, parse_version(&version)?).await?;
-    Ok(Json(json!({"version": record.version, "digest": record.digest, "active": active, "source": record.source,
-                   "created_at": rfc3339_ms(record.created_at_ms), "created_by": record.created_by})))
+    Ok(Json(PolicyDoc {
+        version: record.version,
+        digest: record.digest,
+        active,
+        source: record.source,
+        created_at: rfc3339_ms(record.created_at_ms),
+        created_by: record.created_by,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{version}/activate",
+    tag = "policies",
+    params(("version" = u64, Path, description = "Policy version", example = 1)),
+    responses((status = 200, description = "Activated: the next verdicts use it", body = PolicyVersion), Problems),
+    security(("admin_token" = []))
+)]
 async fn activate_policy(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(version): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyVersion>> {
     let r = s.engine.activate_policy(&p, parse_version(&version)?).await?;
-    Ok(Json(json!({"version": r.version, "digest": r.digest, "active": true})))
+    Ok(Json(PolicyVersion { version: r.version, digest: r.digest, active: true }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{version}/rules/{rule}",
+    tag = "policies",
+    params(("version" = u64, Path, description = "Policy version", example = 1), ("rule" = String, Path, description = "The rule's `@id`", example = "large-po")),
+    responses((status = 200, description = "The rule, its annotations and its source", body = Rule), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
 async fn get_rule(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path((version, rule)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let r = s.engine.get_policy_rule(&p, parse_version(&version)?, rule).await?;
-    Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::bad_request(None, e.to_string()))?))
+) -> ApiResult<Json<Rule>> {
+    Ok(Json(s.engine.get_policy_rule(&p, parse_version(&version)?, rule).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/requests",
+    tag = "cases",
+    request_body = RequestInput,
+    responses(
+        (status = 201, description = "Decided: authorized (with the passport), escalated (a review opened) or rejected", body = SubmitResponse,
+         headers(("Location" = String, description = "`/v1/cases/{case_id}`")),
+         links(("get_case" = (operation_id = "get_case", parameters(("id" = "$response.body#/case_id")))), ("case_evidence" = (operation_id = "evidence", parameters(("id" = "$response.body#/case_id")))), ("report_execution" = (operation_id = "report_execution", parameters(("id" = "$response.body#/case_id")))), ("record_outcome" = (operation_id = "record_outcome", parameters(("id" = "$response.body#/case_id")))), ("get_review" = (operation_id = "get_review", parameters(("id" = "$response.body#/review/id")))), ("decide_review" = (operation_id = "decide_review", parameters(("id" = "$response.body#/review/id")))))),
+        (status = 200, description = "The same `idempotency_key` with the same body: the same case, the same answer", body = SubmitResponse,
+         headers(("Location" = String, description = "`/v1/cases/{case_id}`"))),
+        Problems,
+    ),
+    security(("agent_key" = []))
+)]
 async fn submit_request(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -281,20 +505,36 @@ async fn submit_request(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only cases with this status.
+    #[param(value_type = Option<CaseStatus>)]
     status: Option<String>,
+    /// At most this many (default 100; taken as 1 to 500).
     limit: Option<u32>,
 }
 
-async fn list_cases(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/cases",
+    tag = "cases",
+    params(ListQuery),
+    responses((status = 200, description = "The cases the caller may read (agents: their own; systems: those addressed to them), newest first", body = CaseList), Problems),
+    security(("admin_token" = []), ("approver_token" = []), ("agent_key" = []), ("system_token" = []))
+)]
+async fn list_cases(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<CaseList>> {
     Ok(Json(s.engine.list_cases(&p, q.status, q.limit.unwrap_or(100)).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
+    /// Hold a `pending_review` case until it is decided or this many seconds pass (at
+    /// most 60); any other status returns at once.
+    #[param(value_type = Option<u64>, minimum = 0)]
     wait: Option<String>,
 }
 
@@ -304,12 +544,24 @@ const MAX_WAIT: u64 = 60;
 /// How often a waiting request re-reads its case even without a change notification.
 const WAIT_FALLBACK: Duration = Duration::from_secs(2);
 
+#[utoipa::path(
+    get,
+    path = "/v1/cases/{id}",
+    tag = "cases",
+    params(("id" = String, Path, description = "Case id"), WaitQuery),
+    responses(
+        (status = 200, description = "The case as the caller may see it (`passport` only for its own agent while usable); an agent picks up its approved case's passport here", body = CaseView,
+         headers(("agentsigna-wait" = String, description = "`unavailable` when the server's long-poll cap was reached: the case was answered at once"))),
+        Problems,
+    ),
+    security(("admin_token" = []), ("approver_token" = []), ("agent_key" = []), ("system_token" = []))
+)]
 async fn get_case(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CaseView>> {
     if let Some(w) = q.wait {
         let secs: u64 = w.parse().map_err(|_| {
             ApiError::bad_request(Some("wait".into()), format!("wait must be a number of seconds (got {w:?})"))
@@ -346,47 +598,138 @@ async fn get_case(
     Ok(Json(s.engine.get_case(&p, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cases/{id}/execution",
+    tag = "cases",
+    params(("id" = String, Path, description = "Case id")),
+    request_body = ExecutionInput,
+    responses((status = 200, description = "Recorded (the same report twice is recorded once)", body = CaseView), Problems),
+    security(("admin_token" = []), ("agent_key" = []), ("system_token" = []))
+)]
 async fn report_execution(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<ExecutionInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CaseView>> {
     Ok(Json(s.engine.report_execution(&p, &id, input).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cases/{id}/outcome",
+    tag = "cases",
+    params(("id" = String, Path, description = "Case id")),
+    request_body = OutcomeInput,
+    responses((status = 200, description = "Recorded; trust moves (the agent itself may report only `rejected` or `disputed`)", body = CaseView), Problems),
+    security(("admin_token" = []), ("approver_token" = []), ("agent_key" = []), ("system_token" = []))
+)]
 async fn record_outcome(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<OutcomeInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CaseView>> {
     Ok(Json(s.engine.record_outcome(&p, &id, input).await?))
 }
 
-#[derive(Deserialize)]
+/// `GET /v1/reviews`: every parameter is read as text, so that a bad value is refused by
+/// the engine with the parameter's name.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReviewQuery {
+    /// `pending` (the default), `approved`, `rejected`, `expired` or `all`.
+    #[param(value_type = Option<ReviewStatusFilter>, inline)]
     status: Option<String>,
+    /// Only reviews of this agent.
+    agent: Option<String>,
+    /// Only reviews with this counterparty.
+    counterparty: Option<String>,
+    /// Only reviews of this action type.
+    action: Option<String>,
+    /// Only pending reviews that still need this role.
+    role: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Reviews per page, 1 to 500 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
 }
 
+/// The `status` filter of `GET /v1/reviews`: a review status, or `all`.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ReviewStatusFilter {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    All,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/reviews",
+    tag = "reviews",
+    params(ReviewQuery),
+    responses((status = 200, description = "One page of reviews (pending ones by deadline, the others newest first), how many match, and the cursor of the next page", body = ReviewList), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
 async fn list_reviews(
     State(s): State<AppState>,
     Auth(p): Auth,
     Query(q): Query<ReviewQuery>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(s.engine.list_reviews(&p, q.status).await?))
+) -> ApiResult<Json<ReviewList>> {
+    let limit = match q.limit.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<u32>().map_err(|_| {
+            ApiError::bad_request(
+                Some("limit".into()),
+                format!("limit must be a whole number from 1 to {} (got {l:?})", review::MAX_REVIEW_PAGE),
+            )
+        })?),
+    };
+    let query = ReviewListQuery {
+        status: q.status,
+        agent: q.agent,
+        counterparty: q.counterparty,
+        action: q.action,
+        role: q.role,
+        cursor: q.cursor,
+        limit,
+    };
+    Ok(Json(s.engine.list_reviews(&p, query).await?))
 }
 
-async fn get_review(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/v1/reviews/{id}",
+    tag = "reviews",
+    params(("id" = String, Path, description = "Review id")),
+    responses((status = 200, description = "The review with its full context: agent, counterparty, rules with their source, history, timeline", body = ReviewView), Problems),
+    security(("admin_token" = []), ("approver_token" = []))
+)]
+async fn get_review(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<ReviewView>> {
     Ok(Json(s.engine.get_review(&p, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reviews/{id}/decisions",
+    tag = "reviews",
+    params(("id" = String, Path, description = "Review id")),
+    request_body = DecisionInput,
+    responses((status = 200, description = "Recorded; the review as it now stands", body = ReviewView), Problems),
+    security(("approver_token" = []))
+)]
 async fn decide_review(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<DecisionInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReviewView>> {
     Ok(Json(s.engine.decide_review(&p, &id, input).await?))
 }

@@ -12,10 +12,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 use agentsigna_core::access::{self, Op};
 
+use crate::http::documents::{Problems, PublicProblems, Status};
 use crate::http::extract::Auth;
 use crate::http::problem::ApiError;
 use crate::http::table::Routes;
@@ -31,15 +31,22 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(|| async { Json(Status { status: "ok".to_owned() }) }))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }
 
 /// 200 when the store answers and the keys are loaded; 503 problem+json otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses((status = 200, description = "Ready: the store answers a read and the passport keys are loaded (`{\"status\": \"ready\"}`)", body = Status), PublicProblems),
+    security(())
+)]
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.engine.ready().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(Status { status: "ready".to_owned() }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", format!("not ready: {e}"))
@@ -48,6 +55,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses((status = 200, description = "Prometheus text exposition (on the API port for the admin; `--metrics-listen` serves it without a credential)", body = String, content_type = "application/openmetrics-text"), Problems),
+    security(("admin_token" = []))
+)]
 async fn metrics_for_admin(s: State<AppState>, Auth(p): Auth) -> Response {
     if let Err(e) = access::check(&p, Op::ReadMetrics) {
         return ApiError::from(e).into_response();

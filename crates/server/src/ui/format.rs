@@ -2,7 +2,11 @@
 //! statuses, durations, approval counts, and the one helper every piece of
 //! agent-supplied text passes through before a person reads it.
 
-use agentsigna_verify::clock::{parse_rfc3339_ms, rfc3339_ms};
+use std::sync::LazyLock;
+
+use agentsigna_verify::clock::parse_rfc3339_ms;
+use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::Timestamp;
 
 /// Agent-supplied text (descriptions, context, comments, names) as displayed. Every place
 /// a person reads text an agent or requester wrote calls this one function, so that a
@@ -12,15 +16,119 @@ pub fn agent_text(text: &str) -> String {
     agentsigna_core::text::visible(text).into_owned()
 }
 
-/// A stored instant (RFC 3339) for people: `2026-12-02 01:55 UTC`. Empty stays empty.
-pub fn when(rfc3339: &str) -> String {
-    match parse_rfc3339_ms(rfc3339) {
-        Some(ms) => {
-            let t = rfc3339_ms(ms);
-            // `YYYY-MM-DDTHH:MM:SS.mmmZ` → `YYYY-MM-DD HH:MM UTC`.
-            format!("{} {} UTC", &t[..10], &t[11..16])
+/// The bundled copy of the IANA time zone database: the same zones on every machine,
+/// whether or not it has `/usr/share/zoneinfo`.
+static TZDB: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);
+
+/// The time zone the pages show absolute times in, named: UTC unless the approver chose
+/// another IANA zone for the session.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+/// Why a zone name typed into the settings form was refused, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownZone(pub String);
+
+impl Zone {
+    /// UTC, the default.
+    pub fn utc() -> Zone {
+        Zone { name: "UTC".to_owned(), tz: TimeZone::UTC }
+    }
+
+    /// The zone with this IANA name (any letter case), under its canonical name.
+    pub fn named(typed: &str) -> Result<Zone, UnknownZone> {
+        let typed = typed.trim();
+        let example = "Enter an IANA time zone name such as Europe/Berlin, America/New_York or UTC.";
+        let well_formed = !typed.is_empty()
+            && typed.len() <= 64
+            && typed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+        if !well_formed {
+            return Err(UnknownZone(format!("That is not the name of a time zone. {example}")));
         }
-        None => rfc3339.to_owned(),
+        let found = TZDB.get(typed).ok().and_then(|tz| Some((tz.iana_name()?.to_owned(), tz)));
+        match found {
+            Some((name, tz)) => Ok(Zone { name, tz }),
+            None => {
+                Err(UnknownZone(format!("There is no time zone called “{typed}” in the time zone database. {example}")))
+            }
+        }
+    }
+
+    /// The zone a session stored (`None`: UTC; a name the database no longer knows: UTC).
+    pub fn of_session(stored: Option<&str>) -> Zone {
+        stored.and_then(|n| Zone::named(n).ok()).unwrap_or_else(Zone::utc)
+    }
+
+    /// Its IANA name (`UTC`, `Europe/Berlin`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is UTC.
+    pub fn is_utc(&self) -> bool {
+        self.name == "UTC"
+    }
+
+    /// Its offset from UTC at `now_ms`: `UTC+01:00`, `UTC−03:30`, `UTC`.
+    pub fn offset_at(&self, now_ms: i64) -> String {
+        let Ok(ts) = Timestamp::from_millisecond(now_ms) else { return String::new() };
+        let secs = self.tz.to_offset(ts).seconds();
+        if secs == 0 {
+            return "UTC".to_owned();
+        }
+        let sign = if secs < 0 { '−' } else { '+' };
+        let secs = secs.unsigned_abs();
+        format!("UTC{sign}{:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+    }
+
+    /// Every zone name of the database, sorted (the settings form's suggestions).
+    pub fn all_names() -> Vec<String> {
+        let mut names: Vec<String> = TZDB.available().map(|n| n.as_str().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// An instant in this zone, to the minute: `2026-12-02 02:55`.
+    fn local(&self, ms: i64) -> Option<String> {
+        let z = Timestamp::from_millisecond(ms).ok()?.to_zoned_datetime(self.tz.clone());
+        Some(format!("{:04}-{:02}-{:02} {:02}:{:02}", z.year(), z.month(), z.day(), z.hour(), z.minute()))
+    }
+}
+
+/// How the pages of one request put times into words: relative to the server clock's
+/// `now_ms`, absolute ones in the session's zone, always named.
+#[derive(Debug, Clone)]
+pub struct Times {
+    /// The server clock.
+    pub now_ms: i64,
+    /// The session's zone.
+    pub zone: Zone,
+}
+
+impl Times {
+    /// A stored instant (RFC 3339) for people, in the zone, named: `2026-12-02 01:55 UTC`,
+    /// `2026-12-02 02:55 Europe/Berlin`. Empty stays empty.
+    pub fn when(&self, rfc3339: &str) -> String {
+        match parse_rfc3339_ms(rfc3339).and_then(|ms| self.zone.local(ms)) {
+            Some(local) => format!("{local} {}", self.zone.name),
+            None => rfc3339.to_owned(),
+        }
+    }
+
+    /// `2026-12-02 01:55 UTC (5 min ago)`.
+    pub fn when_and_age(&self, rfc3339: &str) -> String {
+        if rfc3339.is_empty() {
+            return String::new();
+        }
+        format!("{} ({})", self.when(rfc3339), age(rfc3339, self.now_ms))
+    }
+
+    /// How long ago (or ahead) an instant is: see [`age`].
+    pub fn age(&self, rfc3339: &str) -> String {
+        age(rfc3339, self.now_ms)
     }
 }
 
@@ -44,14 +152,6 @@ pub fn age(rfc3339: &str, now_ms: i64) -> String {
     } else {
         format!("{span} ago")
     }
-}
-
-/// `2026-12-02 01:55 UTC (5 min ago)`.
-pub fn when_and_age(rfc3339: &str, now_ms: i64) -> String {
-    if rfc3339.is_empty() {
-        return String::new();
-    }
-    format!("{} ({})", when(rfc3339), age(rfc3339, now_ms))
 }
 
 /// `3 d 4 h left`, `2 h 5 min left`, `45 s left`, `overdue`.
@@ -177,7 +277,8 @@ mod tests {
 
     #[test]
     fn times_read_well() {
-        assert_eq!(when("2026-12-02T01:55:23.123Z"), "2026-12-02 01:55 UTC");
+        let utc = Times { now_ms: 0, zone: Zone::utc() };
+        assert_eq!(utc.when("2026-12-02T01:55:23.123Z"), "2026-12-02 01:55 UTC");
         let at = parse_rfc3339_ms("2026-12-02T01:55:00Z").unwrap();
         assert_eq!(age("2026-12-02T01:55:00Z", at + 30_000), "just now");
         assert_eq!(age("2026-12-02T01:55:00Z", at + 5 * 60_000), "5 min ago");
@@ -188,6 +289,30 @@ mod tests {
         assert_eq!(time_left(59), "59 s left");
         assert_eq!(status_words("pending_review"), "Waiting for review");
         assert_eq!(status_words("suspended_now"), "Suspended now");
+    }
+
+    #[test]
+    fn times_are_shown_in_the_chosen_zone_with_its_name() {
+        // From the bundled database: the same answer on a machine without zoneinfo files.
+        let berlin = Zone::named("europe/berlin").unwrap();
+        assert_eq!(berlin.name(), "Europe/Berlin", "stored under its canonical name");
+        let winter = Times { now_ms: 0, zone: berlin.clone() };
+        assert_eq!(winter.when("2026-12-02T01:55:00Z"), "2026-12-02 02:55 Europe/Berlin");
+        assert_eq!(winter.when("2026-07-02T01:55:00Z"), "2026-07-02 03:55 Europe/Berlin", "summer time");
+        let at = parse_rfc3339_ms("2026-12-02T01:55:00Z").unwrap();
+        assert_eq!(berlin.offset_at(at), "UTC+01:00");
+        assert_eq!(Zone::named("America/St_Johns").unwrap().offset_at(at), "UTC−03:30");
+        let kolkata = Times { now_ms: at + 120_000, zone: Zone::named("Asia/Kolkata").unwrap() };
+        assert_eq!(kolkata.when_and_age("2026-12-02T01:55:00Z"), "2026-12-02 07:25 Asia/Kolkata (2 min ago)");
+        assert_eq!(Zone::named(" utc ").unwrap().name(), "UTC");
+        assert!(Zone::all_names().iter().any(|n| n == "Pacific/Auckland"));
+        for bad in ["Mars/Olympus_Mons", "Etc/Unknown", "", "Europe/Berlin; DROP", "../../etc/passwd"] {
+            let e = Zone::named(bad).unwrap_err();
+            assert!(e.0.contains("Europe/Berlin, America/New_York or UTC"), "{bad}: {e:?}");
+        }
+        assert!(Zone::named("Mars/Olympus_Mons").unwrap_err().0.contains("no time zone called “Mars/Olympus_Mons”"));
+        assert_eq!(Zone::of_session(Some("No/Such_Zone")).name(), "UTC", "a stored name no longer known");
+        assert_eq!(Zone::of_session(None).name(), "UTC");
     }
 
     #[test]

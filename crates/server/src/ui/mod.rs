@@ -11,6 +11,7 @@ pub mod pages;
 pub mod queue_view;
 pub mod review_view;
 pub mod session;
+mod settings;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
@@ -26,6 +27,7 @@ use agentsigna_core::access::{self, Op};
 use agentsigna_core::engine::review::DecisionInput;
 use agentsigna_core::model::Principal;
 use agentsigna_core::store::ReviewFilter;
+use format::{Times, Zone};
 use pages::{render, Chrome, ErrorPage, LoginPage, QueuePage};
 use session::{set_cookie, Current, FormError, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
 
@@ -58,6 +60,8 @@ pub fn routes() -> Routes {
         .get("/ui/reviews/{id}", review)
         .post("/ui/reviews/{id}/decision", decide)
         .get("/ui/reviews/{id}/decision", decision_get)
+        .get("/ui/settings", settings::page)
+        .post("/ui/settings", settings::save)
         .get("/ui/favicon.svg", favicon)
         .get("/ui/{*rest}", not_found)
         .map(|r| {
@@ -141,7 +145,17 @@ fn display_name(p: &Principal) -> String {
 }
 
 fn chrome(cur: &Current) -> Chrome {
-    Chrome { user: Some(display_name(&cur.principal)), csrf: cur.csrf.clone(), current: "" }
+    Chrome {
+        user: Some(display_name(&cur.principal)),
+        csrf: cur.csrf.clone(),
+        current: "",
+        zone: Zone::of_session(cur.time_zone.as_deref()).name().to_owned(),
+    }
+}
+
+/// How this session's pages put times into words: the server clock, the chosen zone.
+fn times(s: &AppState, cur: &Current) -> Times {
+    Times { now_ms: s.engine.clock().now_ms(), zone: Zone::of_session(cur.time_zone.as_deref()) }
 }
 
 async fn favicon() -> Response {
@@ -366,6 +380,8 @@ struct QueueQuery {
     action: Option<String>,
     /// A review or case id.
     q: Option<String>,
+    /// Set: only reviews that still need a role the reader holds.
+    mine: Option<String>,
     /// 1-based page.
     page: Option<u32>,
 }
@@ -394,14 +410,25 @@ async fn queue(
     };
     let status = filled(&q.status).unwrap_or_else(|| "pending".to_owned());
     let page = q.page.unwrap_or(1).clamp(1, 100_000);
+    let mine = filled(&q.mine).is_some();
+    let roles = if mine {
+        match s.engine.approver_roles(&cur.principal).await {
+            Ok(r) => Some(r),
+            Err(e) => return engine_error(&cur, e, "/ui/"),
+        }
+    } else {
+        None
+    };
     let filter = ReviewFilter {
         status: if status == "all" { None } else { Some(status.clone()) },
         agent: filled(&q.agent),
         counterparty: filled(&q.counterparty),
         action: filled(&q.action),
         id: filled(&q.q),
+        roles,
         offset: (page - 1).saturating_mul(queue_view::PAGE_SIZE),
         limit: queue_view::PAGE_SIZE,
+        ..Default::default()
     };
     let doc = match s.engine.review_queue(&cur.principal, filter).await {
         Ok(d) => d,
@@ -412,8 +439,9 @@ async fn queue(
         "all" => "All reviews".to_owned(),
         other => format!("Reviews {}", format::status_words(other).to_lowercase()),
     };
-    let total = doc["total"].as_u64().unwrap_or(0);
-    let items = queue_view::queue_items(&doc, s.engine.clock().now_ms());
+    let total = doc.total;
+    let items = queue_view::queue_items(&doc, &times(&s, &cur));
+    let my_roles = doc.viewer.as_ref().map(|v| v.roles.join(", ")).unwrap_or_default();
     let from = u64::from(page - 1) * u64::from(queue_view::PAGE_SIZE);
     let href = |p: u32| {
         let mut parts = vec![format!("status={}", encode_query(&status))];
@@ -422,11 +450,14 @@ async fn queue(
                 parts.push(format!("{k}={}", encode_query(&v)));
             }
         }
+        if mine {
+            parts.push("mine=1".to_owned());
+        }
         parts.push(format!("page={p}"));
         format!("/ui/reviews?{}", parts.join("&"))
     };
     let mut ch = chrome(&cur);
-    let plain = q.agent.is_none() && q.counterparty.is_none() && q.action.is_none() && q.q.is_none();
+    let plain = q.agent.is_none() && q.counterparty.is_none() && q.action.is_none() && q.q.is_none() && !mine;
     ch.current = match status.as_str() {
         "pending" if plain => "queue",
         "all" if plain => "all",
@@ -442,6 +473,8 @@ async fn queue(
         counterparty: filled(&q.counterparty).unwrap_or_default(),
         action: filled(&q.action).unwrap_or_default(),
         q: filled(&q.q).unwrap_or_default(),
+        mine,
+        my_roles,
         showing: format!("Showing {}–{} of {total}", from + 1, from + items.len() as u64),
         prev: (page > 1).then(|| href(page - 1)),
         next: (from + (items.len() as u64) < total).then(|| href(page + 1)),
@@ -468,7 +501,7 @@ fn me(p: &Principal) -> Option<&str> {
 async fn next_review(s: &AppState, cur: &Current, except: &str) -> Option<String> {
     let filter = ReviewFilter { status: Some("pending".to_owned()), limit: 50, ..Default::default() };
     let doc = s.engine.review_queue(&cur.principal, filter).await.ok()?;
-    let items = queue_view::queue_items(&doc, s.engine.clock().now_ms());
+    let items = queue_view::queue_items(&doc, &times(s, cur));
     items
         .into_iter()
         .find(|r| r.review_id != except && r.mark.is_none())
@@ -483,13 +516,8 @@ async fn review(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<St
     };
     match s.engine.get_review(&cur.principal, &id).await {
         Ok(doc) => {
-            let mut page = review_view::review_page(
-                &doc,
-                chrome(&cur),
-                me(&cur.principal),
-                s.engine.clock().now_ms(),
-                s.ui.confirm_above,
-            );
+            let mut page =
+                review_view::review_page(&doc, chrome(&cur), me(&cur.principal), &times(&s, &cur), s.ui.confirm_above);
             page.flash = s.sessions.take_flash(&cur).await;
             let mut status = StatusCode::OK;
             if let Some(e) = s.sessions.take_form_error(&cur, &page_url).await {
@@ -594,17 +622,15 @@ async fn decide(
                 Ok(d) => d,
                 Err(e) => return engine_error(&cur, e, &page_url),
             };
-            let value = doc["request"]["amount"]["value"].as_str().unwrap_or("").to_owned();
-            if value.parse::<f64>().is_ok_and(|v| v > threshold) && !format::same_amount(&form.confirm, &value) {
+            let amount = doc.core.request.amount.as_ref();
+            let value = amount.map(|a| a.value.as_str()).unwrap_or("");
+            if value.parse::<f64>().is_ok_and(|v| v > threshold) && !format::same_amount(&form.confirm, value) {
                 let message = if form.confirm.trim().is_empty() {
-                    format!(
-                        "Retype the amount ({}) to approve a request this large.",
-                        pages::amount_text(&doc["request"]["amount"])
-                    )
+                    format!("Retype the amount ({}) to approve a request this large.", pages::amount_text(amount))
                 } else {
                     format!(
                         "That is not the amount of this request ({}); nothing was approved.",
-                        pages::amount_text(&doc["request"]["amount"])
+                        pages::amount_text(amount)
                     )
                 };
                 return refuse(Some("confirm"), message, form.comment).await;
@@ -614,7 +640,7 @@ async fn decide(
     let input = DecisionInput { decision: form.decision, comment: form.comment.clone() };
     match s.engine.decide_review(&cur.principal, &id, input).await {
         Ok(doc) => {
-            let status = doc["review"]["status"].as_str().unwrap_or("pending").to_owned();
+            let status = doc.core.review.as_ref().map_or("pending", |r| r.status.as_str()).to_owned();
             let verb = if decision == "approve" { "approval" } else { "rejection" };
             let message = match status.as_str() {
                 "pending" => format!("Your {verb} is recorded; the review still needs more approvals."),

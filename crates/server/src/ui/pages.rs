@@ -1,14 +1,13 @@
 //! The pages (askama templates, HTML-escaped) and the frame they share; the view models
-//! of the queue and the case page, built from the engine's JSON documents, are in
-//! `queue_view` and `review_view`. Text from requests is shown unambiguously: hidden
+//! of the queue and the case page, built from the engine's typed documents
+//! (`agentsigna_core::engine::views`), are in `queue_view` and `review_view`. Text from requests is shown unambiguously: hidden
 //! characters as markers (`format::agent_text`), and the templates isolate it (`<bdi>`,
 //! `dir="ltr"` on JSON) so that it cannot reorder the page.
 
 use askama::Template;
-use serde_json::Value;
 
 use agentsigna_core::money::Amount;
-use agentsigna_core::text::visible;
+use agentsigna_core::policy::RuleVerdict;
 
 pub use super::queue_view::{QueueItem, QueuePage};
 pub use super::review_view::ReviewPage;
@@ -20,8 +19,11 @@ pub struct Chrome {
     pub user: Option<String>,
     /// The session's CSRF token.
     pub csrf: String,
-    /// Which navigation entry is the current page (`queue`, `all`), for `aria-current`.
+    /// Which navigation entry is the current page (`queue`, `all`, `settings`), for
+    /// `aria-current`.
     pub current: &'static str,
+    /// The time zone the page's times are shown in (`UTC`, `Europe/Berlin`).
+    pub zone: String,
 }
 
 /// `GET /ui/login`.
@@ -36,6 +38,26 @@ pub struct LoginPage {
     pub next: String,
     /// Why the last attempt failed.
     pub error: Option<String>,
+}
+
+/// `GET /ui/settings`: the approver's choice of time zone for this session.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// A message left by the previous action.
+    pub flash: Option<String>,
+    /// The zone times are shown in now.
+    pub zone: String,
+    /// Its offset from UTC now (`UTC+01:00`).
+    pub offset: String,
+    /// What the field holds: the zone, or what was typed when it was refused.
+    pub typed: String,
+    /// Why the zone typed was refused, in plain words.
+    pub error: Option<String>,
+    /// Every zone name, as suggestions.
+    pub zones: Vec<String>,
 }
 
 /// An error shown as a page.
@@ -63,28 +85,14 @@ pub fn render<T: Template>(t: &T) -> String {
     }
 }
 
-/// A JSON member as text (`null` → empty).
-pub fn s(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => visible(s).into_owned(),
-        other => visible(&other.to_string()).into_owned(),
-    }
+/// An amount (or none) for people.
+pub fn amount_text(v: Option<&Amount>) -> String {
+    v.map_or_else(|| "no amount".to_owned(), Amount::to_string)
 }
 
-/// A JSON array of strings.
-pub fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default()
-}
-
-/// An amount member (`{value, currency}` or null) for people.
-pub fn amount_text(v: &Value) -> String {
-    match (v.get("value").and_then(Value::as_str), v.get("currency").and_then(Value::as_str)) {
-        (Some(value), currency) => {
-            Amount { value: value.to_owned(), currency: currency.unwrap_or("").to_owned() }.to_string()
-        }
-        _ => "no amount".to_owned(),
-    }
+/// A fraction as the API writes it (`0.0`, `0.25`), as the pages always showed it.
+pub fn number_text(v: f64) -> String {
+    serde_json::Number::from_f64(v).map(|n| n.to_string()).unwrap_or_default()
 }
 
 /// A rule named in a queue row or the decision summary.
@@ -96,16 +104,17 @@ pub struct RuleLine {
     pub reason: String,
 }
 
-/// The rules that escalated (or all of them when none escalated).
-pub fn rule_lines(rules: &Value) -> Vec<RuleLine> {
-    let all: Vec<&Value> = rules.as_array().map(|a| a.iter().collect()).unwrap_or_default();
-    let escalating: Vec<&Value> = all.iter().copied().filter(|r| r["verdict"] == "escalate").collect();
+/// The rules that escalated (or all of them when none escalated), from `(rule id,
+/// verdict, reason)` of each rule that decided.
+pub fn rule_lines<'a>(rules: impl IntoIterator<Item = (Option<&'a str>, RuleVerdict, &'a str)>) -> Vec<RuleLine> {
+    let all: Vec<_> = rules.into_iter().collect();
+    let escalating: Vec<_> = all.iter().copied().filter(|(_, verdict, _)| *verdict == RuleVerdict::Escalate).collect();
     let chosen = if escalating.is_empty() { all } else { escalating };
     chosen
         .into_iter()
-        .map(|r| RuleLine {
-            id: r["rule"].as_str().map(str::to_owned).unwrap_or_else(|| "(no rule)".to_owned()),
-            reason: super::format::agent_text(&s(&r["reason"])),
+        .map(|(rule, _, reason)| RuleLine {
+            id: rule.unwrap_or("(no rule)").to_owned(),
+            reason: super::format::agent_text(reason),
         })
         .collect()
 }
@@ -118,9 +127,11 @@ mod tests {
     #[test]
     fn amounts_and_durations_read_well() {
         // The formatting itself is `Amount`'s `Display` (core::money), tested there.
-        assert_eq!(amount_text(&serde_json::json!({"value": "40000.00", "currency": "USD"})), "40,000.00 USD");
-        assert_eq!(amount_text(&serde_json::json!({"value": "999.5"})), "999.5");
-        assert_eq!(amount_text(&Value::Null), "no amount");
+        let amount = |value: &str, currency: &str| Amount { value: value.into(), currency: currency.into() };
+        assert_eq!(amount_text(Some(&amount("40000.00", "USD"))), "40,000.00 USD");
+        assert_eq!(amount_text(Some(&amount("999.5", ""))), "999.5");
+        assert_eq!(amount_text(None), "no amount");
+        assert_eq!((number_text(0.0), number_text(0.25)), ("0.0".to_owned(), "0.25".to_owned()));
     }
 
     #[test]

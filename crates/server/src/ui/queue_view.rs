@@ -2,10 +2,12 @@
 //! `Engine::review_queue` (one page of reviews queried by review, with the total).
 
 use askama::Template;
-use serde_json::Value;
 
-use super::format::{age, agent_text, approvals, status_words, time_left, when};
-use super::pages::{amount_text, rule_lines, s, strings, Chrome, RuleLine};
+use agentsigna_core::engine::views::{ReviewQueue, ReviewSummary, Viewer};
+use agentsigna_core::model::ReviewStatus;
+
+use super::format::{agent_text, approvals, status_words, time_left, Times};
+use super::pages::{amount_text, rule_lines, Chrome, RuleLine};
 
 /// Rows per page.
 pub const PAGE_SIZE: u32 = 50;
@@ -85,6 +87,10 @@ pub struct QueuePage {
     pub action: String,
     /// Review or case id searched for.
     pub q: String,
+    /// Only reviews that still need a role the reader holds.
+    pub mine: bool,
+    /// The reader's roles (the role filter is offered to approvers with roles).
+    pub my_roles: String,
     /// Rows of this page.
     pub items: Vec<QueueItem>,
     /// `Showing 1–50 of 612`.
@@ -112,62 +118,60 @@ pub fn status_options(chosen: &str) -> Vec<StatusOption> {
 }
 
 /// Why `viewer` (the engine's `viewer` member) cannot usefully decide on a review.
-fn mark(r: &Value, viewer: &Value) -> Option<String> {
-    let me = viewer["id"].as_str()?;
-    if r["owner"].as_str() == Some(me) {
+fn mark(r: &ReviewSummary, viewer: Option<&Viewer>) -> Option<String> {
+    let viewer = viewer?;
+    let me = viewer.id.as_str();
+    if r.owner.as_deref() == Some(me) {
         return Some("Your own agent: you may not decide".to_owned());
     }
-    if strings(&r["decided_by"]).iter().any(|d| d == me) {
+    if r.decided_by.iter().any(|d| d == me) {
         return Some("You already decided".to_owned());
     }
-    if r["status"] != "pending" {
+    if r.status != ReviewStatus::Pending {
         return None;
     }
-    let my_roles = strings(&viewer["roles"]);
-    let missing = strings(&r["roles_missing"]);
-    let quorum_met = r["approvals"].as_u64() >= r["approvals_required"].as_u64();
-    if quorum_met && !missing.is_empty() && !missing.iter().any(|m| my_roles.contains(m)) {
+    let missing = &r.roles_missing;
+    let quorum_met = r.approvals >= usize::try_from(r.approvals_required).unwrap_or(usize::MAX);
+    if quorum_met && !missing.is_empty() && !missing.iter().any(|m| viewer.roles.contains(m)) {
         return Some(format!("Needs the role {}, which you do not hold", missing.join(", ")));
     }
     None
 }
 
-/// Queue rows from `Engine::review_queue`; `now_ms` the server clock.
-pub fn queue_items(doc: &Value, now_ms: i64) -> Vec<QueueItem> {
-    let Some(reviews) = doc["reviews"].as_array() else { return Vec::new() };
-    let viewer = &doc["viewer"];
-    reviews
+/// Queue rows from `Engine::review_queue`; `times` puts times into words.
+pub fn queue_items(doc: &ReviewQueue, times: &Times) -> Vec<QueueItem> {
+    doc.reviews
         .iter()
         .map(|r| {
-            let status = s(&r["status"]);
+            let status = r.status.as_str().to_owned();
             let a = approvals(
-                usize::try_from(r["approvals_required"].as_u64().unwrap_or(0)).unwrap_or(0),
-                usize::try_from(r["approvals"].as_u64().unwrap_or(0)).unwrap_or(0),
-                &strings(&r["roles_required"]),
-                &strings(&r["roles_missing"]),
-                status == "pending",
+                usize::try_from(r.approvals_required).unwrap_or(usize::MAX),
+                r.approvals,
+                &r.roles_required,
+                &r.roles_missing,
+                r.status == ReviewStatus::Pending,
             );
-            let name = s(&r["counterparty"]["name"]);
-            let risk = s(&r["counterparty"]["risk"]);
+            let cp = &r.counterparty;
+            let risk = cp.risk.as_str().to_owned();
             QueueItem {
-                review_id: s(&r["id"]),
-                case_id: s(&r["case_id"]),
-                agent: s(&r["agent"]),
-                trust: s(&r["trust"]["agent"]),
-                action: s(&r["action"]),
-                amount: amount_text(&r["amount"]),
-                counterparty: agent_text(&if name.is_empty() { s(&r["counterparty"]["id"]) } else { name }),
+                review_id: r.id.clone(),
+                case_id: r.case_id.clone(),
+                agent: agent_text(&r.agent),
+                trust: r.trust.agent.to_string(),
+                action: agent_text(&r.action),
+                amount: amount_text(r.amount.as_ref()),
+                counterparty: agent_text(if cp.name.is_empty() { &cp.id } else { &cp.name }),
                 risk_words: status_words(&risk),
                 counterparty_risk: risk,
-                rules: rule_lines(&r["rules"]),
+                rules: rule_lines(r.rules.iter().map(|x| (x.rule.as_deref(), x.verdict, x.reason.as_str()))),
                 approvals: a.so_far,
                 still: a.still,
-                age: age(&s(&r["created_at"]), now_ms),
-                time_left: time_left(r["seconds_left"].as_i64().unwrap_or(0)),
-                deadline: when(&s(&r["deadline"])),
+                age: times.age(&r.created_at),
+                time_left: time_left(r.seconds_left),
+                deadline: times.when(&r.deadline),
                 status_words: status_words(&status),
                 status,
-                mark: mark(r, viewer),
+                mark: mark(r, doc.viewer.as_ref()),
             }
         })
         .collect()

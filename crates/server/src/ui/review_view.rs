@@ -1,13 +1,16 @@
-//! The case page's view model, built from `Engine::get_review`: the decision summary
+//! The case page's view model, built from `Engine::get_review` (a typed `ReviewView`): the decision summary
 //! (amount, counterparty and risk, agent and trust, the escalating rules, time left,
 //! approvals), whether the reader may decide (and why not), then the details: request,
 //! rules with their Cedar source, decisions, history of agent and counterparty, timeline.
 
-use askama::Template;
-use serde_json::Value;
+use std::collections::BTreeMap;
 
-use super::format::{agent_text, approvals, status_words, time_left, when, when_and_age, Approvals};
-use super::pages::{amount_text, rule_lines, s, strings, Chrome, RuleLine};
+use askama::Template;
+
+use agentsigna_core::engine::views;
+
+use super::format::{agent_text, approvals, status_words, time_left, Approvals, Times};
+use super::pages::{amount_text, number_text, rule_lines, Chrome, RuleLine};
 
 /// An entry of a trust history.
 #[derive(Debug, Clone)]
@@ -95,7 +98,7 @@ pub struct CounterpartyView {
     pub trust_at_decision: String,
     /// Outcome counts.
     pub outcomes: String,
-    /// Earlier reviewed cases with this counterparty.
+    /// Its recent cases (of any agent, reviewed or not), newest first.
     pub recent: Vec<HistoryCase>,
 }
 
@@ -230,98 +233,98 @@ pub struct ReviewPage {
     pub next_review: Option<String>,
 }
 
-fn history_case(c: &Value, now_ms: i64) -> HistoryCase {
-    let status = s(&c["status"]);
-    let decisions = c["review"]["decisions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
+/// An approver as shown: `Carol (Finance) (carol@example.com)`, or the id alone.
+fn approver_label(names: &BTreeMap<String, Option<String>>, id: &str) -> String {
+    match names.get(id).and_then(Option::as_deref) {
+        Some(n) => format!("{} ({})", agent_text(n), agent_text(id)),
+        None => agent_text(id),
+    }
+}
+
+fn history_case(c: &views::HistoryCase, times: &Times, names: &BTreeMap<String, Option<String>>) -> HistoryCase {
+    let status = c.status.as_str().to_owned();
+    let decisions = c
+        .review
+        .as_ref()
+        .map(|r| {
+            r.decisions
+                .iter()
                 .map(|d| {
-                    let verb = if d["decision"] == "approve" { "approved" } else { "rejected" };
-                    let comment = agent_text(&s(&d["comment"]));
+                    let verb = if d.decision == "approve" { "approved" } else { "rejected" };
+                    let comment = agent_text(&d.comment);
+                    let who = approver_label(names, &d.approver);
+                    let roles = d.roles.join(", ");
+                    let who = if roles.is_empty() { who } else { format!("{who} ({roles})") };
                     if comment.is_empty() {
-                        format!("{} {verb}", s(&d["approver"]))
+                        format!("{who} {verb}")
                     } else {
-                        format!("{} {verb}: “{comment}”", s(&d["approver"]))
+                        format!("{who} {verb}: “{comment}”")
                     }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let outcomes = strings(&c["outcomes"]).join(", ");
+    let outcomes = c.outcomes.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ");
     HistoryCase {
-        case_id: s(&c["case_id"]),
-        href: c["review"]["id"].as_str().map(|id| format!("/ui/reviews/{id}")),
-        agent: s(&c["agent"]),
-        action: s(&c["action"]),
-        amount: amount_text(&c["amount"]),
+        case_id: c.case_id.clone(),
+        href: c.review.as_ref().map(|r| format!("/ui/reviews/{}", r.id)),
+        agent: agent_text(&c.agent),
+        action: agent_text(&c.action),
+        amount: amount_text(c.amount.as_ref()),
         status_words: status_words(&status),
         status,
         outcomes: if outcomes.is_empty() { "none yet".to_owned() } else { outcomes },
-        created: when_and_age(&s(&c["created_at"]), now_ms),
+        created: times.when_and_age(&c.created_at),
         decisions,
     }
 }
 
-fn outcome_counts(trust: &Value) -> String {
-    let o = &trust["outcomes"];
-    format!(
-        "{} completed, {} reversed, {} rejected, {} disputed",
-        s(&o["completed"]),
-        s(&o["reversed"]),
-        s(&o["rejected"]),
-        s(&o["disputed"])
-    )
+fn outcome_counts(trust: &views::TrustDoc) -> String {
+    let o = &trust.outcomes;
+    format!("{} completed, {} reversed, {} rejected, {} disputed", o.completed, o.reversed, o.rejected, o.disputed)
 }
 
-fn pretty(v: &Value) -> String {
+fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
-fn list_of(v: &Value, f: impl Fn(&Value) -> HistoryCase) -> Vec<HistoryCase> {
-    v.as_array().map(|a| a.iter().map(f).collect()).unwrap_or_default()
-}
-
 /// The case page's data from `Engine::get_review`; `me` is the signed-in approver's id
-/// (`None` for the admin), `now_ms` the server clock, `confirm_above` the amount above
-/// which approving needs the amount retyped.
+/// (`None` for the admin), `times` puts times into words (server clock, session's zone),
+/// `confirm_above` the amount above which approving needs the amount retyped.
 pub fn review_page(
-    doc: &Value,
+    doc: &views::ReviewView,
     chrome: Chrome,
     me: Option<&str>,
-    now_ms: i64,
+    times: &Times,
     confirm_above: Option<f64>,
 ) -> ReviewPage {
-    let review = &doc["review"];
-    let agent = &doc["agent"];
-    let cp = &doc["counterparty"];
-    let names = &doc["approver_names"];
-    let decisions: Vec<DecisionView> = review["decisions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
+    let case = &doc.core;
+    let review = case.review.as_ref();
+    let agent = &doc.agent;
+    let cp = &doc.counterparty;
+    let decisions: Vec<DecisionView> = review
+        .map(|r| {
+            r.decisions
+                .iter()
                 .map(|d| {
-                    let id = s(&d["approver"]);
-                    let who = match names[&id].as_str() {
-                        Some(n) => format!("{} ({id})", agent_text(n)),
-                        None => id.clone(),
-                    };
+                    let id = agent_text(&d.approver);
+                    let who = approver_label(&doc.approver_names, &d.approver);
                     DecisionView {
                         who,
                         approver: id,
-                        roles: strings(&d["roles"]).join(", "),
-                        words: if d["decision"] == "approve" { "Approved" } else { "Rejected" }.to_owned(),
-                        decision: s(&d["decision"]),
-                        comment: agent_text(&s(&d["comment"])),
-                        at: when_and_age(&s(&d["at"]), now_ms),
+                        roles: d.roles.join(", "),
+                        words: if d.decision == "approve" { "Approved" } else { "Rejected" }.to_owned(),
+                        decision: d.decision.clone(),
+                        comment: agent_text(&d.comment),
+                        at: times.when_and_age(&d.at),
                     }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let status = s(&review["status"]);
+    let status = review.map_or("", |r| r.status.as_str()).to_owned();
     let pending = status == "pending";
-    let owner = s(&agent["owner"]);
+    let owner = agent.owner.as_deref().map(agent_text).unwrap_or_default();
     let mut notes = Vec::new();
     let refusal = if !pending {
         Some(format!(
@@ -338,7 +341,7 @@ pub fn review_page(
                 if me == owner {
                     Some(format!(
                         "You own agent {}: separation of duties does not let you decide on its requests.",
-                        s(&agent["id"])
+                        agent_text(&agent.id)
                     ))
                 } else {
                     decisions
@@ -349,11 +352,11 @@ pub fn review_page(
             }
         }
     };
-    let required = usize::try_from(review["approvals_required"].as_u64().unwrap_or(0)).unwrap_or(0);
+    let required = review.map_or(0, |r| usize::try_from(r.approvals_required).unwrap_or(usize::MAX));
     let given = decisions.iter().filter(|d| d.decision == "approve").count();
-    let missing = strings(&review["roles_missing"]);
+    let missing: &[String] = review.map_or(&[], |r| &r.roles_missing);
     if refusal.is_none() && given >= required && !missing.is_empty() {
-        let mine = strings(&doc["viewer"]["roles"]);
+        let mine: &[String] = doc.viewer.as_ref().map_or(&[], |v| &v.roles);
         if !missing.iter().any(|m| mine.contains(m)) {
             notes.push(format!(
                 "Your approval would not complete this review: it still needs the role {}, which you do not hold.",
@@ -361,114 +364,107 @@ pub fn review_page(
             ));
         }
     }
-    let seconds_left = review["deadline"]
-        .as_str()
-        .and_then(agentsigna_verify::clock::parse_rfc3339_ms)
-        .map(|deadline| (deadline - now_ms) / 1000);
-    let policy = match &doc["policy"] {
-        Value::Null => "none".to_owned(),
-        p => format!("version {} ({})", s(&p["version"]), s(&p["digest"])),
+    let seconds_left = review
+        .and_then(|r| agentsigna_verify::clock::parse_rfc3339_ms(&r.deadline))
+        .map(|deadline| (deadline - times.now_ms) / 1000);
+    let policy = match &case.policy {
+        None => "none".to_owned(),
+        Some(p) => format!("version {} ({})", p.version, p.digest),
     };
-    let passport = doc["passport_info"].as_object().map(|p| {
-        let field = |k: &str| p.get(k).map(s).unwrap_or_default();
-        format!("{} (issued {}, expires {})", field("id"), when(&field("issued_at")), when(&field("expires_at")))
-    });
-    let amount_value = doc["request"]["amount"]["value"].as_str().and_then(|v| v.parse::<f64>().ok());
+    let passport = case
+        .passport_info
+        .as_ref()
+        .map(|p| format!("{} (issued {}, expires {})", p.id, times.when(&p.issued_at), times.when(&p.expires_at)));
+    let request = &case.request;
+    let amount_value = request.amount.as_ref().and_then(|a| a.value.parse::<f64>().ok());
     let confirm_needed = matches!((confirm_above, amount_value), (Some(t), Some(v)) if v > t);
+    let roles_required: &[String] = review.map_or(&[], |r| &r.roles_required);
     ReviewPage {
         chrome,
         flash: None,
         error: None,
         comment_error: None,
         confirm_error: None,
-        review_id: s(&doc["id"]),
+        review_id: doc.id.clone().unwrap_or_default(),
         review_words: status_words(&status),
         review_status: status,
-        case_id: s(&doc["case_id"]),
-        case_status: status_words(&s(&doc["status"])),
-        verdict: status_words(&s(&doc["verdict"])),
-        created_at: when_and_age(&s(&doc["created_at"]), now_ms),
-        action: s(&doc["request"]["action"]),
-        amount: amount_text(&doc["request"]["amount"]),
-        audience: s(&doc["request"]["audience"]),
-        description: agent_text(&s(&doc["request"]["description"])),
-        context_json: agent_text(&pretty(&doc["request"]["context"])),
-        idempotency_key: doc["request"]["idempotency_key"].as_str().map(agent_text),
+        case_id: case.case_id.clone(),
+        case_status: status_words(case.status.as_str()),
+        verdict: status_words(case.verdict.as_str()),
+        created_at: times.when_and_age(&case.created_at),
+        action: agent_text(&request.action),
+        amount: amount_text(request.amount.as_ref()),
+        audience: agent_text(&request.audience),
+        description: agent_text(&request.description),
+        context_json: agent_text(&pretty(&request.context)),
+        idempotency_key: request.idempotency_key.as_deref().map(agent_text),
         policy,
         agent: AgentView {
-            id: s(&agent["id"]),
-            name: agent["name"].as_str().map(agent_text),
+            id: agent_text(&agent.id),
+            name: agent.name.as_deref().map(agent_text),
             owner,
-            trust_score: s(&agent["trust"]["score"]),
-            confidence: s(&agent["trust"]["confidence"]),
-            trust_at_decision: s(&doc["trust"]["agent"]),
-            outcomes: outcome_counts(&agent["trust"]),
-            suspended: agent["suspended"].as_bool().unwrap_or(false),
-            history: agent["trust"]["history"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|h| HistoryLine {
-                            case: s(&h["case"]),
-                            outcome_words: status_words(&s(&h["outcome"])),
-                            outcome: s(&h["outcome"]),
-                            change: format!("{} → {}", s(&h["before"]), s(&h["after"])),
-                            at: when_and_age(&s(&h["at"]), now_ms),
-                        })
-                        .collect()
+            trust_score: agent.trust.score.to_string(),
+            confidence: number_text(agent.trust.confidence),
+            trust_at_decision: case.trust.agent.to_string(),
+            outcomes: outcome_counts(&agent.trust),
+            suspended: agent.suspended.unwrap_or(false),
+            history: agent
+                .trust
+                .history
+                .iter()
+                .map(|h| HistoryLine {
+                    case: h.case.clone(),
+                    outcome_words: status_words(h.outcome.as_str()),
+                    outcome: h.outcome.as_str().to_owned(),
+                    change: format!("{} → {}", h.before, h.after),
+                    at: times.when_and_age(&h.at),
                 })
-                .unwrap_or_default(),
-            recent: list_of(&agent["recent_cases"], |c| history_case(c, now_ms)),
+                .collect(),
+            recent: agent.recent_cases.iter().map(|c| history_case(c, times, &doc.approver_names)).collect(),
         },
         counterparty: CounterpartyView {
-            id: s(&cp["id"]),
-            name: agent_text(&s(&cp["name"])),
-            risk_words: status_words(&s(&cp["risk"])),
-            risk: s(&cp["risk"]),
-            risk_at_decision: status_words(&s(&cp["risk_at_decision"])),
-            trust_score: s(&cp["trust"]["score"]),
-            confidence: s(&cp["trust"]["confidence"]),
-            trust_at_decision: s(&doc["trust"]["counterparty"]),
-            outcomes: outcome_counts(&cp["trust"]),
-            recent: list_of(&cp["recent_reviews"], |c| history_case(c, now_ms)),
+            id: agent_text(&cp.id),
+            name: agent_text(&cp.name),
+            risk_words: status_words(cp.risk.as_str()),
+            risk: cp.risk.as_str().to_owned(),
+            risk_at_decision: status_words(cp.risk_at_decision.as_str()),
+            trust_score: cp.trust.score.to_string(),
+            confidence: number_text(cp.trust.confidence),
+            trust_at_decision: case.trust.counterparty.to_string(),
+            outcomes: outcome_counts(&cp.trust),
+            recent: cp.recent_cases.iter().map(|c| history_case(c, times, &doc.approver_names)).collect(),
         },
-        summary_rules: rule_lines(&doc["rules"]),
-        rules: doc["rules"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|r| RuleView {
-                        id: r["rule"].as_str().map(str::to_owned).unwrap_or_else(|| "(no rule)".to_owned()),
-                        verdict_words: status_words(&s(&r["verdict"])),
-                        verdict: s(&r["verdict"]),
-                        reason: agent_text(&s(&r["reason"])),
-                        source: r["source"].as_str().map(str::to_owned),
-                    })
-                    .collect()
+        summary_rules: rule_lines(doc.rules.iter().map(|r| (r.rule.as_deref(), r.verdict, r.reason.as_str()))),
+        rules: doc
+            .rules
+            .iter()
+            .map(|r| RuleView {
+                id: r.rule.clone().unwrap_or_else(|| "(no rule)".to_owned()),
+                verdict_words: status_words(r.verdict.as_str()),
+                verdict: r.verdict.as_str().to_owned(),
+                reason: agent_text(&r.reason),
+                source: r.source.clone(),
             })
-            .unwrap_or_default(),
-        approvals: approvals(required, given, &strings(&review["roles_required"]), &missing, pending),
+            .collect(),
+        approvals: approvals(required, given, roles_required, missing, pending),
         decisions,
-        deadline: when(&s(&review["deadline"])),
+        deadline: times.when(review.map_or("", |r| r.deadline.as_str())),
         time_left: seconds_left.map(time_left).unwrap_or_default(),
-        closed_at: review["closed_at"].as_str().map(|c| when_and_age(c, now_ms)),
+        closed_at: review.and_then(|r| r.closed_at.as_deref()).map(|c| times.when_and_age(c)),
         passport,
-        events: doc["events"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| EventView {
-                        index: s(&e["index"]),
-                        seq: s(&e["seq"]),
-                        kind: s(&e["type"]),
-                        at: when(&s(&e["at"])),
-                        actor: s(&e["actor"]),
-                        digest: s(&e["digest"]),
-                        data: agent_text(&pretty(&e["data"])),
-                    })
-                    .collect()
+        events: case
+            .events
+            .iter()
+            .map(|e| EventView {
+                index: e.index.to_string(),
+                seq: e.entry.seq.to_string(),
+                kind: e.entry.kind.clone(),
+                at: times.when(&e.entry.at),
+                actor: agent_text(&e.entry.actor),
+                digest: e.digest.clone(),
+                data: agent_text(&pretty(&e.entry.data)),
             })
-            .unwrap_or_default(),
+            .collect(),
         can_decide: refusal.is_none(),
         refusal,
         notes,

@@ -1,10 +1,10 @@
 //! Sessions of the approver web pages, and the cookies and CSRF tokens that go with them.
 //!
 //! A session is a random 192-bit token (the cookie value). The database keeps, keyed by
-//! the token's SHA-256 (never the token itself), the principal that logged in, the expiry
-//! and a one-shot message for the next page ([`agentsigna_core::engine::sessions`]), so
-//! that every node behind a load balancer knows every session and a logout ends it on all
-//! of them at once. The session's CSRF token is derived from the session token (a hash
+//! the token's SHA-256 (never the token itself), the principal that logged in, the expiry,
+//! a one-shot message for the next page and the chosen time zone
+//! ([`agentsigna_core::engine::sessions`]), so that every node behind a load balancer
+//! knows every session and a logout ends it on all of them at once. The session's CSRF token is derived from the session token (a hash
 //! of it under its own label), so it needs no storage and is worthless without the
 //! cookie. Sessions expire 12 hours after login, measured on an injected [`Clock`] (the
 //! wall clock unless told otherwise), so tests move time instead of sleeping.
@@ -44,6 +44,8 @@ pub struct Current {
     pub has_flash: bool,
     /// Whether a refused form waits for the page it came from.
     pub has_form_error: bool,
+    /// The IANA time zone chosen for the pages (`None`: UTC).
+    pub time_zone: Option<String>,
 }
 
 /// The sessions of every node, as this one reads and writes them.
@@ -111,6 +113,7 @@ impl Sessions {
             expires_ms: now.saturating_add(self.ttl_ms),
             flash: None,
             form_error: None,
+            time_zone: None,
         };
         self.engine.session_open(stored, now).await?;
         Ok(token)
@@ -129,6 +132,7 @@ impl Sessions {
             csrf: csrf_of(token),
             has_flash: s.flash.is_some(),
             has_form_error: s.form_error.is_some(),
+            time_zone: s.time_zone,
         }))
     }
 
@@ -162,6 +166,11 @@ impl Sessions {
                 None
             }
         }
+    }
+
+    /// Remembers the time zone the session's pages show times in (`None`: UTC).
+    pub async fn set_time_zone(&self, cur: &Current, zone: Option<String>) -> agentsigna_core::Result<()> {
+        self.engine.session_set_time_zone(&cur.id, zone).await
     }
 
     /// Keeps a refused form for the next page of this session.

@@ -76,6 +76,18 @@ log-format = "json"
     assert_eq!(line(&out, "webhook-secret"), r#"webhook-secret = "<redacted>"  # env AGENTSIGNA_WEBHOOK_SECRET"#);
     assert!(!out.contains("env-secret-77aa"));
 
+    // A database URL keeps everything but its password.
+    let (code, out, err) = run(
+        &["serve", "--print-config", "--database", "postgres://signa:pw-8e3b@db.internal:5433/signa?sslmode=require"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line(&out, "database"),
+        r#"database = "postgres://signa:<redacted>@db.internal:5433/signa?sslmode=require"  # flag"#
+    );
+    assert!(!out.contains("pw-8e3b"));
+
     // `gate` reads AGENTSIGNA_GATE_*, and its required flags may come from the file.
     let gate_file = write(
         tmp.path(),
@@ -89,6 +101,16 @@ log-format = "json"
     assert_eq!(line(&out, "audience"), r#"audience = "erp"  # file"#);
     assert_eq!(line(&out, "report-token"), r#"report-token = "<redacted>"  # file"#);
     assert!(!out.contains("tok-secret-9c"));
+    let (code, out, err) = run(
+        &["gate", "--config", &gate_file, "--print-config"],
+        &[("AGENTSIGNA_GATE_REPLAY_STORE", "postgres://gate:rp-51c0@127.0.0.1/replay")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line(&out, "replay-store"),
+        r#"replay-store = "postgres://gate:<redacted>@127.0.0.1/replay"  # env AGENTSIGNA_GATE_REPLAY_STORE"#
+    );
+    assert!(!out.contains("rp-51c0"));
 }
 
 #[test]

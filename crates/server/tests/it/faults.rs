@@ -4,7 +4,7 @@
 //! Skipped with the reason printed when the PostgreSQL 15 binaries are absent, except
 //! under CI=true.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,110 +12,11 @@ use std::time::{Duration, Instant};
 
 use super::harness::{outcome, run_cli, Server};
 use super::multinode::fresh_database;
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+use super::pg_cluster::Cluster;
 
 /// Held by the tests that put sustained load on PostgreSQL, so that they do not run at
 /// the same time and push each other's pool waits (2 s) over their bound on a busy machine.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A PostgreSQL cluster of its own, stopped (immediately) when dropped.
-struct Cluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl Cluster {
-    /// initdb + start, or `None` (with the reason printed) when the binaries are absent.
-    fn start() -> Option<Cluster> {
-        if !Path::new(PG_BIN).join("initdb").exists() {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{PG_BIN}/initdb is required under CI=true (.ci/run installs postgresql-15)");
-            }
-            println!("skipped: {PG_BIN}/initdb not found");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        // PostgreSQL refuses to run as root: then the cluster belongs to `postgres`.
-        let uid = Command::new("id").arg("-u").output().expect("id runs");
-        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
-        if as_postgres {
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().expect("chown");
-            assert!(st.success());
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let c = Cluster { dir, port, as_postgres };
-        let data = c.data();
-        c.run(&["initdb", "-D", data.to_str().expect("path"), "-U", "agentsigna", "--auth=trust", "-E", "UTF8"]);
-        c.pg_ctl_start();
-        Some(c)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("pgdata")
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://agentsigna@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn run(&self, args: &[&str]) {
-        let program = format!("{PG_BIN}/{}", args[0]);
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &program]);
-            c
-        } else {
-            Command::new(&program)
-        };
-        let out = cmd.args(&args[1..]).output().expect("PostgreSQL binary runs");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn pg_ctl_start(&self) {
-        let data = self.data();
-        let log = self.dir.path().join("log");
-        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.path().display());
-        self.run(&[
-            "pg_ctl",
-            "-D",
-            data.to_str().expect("path"),
-            "-l",
-            log.to_str().expect("path"),
-            "-o",
-            &opts,
-            "-w",
-            "start",
-        ]);
-    }
-
-    fn pg_ctl_stop(&self, mode: &str) {
-        let data = self.data();
-        self.run(&["pg_ctl", "-D", data.to_str().expect("path"), "-m", mode, "-w", "stop"]);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.data();
-        let program = format!("{PG_BIN}/pg_ctl");
-        let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser").args(["-u", "postgres", "--", &program]).args(args).output()
-        } else {
-            Command::new(&program).args(args).output()
-        };
-    }
-}
 
 /// What the load saw.
 #[derive(Default)]

@@ -90,6 +90,7 @@ fn table() -> Vec<Row> {
         row(get.clone(), "/healthz", "/healthz", No, Body::None, PUBLIC),
         row(get.clone(), "/.well-known/jwks.json", "/.well-known/jwks.json", No, Body::None, PUBLIC),
         row(get.clone(), "/readyz", "/readyz", No, Body::None, PUBLIC),
+        row(get.clone(), "/openapi.json", "/openapi.json", No, Body::None, PUBLIC),
         row(get.clone(), "/metrics", "/metrics", No, Body::None, ADMIN_ONLY),
         row(post.clone(), "/v1/agents", "/v1/agents", No, Json(r#"{"id":"m-agent-$N","owner":"x@example.com"}"#), ADMIN_CREATES),
         row(get.clone(), "/v1/agents/{id}", "/v1/agents/procurement-bot", No, Body::None, [401, 200, 403, 200, 200, 200, 403, 403, 200]),
@@ -146,6 +147,8 @@ fn table() -> Vec<Row> {
         row(post.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", Escalated, Form(&[("csrf", "$CSRF"), ("decision", "approve"), ("comment", "")]), [303; 9]),
         // Opening the decision URL (e.g. reloading after a refusal) leads back to the case page.
         row(get.clone(), "/ui/reviews/{id}/decision", "/ui/reviews/$REVIEW/decision", No, Body::None, [303; 9]),
+        row(get.clone(), "/ui/settings", "/ui/settings", No, Body::None, PAGE),
+        row(post.clone(), "/ui/settings", "/ui/settings", No, Form(&[("csrf", "$CSRF"), ("time_zone", "Europe/Berlin")]), [303; 9]),
         row(get.clone(), "/ui/favicon.svg", "/ui/favicon.svg", No, Body::None, [200; 9]),
         row(get, "/ui/{*rest}", "/ui/no-such-page", No, Body::None, [404; 9]),
     ]

@@ -464,3 +464,30 @@ async fn two_gates_on_one_replay_store_forward_each_passport_once() {
     cases.sort();
     assert_eq!(forwarded, cases, "the upstream saw each case once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_first_nodes_keys_is_refused_and_keys_list_says_which_fit() {
+    let Some(url) = fresh_database() else { return };
+    let a = Server::start_with(|o| o.database = Some(url.clone())).await;
+    a.po("acme", "4800.00").await.expect(201);
+    // A second node started on a fresh data directory creates keys of its own: it must
+    // not sign checkpoints of the same ledger with them.
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    let b_data = b_dir.path().join("data");
+    let mut opts = ServeOptions::new(b_data.clone(), "127.0.0.1:0".parse().expect("addr"));
+    opts.database = Some(url.clone());
+    opts.sweeper = false;
+    let refused = app::start(opts, a.clock.clone()).await.err().expect("a node with other keys is refused");
+    let msg = format!("{refused:#}");
+    assert!(msg.contains("signed by another ledger key") && msg.contains("copy the first node's keys/"), "{msg}");
+
+    let list = |dir: &std::path::Path| {
+        outcome(&run_cli(&["keys", "list", "--data-dir", dir.to_str().expect("dir"), "--database", &url]))
+    };
+    let (code, out, err) = list(&a.data_dir());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("is signed by this ledger key"), "{out}");
+    let (code, out, err) = list(&b_data);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("signed by another ledger key"), "{err}");
+}

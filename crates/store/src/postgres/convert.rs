@@ -1,4 +1,4 @@
-//! The part of migration 4 that SQL cannot do alone: passport tokens into their binary
+//! The part of migration 5 that SQL cannot do alone: passport tokens into their binary
 //! form, and ledger entries from their canonical text into their members (see
 //! [`crate::layout`]). Runs inside the migration's transaction.
 
@@ -11,11 +11,11 @@ use crate::layout::{token_bytes, unpack_text, ORGANIZATION_CHAIN};
 /// Entries converted per statement.
 const PAGE: i64 = 5000;
 
-/// Schema 3 → 4: `passports` from the old case bodies, `ledger` from `ledger_v3`.
-pub(crate) async fn to_v4(tx: &Transaction<'_>) -> StoreResult<()> {
+/// Schema 4 → 5: `passports` from the old case bodies, `ledger` from `ledger_v4`.
+pub(crate) async fn to_v5(tx: &Transaction<'_>) -> StoreResult<()> {
     let rows = tx
         .query(
-            "SELECT c.num, v.body::jsonb #>> '{passport,token}' FROM cases_v3 v JOIN cases c ON c.id = v.id
+            "SELECT c.num, v.body::jsonb #>> '{passport,token}' FROM cases_v4 v JOIN cases c ON c.id = v.id
              WHERE v.body::jsonb #>> '{passport,token}' IS NOT NULL",
             &[],
         )
@@ -38,7 +38,7 @@ pub(crate) async fn to_v4(tx: &Transaction<'_>) -> StoreResult<()> {
     loop {
         let rows = tx
             .query(
-                "SELECT l.idx, l.case_id, l.seq, l.digest, l.entry, c.num FROM ledger_v3 l
+                "SELECT l.idx, l.case_id, l.seq, l.digest, l.entry, c.num FROM ledger_v4 l
                  LEFT JOIN cases c ON c.id = l.case_id WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
                 &[&from, &PAGE],
             )

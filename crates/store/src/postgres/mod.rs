@@ -13,6 +13,7 @@ mod read;
 mod replay;
 mod schema;
 mod sequencer;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,8 @@ use std::time::Duration;
 use agentsigna_core::store::{BoxFuture, Committed, ReadFn, Store, StoreError, StoreResult, WriteSet};
 use agentsigna_verify::note::NoteSigner;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+pub(crate) use tls::{Tls, TlsStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
 
 pub use ledger::PgLedgerReader;
 pub use notify::{listen, Changes, Listener};
@@ -129,11 +130,14 @@ pub(crate) fn to_u64(v: i64) -> StoreResult<u64> {
     u64::try_from(v).map_err(|_| StoreError::corrupt("negative integer in the database"))
 }
 
-/// Connection settings from a URL and the options: timeouts, `statement_timeout` and the
-/// schema on the `search_path`.
-pub(crate) fn pg_config(url: &str, options: &PgOptions) -> StoreResult<tokio_postgres::Config> {
+/// Connection settings from a URL and the options: TLS as the URL's `sslmode` and
+/// `sslrootcert` ask ([`tls`]), timeouts, `statement_timeout` and the schema on the
+/// `search_path`.
+pub(crate) fn pg_config(url: &str, options: &PgOptions) -> StoreResult<(tokio_postgres::Config, Tls)> {
+    let split = tls::split(url)?;
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::storage("invalid PostgreSQL URL", e))?;
+        split.url.parse().map_err(|e| StoreError::storage("invalid PostgreSQL URL", e))?;
+    config.ssl_mode(split.mode);
     config.connect_timeout(options.connect_timeout);
     config.keepalives(true).keepalives_idle(Duration::from_secs(10));
     if config.get_application_name().is_none() {
@@ -148,11 +152,15 @@ pub(crate) fn pg_config(url: &str, options: &PgOptions) -> StoreResult<tokio_pos
         opts.push_str(&format!(" -c search_path={schema}"));
     }
     config.options(opts.trim());
-    Ok(config)
+    Ok((config, split.tls))
 }
 
-pub(crate) fn pool(config: tokio_postgres::Config, size: usize, options: &PgOptions) -> StoreResult<Pool> {
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+pub(crate) fn pool(
+    (config, tls): (tokio_postgres::Config, Tls),
+    size: usize,
+    options: &PgOptions,
+) -> StoreResult<Pool> {
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size.max(1))
         .wait_timeout(Some(options.pool_wait))

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
-use super::{pg_config, pg_err, PgOptions};
+use super::{pg_config, pg_err, PgOptions, Tls, TlsStream};
 
 /// Largest payload sent (PostgreSQL refuses more than 8000 bytes).
 const MAX_PAYLOAD: usize = 7000;
@@ -132,13 +132,12 @@ pub async fn listen(
     Ok(Listener { task })
 }
 
-type Session =
-    (tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>);
+type Session = (tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>);
 
 /// Connects and subscribes. `LISTEN` needs the connection polled to complete, so the
 /// connection is driven by a helper until the subscription is confirmed.
-async fn session_on(config: &tokio_postgres::Config, channel: &str) -> StoreResult<Session> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg_err)?;
+async fn session_on((config, tls): &(tokio_postgres::Config, Tls), channel: &str) -> StoreResult<Session> {
+    let (client, mut connection) = config.connect(tls.clone()).await.map_err(pg_err)?;
     // The channel name comes from a checked schema name (a-z, 0-9, _).
     {
         let sql = format!("LISTEN {channel}");

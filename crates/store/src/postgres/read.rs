@@ -184,7 +184,8 @@ pub(crate) async fn ledger_entries(c: &ClientWrapper, start: u64, end: u64) -> S
 
 /// A case row with its passport token and its chain's head, as [`cases`] reads them.
 const CASE_SELECT: &str = "SELECT c.num, c.version, c.id, c.agent, c.audience, c.status, c.idempotency_key,
-        c.review_id, c.review_pending, c.deadline_ms, c.due_ms, c.created_at_ms, c.body, p.token, h.seq, h.digest
+        c.review_id, c.review_status, c.review_pending, c.deadline_ms, c.due_ms, c.created_at_ms, c.counterparty,
+        c.action, c.body, p.token, h.seq, h.digest
     FROM cases c LEFT JOIN passports p ON p.case_num = c.num
     LEFT JOIN LATERAL (SELECT seq, digest FROM ledger WHERE chain = c.num ORDER BY seq DESC LIMIT 1) h ON TRUE";
 
@@ -205,15 +206,17 @@ async fn cases(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) -> St
     }
     let mut out = Vec::with_capacity(rows.len());
     for (r, num) in rows.iter().zip(nums) {
-        let token: Option<&[u8]> = r.try_get(13).map_err(pg_err)?;
-        let head_seq: Option<i64> = r.try_get(14).map_err(pg_err)?;
-        let head_digest: Option<&[u8]> = r.try_get(15).map_err(pg_err)?;
+        let token: Option<&[u8]> = r.try_get(16).map_err(pg_err)?;
+        let head_seq: Option<i64> = r.try_get(17).map_err(pg_err)?;
+        let head_digest: Option<&[u8]> = r.try_get(18).map_err(pg_err)?;
         let head = match (head_seq, head_digest) {
             (Some(seq), Some(digest)) => Some(ChainHead { seq: to_u64(seq)?, digest: hash(digest)? }),
             _ => None,
         };
         out.push(StoredCase {
             version: to_u64(r.try_get(1).map_err(pg_err)?)?,
+            // (`roles_missing` is written to `review_roles` and not read back: the engine
+            // reads the review itself from the body.)
             row: CaseRow {
                 id: r.try_get(2).map_err(pg_err)?,
                 agent: r.try_get(3).map_err(pg_err)?,
@@ -221,11 +224,15 @@ async fn cases(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) -> St
                 status: r.try_get(5).map_err(pg_err)?,
                 idempotency_key: r.try_get(6).map_err(pg_err)?,
                 review_id: r.try_get(7).map_err(pg_err)?,
-                review_pending: r.try_get(8).map_err(pg_err)?,
-                deadline_ms: r.try_get(9).map_err(pg_err)?,
-                due_ms: r.try_get(10).map_err(pg_err)?,
-                created_at_ms: r.try_get(11).map_err(pg_err)?,
-                body: r.try_get(12).map_err(pg_err)?,
+                review_status: r.try_get(8).map_err(pg_err)?,
+                review_pending: r.try_get(9).map_err(pg_err)?,
+                roles_missing: Vec::new(),
+                deadline_ms: r.try_get(10).map_err(pg_err)?,
+                due_ms: r.try_get(11).map_err(pg_err)?,
+                created_at_ms: r.try_get(12).map_err(pg_err)?,
+                counterparty: r.try_get(13).map_err(pg_err)?,
+                action: r.try_get(14).map_err(pg_err)?,
+                body: r.try_get(15).map_err(pg_err)?,
                 passport: token.map(token_text).transpose()?,
             },
             head,
@@ -242,17 +249,21 @@ async fn one_case(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) ->
 async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>> {
     let mut sql = format!("{CASE_SELECT} WHERE TRUE");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    for (column, value) in [("c.agent", &filter.agent), ("c.audience", &filter.audience), ("c.status", &filter.status)]
-    {
+    for (column, value) in [
+        ("c.agent", &filter.agent),
+        ("c.audience", &filter.audience),
+        ("c.counterparty", &filter.counterparty),
+        ("c.status", &filter.status),
+    ] {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
             sql.push_str(&format!(" AND {column} = ${}", args.len()));
         }
     }
     if let Some(p) = filter.review_pending {
-        args.push(Box::new(p));
-        sql.push_str(&format!(" AND c.review_pending = ${}", args.len()));
-        sql.push_str(" ORDER BY c.deadline_ms ASC NULLS FIRST, c.num ASC");
+        // A literal, not a parameter: the partial index `cases_pending` applies to it.
+        sql.push_str(if p { " AND c.review_pending" } else { " AND NOT c.review_pending" });
+        sql.push_str(" ORDER BY c.deadline_ms ASC NULLS FIRST, c.created_at_ms ASC, c.id ASC");
     } else {
         sql.push_str(" ORDER BY c.num DESC");
     }
@@ -265,30 +276,31 @@ async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<S
 async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)> {
     let mut sql = String::from(" WHERE c.review_id IS NOT NULL");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let pending = filter.status.as_deref() == Some("pending");
-    if pending {
+    let by_deadline = filter.by_deadline();
+    if by_deadline {
         sql.push_str(" AND c.review_pending");
     } else if let Some(status) = &filter.status {
         args.push(Box::new(status.clone()));
-        sql.push_str(&format!(" AND (c.body::jsonb #>> '{{review,status}}') = ${}", args.len()));
+        sql.push_str(&format!(" AND c.review_status = ${}", args.len()));
     }
-    if let Some(agent) = &filter.agent {
-        args.push(Box::new(agent.clone()));
-        sql.push_str(&format!(" AND c.agent = ${}", args.len()));
-    }
-    // What the request was for, from its `request.submitted` entry (seq 0).
-    for (member, value) in [("counterparty", &filter.counterparty), ("action", &filter.action)] {
+    for (column, value) in
+        [("c.agent", &filter.agent), ("c.counterparty", &filter.counterparty), ("c.action", &filter.action)]
+    {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
-            sql.push_str(&format!(
-                " AND (SELECT l.data::jsonb ->> '{member}' FROM ledger l WHERE l.chain = c.num AND l.seq = 0) = ${}",
-                args.len()
-            ));
+            sql.push_str(&format!(" AND {column} = ${}", args.len()));
         }
     }
     if let Some(id) = &filter.id {
         args.push(Box::new(id.clone()));
         sql.push_str(&format!(" AND (c.review_id = ${0} OR c.id = ${0})", args.len()));
+    }
+    if let Some(roles) = &filter.roles {
+        args.push(Box::new(roles.clone()));
+        sql.push_str(&format!(
+            " AND c.id IN (SELECT case_id FROM review_roles WHERE role = ANY(${}::text[]))",
+            args.len()
+        ));
     }
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
     let rows = query(c, &format!("SELECT COUNT(*) FROM cases c{sql}"), &refs).await?;
@@ -296,8 +308,27 @@ async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(
         Some(r) => r.try_get(0).map_err(pg_err)?,
         None => 0,
     };
-    let order = if pending { " ORDER BY c.deadline_ms ASC NULLS FIRST, c.num ASC" } else { " ORDER BY c.num DESC" };
+    if let Some(after) = &filter.after {
+        if by_deadline {
+            args.push(Box::new(after.deadline_ms));
+            args.push(Box::new(after.created_at_ms));
+            args.push(Box::new(after.id.clone()));
+            let n = args.len();
+            sql.push_str(&format!(" AND (c.deadline_ms, c.created_at_ms, c.id) > (${}, ${}, ${n})", n - 2, n - 1));
+        } else {
+            args.push(Box::new(after.created_at_ms));
+            args.push(Box::new(after.id.clone()));
+            let n = args.len();
+            sql.push_str(&format!(" AND (c.created_at_ms, c.id) < (${}, ${n})", n - 1));
+        }
+    }
+    let order = if by_deadline {
+        " ORDER BY c.deadline_ms ASC, c.created_at_ms ASC, c.id ASC"
+    } else {
+        " ORDER BY c.created_at_ms DESC, c.id DESC"
+    };
     let page = format!("{CASE_SELECT}{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
     let listed = cases(c, &page, &refs).await?;
     Ok((u64::try_from(total).unwrap_or(0), listed))
 }

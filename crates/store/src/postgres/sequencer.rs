@@ -1,11 +1,13 @@
 //! The serial step on PostgreSQL: one sequencer task per node takes write sets from a
 //! channel in batches. Per batch, ONE transaction: lock the `ledger_head` row (`FOR
 //! UPDATE`: every node's batches take turns on it; positions never come from a sequence),
-//! rebuild the in-memory Merkle frontier if another node moved the tree, then per write set
-//! a `SAVEPOINT` (preconditions checked, writes applied, entries and Merkle nodes
-//! inserted; a failing write set is rolled back alone), then the signed checkpoint, the
-//! new head, `pg_notify` for the other nodes, and `COMMIT`. Write sets are answered only
-//! after the commit. Statements of one step are pipelined on the connection.
+//! rebuild the in-memory Merkle frontier if another node moved the tree, check every
+//! write set's preconditions (pipelined), then apply the accepted write sets (writes,
+//! entries and Merkle nodes, in the compact layout of [`crate::layout`]), the signed
+//! checkpoint, the new head and `pg_notify` for the other nodes in one pipeline, and
+//! `COMMIT`: four round trips whatever the batch size. A write set failing inside that
+//! pipeline sends the batch down the slow path, one savepoint per write set, so that it is
+//! rolled back alone. Write sets are answered only after the commit.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -47,6 +49,7 @@ pub struct SequencerStats {
     max_held_micros: AtomicU64,
     wait_micros: AtomicU64,
     rebuilds: AtomicU64,
+    slow_batches: AtomicU64,
 }
 
 /// A reading of [`SequencerStats`].
@@ -66,6 +69,8 @@ pub struct SequencerFigures {
     pub wait_micros: u64,
     /// Times the frontier was re-read because another node had moved the tree.
     pub rebuilds: u64,
+    /// Batches whose pipelined writes failed and were applied write set by write set.
+    pub slow_batches: u64,
 }
 
 impl SequencerFigures {
@@ -91,6 +96,7 @@ impl SequencerStats {
             max_held_micros: self.max_held_micros.load(Ordering::Relaxed),
             wait_micros: self.wait_micros.load(Ordering::Relaxed),
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
+            slow_batches: self.slow_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -196,49 +202,136 @@ impl Sequencer {
     }
 
     /// Everything between the lock and `COMMIT`; returns each write set's result.
+    ///
+    /// Fast path, a fixed number of round trips whatever the batch size: every
+    /// precondition of every write set, pipelined; then, for the write sets whose
+    /// preconditions hold and that no earlier write set of the batch invalidated (see
+    /// [`Touched`]), one savepoint, all their writes, entries and Merkle nodes, the
+    /// checkpoint, the new head and the notifications, pipelined. When a statement of that
+    /// pipeline fails (a uniqueness violation: a bug or a race the preconditions do not
+    /// cover; or a write set the tables refuse, such as an entry of a case without a row),
+    /// everything since the savepoint is rolled back and the accepted write sets are
+    /// applied one by one, each in its own savepoint, so that only the failing one is
+    /// refused ([`Sequencer::one_by_one`]).
     async fn batch_body(&mut self, client: &ClientWrapper, batch: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
-        let before_batch = self.frontier.size();
-        let mut results = Vec::with_capacity(batch.len());
-        let mut changed = BTreeSet::new();
-        let mut outbox = false;
-        for job in batch {
-            let before = self.frontier.clone();
-            let result = write_set(client, &mut self.frontier, &job.writes).await;
-            match &result {
-                Ok(_) => {
-                    collect_changes(&job.writes, &mut changed, &mut outbox);
-                }
-                Err(e) => {
-                    self.frontier = before;
-                    // The savepoint is gone with the transaction if the connection failed:
-                    // then the whole batch fails.
-                    client.batch_execute("ROLLBACK TO SAVEPOINT ws; RELEASE SAVEPOINT ws").await.map_err(pg_err)?;
-                    if !matches!(e, StoreError::Conflict(_)) {
-                        tracing::warn!(error = %e, "a write set failed");
-                    }
-                }
+        let before_batch = self.frontier.clone();
+        // Round trip: the preconditions, read after the lock (READ COMMITTED: every batch
+        // committed before ours is visible).
+        let checks = join_all(batch.iter().map(|job| async move {
+            for result in join_all(job.writes.preconditions.iter().map(|p| check(client, p))).await {
+                result?;
             }
-            results.push(result);
+            Ok::<_, StoreError>(())
+        }))
+        .await;
+        let mut touched = Touched::default();
+        let mut verdicts = Vec::with_capacity(batch.len());
+        for (job, check) in batch.iter().zip(checks) {
+            let verdict = match check {
+                // A failed read aborted the transaction: the batch cannot go on.
+                Err(e) if !matches!(e, StoreError::Conflict(_)) => return Err(e),
+                Err(conflict) => Err(conflict),
+                Ok(()) => touched.check(&job.writes.preconditions),
+            };
+            if verdict.is_ok() {
+                touched.add(&job.writes);
+            }
+            verdicts.push(verdict);
         }
-        let checkpoint = if self.frontier.size() != before_batch { Some(self.checkpoint_statements()?) } else { None };
-        let notes = payloads(&self.node, &changed, outbox);
-        let channel = self.channel.as_str();
-        let mut steps: Vec<Step<'_>> = Vec::new();
-        if let Some((size, root, note)) = &checkpoint {
-            steps.push(step(client, DELETE_CHECKPOINTS, vec![]));
-            steps.push(step(client, INSERT_CHECKPOINT, vec![size, note]));
-            steps.push(step(client, UPDATE_HEAD, vec![size, root]));
+
+        // Round trip: the accepted write sets and the end of the batch, pipelined.
+        let mut results = Vec::with_capacity(batch.len());
+        let mut entries = EntryColumns::default();
+        for (job, verdict) in batch.iter().zip(&verdicts) {
+            results.push(match verdict {
+                Ok(()) => entries.push(&mut self.frontier, &job.writes),
+                Err(e) => Err(e.clone()),
+            });
         }
-        for p in &notes {
-            steps.push(step(client, NOTIFY, vec![&channel, p]));
+        let accepted = || batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| &job.writes);
+        let end = self.end_of_batch(accepted(), before_batch.size())?;
+        let tokens: Vec<Vec<Option<Vec<u8>>>> = accepted().map(tokens).collect();
+        let mut steps: Vec<Step<'_>> =
+            vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
+        for (ws, tokens) in accepted().zip(&tokens) {
+            writes(client, ws, tokens, &mut steps);
         }
+        entries.steps(client, &mut steps);
+        steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT b").await.map_err(pg_err) }));
+        end.steps(client, &self.channel, &mut steps);
         // COMMIT of an aborted transaction would roll back without an error: it is sent
         // only once every statement of the batch has succeeded.
+        let failed = join_all(steps).await.into_iter().find_map(Result::err);
+        let Some(first_failure) = failed else {
+            client.batch_execute("COMMIT").await.map_err(pg_err)?;
+            return Ok(results);
+        };
+        // The database refused a statement (a uniqueness violation, or an entry of a case
+        // without a row): the slow path finds the write set at fault. Unreachable: the
+        // batch fails.
+        if matches!(first_failure, StoreError::Unavailable { .. }) {
+            return Err(first_failure);
+        }
+        // Slow path: the accepted write sets one by one.
+        client.batch_execute("ROLLBACK TO SAVEPOINT b; RELEASE SAVEPOINT b").await.map_err(pg_err)?;
+        self.frontier = before_batch.clone();
+        self.stats.slow_batches.fetch_add(1, Ordering::Relaxed);
+        let results = self.one_by_one(client, batch, verdicts).await?;
+        let committed = batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| &job.writes);
+        let end = self.end_of_batch(committed, before_batch.size())?;
+        let mut steps = Vec::new();
+        end.steps(client, &self.channel, &mut steps);
         for result in join_all(steps).await {
             result?;
         }
         client.batch_execute("COMMIT").await.map_err(pg_err)?;
         Ok(results)
+    }
+
+    /// Applies the write sets whose verdict is `Ok` one after the other, each in its own
+    /// savepoint (its preconditions checked again against what the earlier ones wrote);
+    /// a failing one is rolled back alone.
+    async fn one_by_one(
+        &mut self,
+        client: &ClientWrapper,
+        batch: &[Job],
+        verdicts: Vec<StoreResult<()>>,
+    ) -> StoreResult<Vec<StoreResult<u64>>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for (job, verdict) in batch.iter().zip(verdicts) {
+            if let Err(e) = verdict {
+                results.push(Err(e));
+                continue;
+            }
+            let before = self.frontier.clone();
+            let result = write_set(client, &mut self.frontier, &job.writes).await;
+            if let Err(e) = &result {
+                self.frontier = before;
+                // The savepoint is gone with the transaction if the connection failed:
+                // then the whole batch fails.
+                client.batch_execute("ROLLBACK TO SAVEPOINT ws; RELEASE SAVEPOINT ws").await.map_err(pg_err)?;
+                if !matches!(e, StoreError::Conflict(_)) {
+                    tracing::warn!(error = %e, "a write set failed");
+                }
+            }
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    /// The statements that end a batch whose write sets `committed` were applied: the
+    /// signed checkpoint and the new head when the tree grew, and the notifications.
+    fn end_of_batch<'w>(
+        &self,
+        committed: impl Iterator<Item = &'w WriteSet>,
+        size_before: u64,
+    ) -> StoreResult<EndOfBatch> {
+        let (mut changed, mut outbox) = (BTreeSet::new(), false);
+        for ws in committed {
+            collect_changes(ws, &mut changed, &mut outbox);
+        }
+        let checkpoint = if self.frontier.size() != size_before { Some(self.checkpoint_statements()?) } else { None };
+        Ok(EndOfBatch { checkpoint, notes: payloads(&self.node, &changed, outbox) })
     }
 
     fn checkpoint_statements(&self) -> StoreResult<(i64, Vec<u8>, String)> {
@@ -329,14 +422,21 @@ const PUT_RECORD: &str = "INSERT INTO records (kind, id, version, body) VALUES (
 const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
 const PUT_CREDENTIAL: &str = "INSERT INTO credentials (hash, kind, id) VALUES ($1, $2, $3)";
 const PUT_CASE: &str = "INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id,
-        review_pending, deadline_ms, due_ms, created_at_ms, body)
-     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        review_status, review_pending, deadline_ms, due_ms, created_at_ms, counterparty, action, body)
+     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
      ON CONFLICT (id) DO UPDATE SET version = cases.version + 1, status = excluded.status,
-       review_id = excluded.review_id, review_pending = excluded.review_pending,
-       deadline_ms = excluded.deadline_ms, due_ms = excluded.due_ms, body = excluded.body";
+       review_id = excluded.review_id, review_status = excluded.review_status,
+       review_pending = excluded.review_pending, deadline_ms = excluded.deadline_ms,
+       due_ms = excluded.due_ms, body = excluded.body";
+/// A passport token, written once (a second one is a uniqueness violation: a conflict).
 const PUT_PASSPORT: &str = "INSERT INTO passports (case_num, token) SELECT num, $2 FROM cases WHERE id = $1";
+/// The roles a case's pending review still misses: the others go, the new ones come.
+const DROP_ROLES: &str = "DELETE FROM review_roles WHERE case_id = $1 AND NOT (role = ANY($2::text[]))";
+const ADD_ROLES: &str = "INSERT INTO review_roles (role, case_id) SELECT unnest($2::text[]), $1
+     ON CONFLICT DO NOTHING";
 /// A case entry's chain is its case's number (an entry of a case without a row leaves it
-/// NULL, which the table refuses); the organization chain's is 0.
+/// NULL, which the table refuses); the organization chain's is 0. The case rows of the
+/// same pipeline are written before (statements run in the order sent).
 const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, chain, seq, type, at, actor, prev, data, digest)
     SELECT u.idx, CASE WHEN u.case_id IS NULL THEN 0 ELSE (SELECT num FROM cases WHERE id = u.case_id) END,
         u.seq, u.type, u.at, u.actor, u.prev, u.data, u.digest
@@ -358,6 +458,8 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
         PUT_CREDENTIAL,
         PUT_CASE,
         PUT_PASSPORT,
+        DROP_ROLES,
+        ADD_ROLES,
         INSERT_ENTRIES,
         INSERT_NODES,
         DELETE_CHECKPOINTS,
@@ -369,7 +471,27 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
     Ok(())
 }
 
-/// The statements of one write (a case issuing its passport has two).
+/// The passport tokens of a write set's writes, in their stored form ([`token_bytes`]):
+/// one per write, `Some` for a case row that issues its passport.
+fn tokens(ws: &WriteSet) -> Vec<Option<Vec<u8>>> {
+    ws.writes
+        .iter()
+        .map(|w| match w {
+            Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statements of a write set's writes, in order; `tokens` as [`tokens`] made them.
+fn writes<'a>(client: &'a ClientWrapper, ws: &'a WriteSet, tokens: &'a [Option<Vec<u8>>], steps: &mut Vec<Step<'a>>) {
+    for (w, token) in ws.writes.iter().zip(tokens) {
+        write(client, w, token.as_ref(), steps);
+    }
+}
+
+/// The statements of one write, in order (a case row: its row, its passport token when it
+/// issues it, the roles its pending review misses).
 fn write<'a>(client: &'a ClientWrapper, w: &'a Write, token: Option<&'a Vec<u8>>, steps: &mut Vec<Step<'a>>) {
     match w {
         Write::PutRecord { kind, id, body } => steps.push(step(client, PUT_RECORD, vec![kind_name(kind), id, body])),
@@ -386,15 +508,25 @@ fn write<'a>(client: &'a ClientWrapper, w: &'a Write, token: Option<&'a Vec<u8>>
                     &row.status,
                     &row.idempotency_key,
                     &row.review_id,
+                    &row.review_status,
                     &row.review_pending,
                     &row.deadline_ms,
                     &row.due_ms,
                     &row.created_at_ms,
+                    &row.counterparty,
+                    &row.action,
                     &row.body,
                 ],
             ));
             if let Some(token) = token {
                 steps.push(step(client, PUT_PASSPORT, vec![&row.id, token]));
+            }
+            // Only a case with a review ever has missing roles.
+            if row.review_id.is_some() {
+                steps.push(step(client, DROP_ROLES, vec![&row.id, &row.roles_missing]));
+                if !row.roles_missing.is_empty() {
+                    steps.push(step(client, ADD_ROLES, vec![&row.id, &row.roles_missing]));
+                }
             }
         }
     }
@@ -436,57 +568,156 @@ async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSe
     }
     // Round trip 2: the writes, the entries and the new Merkle nodes, then the release,
     // sent in this order (every statement is prepared already, see `prepare`).
-    let first_index = frontier.size();
-    let n = ws.entries.len();
-    let (mut idx, mut cases, mut seqs, mut kinds) = (Vec::with_capacity(n), Vec::with_capacity(n), vec![], vec![]);
-    let (mut ats, mut actors, mut prevs, mut data, mut digests) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut levels, mut node_idx, mut hashes) = (Vec::<i32>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
-    for sealed in &ws.entries {
-        idx.push(to_i64(frontier.size())?);
-        cases.push(sealed.chain());
-        seqs.push(to_i64(sealed.entry.seq)?);
-        kinds.push(sealed.entry.kind.as_str());
-        ats.push(sealed.at_ms);
-        actors.push(sealed.entry.actor.as_str());
-        prevs.push(sealed.prev.map(|p| p.to_vec()));
-        data.push(sealed.data.as_str());
-        digests.push(sealed.digest.to_vec());
-        for (level, i, hash) in frontier.push(sealed.digest) {
-            if level >= FIRST_STORED_LEVEL {
-                levels.push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
-                node_idx.push(to_i64(i)?);
-                hashes.push(hash.to_vec());
-            }
-        }
-    }
-    let tokens: Vec<Option<Vec<u8>>> = ws
-        .writes
-        .iter()
-        .map(|w| match w {
-            Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
-            _ => None,
-        })
-        .collect();
-    let mut steps: Vec<Step<'_>> = Vec::new();
-    for (w, token) in ws.writes.iter().zip(&tokens) {
-        write(client, w, token.as_ref(), &mut steps);
-    }
-    if !idx.is_empty() {
-        steps.push(step(
-            client,
-            INSERT_ENTRIES,
-            vec![&idx, &cases, &seqs, &kinds, &ats, &actors, &prevs, &data, &digests],
-        ));
-    }
-    if !levels.is_empty() {
-        steps.push(step(client, INSERT_NODES, vec![&levels, &node_idx, &hashes]));
-    }
+    let mut entries = EntryColumns::default();
+    let first_index = entries.push(frontier, ws)?;
+    let tokens = tokens(ws);
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(ws.writes.len() + 3);
+    writes(client, ws, &tokens, &mut steps);
+    entries.steps(client, &mut steps);
     steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT ws").await.map_err(pg_err) }));
     // Every result is awaited: the first failure (in statement order) is the one reported.
     for result in join_all(steps).await {
         result?;
     }
     Ok(first_index)
+}
+
+/// The last statements of a batch (see [`Sequencer::end_of_batch`]).
+struct EndOfBatch {
+    checkpoint: Option<(i64, Vec<u8>, String)>,
+    notes: Vec<String>,
+}
+
+impl EndOfBatch {
+    fn steps<'a>(&'a self, client: &'a ClientWrapper, channel: &'a String, steps: &mut Vec<Step<'a>>) {
+        if let Some((size, root, note)) = &self.checkpoint {
+            steps.push(step(client, DELETE_CHECKPOINTS, vec![]));
+            steps.push(step(client, INSERT_CHECKPOINT, vec![size, note]));
+            steps.push(step(client, UPDATE_HEAD, vec![size, root]));
+        }
+        for p in &self.notes {
+            steps.push(step(client, NOTIFY, vec![channel, p]));
+        }
+    }
+}
+
+/// The ledger entries and new Merkle nodes of several write sets, as the columns of one
+/// `INSERT … SELECT … FROM unnest(…)` each: entries as their members (see
+/// [`crate::layout`]), nodes from [`FIRST_STORED_LEVEL`] up.
+#[derive(Default)]
+struct EntryColumns<'a> {
+    idx: Vec<i64>,
+    cases: Vec<Option<&'a str>>,
+    seqs: Vec<i64>,
+    kinds: Vec<&'a str>,
+    ats: Vec<i64>,
+    actors: Vec<&'a str>,
+    prevs: Vec<Option<Vec<u8>>>,
+    data: Vec<&'a str>,
+    digests: Vec<Vec<u8>>,
+    levels: Vec<i32>,
+    node_idx: Vec<i64>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl<'a> EntryColumns<'a> {
+    /// Appends `ws`'s entries to the tree; returns the index of its first entry.
+    fn push(&mut self, frontier: &mut Frontier, ws: &'a WriteSet) -> StoreResult<u64> {
+        let first_index = frontier.size();
+        for sealed in &ws.entries {
+            self.idx.push(to_i64(frontier.size())?);
+            self.cases.push(sealed.chain());
+            self.seqs.push(to_i64(sealed.entry.seq)?);
+            self.kinds.push(sealed.entry.kind.as_str());
+            self.ats.push(sealed.at_ms);
+            self.actors.push(sealed.entry.actor.as_str());
+            self.prevs.push(sealed.prev.map(|p| p.to_vec()));
+            self.data.push(sealed.data.as_str());
+            self.digests.push(sealed.digest.to_vec());
+            for (level, i, hash) in frontier.push(sealed.digest) {
+                if level >= FIRST_STORED_LEVEL {
+                    self.levels
+                        .push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
+                    self.node_idx.push(to_i64(i)?);
+                    self.hashes.push(hash.to_vec());
+                }
+            }
+        }
+        Ok(first_index)
+    }
+
+    fn steps<'s>(&'s self, client: &'s ClientWrapper, steps: &mut Vec<Step<'s>>) {
+        if !self.idx.is_empty() {
+            steps.push(step(
+                client,
+                INSERT_ENTRIES,
+                vec![
+                    &self.idx,
+                    &self.cases,
+                    &self.seqs,
+                    &self.kinds,
+                    &self.ats,
+                    &self.actors,
+                    &self.prevs,
+                    &self.data,
+                    &self.digests,
+                ],
+            ));
+        }
+        if !self.levels.is_empty() {
+            steps.push(step(client, INSERT_NODES, vec![&self.levels, &self.node_idx, &self.hashes]));
+        }
+    }
+}
+
+/// What the write sets accepted so far in a batch change, so that a later write set whose
+/// preconditions were read before them is refused as stale, exactly as if its
+/// preconditions had been read after them. Conservative: any write to a record or case a
+/// precondition names, any entry on a chain whose head it names, and any case taking the
+/// idempotency key it needs free is a conflict (the engine decides again).
+#[derive(Default)]
+struct Touched<'a> {
+    records: BTreeSet<(&'static str, &'a str)>,
+    cases: BTreeSet<&'a str>,
+    chains: BTreeSet<Option<&'a str>>,
+    keys: BTreeSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Touched<'a> {
+    fn add(&mut self, ws: &'a WriteSet) {
+        for w in &ws.writes {
+            match w {
+                Write::PutRecord { kind, id, .. } | Write::DeleteRecord { kind, id } => {
+                    self.records.insert((kind.as_str(), id));
+                }
+                Write::PutCase(row) => {
+                    self.cases.insert(&row.id);
+                    if let Some(key) = &row.idempotency_key {
+                        self.keys.insert((&row.agent, key));
+                    }
+                }
+                Write::PutCredential { .. } => {}
+            }
+        }
+        for e in &ws.entries {
+            self.chains.insert(e.chain());
+        }
+    }
+
+    fn check(&self, preconditions: &[Precondition]) -> StoreResult<()> {
+        for p in preconditions {
+            let stale = match p {
+                Precondition::Record { kind, id, .. } => self.records.contains(&(kind.as_str(), id.as_str())),
+                Precondition::Case { id, .. } => self.cases.contains(id.as_str()),
+                Precondition::ChainHead { chain, .. } => self.chains.contains(&chain.as_deref()),
+                Precondition::IdempotencyFree { agent, key } => self.keys.contains(&(agent.as_str(), key.as_str())),
+            };
+            if stale {
+                return Err(StoreError::Conflict(format!("{p:?} changed earlier in the same batch")));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

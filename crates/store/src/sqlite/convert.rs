@@ -1,4 +1,4 @@
-//! The part of migration 3 that SQL cannot do alone: passport tokens into their binary
+//! The part of migration 4 that SQL cannot do alone: passport tokens into their binary
 //! form, and ledger entries from their canonical text into their members (see
 //! [`crate::layout`]). Runs inside the migration's transaction, between the SQL that
 //! created the new tables and the SQL that drops the old ones.
@@ -11,12 +11,12 @@ use rusqlite::{params, Connection};
 use super::db_err;
 use crate::layout::{token_bytes, unpack_text, ORGANIZATION_CHAIN};
 
-/// Schema 2 → 3: `passports` from the old case bodies, `ledger` from `ledger_v2`.
-pub(crate) fn to_v3(conn: &Connection) -> StoreResult<()> {
+/// Schema 3 → 4: `passports` from the old case bodies, `ledger` from `ledger_v3`.
+pub(crate) fn to_v4(conn: &Connection) -> StoreResult<()> {
     {
         let mut tokens = conn
             .prepare(
-                "SELECT c.num, json_extract(v.body, '$.passport.token') FROM cases_v2 v JOIN cases c ON c.id = v.id
+                "SELECT c.num, json_extract(v.body, '$.passport.token') FROM cases_v3 v JOIN cases c ON c.id = v.id
                  WHERE json_extract(v.body, '$.passport.token') IS NOT NULL",
             )
             .map_err(db_err)?;
@@ -37,7 +37,7 @@ pub(crate) fn to_v3(conn: &Connection) -> StoreResult<()> {
         }
     }
     let mut old =
-        conn.prepare("SELECT idx, case_id, seq, digest, entry FROM ledger_v2 ORDER BY idx").map_err(db_err)?;
+        conn.prepare("SELECT idx, case_id, seq, digest, entry FROM ledger_v3 ORDER BY idx").map_err(db_err)?;
     let mut insert = conn
         .prepare(
             "INSERT INTO ledger (idx, chain, seq, type, at, actor, prev, data, digest)

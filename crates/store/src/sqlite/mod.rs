@@ -1,6 +1,6 @@
 //! SQLite backend: one writer thread that only sequences ([`writer`]), snapshots on a
 //! pool of read-only connections ([`read`]), versioned migrations ([`schema`], with the
-//! conversion of schema 2 in [`convert`]).
+//! conversion of schema 3 into the compact one in [`convert`]).
 
 mod convert;
 mod read;

@@ -159,12 +159,15 @@ fn strings(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreRe
     rows.collect::<Result<Vec<String>, _>>().map_err(db_err)
 }
 
-/// What [`case_row`] reads, from `cases c LEFT JOIN passports p`.
+/// What [`case_row`] reads, from [`CASES`].
 const CASE_COLUMNS: &str = "c.num, c.version, c.id, c.agent, c.audience, c.status, c.idempotency_key, c.review_id, \
-     c.review_pending, c.deadline_ms, c.due_ms, c.created_at_ms, c.body, p.token";
+     c.review_status, c.review_pending, c.deadline_ms, c.due_ms, c.created_at_ms, c.counterparty, c.action, c.body, \
+     p.token";
 const CASES: &str = "cases c LEFT JOIN passports p ON p.case_num = c.num";
 
-/// `(num, version, row)` of a row of `SELECT {CASE_COLUMNS} FROM {CASES}`.
+/// `(num, version, row, stored token)` of a row of `SELECT {CASE_COLUMNS} FROM {CASES}`.
+/// (`roles_missing` is written to `review_roles` and not read back: the engine reads the
+/// review itself from the body.)
 fn case_row(r: &Row<'_>) -> rusqlite::Result<(i64, i64, CaseRow, Option<Vec<u8>>)> {
     Ok((
         r.get(0)?,
@@ -176,14 +179,18 @@ fn case_row(r: &Row<'_>) -> rusqlite::Result<(i64, i64, CaseRow, Option<Vec<u8>>
             status: r.get(5)?,
             idempotency_key: r.get(6)?,
             review_id: r.get(7)?,
-            review_pending: r.get(8)?,
-            deadline_ms: r.get(9)?,
-            due_ms: r.get(10)?,
-            created_at_ms: r.get(11)?,
-            body: r.get(12)?,
+            review_status: r.get(8)?,
+            review_pending: r.get(9)?,
+            roles_missing: Vec::new(),
+            deadline_ms: r.get(10)?,
+            due_ms: r.get(11)?,
+            created_at_ms: r.get(12)?,
+            counterparty: r.get(13)?,
+            action: r.get(14)?,
+            body: r.get(15)?,
             passport: None,
         },
-        r.get(13)?,
+        r.get(16)?,
     ))
 }
 
@@ -219,6 +226,105 @@ fn cases(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResu
 
 fn one_case(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<Option<StoredCase>> {
     Ok(cases(conn, sql, args)?.pop())
+}
+
+/// The statement listing the cases of `filter`: newest first by row number (pending
+/// reviews: by deadline, in the review queue's order).
+pub(crate) fn case_query(filter: &CaseFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("SELECT {CASE_COLUMNS} FROM {CASES} WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    for (column, value) in [
+        ("c.agent", &filter.agent),
+        ("c.audience", &filter.audience),
+        ("c.counterparty", &filter.counterparty),
+        ("c.status", &filter.status),
+    ] {
+        if let Some(v) = value {
+            args.push(v.clone().into());
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    if let Some(p) = filter.review_pending {
+        // A literal, not a parameter: the partial index `cases_pending` applies to it.
+        sql.push_str(if p { " AND c.review_pending = 1" } else { " AND c.review_pending = 0" });
+        sql.push_str(" ORDER BY c.deadline_ms ASC, c.created_at_ms ASC, c.id ASC");
+    } else {
+        sql.push_str(" ORDER BY c.num DESC");
+    }
+    sql.push_str(&format!(" LIMIT {}", filter.limit.clamp(1, 10_000)));
+    (sql, args)
+}
+
+/// The two statements of a review listing: how many match, and the page.
+pub(crate) struct ReviewQueries {
+    pub count: String,
+    pub count_args: Vec<rusqlite::types::Value>,
+    pub page: String,
+    pub page_args: Vec<rusqlite::types::Value>,
+}
+
+/// The statements listing the reviews of `filter`, on the indexed columns only.
+pub(crate) fn review_queries(filter: &ReviewFilter) -> ReviewQueries {
+    let mut sql = String::from(" WHERE c.review_id IS NOT NULL");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let by_deadline = filter.by_deadline();
+    if by_deadline {
+        sql.push_str(" AND c.review_pending = 1");
+    } else if let Some(status) = &filter.status {
+        args.push(status.clone().into());
+        sql.push_str(&format!(" AND c.review_status = ?{}", args.len()));
+    }
+    for (column, value) in
+        [("c.agent", &filter.agent), ("c.counterparty", &filter.counterparty), ("c.action", &filter.action)]
+    {
+        if let Some(v) = value {
+            args.push(v.clone().into());
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    if let Some(id) = &filter.id {
+        args.push(id.clone().into());
+        sql.push_str(&format!(" AND (c.review_id = ?{0} OR c.id = ?{0})", args.len()));
+    }
+    if let Some(roles) = &filter.roles {
+        let mut marks = Vec::new();
+        for role in roles {
+            args.push(role.clone().into());
+            marks.push(format!("?{}", args.len()));
+        }
+        if marks.is_empty() {
+            sql.push_str(" AND 0");
+        } else {
+            sql.push_str(&format!(
+                " AND c.id IN (SELECT case_id FROM review_roles WHERE role IN ({}))",
+                marks.join(", ")
+            ));
+        }
+    }
+    let count = format!("SELECT COUNT(*) FROM cases c{sql}");
+    let count_args = args.clone();
+    if let Some(after) = &filter.after {
+        if by_deadline {
+            args.extend([after.deadline_ms.into(), after.created_at_ms.into(), after.id.clone().into()]);
+            let n = args.len();
+            sql.push_str(&format!(" AND (c.deadline_ms, c.created_at_ms, c.id) > (?{}, ?{}, ?{n})", n - 2, n - 1));
+        } else {
+            args.extend([after.created_at_ms.into(), after.id.clone().into()]);
+            let n = args.len();
+            sql.push_str(&format!(" AND (c.created_at_ms, c.id) < (?{}, ?{n})", n - 1));
+        }
+    }
+    let order = if by_deadline {
+        " ORDER BY c.deadline_ms ASC, c.created_at_ms ASC, c.id ASC"
+    } else {
+        " ORDER BY c.created_at_ms DESC, c.id DESC"
+    };
+    let page = format!(
+        "SELECT {CASE_COLUMNS} FROM {CASES}{sql}{order} LIMIT {} OFFSET {}",
+        filter.limit.clamp(1, 10_000),
+        filter.offset
+    );
+    ReviewQueries { count, count_args, page, page_args: args }
 }
 
 /// A read transaction on a connection (a snapshot in WAL mode).
@@ -260,68 +366,18 @@ impl Snapshot for SqlSnapshot<'_> {
     }
 
     fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>> {
-        let mut sql = format!("SELECT {CASE_COLUMNS} FROM {CASES} WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        for (column, value) in
-            [("c.agent", &filter.agent), ("c.audience", &filter.audience), ("c.status", &filter.status)]
-        {
-            if let Some(v) = value {
-                args.push(v.clone().into());
-                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-            }
-        }
-        if let Some(p) = filter.review_pending {
-            args.push(i64::from(p).into());
-            sql.push_str(&format!(" AND c.review_pending = ?{}", args.len()));
-            sql.push_str(" ORDER BY c.deadline_ms ASC, c.num ASC");
-        } else {
-            sql.push_str(" ORDER BY c.num DESC");
-        }
-        sql.push_str(&format!(" LIMIT {}", filter.limit.clamp(1, 10_000)));
+        let (sql, args) = case_query(filter);
         cases(self.conn, &sql, rusqlite::params_from_iter(args))
     }
 
     fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)> {
-        let mut sql = format!(" FROM {CASES} WHERE c.review_id IS NOT NULL");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let pending = filter.status.as_deref() == Some("pending");
-        if pending {
-            sql.push_str(" AND c.review_pending = 1");
-        } else if let Some(status) = &filter.status {
-            args.push(status.clone().into());
-            sql.push_str(&format!(" AND json_extract(c.body, '$.review.status') = ?{}", args.len()));
-        }
-        if let Some(agent) = &filter.agent {
-            args.push(agent.clone().into());
-            sql.push_str(&format!(" AND c.agent = ?{}", args.len()));
-        }
-        // What the request was for, from its `request.submitted` entry (seq 0).
-        for (member, value) in [("$.counterparty", &filter.counterparty), ("$.action", &filter.action)] {
-            if let Some(v) = value {
-                args.push(v.clone().into());
-                sql.push_str(&format!(
-                    " AND (SELECT json_extract(l.data, '{member}') FROM ledger l WHERE l.chain = c.num AND l.seq = 0) \
-                     = ?{}",
-                    args.len()
-                ));
-            }
-        }
-        if let Some(id) = &filter.id {
-            args.push(id.clone().into());
-            sql.push_str(&format!(" AND (c.review_id = ?{0} OR c.id = ?{0})", args.len()));
-        }
+        let q = review_queries(filter);
         let total: i64 = self
             .conn
-            .prepare_cached(&format!("SELECT COUNT(*){sql}"))
-            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0)))
+            .prepare_cached(&q.count)
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(q.count_args.iter()), |r| r.get(0)))
             .map_err(db_err)?;
-        let order = if pending { " ORDER BY c.deadline_ms ASC, c.num ASC" } else { " ORDER BY c.num DESC" };
-        let page = format!(
-            "SELECT {CASE_COLUMNS}{sql}{order} LIMIT {} OFFSET {}",
-            filter.limit.clamp(1, 10_000),
-            filter.offset
-        );
-        let listed = cases(self.conn, &page, rusqlite::params_from_iter(args))?;
+        let listed = cases(self.conn, &q.page, rusqlite::params_from_iter(q.page_args))?;
         Ok((u64::try_from(total).unwrap_or(0), listed))
     }
 

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use agentsigna_core::store::{Committed, Precondition, SerialFigures, StoreError, StoreResult, Write, WriteSet};
+use agentsigna_core::store::{
+    CaseRow, Committed, Precondition, SerialFigures, StoreError, StoreResult, Write, WriteSet,
+};
 use agentsigna_verify::merkle::Frontier;
 use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -185,6 +187,57 @@ fn constraint(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Inserts or replaces a case row, with the roles its pending review still misses.
+fn put_case(conn: &Connection, row: &CaseRow) -> StoreResult<usize> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id, review_status,
+                review_pending, deadline_ms, due_ms, created_at_ms, counterparty, action, body)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (id) DO UPDATE SET version = version + 1, status = excluded.status,
+               review_id = excluded.review_id, review_status = excluded.review_status,
+               review_pending = excluded.review_pending, deadline_ms = excluded.deadline_ms,
+               due_ms = excluded.due_ms, body = excluded.body",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                row.id,
+                row.agent,
+                row.audience,
+                row.status,
+                row.idempotency_key,
+                row.review_id,
+                row.review_status,
+                row.review_pending,
+                row.deadline_ms,
+                row.due_ms,
+                row.created_at_ms,
+                row.counterparty,
+                row.action,
+                row.body
+            ])
+        })
+        .map_err(constraint)?;
+    // The token is written once, by the write that issues it (a second one is a conflict).
+    if let Some(token) = &row.passport {
+        conn.prepare_cached("INSERT INTO passports (case_num, token) SELECT num, ?2 FROM cases WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![row.id, token_bytes(token)]))
+            .map_err(constraint)?;
+    }
+    // Only a case with a review ever has missing roles.
+    if row.review_id.is_some() {
+        conn.prepare_cached("DELETE FROM review_roles WHERE case_id = ?1")
+            .and_then(|mut s| s.execute([&row.id]))
+            .map_err(db_err)?;
+        for role in &row.roles_missing {
+            conn.prepare_cached("INSERT OR IGNORE INTO review_roles (role, case_id) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute([role, &row.id]))
+                .map_err(db_err)?;
+        }
+    }
+    Ok(n)
+}
+
 /// Applies one write set; returns the index of its first entry.
 fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResult<u64> {
     for p in &ws.preconditions {
@@ -207,40 +260,7 @@ fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResu
                 .prepare_cached("INSERT INTO credentials (hash, kind, id) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![hash, kind, id]))
                 .map_err(constraint)?,
-            Write::PutCase(row) => {
-                conn.prepare_cached(
-                    "INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id, review_pending,
-                        deadline_ms, due_ms, created_at_ms, body)
-                     VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (id) DO UPDATE SET version = version + 1, status = excluded.status,
-                       review_id = excluded.review_id, review_pending = excluded.review_pending,
-                       deadline_ms = excluded.deadline_ms, due_ms = excluded.due_ms, body = excluded.body",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        row.id,
-                        row.agent,
-                        row.audience,
-                        row.status,
-                        row.idempotency_key,
-                        row.review_id,
-                        row.review_pending,
-                        row.deadline_ms,
-                        row.due_ms,
-                        row.created_at_ms,
-                        row.body
-                    ])
-                })
-                .map_err(constraint)?;
-                if let Some(token) = &row.passport {
-                    conn.prepare_cached(
-                        "INSERT INTO passports (case_num, token) SELECT num, ?2 FROM cases WHERE id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![row.id, token_bytes(token)]))
-                    .map_err(constraint)?;
-                }
-                1
-            }
+            Write::PutCase(row) => put_case(conn, row)?,
         };
     }
     let first_index = frontier.size();
@@ -323,8 +343,9 @@ mod tests {
         // The chains these tests extend belong to cases with a row (entries need it).
         for id in ["c", "c1", "c2", "c3"] {
             conn.execute(
-                "INSERT INTO cases (id, version, agent, audience, status, review_pending, created_at_ms, body)
-                 VALUES (?1, 1, 'a', 'erp', 'authorized', 0, 0, '{}')",
+                "INSERT INTO cases (id, version, agent, audience, status, review_pending, created_at_ms, counterparty,
+                    action, body)
+                 VALUES (?1, 1, 'a', 'erp', 'authorized', 0, 0, 'acme', 'po.create', '{}')",
                 [id],
             )
             .unwrap();

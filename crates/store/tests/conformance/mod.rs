@@ -31,10 +31,12 @@ pub fn signer() -> NoteSigner {
 macro_rules! suite {
     ($open:path) => {
         $crate::suite!(@tests $open;
-            preconditions_each_kind, stale_precondition_fails_alone_in_its_batch, failing_write_inside_a_batch,
+            preconditions_each_kind, stale_precondition_fails_alone_in_its_batch,
+            a_write_set_invalidated_earlier_in_its_batch_is_stale, failing_write_inside_a_batch,
             frontier_rolls_back_after_a_failed_write_set, concurrent_appends_leave_no_gap, idempotency_is_unique,
-            listing_and_pagination, reviews_by_status_and_paging, proofs_from_stored_nodes, reads_and_versions,
-            cases_come_with_their_opening_entries_head_and_passport, entries_need_their_case_row);
+            listing_and_pagination, reviews_by_status_and_paging, reviews_by_missing_role_and_cursor,
+            proofs_from_stored_nodes, reads_and_versions, cases_come_with_their_opening_entries_head_and_passport,
+            entries_need_their_case_row);
     };
     (@tests $open:path; $($name:ident),*) => {
         $(
@@ -73,10 +75,14 @@ pub fn case_row(id: &str, agent: &str, created: i64) -> CaseRow {
         status: "authorized".into(),
         idempotency_key: None,
         review_id: None,
+        review_status: None,
         review_pending: false,
+        roles_missing: Vec::new(),
         deadline_ms: None,
         due_ms: None,
         created_at_ms: created,
+        counterparty: "acme".into(),
+        action: "po.create".into(),
         body: format!("{{\"id\":\"{id}\"}}"),
         passport: None,
     }
@@ -228,6 +234,47 @@ pub async fn stale_precondition_fails_alone_in_its_batch(f: Fixture) {
     assert_eq!(entries.len(), 6);
 }
 
+/// Preconditions read before an earlier write set of the same batch changed what they
+/// name are stale, exactly as if they had been read after it (the PostgreSQL sequencer
+/// checks every precondition of a batch at once, then refuses these in memory).
+pub async fn a_write_set_invalidated_earlier_in_its_batch_is_stale(f: Fixture) {
+    let s = &f.store;
+    let pre = |p: Precondition, w: Write| WriteSet { preconditions: vec![p], writes: vec![w], entries: vec![] };
+    let absent_x = || Precondition::Record { kind: RecordKind::Setting, id: "x".into(), version: None };
+    let absent_case = || Precondition::Case { id: "case-9".into(), version: None };
+    let free = |agent: &str| Precondition::IdempotencyFree { agent: agent.into(), key: "k".into() };
+    let mut row = case_row("case-9", "a1", 5);
+    row.idempotency_key = Some("k".into());
+    let results = commit_all(
+        s,
+        vec![
+            pre(absent_x(), record(RecordKind::Setting, "x", "1")),
+            pre(absent_x(), record(RecordKind::Setting, "x2", "1")),
+            pre(absent_case(), Write::PutCase(row)),
+            pre(absent_case(), record(RecordKind::Setting, "y", "1")),
+            pre(free("a1"), record(RecordKind::Setting, "z", "1")),
+            pre(free("a2"), record(RecordKind::Setting, "w", "1")),
+        ],
+    )
+    .await;
+    let outcome: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
+    assert_eq!(outcome, [true, false, true, false, false, true], "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(is_conflict), "{results:?}");
+    for (id, written) in [("x", true), ("x2", false), ("y", false), ("z", false), ("w", true)] {
+        assert_eq!(read(s, |s| s.record(RecordKind::Setting, id)).await.is_some(), written, "{id}");
+    }
+    // Chain heads: the second of two write sets extending the same head is stale.
+    let (ws, head) = chain_ws("c9", None, 1);
+    s.commit(ws).await.unwrap();
+    let (a, _) = chain_ws("c9", Some(head), 1);
+    let (mut b, _) = chain_ws("c9", Some(head), 1);
+    b.writes.push(record(RecordKind::Setting, "from-b", "1"));
+    let results = commit_all(s, vec![a, b]).await;
+    assert!(results[0].is_ok() && is_conflict(&results[1]), "{results:?}");
+    assert!(read(s, |s| s.record(RecordKind::Setting, "from-b")).await.is_none());
+    verify_ledger(&f).await;
+}
+
 pub async fn failing_write_inside_a_batch(f: Fixture) {
     let s = &f.store;
     let cred = Write::PutCredential { hash: "h1".into(), kind: "agent".into(), id: "a1".into() };
@@ -355,6 +402,9 @@ pub async fn listing_and_pagination(f: Fixture) {
     {
         let mut row = case_row(&format!("case-{i}"), agent, 100 + i as i64);
         row.status = status.to_string();
+        if i % 2 == 1 {
+            row.counterparty = "globex".into();
+        }
         if *status == "pending" {
             row.review_pending = true;
             row.review_id = Some(format!("review-{i}"));
@@ -400,6 +450,11 @@ pub async fn listing_and_pagination(f: Fixture) {
     })
     .await;
     assert_eq!(ids(filtered), ["case-4"]);
+    let with_globex = read(s, |s| {
+        s.list_cases(&CaseFilter { counterparty: Some("globex".into()), limit: 10, ..CaseFilter::default() })
+    })
+    .await;
+    assert_eq!(ids(with_globex), ["case-3", "case-1"], "a counterparty's cases, reviewed or not, newest first");
     assert_eq!(read(s, |s| s.due_cases(999, 10)).await, ["case-2", "case-1"]);
     assert_eq!(read(s, |s| s.due_cases(998, 1)).await, ["case-2"]);
     let by_review = read(s, |s| s.case_by_review("review-1")).await.unwrap();
@@ -419,7 +474,6 @@ pub async fn listing_and_pagination(f: Fixture) {
 pub async fn reviews_by_status_and_paging(f: Fixture) {
     let s = &f.store;
     let mut writes = Vec::new();
-    let mut entries = Vec::new();
     let statuses = ["approved", "pending", "rejected", "approved", "expired", "pending", "approved"];
     for (i, status) in statuses.iter().enumerate() {
         let mut row = case_row(&format!("rcase-{i}"), if i % 2 == 0 { "a" } else { "b" }, 10 + i as i64);
@@ -429,16 +483,18 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
             row.deadline_ms = Some(5000 - i as i64);
         }
         let (cp, action) = if i < 3 { ("globex", "po.create") } else { ("initech", "payment.send") };
-        row.body = serde_json::json!({"review": {"id": format!("review-{i}"), "status": status}}).to_string();
-        // What the request was for is read from the case's first entry.
-        entries.push(entry_with(Some(&row.id), 0, None, serde_json::json!({"action": action, "counterparty": cp})));
+        // The indexed columns are what is queried: neither the body nor the entries say
+        // anything of them.
+        row.review_status = Some(status.to_string());
+        row.counterparty = cp.into();
+        row.action = action.into();
         writes.push(Write::PutCase(row));
     }
     // Many newer cases without a review do not push the reviews out of reach.
     for i in 0..300 {
         writes.push(Write::PutCase(case_row(&format!("other-{i:03}"), "a", 1000 + i)));
     }
-    s.commit(WriteSet { writes, entries, ..WriteSet::default() }).await.unwrap();
+    s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
     let list = |filter: ReviewFilter| async move {
         let (total, cases) = read(s, move |s| s.list_reviews(&filter)).await;
         (total, cases.into_iter().map(|c| c.row.id).collect::<Vec<_>>())
@@ -465,6 +521,89 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
     assert_eq!(ids, ["rcase-5"], "a case id finds its review");
     let (total, ids) = list(ReviewFilter { id: Some("other-001".into()), ..base }).await;
     assert_eq!((total, ids.len()), (0, 0), "a case without a review is no review");
+}
+
+/// The role filter finds the pending reviews that still miss one of the roles, following
+/// every change of the case (a role covered, the review closed); keyset pages walk every
+/// review once, in either order, ties of creation time included.
+pub async fn reviews_by_missing_role_and_cursor(f: Fixture) {
+    let s = &f.store;
+    let review = |i: usize, created: i64, status: &str, missing: &[&str]| {
+        let mut row = case_row(&format!("rc-{i:02}"), "a", created);
+        row.review_id = Some(format!("rv-{i:02}"));
+        row.review_status = Some(status.into());
+        row.review_pending = status == "pending";
+        row.roles_missing = missing.iter().map(|r| r.to_string()).collect();
+        row.deadline_ms = Some(9000 - (i as i64 % 4));
+        Write::PutCase(row)
+    };
+    // 12 reviews, created in pairs at the same millisecond.
+    let mut writes = Vec::new();
+    for i in 0..12 {
+        let (status, missing): (&str, &[&str]) = match i % 4 {
+            0 => ("pending", &["finance"]),
+            1 => ("pending", &["finance", "risk"]),
+            2 => ("pending", &[]),
+            _ => ("approved", &[]),
+        };
+        writes.push(review(i, 100 + (i as i64 / 2), status, missing));
+    }
+    s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
+    let ids = |cases: Vec<StoredCase>| -> Vec<String> { cases.into_iter().map(|c| c.row.id).collect() };
+    let list = |filter: ReviewFilter| async move {
+        let (total, cases) = read(s, move |s| s.list_reviews(&filter)).await;
+        (total, ids(cases))
+    };
+    let roles = |r: &[&str]| Some(r.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+    let base = ReviewFilter { limit: 100, ..ReviewFilter::default() };
+    let (total, risk) = list(ReviewFilter { roles: roles(&["risk"]), ..base.clone() }).await;
+    assert_eq!((total, risk), (3, vec!["rc-09".to_owned(), "rc-05".into(), "rc-01".into()]));
+    let (total, _) = list(ReviewFilter { roles: roles(&["finance"]), ..base.clone() }).await;
+    assert_eq!(total, 6);
+    let (total, _) = list(ReviewFilter { roles: roles(&["finance", "risk"]), ..base.clone() }).await;
+    assert_eq!(total, 6, "a review missing both roles is listed once");
+    let (total, _) = list(ReviewFilter { roles: roles(&[]), ..base.clone() }).await;
+    assert_eq!(total, 0, "no role held: nothing to cover");
+    let (total, _) = list(ReviewFilter { roles: roles(&["legal"]), ..base.clone() }).await;
+    assert_eq!(total, 0);
+
+    // rc-01 gets its risk approval, rc-05 closes: the filter follows the rows.
+    s.commit(WriteSet {
+        writes: vec![review(1, 100, "pending", &["finance"]), review(5, 102, "rejected", &[])],
+        ..WriteSet::default()
+    })
+    .await
+    .unwrap();
+    let (total, risk) = list(ReviewFilter { roles: roles(&["risk"]), ..base.clone() }).await;
+    assert_eq!((total, risk), (1, vec!["rc-09".to_owned()]));
+    let (total, finance) =
+        list(ReviewFilter { status: Some("pending".into()), roles: roles(&["finance"]), ..base.clone() }).await;
+    assert_eq!(total, 5, "{finance:?}");
+    assert!(finance.contains(&"rc-01".to_owned()) && !finance.contains(&"rc-05".to_owned()));
+
+    // Keyset pages of 2, in both orders: every review once, in the order of one listing.
+    for status in [None, Some("pending".to_owned())] {
+        let (total, whole) = list(ReviewFilter { status: status.clone(), ..base.clone() }).await;
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let filter = ReviewFilter { status: status.clone(), after: after.clone(), limit: 2, ..base.clone() };
+            let (page_total, page) = read(s, move |s| s.list_reviews(&filter)).await;
+            assert_eq!(page_total, total, "the total counts every match, whatever the page");
+            let Some(last) = page.last() else { break };
+            // The sort key, from the columns read back.
+            let n: i64 = last.row.id[3..].parse().unwrap();
+            assert_eq!((last.row.deadline_ms, last.row.created_at_ms), (Some(9000 - (n % 4)), 100 + n / 2));
+            after = Some(agentsigna_core::store::ReviewCursor {
+                deadline_ms: last.row.deadline_ms.unwrap(),
+                created_at_ms: last.row.created_at_ms,
+                id: last.row.id.clone(),
+            });
+            walked.extend(ids(page));
+        }
+        assert_eq!(walked, whole, "{status:?}");
+        assert_eq!(walked.len() as u64, total);
+    }
 }
 
 pub async fn proofs_from_stored_nodes(f: Fixture) {
@@ -590,5 +729,13 @@ pub async fn entries_need_their_case_row(f: Fixture) {
     assert!(matches!(r, Err(StoreError::Storage { .. })), "a programming error, not a conflict: {r:?}");
     let (ws, _) = chain_ws("has-row", None, 1);
     assert_eq!(s.commit(ws).await.unwrap().first_index, 0, "the refused entry took no position");
-    assert_eq!(verify_ledger(&f).await.len(), 1);
+    // In a batch, the orphan is refused alone (PostgreSQL: its pipeline fails, the slow
+    // path applies the write sets one by one).
+    let orphan = WriteSet { entries: vec![entry(Some("no-row-2"), 0, None)], ..WriteSet::default() };
+    let (before, _) = chain_ws("row-before", None, 1);
+    let (after, _) = chain_ws("row-after", None, 1);
+    let results = commit_all(s, vec![before, orphan, after]).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::Storage { .. })), "{results:?}");
+    assert_eq!(verify_ledger(&f).await.len(), 3);
 }
