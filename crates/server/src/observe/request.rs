@@ -53,6 +53,7 @@ pub async fn track(State(metrics): State<Option<Arc<Metrics>>>, req: Request, ne
         .filter(|v| sane_request_id(v))
         .map_or_else(new_request_id, str::to_owned);
     let method = req.method().clone();
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let span = tracing::info_span!(
         "request",
@@ -105,6 +106,12 @@ pub async fn track(State(metrics): State<Option<Arc<Metrics>>>, req: Request, ne
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    // A body refused before it was read (too large, too slow) leaves the rest of it on the
+    // connection: say that the connection ends, so that no client sends its next request
+    // on a connection the server is closing.
+    if http1 && matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

@@ -59,6 +59,8 @@ pub struct Resp {
     pub status: u16,
     pub content_type: String,
     pub www_authenticate: Option<String>,
+    /// The `Connection` header, when there is one.
+    pub connection: Option<String>,
     pub text: String,
     /// The body as JSON (`Null` when it is not JSON).
     pub json: Value,
@@ -304,10 +306,11 @@ async fn into_resp(r: reqwest::Response) -> Resp {
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
+    let connection = header("connection");
     let text = r.text().await.expect("body");
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     assert!(status < 500, "the server answered {status}: {text}");
-    Resp { status, content_type, www_authenticate, text, json }
+    Resp { status, content_type, www_authenticate, connection, text, json }
 }
 
 /// A purchase-order request body.

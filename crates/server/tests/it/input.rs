@@ -89,6 +89,9 @@ async fn bad_requests_are_problems_naming_the_field() {
     let big = format!("{{\"action\": \"purchase_order.create\", \"description\": \"{}\"}}", "x".repeat(70 * 1024));
     let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "application/json", big.into_bytes()).await;
     r.expect_problem(413, None);
+    // The unread rest of the body is on the connection: the server says it closes it, so
+    // the client's next request (below) goes on a new one.
+    assert_eq!(r.connection.as_deref(), Some("close"));
     let r = s.raw(Method::POST, Some(&bot), "/v1/requests", "text/plain", ok.to_string().into_bytes()).await;
     r.expect_problem(415, None);
     let r = s

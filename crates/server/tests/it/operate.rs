@@ -122,10 +122,15 @@ async fn readyz_is_503_when_the_database_goes_away_while_healthz_stays_200() {
     // The database is dropped under the running server (its connections are ended).
     let name = url.rsplit('/').next().and_then(|n| n.split('?').next()).expect("db name").to_owned();
     let base = std::env::var("AGENTSIGNA_TEST_POSTGRES").expect("set when fresh_database returned a URL");
-    let out = std::process::Command::new("psql")
-        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("DROP DATABASE {name} WITH (FORCE)")])
-        .output()
-        .expect("psql runs");
+    // psql runs off the runtime: the server shares it, and a pool connection caught in the
+    // middle of authentication would otherwise hold DROP DATABASE for authentication_timeout.
+    let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql").args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &drop]).output()
+    })
+    .await
+    .expect("psql task")
+    .expect("psql runs");
     assert!(out.status.success(), "cannot drop the test database: {}", String::from_utf8_lossy(&out.stderr));
     // (The harness refuses any 5xx: this one is read directly.)
     let r = s.client.get(format!("{}/readyz", s.base)).send().await.expect("readyz");
