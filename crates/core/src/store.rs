@@ -60,7 +60,10 @@ impl RecordKind {
     }
 }
 
-/// The indexed columns of a stored case, beside its JSON body.
+/// A stored case row: its indexed columns, its state and, when this write issued it, its
+/// passport token. The row does not repeat what the case's ledger entries hold: its
+/// request and its decision are its first [`OPENING_ENTRIES`] entries
+/// (`request.submitted`, `decision.made`), returned with it by every read ([`StoredCase`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRow {
     pub id: String,
@@ -84,7 +87,27 @@ pub struct CaseRow {
     pub counterparty: String,
     /// The action type requested.
     pub action: String,
+    /// What changes over the case's life (JSON): review, passport details, executions,
+    /// outcomes, trust bookkeeping.
     pub body: String,
+    /// The case's passport token. Written once, by the write that issues it; `None` in a
+    /// write leaves a stored token as it is. Reads return the stored one.
+    pub passport: Option<String>,
+}
+
+/// How many entries at the start of a case's chain every case read returns with the row.
+pub const OPENING_ENTRIES: u64 = 2;
+
+/// A case as a snapshot reads it: its row (with its stored passport token), its version,
+/// the head of its chain and the first [`OPENING_ENTRIES`] entries of that chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCase {
+    pub row: CaseRow,
+    pub version: u64,
+    /// The chain's last entry (`None`: no entry yet).
+    pub head: Option<ChainHead>,
+    /// The chain's entries with `seq` below [`OPENING_ENTRIES`], in order.
+    pub opening: Vec<Entry>,
 }
 
 /// Which cases to list.
@@ -186,23 +209,44 @@ pub enum Write {
     PutCase(CaseRow),
 }
 
-/// A ledger entry decided, canonicalized and hashed before sequencing: the serial step
-/// stores `canonical` and `digest` as they are and only assigns the position.
+/// A ledger entry decided, canonicalized and hashed before sequencing. The serial step
+/// only assigns its position and stores its members as they are here: `data` as its RFC
+/// 8785 text, `at` as milliseconds, `prev` as 32 bytes. Reading them back rebuilds the
+/// entry exactly (`at` is always RFC 3339 UTC with milliseconds, `prev` lowercase hex, so
+/// both convert back to the same text), and hashing it again gives `digest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedEntry {
     pub entry: Entry,
-    /// RFC 8785 canonical JSON of `entry`, the exact bytes hashed.
-    pub canonical: String,
-    /// `SHA-256(0x00 ‖ canonical)`.
+    /// RFC 8785 canonical JSON of `entry.data`.
+    pub data: String,
+    /// `entry.at` in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// `entry.prev` as bytes.
+    pub prev: Option<Hash>,
+    /// `SHA-256(0x00 ‖ JCS(entry))`.
     pub digest: Hash,
 }
 
 impl SealedEntry {
-    /// Canonicalizes and hashes an entry.
+    /// Canonicalizes and hashes an entry. Refuses an `at` that is not RFC 3339 UTC with
+    /// milliseconds as the ledger writes it, and a `prev` that is not a lowercase hex digest.
     pub fn seal(entry: Entry) -> Result<SealedEntry, agentsigna_verify::Error> {
-        let canonical = entry.canonical_json()?;
-        let digest = agentsigna_verify::ledger::digest_canonical(canonical.as_bytes());
-        Ok(SealedEntry { entry, canonical, digest })
+        use agentsigna_verify::clock::{parse_rfc3339_ms, rfc3339_ms};
+        use agentsigna_verify::ledger::{canonical_value, parse_digest_hex};
+        use agentsigna_verify::Error;
+        let at_ms = parse_rfc3339_ms(&entry.at).filter(|ms| rfc3339_ms(*ms) == entry.at).ok_or_else(|| {
+            Error::Malformed(format!("entry time {:?} is not RFC 3339 UTC with milliseconds", entry.at))
+        })?;
+        let prev = match &entry.prev {
+            None => None,
+            Some(p) => Some(
+                parse_digest_hex(p)
+                    .ok_or_else(|| Error::Malformed(format!("entry prev {p:?} is not a lowercase hex digest")))?,
+            ),
+        };
+        let data = canonical_value(&entry.data)?;
+        let digest = entry.digest()?;
+        Ok(SealedEntry { entry, data, at_ms, prev, digest })
     }
 
     /// The chain this entry extends: its case id, `None` for the organization chain.
@@ -305,20 +349,23 @@ pub trait Snapshot {
     fn records(&mut self, kind: RecordKind) -> StoreResult<Vec<String>>;
     /// The principal holding the credential with this hash: (kind, id).
     fn credential(&mut self, hash: &str) -> StoreResult<Option<(String, String)>>;
-    /// A case body with its version.
-    fn case(&mut self, id: &str) -> StoreResult<Option<Versioned>>;
+    /// A case.
+    fn case(&mut self, id: &str) -> StoreResult<Option<StoredCase>>;
     /// The case an agent created with an idempotency key.
-    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<Versioned>>;
+    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<StoredCase>>;
     /// The case of a review.
-    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<Versioned>>;
-    /// Case bodies matching the filter, newest first (pending reviews: earliest deadline first).
-    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>>;
+    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<StoredCase>>;
+    /// Cases matching the filter, newest first: in the reverse order of their rows'
+    /// creation (the row number the store gives a case when it is first written, not
+    /// `created_at_ms`); pending reviews: earliest deadline first.
+    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>>;
     /// Cases with a review matching the filter: how many match in all (`after` and
-    /// `offset` aside), and the bodies of the page asked for (by deadline for pending
-    /// reviews, see [`ReviewFilter::by_deadline`]; otherwise newest first). Queried by the
-    /// indexed columns of the case rows (review status, agent, counterparty, action, the
-    /// missing roles' table), never by reading bodies.
-    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)>;
+    /// `offset` aside), and the page asked for (by deadline for pending reviews, see
+    /// [`ReviewFilter::by_deadline`]; otherwise newest first by `(created_at_ms, id)`, the
+    /// order of [`ReviewCursor`]). Queried by the indexed columns of the case rows (review
+    /// status, agent, counterparty, action, the missing roles' table), never by reading
+    /// bodies or entries.
+    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)>;
     /// Ids of cases due at `now_ms`, at most `limit`.
     fn due_cases(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
     /// The last entry of a chain (`None`: the organization chain).

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentsigna_core::store::{SealedEntry, Snapshot, Store, StoreError, StoreExt, WriteSet};
+use agentsigna_core::store::{CaseRow, SealedEntry, Snapshot, Store, StoreError, StoreExt, Write, WriteSet};
 use agentsigna_store::sqlite::{SqliteOptions, SqliteStore};
 use agentsigna_verify::ledger::{hex_lower, Entry};
 use agentsigna_verify::merkle;
@@ -40,6 +40,32 @@ fn entry(i: u64, prev: Option<[u8; 32]>) -> SealedEntry {
     .unwrap()
 }
 
+/// Adds `e` to `ws`, with its case's row when it starts a chain.
+fn push(ws: &mut WriteSet, e: SealedEntry) {
+    if e.entry.seq == 0 {
+        let id = e.entry.case.clone().unwrap_or_default();
+        ws.writes.push(Write::PutCase(CaseRow {
+            id,
+            agent: "procurement-bot".into(),
+            audience: "erp".into(),
+            status: "authorized".into(),
+            idempotency_key: None,
+            review_id: None,
+            review_status: None,
+            review_pending: false,
+            roles_missing: Vec::new(),
+            deadline_ms: None,
+            due_ms: None,
+            created_at_ms: 1_800_000_000_000,
+            counterparty: "acme".into(),
+            action: "purchase_order.create".into(),
+            body: "{}".into(),
+            passport: None,
+        }));
+    }
+    ws.entries.push(e);
+}
+
 fn main() {
     let max: u64 = std::env::var("GROWTH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -62,7 +88,7 @@ fn main() {
             for i in start..start + n {
                 let e = entry(i, last);
                 last = Some(e.digest);
-                ws.entries.push(e);
+                push(&mut ws, e);
             }
             rt.block_on(store.commit(ws)).unwrap();
             size += n;
@@ -73,7 +99,9 @@ fn main() {
         for i in 0..rounds {
             let e = entry(size + i, last);
             last = Some(e.digest);
-            rt.block_on(store.commit(WriteSet { entries: vec![e], ..WriteSet::default() })).unwrap();
+            let mut ws = WriteSet::default();
+            push(&mut ws, e);
+            rt.block_on(store.commit(ws)).unwrap();
         }
         let append = t.elapsed() / rounds as u32;
         size += rounds;

@@ -4,13 +4,14 @@
 
 use agentsigna_core::store::{StoreError, StoreResult};
 use agentsigna_verify::evidence::{BundleReport, LedgerVerifier};
-use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
+use agentsigna_verify::ledger::{canonical_value, hex_lower, DigestedEntry};
 use agentsigna_verify::merkle::NodeSource;
 use agentsigna_verify::note::{Checkpoint, NoteVerifier};
 
-/// What [`LedgerSource::scan`] calls with each stored entry: `(stored idx, canonical text,
-/// stored digest)`.
-pub type ScanFn<'a> = dyn FnMut(i64, &str, &[u8]) -> Result<(), AuditError> + 'a;
+use crate::layout::StoredEntry;
+
+/// What [`LedgerSource::scan`] calls with each stored entry.
+pub type ScanFn<'a> = dyn FnMut(&StoredEntry<'_>) -> Result<(), AuditError> + 'a;
 
 /// Read-only access to a stored ledger: one consistent view (the checkpoint and the
 /// entries scanned belong to the same state).
@@ -19,8 +20,8 @@ pub trait LedgerSource: NodeSource {
     fn size(&self) -> StoreResult<u64>;
     /// The latest stored checkpoint.
     fn checkpoint(&self) -> StoreResult<Option<String>>;
-    /// Calls `f` with every stored entry in index order: `(stored idx, canonical text,
-    /// stored digest)`; stops at the first error `f` returns.
+    /// Calls `f` with every stored entry in index order; stops at the first error `f`
+    /// returns.
     fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), AuditError>;
     /// Every entry of one case, in chain order.
     fn case_entries(&self, case: &str) -> StoreResult<Vec<DigestedEntry>>;
@@ -37,7 +38,7 @@ pub enum AuditError {
     /// The ledger has no signed checkpoint.
     #[error("the ledger has no checkpoint")]
     NoCheckpoint,
-    /// A stored entry is not an entry, or not stored in its canonical form.
+    /// A stored entry is not an entry, or its `data` is not stored in its canonical form.
     #[error("bad entry at index {index}: {reason}")]
     BadText { index: i64, reason: String },
     /// A digest, chain, Merkle root or checkpoint does not verify (the first failure).
@@ -60,35 +61,27 @@ pub fn audit(
     for (cp, label) in saved {
         verifier.expect_prefix(cp, label)?;
     }
-    src.scan(&mut |idx, text, digest| {
-        let bad = |reason: String| AuditError::BadText { index: idx, reason };
-        let entry: Entry = serde_json::from_str(text).map_err(|e| bad(format!("not an entry: {e}")))?;
-        // The stored text must be exactly the canonical form that was hashed.
-        if entry.canonical_json().map_err(|e| bad(e.to_string()))? != text {
-            return Err(bad("stored text is not canonical".into()));
+    src.scan(&mut |row| {
+        let bad = |reason: String| AuditError::BadText { index: row.index, reason };
+        let entry = row.entry().map_err(|e| bad(e.to_string()))?;
+        // The stored data must be exactly the canonical form that was hashed.
+        if canonical_value(&entry.data).map_err(|e| bad(e.to_string()))? != row.data {
+            return Err(bad("stored data is not canonical".into()));
         }
-        let index = u64::try_from(idx).map_err(|_| bad("negative index".into()))?;
-        verifier.push(index, &entry, Some(&hex_lower(digest)))?;
+        let index = u64::try_from(row.index).map_err(|_| bad("negative index".into()))?;
+        verifier.push(index, &entry, Some(&hex_lower(row.digest)))?;
         progress(verifier.size());
         Ok(())
     })?;
     Ok(verifier.finish_note(&note, key)?)
 }
 
-/// Parses a stored entry.
-pub(crate) fn parse_entry(index: i64, text: &str, digest: &[u8]) -> StoreResult<DigestedEntry> {
-    let entry: Entry =
-        serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("corrupt ledger entry {index}: {e}")))?;
-    let index = u64::try_from(index).map_err(|_| StoreError::corrupt("negative ledger index"))?;
-    Ok(DigestedEntry { index, entry, digest: hex_lower(digest) })
-}
-
 /// Every entry with its stored position and digest, up to (not including) `end`.
 pub fn entries(src: &dyn LedgerSource, end: u64) -> StoreResult<Vec<DigestedEntry>> {
     let mut out = Vec::new();
-    let scanned = src.scan(&mut |idx, text, digest| {
-        if u64::try_from(idx).unwrap_or(u64::MAX) < end {
-            out.push(parse_entry(idx, text, digest)?);
+    let scanned = src.scan(&mut |row| {
+        if u64::try_from(row.index).unwrap_or(u64::MAX) < end {
+            out.push(row.digested()?);
         }
         Ok(())
     });

@@ -5,12 +5,14 @@
 //! with group commit (many requests share one transaction and one fsync), and a pool of
 //! read-only connections. [`postgres::PgStore`] lets several nodes share one database and
 //! one ledger: each node's sequencer serializes its batches on one locked row.
-//! [`ledger`] reads a stored ledger offline, the same way for both.
+//! [`ledger`] reads a stored ledger offline, the same way for both; [`layout`] is how
+//! both store entries, passport tokens and the Merkle tree compactly.
 //!
 //! Architecture invariant: a write is acknowledged only after the transaction holding it
 //! (state, ledger entries, Merkle nodes and the new signed checkpoint) has committed.
 //! Ledger positions are assigned by the serial step under its lock, never by a sequence.
 
+pub mod layout;
 pub mod ledger;
 pub mod postgres;
 pub mod sqlite;

@@ -145,8 +145,7 @@ impl Engine {
                 _ => {}
             }
             let mut out = Vec::new();
-            for body in snap.list_cases(&filter)? {
-                let case: Case = serde_json::from_str(&body)?;
+            for case in super::data::cases(snap.list_cases(&filter)?)? {
                 out.push(views::case_summary(&case));
             }
             Ok(CaseList { cases: out })

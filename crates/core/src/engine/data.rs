@@ -3,9 +3,10 @@
 //! Every other engine module reads and records through here.
 
 use super::draft::Draft;
+use super::stored;
 use crate::model::{Case, Principal};
 use crate::policy::PolicyEnv;
-use crate::store::{RecordKind, Snapshot};
+use crate::store::{RecordKind, Snapshot, StoredCase};
 use crate::trust::TrustState;
 use crate::{Error, Result};
 
@@ -43,9 +44,14 @@ pub(crate) fn policy_env(snap: &mut dyn Snapshot) -> Result<PolicyEnv> {
 /// Loads a case from a snapshot.
 pub(crate) fn read_case(snap: &mut dyn Snapshot, id: &str) -> Result<Case> {
     match snap.case(id)? {
-        Some(v) => Ok(serde_json::from_str(&v.body)?),
+        Some(stored) => stored::case(stored),
         None => Err(Error::NotFound(format!("case {id} does not exist"))),
     }
+}
+
+/// The cases a snapshot listed.
+pub(crate) fn cases(listed: Vec<StoredCase>) -> Result<Vec<Case>> {
+    listed.into_iter().map(stored::case).collect()
 }
 
 /// Appends an organization event.

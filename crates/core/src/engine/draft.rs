@@ -16,8 +16,9 @@ use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::ledger::{hex_lower, Entry};
 
 use super::record_cache::{cacheable, Cached, RecordCache};
-use crate::model::{Case, CaseStatus, ReviewStatus};
-use crate::store::{CaseRow, ChainHead, Precondition, RecordKind, SealedEntry, Snapshot, Write, WriteSet};
+use super::stored;
+use crate::model::Case;
+use crate::store::{ChainHead, Precondition, RecordKind, SealedEntry, Snapshot, StoredCase, Write, WriteSet};
 use crate::{Error, Result};
 
 /// Reads of one snapshot and the write set they lead to.
@@ -28,8 +29,9 @@ pub(crate) struct Draft<'a> {
     records: HashMap<(RecordKind, String), Option<String>>,
     /// Chain heads read or moved so far.
     heads: HashMap<Option<String>, Option<ChainHead>>,
-    /// Cases loaded (with their version precondition recorded) or written.
-    cases_seen: HashMap<String, ()>,
+    /// Cases loaded (with their version precondition recorded) or created, and whether
+    /// their passport was issued before this draft (then its token is stored already).
+    cases_seen: HashMap<String, bool>,
     /// Cases whose state this draft changes (to wake whoever waits on them).
     changed: Vec<String>,
     /// Whether a webhook notification was queued.
@@ -173,19 +175,21 @@ impl<'a> Draft<'a> {
         self.writes.writes.push(Write::PutCredential { hash, kind: kind.to_owned(), id: id.to_owned() });
     }
 
-    fn seen_case(&mut self, id: &str, version: Option<u64>) {
-        if self.cases_seen.insert(id.to_owned(), ()).is_none() {
-            self.writes.preconditions.push(Precondition::Case { id: id.to_owned(), version });
+    fn seen_case(&mut self, stored: StoredCase) -> Result<Case> {
+        let id = stored.row.id.clone();
+        let version = stored.version;
+        let case = stored::case(stored)?;
+        if !self.cases_seen.contains_key(&id) {
+            self.cases_seen.insert(id.clone(), case.passport.is_some());
+            self.writes.preconditions.push(Precondition::Case { id, version: Some(version) });
         }
+        Ok(case)
     }
 
     /// Loads a case, relying on it staying as read.
     pub(crate) fn load_case(&mut self, id: &str) -> Result<Case> {
         match self.snap.case(id)? {
-            Some(v) => {
-                self.seen_case(id, Some(v.version));
-                Ok(serde_json::from_str(&v.body)?)
-            }
+            Some(stored) => self.seen_case(stored),
             None => Err(Error::NotFound(format!("case {id} does not exist"))),
         }
     }
@@ -193,11 +197,7 @@ impl<'a> Draft<'a> {
     /// The case of a review, relying on it staying as read.
     pub(crate) fn case_by_review(&mut self, review_id: &str) -> Result<Option<Case>> {
         match self.snap.case_by_review(review_id)? {
-            Some(v) => {
-                let case: Case = serde_json::from_str(&v.body)?;
-                self.seen_case(&case.id, Some(v.version));
-                Ok(Some(case))
-            }
+            Some(stored) => Ok(Some(self.seen_case(stored)?)),
             None => Ok(None),
         }
     }
@@ -206,7 +206,7 @@ impl<'a> Draft<'a> {
     /// the key staying free.
     pub(crate) fn case_by_idempotency(&mut self, agent: &str, key: &str) -> Result<Option<Case>> {
         match self.snap.case_by_idempotency(agent, key)? {
-            Some(v) => Ok(Some(serde_json::from_str(&v.body)?)),
+            Some(stored) => Ok(Some(stored::case(stored)?)),
             None => {
                 self.writes
                     .preconditions
@@ -218,35 +218,18 @@ impl<'a> Draft<'a> {
 
     /// A new case: its id is fresh, so its chain starts empty and its row is absent.
     pub(crate) fn new_case(&mut self, id: &str) {
-        self.cases_seen.insert(id.to_owned(), ());
+        self.cases_seen.insert(id.to_owned(), false);
         self.writes.preconditions.push(Precondition::Case { id: id.to_owned(), version: None });
         self.heads.insert(Some(id.to_owned()), None);
     }
 
-    /// Stores a case with its index columns.
+    /// Stores a case (its passport token only when this draft issued it).
     pub(crate) fn save_case(&mut self, case: &Case) -> Result<()> {
-        let body = serde_json::to_string(case).map_err(|e| Error::data_from("cannot encode a case", e))?;
-        let review = case.review.as_ref();
-        self.writes.writes.push(Write::PutCase(CaseRow {
-            id: case.id.clone(),
-            agent: case.agent.clone(),
-            audience: case.request.audience.clone(),
-            status: case.status.as_str().to_owned(),
-            idempotency_key: case.request.idempotency_key.clone(),
-            review_id: review.map(|r| r.id.clone()),
-            review_status: review.map(|r| r.status.as_str().to_owned()),
-            review_pending: case.status == CaseStatus::PendingReview,
-            roles_missing: review
-                .filter(|r| r.status == ReviewStatus::Pending)
-                .map(|r| r.roles_missing())
-                .unwrap_or_default(),
-            deadline_ms: review.map(|r| r.deadline_ms),
-            due_ms: case.due_ms(),
-            created_at_ms: case.created_at_ms,
-            counterparty: case.decision.counterparty.id.clone(),
-            action: case.request.action.clone(),
-            body,
-        }));
+        let stored_token = self.cases_seen.get(&case.id).copied().unwrap_or(false);
+        self.writes.writes.push(Write::PutCase(stored::row(case, !stored_token)?));
+        if case.passport.is_some() {
+            self.cases_seen.insert(case.id.clone(), true);
+        }
         if !self.changed.contains(&case.id) {
             self.changed.push(case.id.clone());
         }

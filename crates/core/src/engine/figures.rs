@@ -2,7 +2,7 @@
 //! queue, the ledger's size and the time of its last entry, the webhook outbox.
 
 use super::Engine;
-use crate::model::{Case, ReviewStatus};
+use crate::model::ReviewStatus;
 use crate::store::{CaseFilter, RecordKind};
 use crate::Result;
 
@@ -28,8 +28,7 @@ impl Engine {
         self.read(|_, snap| {
             let mut f = Figures::default();
             let filter = CaseFilter { review_pending: Some(true), limit: u32::MAX, ..Default::default() };
-            for body in snap.list_cases(&filter)? {
-                let case: Case = serde_json::from_str(&body)?;
+            for case in super::data::cases(snap.list_cases(&filter)?)? {
                 let Some(review) = case.review.as_ref().filter(|r| r.status == ReviewStatus::Pending) else {
                     continue;
                 };

@@ -16,7 +16,9 @@
 //! - [`watch`]: waking `?wait` requests when their case changes;
 //! - [`outbox`]: the webhook outbox: queued with the event it announces, read by the
 //!   notifier;
-//! - [`sessions`]: approver web sessions, stored so that every node knows them.
+//! - [`sessions`]: approver web sessions, stored so that every node knows them;
+//! - [`stored`]: how a case is stored (its row and state; its request and decision read
+//!   back from its first ledger entries).
 
 pub mod admin;
 pub mod cases;
@@ -31,6 +33,7 @@ pub(crate) mod record_cache;
 pub mod request;
 pub mod review;
 pub mod sessions;
+pub(crate) mod stored;
 pub(crate) mod verdict;
 pub mod views;
 pub mod watch;

@@ -174,12 +174,11 @@ impl Engine {
         }
         let by = by.clone();
         self.read(move |ctx, snap| {
-            let (total, bodies) = snap.list_reviews(&filter)?;
+            let (total, listed) = snap.list_reviews(&filter)?;
             let mut owners = std::collections::HashMap::new();
             let mut reviews = Vec::new();
             let mut keys = Vec::new();
-            for body in bodies {
-                let case: Case = serde_json::from_str(&body)?;
+            for case in super::data::cases(listed)? {
                 if let Some(summary) = views::review_summary(ctx, snap, &case, &mut owners)? {
                     reviews.push(summary);
                     keys.push(cursor_of(&case));
@@ -196,10 +195,10 @@ impl Engine {
         let by = by.clone();
         let review_id = review_id.to_owned();
         self.read(move |ctx, snap| {
-            let body = snap
+            let stored = snap
                 .case_by_review(&review_id)?
                 .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
-            let case: Case = serde_json::from_str(&body.body)?;
+            let case = super::stored::case(stored)?;
             views::review_view(ctx, snap, &case, &by)
         })
         .await

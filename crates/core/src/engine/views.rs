@@ -709,8 +709,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
     note_deciders(case);
     let mut recent_cases = Vec::new();
     let filter = CaseFilter { agent: Some(case.agent.clone()), limit: 20, ..Default::default() };
-    for body in snap.list_cases(&filter)? {
-        let c: Case = serde_json::from_str(&body)?;
+    for c in super::data::cases(snap.list_cases(&filter)?)? {
         if c.id != case.id {
             note_deciders(&c);
             recent_cases.push(history_case(&c));
@@ -721,8 +720,7 @@ pub(crate) fn review_view(ctx: &Ctx, snap: &mut dyn Snapshot, case: &Case, by: &
     let mut counterparty_cases = Vec::new();
     let filter =
         CaseFilter { counterparty: Some(case.decision.counterparty.id.clone()), limit: 11, ..Default::default() };
-    for body in snap.list_cases(&filter)? {
-        let c: Case = serde_json::from_str(&body)?;
+    for c in super::data::cases(snap.list_cases(&filter)?)? {
         if c.id != case.id && counterparty_cases.len() < 10 {
             note_deciders(&c);
             counterparty_cases.push(history_case(&c));

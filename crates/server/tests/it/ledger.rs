@@ -139,7 +139,11 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     let (target, size): (i64, i64) = {
         let conn = db(&data);
         let t = conn
-            .query_row("SELECT idx FROM ledger WHERE case_id = ?1 AND seq = 0", [&first_case], |r| r.get(0))
+            .query_row(
+                "SELECT l.idx FROM ledger l JOIN cases c ON c.num = l.chain WHERE c.id = ?1 AND l.seq = 0",
+                [&first_case],
+                |r| r.get(0),
+            )
             .expect("entry");
         let n = conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0)).expect("count");
         (t, n)
@@ -155,7 +159,7 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     // 1. Edit: the amount of one entry.
     let d = fresh("edit");
     let changed = db(&d)
-        .execute("UPDATE ledger SET entry = replace(entry, '\"4800.00\"', '\"9800.00\"') WHERE idx = ?1", [target])
+        .execute("UPDATE ledger SET data = replace(data, '\"4800.00\"', '\"9800.00\"') WHERE idx = ?1", [target])
         .expect("update");
     assert_eq!(changed, 1);
     let (code, _, err) = verify_dir(&d);
@@ -169,23 +173,27 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     assert_eq!(code, 1, "a deleted entry is detected: {err}");
     assert!(names_index(&err, target as u64), "names index {target}: {err}");
 
-    // 3. Swap two entries (text and digest) between their rows.
+    // 3. Swap two entries (members and digest) between their rows.
     let d = fresh("swap");
     {
         let conn = db(&d);
-        let row = |i: i64| -> (String, Vec<u8>, Option<String>, i64) {
-            conn.query_row("SELECT entry, digest, case_id, seq FROM ledger WHERE idx = ?1", [i], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        const MEMBERS: &str = "chain, seq, type, at, actor, prev, data, digest";
+        let row = |i: i64| -> Vec<rusqlite::types::Value> {
+            conn.query_row(&format!("SELECT {MEMBERS} FROM ledger WHERE idx = ?1"), [i], |r| {
+                (0..8).map(|c| r.get(c)).collect()
             })
             .expect("row")
         };
         let (a, b) = (row(target), row(target + 1));
-        // Park one row outside every chain first: (case_id, seq) is unique.
+        // Park one row outside every chain first: (chain, seq) is unique.
         conn.execute("UPDATE ledger SET seq = -1 WHERE idx = ?1", [target]).expect("park");
         for (i, r) in [(target + 1, &a), (target, &b)] {
+            let mut args = r.clone();
+            args.push(i.into());
             conn.execute(
-                "UPDATE ledger SET entry = ?1, digest = ?2, case_id = ?3, seq = ?4 WHERE idx = ?5",
-                rusqlite::params![r.0, r.1, r.2, r.3, i],
+                "UPDATE ledger SET chain = ?1, seq = ?2, type = ?3, at = ?4, actor = ?5, prev = ?6, data = ?7,
+                    digest = ?8 WHERE idx = ?9",
+                rusqlite::params_from_iter(args),
             )
             .expect("swap");
         }
@@ -198,16 +206,15 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
     // root still catch it.
     let d = fresh("rehash");
     {
-        let conn = db(&d);
-        let text: String =
-            conn.query_row("SELECT entry FROM ledger WHERE idx = ?1", [target], |r| r.get(0)).expect("row");
-        let forged = text.replace("\"4800.00\"", "\"9800.00\"");
-        let digest = agentsigna_verify::ledger::digest_canonical(forged.as_bytes()).to_vec();
-        conn.execute(
-            "UPDATE ledger SET entry = ?1, digest = ?2 WHERE idx = ?3",
-            rusqlite::params![forged, digest, target],
-        )
-        .expect("forge");
+        let reader = agentsigna_store::sqlite::LedgerReader::open(&d.join("agentsigna.db")).expect("reader");
+        let mut entry = reader.entries(size as u64).expect("entries").swap_remove(target as usize).entry;
+        entry.data["amount"]["value"] = json!("9800.00");
+        let data = agentsigna_verify::ledger::canonical_value(&entry.data).expect("canonical");
+        let digest = entry.digest().expect("digest").to_vec();
+        drop(reader);
+        db(&d)
+            .execute("UPDATE ledger SET data = ?1, digest = ?2 WHERE idx = ?3", rusqlite::params![data, digest, target])
+            .expect("forge");
     }
     let (code, _, err) = verify_dir(&d);
     assert_eq!(code, 1, "a re-hashed entry is detected: {err}");

@@ -9,7 +9,7 @@ use agentsigna_verify::merkle::{Hash, NodeSource};
 use deadpool_postgres::Object;
 use tokio::runtime::Runtime;
 
-use super::read::{chain_entries, checkpoint, head, node, query};
+use super::read::{chain_entries, checkpoint, head, node, query, stored_entry, ENTRY_COLUMNS};
 use super::{pg_config, pg_err, pool, pool_err, PgOptions};
 use crate::ledger::{AuditError, LedgerSource, ScanFn};
 
@@ -66,17 +66,16 @@ impl LedgerSource for PgLedgerReader {
     }
 
     fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), AuditError> {
-        let sql = "SELECT idx, entry, digest FROM ledger WHERE idx >= $1 ORDER BY idx LIMIT $2";
+        let sql = format!(
+            "SELECT c.id, {ENTRY_COLUMNS} FROM ledger l LEFT JOIN cases c ON c.num = l.chain
+             WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2"
+        );
         let mut from = 0i64;
         loop {
-            let rows = self.rt.block_on(query(&self.client, sql, &[&from, &PAGE]))?;
+            let rows = self.rt.block_on(query(&self.client, &sql, &[&from, &PAGE]))?;
             let n = rows.len();
             for row in &rows {
-                let idx: i64 = row.try_get(0).map_err(pg_err)?;
-                let text: &str = row.try_get(1).map_err(pg_err)?;
-                let digest: &[u8] = row.try_get(2).map_err(pg_err)?;
-                f(idx, text, digest)?;
-                from = idx + 1;
+                from = stored_entry(row, |e| f(e).map(|()| e.index + 1))?;
             }
             if i64::try_from(n).unwrap_or(0) < PAGE {
                 return Ok(());

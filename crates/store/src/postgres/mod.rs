@@ -6,6 +6,7 @@
 //! reader ([`ledger`]), leases of shared work ([`Store::claim`]) and the gate's shared
 //! single-use memory ([`replay`]).
 
+mod convert;
 mod ledger;
 mod notify;
 mod read;
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use ledger::PgLedgerReader;
 pub use notify::{listen, Changes, Listener};
 pub use replay::PgReplayCache;
-pub use schema::{migrate, SCHEMA_VERSION};
+pub use schema::{migrate, migrate_to, SCHEMA_VERSION};
 pub use sequencer::{SequencerFigures, SequencerStats};
 
 /// Options of the PostgreSQL store. Every wait is bounded, so that an unreachable

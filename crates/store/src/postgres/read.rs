@@ -3,10 +3,13 @@
 //! transaction, handed to the read closure on a blocking thread, where each call waits on
 //! its query with the runtime's `Handle::block_on`.
 
+use std::collections::HashMap;
+
 use agentsigna_core::store::{
-    CaseFilter, ChainHead, ReadFn, RecordKind, ReviewFilter, Snapshot, StoreError, StoreResult, Versioned,
+    CaseFilter, CaseRow, ChainHead, ReadFn, RecordKind, ReviewFilter, Snapshot, StoreError, StoreResult, StoredCase,
+    Versioned, OPENING_ENTRIES,
 };
-use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
+use agentsigna_verify::ledger::{DigestedEntry, Entry};
 use agentsigna_verify::merkle::Hash;
 use deadpool_postgres::{ClientWrapper, Object};
 use tokio::runtime::Handle;
@@ -14,6 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{pg_err, to_i64, to_u64};
+use crate::layout::{leaves_under, subtree, token_text, StoredEntry, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
 pub(crate) async fn query(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
     let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
@@ -44,18 +48,38 @@ fn strings(rows: Vec<Row>) -> StoreResult<Vec<String>> {
     rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect()
 }
 
-/// Parses `(idx, entry, digest)` rows.
-pub(crate) fn entries(rows: Vec<Row>) -> StoreResult<Vec<DigestedEntry>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let index: i64 = r.try_get(0).map_err(pg_err)?;
-        let text: &str = r.try_get(1).map_err(pg_err)?;
-        let digest: &[u8] = r.try_get(2).map_err(pg_err)?;
-        let entry: Entry = serde_json::from_str(text)
-            .map_err(|e| StoreError::corrupt(format!("corrupt ledger entry {index}: {e}")))?;
-        out.push(DigestedEntry { index: to_u64(index)?, entry, digest: hex_lower(digest) });
+/// The columns of a ledger row as [`stored_entry`] reads them, after the case id.
+pub(crate) const ENTRY_COLUMNS: &str = "l.idx, l.chain, l.seq, l.type, l.at, l.actor, l.prev, l.data, l.digest";
+
+/// A row of `SELECT <case id>, {ENTRY_COLUMNS}`: calls `f` with it.
+pub(crate) fn stored_entry<T, E: From<StoreError>>(
+    r: &Row,
+    f: impl FnOnce(&StoredEntry<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let case: Option<&str> = r.try_get(0).map_err(pg_err)?;
+    let index: i64 = r.try_get(1).map_err(pg_err)?;
+    let chain: i64 = r.try_get(2).map_err(pg_err)?;
+    if (chain == ORGANIZATION_CHAIN) != case.is_none() {
+        return Err(E::from(StoreError::corrupt(format!(
+            "ledger entry {index} belongs to case number {chain}, which has no row"
+        ))));
     }
-    Ok(out)
+    f(&StoredEntry {
+        index,
+        case,
+        seq: r.try_get(3).map_err(pg_err)?,
+        kind: r.try_get(4).map_err(pg_err)?,
+        at_ms: r.try_get(5).map_err(pg_err)?,
+        actor: r.try_get(6).map_err(pg_err)?,
+        prev: r.try_get(7).map_err(pg_err)?,
+        data: r.try_get(8).map_err(pg_err)?,
+        digest: r.try_get(9).map_err(pg_err)?,
+    })
+}
+
+/// Parses rows of `SELECT <case id>, {ENTRY_COLUMNS}`.
+pub(crate) fn entries(rows: Vec<Row>) -> StoreResult<Vec<DigestedEntry>> {
+    rows.iter().map(|r| stored_entry(r, |e| e.digested())).collect()
 }
 
 pub(crate) async fn record_version(c: &ClientWrapper, kind: RecordKind, id: &str) -> StoreResult<Option<u64>> {
@@ -76,11 +100,13 @@ pub(crate) async fn idempotency_taken(c: &ClientWrapper, agent: &str, key: &str)
 pub(crate) async fn chain_head(c: &ClientWrapper, chain: Option<&str>) -> StoreResult<Option<ChainHead>> {
     let row = match chain {
         Some(case) => {
-            let sql = "SELECT seq, digest FROM ledger WHERE case_id = $1 ORDER BY seq DESC LIMIT 1";
+            let sql = "SELECT l.seq, l.digest FROM ledger l JOIN cases c ON c.num = l.chain WHERE c.id = $1
+                       ORDER BY l.seq DESC LIMIT 1";
             query_opt(c, sql, &[&case]).await?
         }
         None => {
-            query_opt(c, "SELECT seq, digest FROM ledger WHERE case_id IS NULL ORDER BY seq DESC LIMIT 1", &[]).await?
+            let sql = "SELECT seq, digest FROM ledger WHERE chain = $1 ORDER BY seq DESC LIMIT 1";
+            query_opt(c, sql, &[&ORGANIZATION_CHAIN]).await?
         }
     };
     match row {
@@ -92,14 +118,23 @@ pub(crate) async fn chain_head(c: &ClientWrapper, chain: Option<&str>) -> StoreR
     }
 }
 
-/// A perfect-subtree hash (level 0: an entry's digest).
+/// A perfect-subtree hash (level 0: an entry's digest; levels below
+/// [`FIRST_STORED_LEVEL`]: computed from the digests under it).
 pub(crate) async fn node(c: &ClientWrapper, level: u32, index: u64) -> StoreResult<Hash> {
-    let i = to_i64(index)?;
     let row = if level == 0 {
-        query_opt(c, "SELECT digest FROM ledger WHERE idx = $1", &[&i]).await?
+        query_opt(c, "SELECT digest FROM ledger WHERE idx = $1", &[&to_i64(index)?]).await?
+    } else if level < FIRST_STORED_LEVEL {
+        let (start, end) = leaves_under(level, index)?;
+        let sql = "SELECT digest FROM ledger WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+        let leaves: Vec<Vec<u8>> = query(c, sql, &[&start, &end])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0).map_err(pg_err))
+            .collect::<Result<_, _>>()?;
+        return subtree(level, index, &leaves);
     } else {
         let l = i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?;
-        query_opt(c, "SELECT hash FROM merkle WHERE level = $1 AND idx = $2", &[&l, &i]).await?
+        query_opt(c, "SELECT hash FROM merkle WHERE level = $1 AND idx = $2", &[&l, &to_i64(index)?]).await?
     };
     let row = row.ok_or_else(|| StoreError::corrupt(format!("no Merkle node at level {level}, index {index}")))?;
     hash(row.try_get(0).map_err(pg_err)?)
@@ -126,26 +161,99 @@ pub(crate) async fn checkpoint(c: &ClientWrapper) -> StoreResult<Option<String>>
 pub(crate) async fn chain_entries(c: &ClientWrapper, chain: Option<&str>) -> StoreResult<Vec<DigestedEntry>> {
     let rows = match chain {
         Some(case) => {
-            query(c, "SELECT idx, entry, digest FROM ledger WHERE case_id = $1 ORDER BY seq", &[&case]).await?
+            let sql = format!(
+                "SELECT c.id, {ENTRY_COLUMNS} FROM ledger l JOIN cases c ON c.num = l.chain WHERE c.id = $1 ORDER BY l.seq"
+            );
+            query(c, &sql, &[&case]).await?
         }
-        None => query(c, "SELECT idx, entry, digest FROM ledger WHERE case_id IS NULL ORDER BY seq", &[]).await?,
+        None => {
+            let sql = format!("SELECT NULL::text, {ENTRY_COLUMNS} FROM ledger l WHERE l.chain = $1 ORDER BY l.seq");
+            query(c, &sql, &[&ORGANIZATION_CHAIN]).await?
+        }
     };
     entries(rows)
 }
 
 pub(crate) async fn ledger_entries(c: &ClientWrapper, start: u64, end: u64) -> StoreResult<Vec<DigestedEntry>> {
-    let sql = "SELECT idx, entry, digest FROM ledger WHERE idx >= $1 AND idx < $2 ORDER BY idx";
-    entries(query(c, sql, &[&to_i64(start)?, &to_i64(end)?]).await?)
+    let sql = format!(
+        "SELECT c.id, {ENTRY_COLUMNS} FROM ledger l LEFT JOIN cases c ON c.num = l.chain
+         WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx"
+    );
+    entries(query(c, &sql, &[&to_i64(start)?, &to_i64(end)?]).await?)
 }
 
-async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<String>> {
-    let mut sql = String::from("SELECT body FROM cases WHERE TRUE");
+/// A case row with its passport token and its chain's head, as [`cases`] reads them.
+const CASE_SELECT: &str = "SELECT c.num, c.version, c.id, c.agent, c.audience, c.status, c.idempotency_key,
+        c.review_id, c.review_status, c.review_pending, c.deadline_ms, c.due_ms, c.created_at_ms, c.counterparty,
+        c.action, c.body, p.token, h.seq, h.digest
+    FROM cases c LEFT JOIN passports p ON p.case_num = c.num
+    LEFT JOIN LATERAL (SELECT seq, digest FROM ledger WHERE chain = c.num ORDER BY seq DESC LIMIT 1) h ON TRUE";
+
+/// The cases a query of [`CASE_SELECT`] found, with their opening entries (one more query).
+async fn cases(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<StoredCase>> {
+    let rows = query(c, sql, args).await?;
+    let nums: Vec<i64> = rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect::<Result<_, _>>()?;
+    let mut opening: HashMap<i64, Vec<Entry>> = HashMap::new();
+    if !nums.is_empty() {
+        let sql = format!(
+            "SELECT c.id, {ENTRY_COLUMNS} FROM ledger l JOIN cases c ON c.num = l.chain
+             WHERE l.chain = ANY($1) AND l.seq < {OPENING_ENTRIES} ORDER BY l.chain, l.seq"
+        );
+        for r in query(c, &sql, &[&nums]).await? {
+            let chain: i64 = r.try_get(2).map_err(pg_err)?;
+            opening.entry(chain).or_default().push(stored_entry(&r, |e| e.entry())?);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (r, num) in rows.iter().zip(nums) {
+        let token: Option<&[u8]> = r.try_get(16).map_err(pg_err)?;
+        let head_seq: Option<i64> = r.try_get(17).map_err(pg_err)?;
+        let head_digest: Option<&[u8]> = r.try_get(18).map_err(pg_err)?;
+        let head = match (head_seq, head_digest) {
+            (Some(seq), Some(digest)) => Some(ChainHead { seq: to_u64(seq)?, digest: hash(digest)? }),
+            _ => None,
+        };
+        out.push(StoredCase {
+            version: to_u64(r.try_get(1).map_err(pg_err)?)?,
+            // (`roles_missing` is written to `review_roles` and not read back: the engine
+            // reads the review itself from the body.)
+            row: CaseRow {
+                id: r.try_get(2).map_err(pg_err)?,
+                agent: r.try_get(3).map_err(pg_err)?,
+                audience: r.try_get(4).map_err(pg_err)?,
+                status: r.try_get(5).map_err(pg_err)?,
+                idempotency_key: r.try_get(6).map_err(pg_err)?,
+                review_id: r.try_get(7).map_err(pg_err)?,
+                review_status: r.try_get(8).map_err(pg_err)?,
+                review_pending: r.try_get(9).map_err(pg_err)?,
+                roles_missing: Vec::new(),
+                deadline_ms: r.try_get(10).map_err(pg_err)?,
+                due_ms: r.try_get(11).map_err(pg_err)?,
+                created_at_ms: r.try_get(12).map_err(pg_err)?,
+                counterparty: r.try_get(13).map_err(pg_err)?,
+                action: r.try_get(14).map_err(pg_err)?,
+                body: r.try_get(15).map_err(pg_err)?,
+                passport: token.map(token_text).transpose()?,
+            },
+            head,
+            opening: opening.remove(&num).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+async fn one_case(c: &ClientWrapper, sql: &str, args: &[&(dyn ToSql + Sync)]) -> StoreResult<Option<StoredCase>> {
+    Ok(cases(c, sql, args).await?.pop())
+}
+
+async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>> {
+    let mut sql = format!("{CASE_SELECT} WHERE TRUE");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     for (column, value) in [
-        ("agent", &filter.agent),
-        ("audience", &filter.audience),
-        ("counterparty", &filter.counterparty),
-        ("status", &filter.status),
+        ("c.agent", &filter.agent),
+        ("c.audience", &filter.audience),
+        ("c.counterparty", &filter.counterparty),
+        ("c.status", &filter.status),
     ] {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
@@ -153,30 +261,30 @@ async fn list_cases(c: &ClientWrapper, filter: &CaseFilter) -> StoreResult<Vec<S
         }
     }
     if let Some(p) = filter.review_pending {
-        args.push(Box::new(p));
-        sql.push_str(&format!(" AND review_pending = ${}", args.len()));
-        sql.push_str(" ORDER BY deadline_ms ASC NULLS FIRST, created_at_ms ASC");
+        // A literal, not a parameter: the partial index `cases_pending` applies to it.
+        sql.push_str(if p { " AND c.review_pending" } else { " AND NOT c.review_pending" });
+        sql.push_str(" ORDER BY c.deadline_ms ASC NULLS FIRST, c.created_at_ms ASC, c.id ASC");
     } else {
-        sql.push_str(" ORDER BY created_at_ms DESC, id DESC");
+        sql.push_str(" ORDER BY c.num DESC");
     }
     args.push(Box::new(i64::from(filter.limit.clamp(1, 10_000))));
     sql.push_str(&format!(" LIMIT ${}", args.len()));
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-    strings(query(c, &sql, &refs).await?)
+    cases(c, &sql, &refs).await
 }
 
-async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
-    let mut sql = String::from(" FROM cases WHERE review_id IS NOT NULL");
+async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)> {
+    let mut sql = String::from(" WHERE c.review_id IS NOT NULL");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let by_deadline = filter.by_deadline();
     if by_deadline {
-        sql.push_str(" AND review_pending");
+        sql.push_str(" AND c.review_pending");
     } else if let Some(status) = &filter.status {
         args.push(Box::new(status.clone()));
-        sql.push_str(&format!(" AND review_status = ${}", args.len()));
+        sql.push_str(&format!(" AND c.review_status = ${}", args.len()));
     }
     for (column, value) in
-        [("agent", &filter.agent), ("counterparty", &filter.counterparty), ("action", &filter.action)]
+        [("c.agent", &filter.agent), ("c.counterparty", &filter.counterparty), ("c.action", &filter.action)]
     {
         if let Some(v) = value {
             args.push(Box::new(v.clone()));
@@ -185,17 +293,17 @@ async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(
     }
     if let Some(id) = &filter.id {
         args.push(Box::new(id.clone()));
-        sql.push_str(&format!(" AND (review_id = ${0} OR id = ${0})", args.len()));
+        sql.push_str(&format!(" AND (c.review_id = ${0} OR c.id = ${0})", args.len()));
     }
     if let Some(roles) = &filter.roles {
         args.push(Box::new(roles.clone()));
         sql.push_str(&format!(
-            " AND id IN (SELECT case_id FROM review_roles WHERE role = ANY(${}::text[]))",
+            " AND c.id IN (SELECT case_id FROM review_roles WHERE role = ANY(${}::text[]))",
             args.len()
         ));
     }
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-    let rows = query(c, &format!("SELECT COUNT(*){sql}"), &refs).await?;
+    let rows = query(c, &format!("SELECT COUNT(*) FROM cases c{sql}"), &refs).await?;
     let total: i64 = match rows.first() {
         Some(r) => r.try_get(0).map_err(pg_err)?,
         None => 0,
@@ -206,23 +314,23 @@ async fn list_reviews(c: &ClientWrapper, filter: &ReviewFilter) -> StoreResult<(
             args.push(Box::new(after.created_at_ms));
             args.push(Box::new(after.id.clone()));
             let n = args.len();
-            sql.push_str(&format!(" AND (deadline_ms, created_at_ms, id) > (${}, ${}, ${n})", n - 2, n - 1));
+            sql.push_str(&format!(" AND (c.deadline_ms, c.created_at_ms, c.id) > (${}, ${}, ${n})", n - 2, n - 1));
         } else {
             args.push(Box::new(after.created_at_ms));
             args.push(Box::new(after.id.clone()));
             let n = args.len();
-            sql.push_str(&format!(" AND (created_at_ms, id) < (${}, ${n})", n - 1));
+            sql.push_str(&format!(" AND (c.created_at_ms, c.id) < (${}, ${n})", n - 1));
         }
     }
     let order = if by_deadline {
-        " ORDER BY deadline_ms ASC, created_at_ms ASC, id ASC"
+        " ORDER BY c.deadline_ms ASC, c.created_at_ms ASC, c.id ASC"
     } else {
-        " ORDER BY created_at_ms DESC, id DESC"
+        " ORDER BY c.created_at_ms DESC, c.id DESC"
     };
-    let page = format!("SELECT body{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
+    let page = format!("{CASE_SELECT}{sql}{order} LIMIT {} OFFSET {}", filter.limit.clamp(1, 10_000), filter.offset);
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-    let bodies = strings(query(c, &page, &refs).await?)?;
-    Ok((u64::try_from(total).unwrap_or(0), bodies))
+    let listed = cases(c, &page, &refs).await?;
+    Ok((u64::try_from(total).unwrap_or(0), listed))
 }
 
 /// A snapshot: every call waits on its query (the closure runs on a blocking thread).
@@ -258,26 +366,26 @@ impl Snapshot for PgSnapshot<'_> {
         })
     }
 
-    fn case(&mut self, id: &str) -> StoreResult<Option<Versioned>> {
-        let sql = "SELECT body, version FROM cases WHERE id = $1";
-        self.wait(async { versioned(query_opt(self.client, sql, &[&id]).await?) })
+    fn case(&mut self, id: &str) -> StoreResult<Option<StoredCase>> {
+        let sql = format!("{CASE_SELECT} WHERE c.id = $1");
+        self.wait(one_case(self.client, &sql, &[&id]))
     }
 
-    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<Versioned>> {
-        let sql = "SELECT body, version FROM cases WHERE agent = $1 AND idempotency_key = $2";
-        self.wait(async { versioned(query_opt(self.client, sql, &[&agent, &key]).await?) })
+    fn case_by_idempotency(&mut self, agent: &str, key: &str) -> StoreResult<Option<StoredCase>> {
+        let sql = format!("{CASE_SELECT} WHERE c.agent = $1 AND c.idempotency_key = $2");
+        self.wait(one_case(self.client, &sql, &[&agent, &key]))
     }
 
-    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<Versioned>> {
-        let sql = "SELECT body, version FROM cases WHERE review_id = $1";
-        self.wait(async { versioned(query_opt(self.client, sql, &[&review_id]).await?) })
+    fn case_by_review(&mut self, review_id: &str) -> StoreResult<Option<StoredCase>> {
+        let sql = format!("{CASE_SELECT} WHERE c.review_id = $1");
+        self.wait(one_case(self.client, &sql, &[&review_id]))
     }
 
-    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<String>> {
+    fn list_cases(&mut self, filter: &CaseFilter) -> StoreResult<Vec<StoredCase>> {
         self.wait(list_cases(self.client, filter))
     }
 
-    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<String>)> {
+    fn list_reviews(&mut self, filter: &ReviewFilter) -> StoreResult<(u64, Vec<StoredCase>)> {
         self.wait(list_reviews(self.client, filter))
     }
 

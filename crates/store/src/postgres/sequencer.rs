@@ -3,11 +3,11 @@
 //! UPDATE`: every node's batches take turns on it; positions never come from a sequence),
 //! rebuild the in-memory Merkle frontier if another node moved the tree, check every
 //! write set's preconditions (pipelined), then apply the accepted write sets (writes,
-//! entries and Merkle nodes), the signed checkpoint, the new head and `pg_notify` for the
-//! other nodes in one pipeline, and `COMMIT`: four round trips whatever the batch size. A
-//! write set failing inside that pipeline sends the batch down the slow path, one savepoint
-//! per write set, so that it is rolled back alone. Write sets are answered only after the
-//! commit.
+//! entries and Merkle nodes, in the compact layout of [`crate::layout`]), the signed
+//! checkpoint, the new head and `pg_notify` for the other nodes in one pipeline, and
+//! `COMMIT`: four round trips whatever the batch size. A write set failing inside that
+//! pipeline sends the batch down the slow path, one savepoint per write set, so that it is
+//! rolled back alone. Write sets are answered only after the commit.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -27,6 +27,7 @@ use tokio_postgres::types::ToSql;
 use super::notify::payloads;
 use super::read::{case_version, chain_head, head, idempotency_taken, query, record_version};
 use super::{pg_err, pool_err, to_i64};
+use crate::layout::{token_bytes, FIRST_STORED_LEVEL};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 256;
@@ -208,7 +209,8 @@ impl Sequencer {
     /// [`Touched`]), one savepoint, all their writes, entries and Merkle nodes, the
     /// checkpoint, the new head and the notifications, pipelined. When a statement of that
     /// pipeline fails (a uniqueness violation: a bug or a race the preconditions do not
-    /// cover), everything since the savepoint is rolled back and the accepted write sets are
+    /// cover; or a write set the tables refuse, such as an entry of a case without a row),
+    /// everything since the savepoint is rolled back and the accepted write sets are
     /// applied one by one, each in its own savepoint, so that only the failing one is
     /// refused ([`Sequencer::one_by_one`]).
     async fn batch_body(&mut self, client: &ClientWrapper, batch: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
@@ -248,12 +250,11 @@ impl Sequencer {
         }
         let accepted = || batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| &job.writes);
         let end = self.end_of_batch(accepted(), before_batch.size())?;
+        let tokens: Vec<Vec<Option<Vec<u8>>>> = accepted().map(tokens).collect();
         let mut steps: Vec<Step<'_>> =
             vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
-        for ws in accepted() {
-            for w in &ws.writes {
-                write(client, w, &mut steps);
-            }
+        for (ws, tokens) in accepted().zip(&tokens) {
+            writes(client, ws, tokens, &mut steps);
         }
         entries.steps(client, &mut steps);
         steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT b").await.map_err(pg_err) }));
@@ -265,7 +266,10 @@ impl Sequencer {
             client.batch_execute("COMMIT").await.map_err(pg_err)?;
             return Ok(results);
         };
-        if !matches!(first_failure, StoreError::Conflict(_)) {
+        // The database refused a statement (a uniqueness violation, or an entry of a case
+        // without a row): the slow path finds the write set at fault. Unreachable: the
+        // batch fails.
+        if matches!(first_failure, StoreError::Unavailable { .. }) {
             return Err(first_failure);
         }
         // Slow path: the accepted write sets one by one.
@@ -424,12 +428,20 @@ const PUT_CASE: &str = "INSERT INTO cases (id, version, agent, audience, status,
        review_id = excluded.review_id, review_status = excluded.review_status,
        review_pending = excluded.review_pending, deadline_ms = excluded.deadline_ms,
        due_ms = excluded.due_ms, body = excluded.body";
+/// A passport token, written once (a second one is a uniqueness violation: a conflict).
+const PUT_PASSPORT: &str = "INSERT INTO passports (case_num, token) SELECT num, $2 FROM cases WHERE id = $1";
 /// The roles a case's pending review still misses: the others go, the new ones come.
 const DROP_ROLES: &str = "DELETE FROM review_roles WHERE case_id = $1 AND NOT (role = ANY($2::text[]))";
 const ADD_ROLES: &str = "INSERT INTO review_roles (role, case_id) SELECT unnest($2::text[]), $1
      ON CONFLICT DO NOTHING";
-const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, case_id, seq, digest, entry)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])";
+/// A case entry's chain is its case's number (an entry of a case without a row leaves it
+/// NULL, which the table refuses); the organization chain's is 0. The case rows of the
+/// same pipeline are written before (statements run in the order sent).
+const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, chain, seq, type, at, actor, prev, data, digest)
+    SELECT u.idx, CASE WHEN u.case_id IS NULL THEN 0 ELSE (SELECT num FROM cases WHERE id = u.case_id) END,
+        u.seq, u.type, u.at, u.actor, u.prev, u.data, u.digest
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bytea[],
+        $8::text[], $9::bytea[]) AS u(idx, case_id, seq, type, at, actor, prev, data, digest)";
 const INSERT_NODES: &str =
     "INSERT INTO merkle (level, idx, hash) SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])";
 const DELETE_CHECKPOINTS: &str = "DELETE FROM checkpoints";
@@ -445,6 +457,7 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
         DELETE_RECORD,
         PUT_CREDENTIAL,
         PUT_CASE,
+        PUT_PASSPORT,
         DROP_ROLES,
         ADD_ROLES,
         INSERT_ENTRIES,
@@ -458,8 +471,28 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
     Ok(())
 }
 
-/// The statements of one write, in order.
-fn write<'a>(client: &'a ClientWrapper, w: &'a Write, steps: &mut Vec<Step<'a>>) {
+/// The passport tokens of a write set's writes, in their stored form ([`token_bytes`]):
+/// one per write, `Some` for a case row that issues its passport.
+fn tokens(ws: &WriteSet) -> Vec<Option<Vec<u8>>> {
+    ws.writes
+        .iter()
+        .map(|w| match w {
+            Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statements of a write set's writes, in order; `tokens` as [`tokens`] made them.
+fn writes<'a>(client: &'a ClientWrapper, ws: &'a WriteSet, tokens: &'a [Option<Vec<u8>>], steps: &mut Vec<Step<'a>>) {
+    for (w, token) in ws.writes.iter().zip(tokens) {
+        write(client, w, token.as_ref(), steps);
+    }
+}
+
+/// The statements of one write, in order (a case row: its row, its passport token when it
+/// issues it, the roles its pending review misses).
+fn write<'a>(client: &'a ClientWrapper, w: &'a Write, token: Option<&'a Vec<u8>>, steps: &mut Vec<Step<'a>>) {
     match w {
         Write::PutRecord { kind, id, body } => steps.push(step(client, PUT_RECORD, vec![kind_name(kind), id, body])),
         Write::DeleteRecord { kind, id } => steps.push(step(client, DELETE_RECORD, vec![kind_name(kind), id])),
@@ -485,6 +518,9 @@ fn write<'a>(client: &'a ClientWrapper, w: &'a Write, steps: &mut Vec<Step<'a>>)
                     &row.body,
                 ],
             ));
+            if let Some(token) = token {
+                steps.push(step(client, PUT_PASSPORT, vec![&row.id, token]));
+            }
             // Only a case with a review ever has missing roles.
             if row.review_id.is_some() {
                 steps.push(step(client, DROP_ROLES, vec![&row.id, &row.roles_missing]));
@@ -532,33 +568,12 @@ async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSe
     }
     // Round trip 2: the writes, the entries and the new Merkle nodes, then the release,
     // sent in this order (every statement is prepared already, see `prepare`).
-    let first_index = frontier.size();
-    let (mut idx, mut cases, mut seqs, mut digests, mut texts) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut levels, mut node_idx, mut hashes) = (Vec::<i32>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
-    for sealed in &ws.entries {
-        idx.push(to_i64(frontier.size())?);
-        cases.push(sealed.chain());
-        seqs.push(to_i64(sealed.entry.seq)?);
-        digests.push(sealed.digest.to_vec());
-        texts.push(sealed.canonical.as_str());
-        for (level, i, hash) in frontier.push(sealed.digest) {
-            if level > 0 {
-                levels.push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
-                node_idx.push(to_i64(i)?);
-                hashes.push(hash.to_vec());
-            }
-        }
-    }
+    let mut entries = EntryColumns::default();
+    let first_index = entries.push(frontier, ws)?;
+    let tokens = tokens(ws);
     let mut steps: Vec<Step<'_>> = Vec::with_capacity(ws.writes.len() + 3);
-    for w in &ws.writes {
-        write(client, w, &mut steps);
-    }
-    if !idx.is_empty() {
-        steps.push(step(client, INSERT_ENTRIES, vec![&idx, &cases, &seqs, &digests, &texts]));
-    }
-    if !levels.is_empty() {
-        steps.push(step(client, INSERT_NODES, vec![&levels, &node_idx, &hashes]));
-    }
+    writes(client, ws, &tokens, &mut steps);
+    entries.steps(client, &mut steps);
     steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT ws").await.map_err(pg_err) }));
     // Every result is awaited: the first failure (in statement order) is the one reported.
     for result in join_all(steps).await {
@@ -587,14 +602,19 @@ impl EndOfBatch {
 }
 
 /// The ledger entries and new Merkle nodes of several write sets, as the columns of one
-/// `INSERT … SELECT * FROM unnest(…)` each.
+/// `INSERT … SELECT … FROM unnest(…)` each: entries as their members (see
+/// [`crate::layout`]), nodes from [`FIRST_STORED_LEVEL`] up.
 #[derive(Default)]
 struct EntryColumns<'a> {
     idx: Vec<i64>,
     cases: Vec<Option<&'a str>>,
     seqs: Vec<i64>,
+    kinds: Vec<&'a str>,
+    ats: Vec<i64>,
+    actors: Vec<&'a str>,
+    prevs: Vec<Option<Vec<u8>>>,
+    data: Vec<&'a str>,
     digests: Vec<Vec<u8>>,
-    texts: Vec<&'a str>,
     levels: Vec<i32>,
     node_idx: Vec<i64>,
     hashes: Vec<Vec<u8>>,
@@ -608,10 +628,14 @@ impl<'a> EntryColumns<'a> {
             self.idx.push(to_i64(frontier.size())?);
             self.cases.push(sealed.chain());
             self.seqs.push(to_i64(sealed.entry.seq)?);
+            self.kinds.push(sealed.entry.kind.as_str());
+            self.ats.push(sealed.at_ms);
+            self.actors.push(sealed.entry.actor.as_str());
+            self.prevs.push(sealed.prev.map(|p| p.to_vec()));
+            self.data.push(sealed.data.as_str());
             self.digests.push(sealed.digest.to_vec());
-            self.texts.push(sealed.canonical.as_str());
             for (level, i, hash) in frontier.push(sealed.digest) {
-                if level > 0 {
+                if level >= FIRST_STORED_LEVEL {
                     self.levels
                         .push(i32::try_from(level).map_err(|_| StoreError::corrupt("Merkle level out of range"))?);
                     self.node_idx.push(to_i64(i)?);
@@ -627,7 +651,17 @@ impl<'a> EntryColumns<'a> {
             steps.push(step(
                 client,
                 INSERT_ENTRIES,
-                vec![&self.idx, &self.cases, &self.seqs, &self.digests, &self.texts],
+                vec![
+                    &self.idx,
+                    &self.cases,
+                    &self.seqs,
+                    &self.kinds,
+                    &self.ats,
+                    &self.actors,
+                    &self.prevs,
+                    &self.data,
+                    &self.digests,
+                ],
             ));
         }
         if !self.levels.is_empty() {

@@ -1,6 +1,8 @@
 //! SQLite backend: one writer thread that only sequences ([`writer`]), snapshots on a
-//! pool of read-only connections ([`read`]), versioned migrations ([`schema`]).
+//! pool of read-only connections ([`read`]), versioned migrations ([`schema`], with the
+//! conversion of schema 3 into the compact one in [`convert`]).
 
+mod convert;
 mod read;
 mod schema;
 mod writer;

@@ -5,14 +5,25 @@ use rusqlite::Connection;
 use super::db_err;
 use agentsigna_core::store::{StoreError, StoreResult};
 
+/// A migration: SQL, then (for a conversion SQL cannot do alone) code, then more SQL.
+struct Migration {
+    sql: &'static str,
+    convert: Option<fn(&Connection) -> StoreResult<()>>,
+    then: &'static str,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, convert: None, then: "" }
+}
+
 /// Migrations in order; `PRAGMA user_version` records how many have been applied. Entry 0
 /// is the schema of ledger format v1 (`index` hashed), which this binary does not read.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: ledger format v1 (superseded; a database at this version is refused).
-    "",
+    sql(""),
     // 2: ledger format v2: versioned records and cases (preconditions of the serial step),
     // one chain position per (case, seq).
-    r#"
+    sql(r#"
     CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (kind, id)) WITHOUT ROWID;
     CREATE TABLE credentials (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, id TEXT NOT NULL) WITHOUT ROWID;
@@ -33,12 +44,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE merkle (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
         PRIMARY KEY (level, idx)) WITHOUT ROWID;
     CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
-    "#,
+    "#),
     // 3 (review index): the review queue is queried by indexed columns, never by reading
     // case bodies: the review's status, the counterparty and the action as columns, and
     // the roles a pending review still misses as rows of `review_roles`. Existing cases
     // are filled in from their bodies.
-    r#"
+    sql(r#"
     ALTER TABLE cases ADD COLUMN review_status TEXT;
     ALTER TABLE cases ADD COLUMN counterparty TEXT NOT NULL DEFAULT '';
     ALTER TABLE cases ADD COLUMN action TEXT NOT NULL DEFAULT '';
@@ -59,7 +70,58 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX cases_review_status ON cases (review_status, created_at_ms, id) WHERE review_status IS NOT NULL;
     CREATE INDEX cases_counterparty ON cases (counterparty, created_at_ms, id);
     CREATE INDEX cases_action ON cases (action, created_at_ms, id) WHERE review_id IS NOT NULL;
+    "#),
+    // 4: compact cases and ledger (see `layout`). A case row is numbered (`num`, in order
+    // of creation: case lists are newest first by it) and keeps only its index columns
+    // (those of the review index included) and the state its entries do not hold (its
+    // request and decision are read back from its first two entries); its passport token
+    // is stored once, decoded, in `passports`. Entries are stored as their members,
+    // chained by their case's number (0: the organization chain). Merkle nodes below
+    // level 4 are computed from the leaves. Indexes no query needs are gone
+    // (`cases_created`: the table's own order), the case lists' are narrower (by agent,
+    // audience or counterparty, then `num`); the review queue's keep their order
+    // (`(created_at_ms, id)`, that of its cursor). `review_roles` names cases by id and
+    // stays as it is.
+    Migration {
+        sql: r#"
+    DROP INDEX cases_review; DROP INDEX cases_idempotency; DROP INDEX cases_due; DROP INDEX cases_pending;
+    DROP INDEX cases_agent; DROP INDEX cases_audience; DROP INDEX cases_created; DROP INDEX cases_reviews;
+    DROP INDEX cases_review_status; DROP INDEX cases_counterparty; DROP INDEX cases_action; DROP INDEX ledger_case;
+    ALTER TABLE cases RENAME TO cases_v3;
+    ALTER TABLE ledger RENAME TO ledger_v3;
+    CREATE TABLE cases (
+        num INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, version INTEGER NOT NULL, agent TEXT NOT NULL,
+        audience TEXT NOT NULL, status TEXT NOT NULL, idempotency_key TEXT, review_id TEXT, review_status TEXT,
+        review_pending INTEGER NOT NULL, deadline_ms INTEGER, due_ms INTEGER, created_at_ms INTEGER NOT NULL,
+        counterparty TEXT NOT NULL, action TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE UNIQUE INDEX cases_review ON cases (review_id) WHERE review_id IS NOT NULL;
+    CREATE UNIQUE INDEX cases_idempotency ON cases (agent, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX cases_due ON cases (due_ms) WHERE due_ms IS NOT NULL;
+    CREATE INDEX cases_agent ON cases (agent);
+    CREATE INDEX cases_audience ON cases (audience);
+    CREATE INDEX cases_counterparty ON cases (counterparty);
+    CREATE INDEX cases_pending ON cases (deadline_ms, created_at_ms, id) WHERE review_pending = 1;
+    CREATE INDEX cases_reviews ON cases (created_at_ms, id) WHERE review_id IS NOT NULL;
+    CREATE INDEX cases_review_status ON cases (review_status, created_at_ms, id) WHERE review_status IS NOT NULL;
+    CREATE INDEX cases_action ON cases (action, created_at_ms, id) WHERE review_id IS NOT NULL;
+    CREATE TABLE passports (case_num INTEGER PRIMARY KEY, token BLOB NOT NULL);
+    CREATE TABLE ledger (idx INTEGER PRIMARY KEY, chain INTEGER NOT NULL, seq INTEGER NOT NULL,
+        type TEXT NOT NULL, at INTEGER NOT NULL, actor TEXT NOT NULL, prev BLOB, data TEXT NOT NULL,
+        digest BLOB NOT NULL);
+    CREATE UNIQUE INDEX ledger_chain ON ledger (chain, seq);
+    INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id, review_status,
+            review_pending, deadline_ms, due_ms, created_at_ms, counterparty, action, body)
+        SELECT id, version, agent, audience, status, idempotency_key, review_id, review_status, review_pending,
+            deadline_ms, due_ms, created_at_ms, counterparty, action,
+            json_remove(json_set(body, '$.counterparty_name', json_extract(body, '$.decision.counterparty.name')),
+                '$.id', '$.agent', '$.status', '$.created_at_ms', '$.request', '$.request_hash', '$.decision',
+                '$.passport.token', '$.head')
+        FROM cases_v3 ORDER BY created_at_ms, id;
+    DELETE FROM merkle WHERE level < 4;
     "#,
+        convert: Some(super::convert::to_v4),
+        then: "DROP TABLE cases_v3; DROP TABLE ledger_v3;",
+    },
 ];
 
 /// The schema version this binary writes.
@@ -84,8 +146,12 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
                  and start this version on a new data directory",
             ));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(1)) {
-            conn.execute_batch(sql).map_err(db_err)?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(1)) {
+            conn.execute_batch(m.sql).map_err(db_err)?;
+            if let Some(convert) = m.convert {
+                convert(conn)?;
+            }
+            conn.execute_batch(m.then).map_err(db_err)?;
             conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(db_err)?;
         }
         Ok(())
@@ -104,8 +170,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::sqlite::read::review_queries;
-    use agentsigna_core::store::{ReviewCursor, ReviewFilter};
+    use crate::sqlite::read::{case_query, review_queries};
+    use agentsigna_core::store::{CaseFilter, ReviewCursor, ReviewFilter};
 
     /// A case row as schema 2 stored it: the filters' values only in the body.
     fn v2_case(conn: &Connection, id: &str, created: i64, body: serde_json::Value) {
@@ -121,7 +187,7 @@ mod tests {
     #[test]
     fn the_review_index_is_filled_in_from_the_cases_already_stored() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.execute_batch(MIGRATIONS[1].sql).unwrap();
         conn.execute_batch("PRAGMA user_version = 2").unwrap();
         let decision = |roles: &[&str], decision: &str, withdrawn: bool| {
             let mut d =
@@ -201,7 +267,7 @@ mod tests {
     #[test]
     fn review_listings_read_through_indexes() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.execute_batch(MIGRATIONS[1].sql).unwrap();
         conn.execute_batch("PRAGMA user_version = 2").unwrap();
         migrate(&conn).unwrap();
         let cursor = Some(ReviewCursor { deadline_ms: 1, created_at_ms: 2, id: "c".into() });
@@ -220,30 +286,42 @@ mod tests {
             ReviewFilter { status: s("pending"), roles: Some(vec!["finance".into(), "risk".into()]), ..base.clone() },
             ReviewFilter { roles: Some(vec!["risk".into()]), ..base.clone() },
         ];
+        let plan = |sql: &str, args: &[rusqlite::types::Value]| -> Vec<String> {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        // A step scanning the whole table: `SCAN cases` or `SCAN c` (its alias), no index.
+        let full_scan = |step: &String| {
+            let mut words = step.split_whitespace();
+            words.next() == Some("SCAN") && matches!(words.next(), Some("cases" | "c")) && !step.contains("USING")
+        };
         for filter in filters {
             let q = review_queries(&filter);
             for (sql, args) in [(&q.count, &q.count_args), (&q.page, &q.page_args)] {
-                let plan: Vec<String> = conn
-                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .unwrap()
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(3))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                assert!(
-                    plan.iter().all(|step| !step.starts_with("SCAN cases") || step.contains("USING")),
-                    "{filter:?}: {sql}: {plan:?}"
-                );
+                let steps = plan(sql, args);
+                assert!(!steps.iter().any(full_scan), "{filter:?}: {sql}: {steps:?}");
             }
         }
-        // The counterparty's history (any case, reviewed or not) has its index too.
-        let plan: String = conn
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT body FROM cases WHERE 1 = 1 AND counterparty = ?1 ORDER BY created_at_ms DESC, id DESC LIMIT 11",
-                ["globex"],
-                |r| r.get(3),
-            )
-            .unwrap();
-        assert!(plan.contains("cases_counterparty"), "{plan}");
+        // The case lists: the counterparty's history (any case, reviewed or not), an
+        // agent's and an audience's cases have their index, newest first by row number
+        // without sorting; the pending ones theirs.
+        for (filter, index) in [
+            (CaseFilter { counterparty: s("globex"), limit: 11, ..CaseFilter::default() }, "cases_counterparty"),
+            (CaseFilter { agent: s("bot"), limit: 20, ..CaseFilter::default() }, "cases_agent"),
+            (CaseFilter { audience: s("erp"), limit: 20, ..CaseFilter::default() }, "cases_audience"),
+            (CaseFilter { review_pending: Some(true), limit: 20, ..CaseFilter::default() }, "cases_pending"),
+        ] {
+            let (sql, args) = case_query(&filter);
+            let steps = plan(&sql, &args);
+            assert!(steps.iter().any(|step| step.contains(index)), "{filter:?}: {steps:?}");
+            assert!(!steps.iter().any(|step| step.contains("TEMP B-TREE")), "{filter:?}: {steps:?}");
+        }
+        let (sql, args) = case_query(&CaseFilter { limit: 20, ..CaseFilter::default() });
+        let steps = plan(&sql, &args);
+        assert!(!steps.iter().any(|step| step.contains("TEMP B-TREE")), "every case, by row number: {steps:?}");
     }
 }

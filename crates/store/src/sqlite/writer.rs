@@ -16,8 +16,9 @@ use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::read::chain_head;
+use super::read::{chain_head, chain_number};
 use super::{db_err, to_i64};
+use crate::layout::{token_bytes, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 512;
@@ -217,6 +218,12 @@ fn put_case(conn: &Connection, row: &CaseRow) -> StoreResult<usize> {
             ])
         })
         .map_err(constraint)?;
+    // The token is written once, by the write that issues it (a second one is a conflict).
+    if let Some(token) = &row.passport {
+        conn.prepare_cached("INSERT INTO passports (case_num, token) SELECT num, ?2 FROM cases WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![row.id, token_bytes(token)]))
+            .map_err(constraint)?;
+    }
     // Only a case with a review ever has missing roles.
     if row.review_id.is_some() {
         conn.prepare_cached("DELETE FROM review_roles WHERE case_id = ?1")
@@ -258,17 +265,43 @@ fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResu
     }
     let first_index = frontier.size();
     let mut insert_entry = conn
-        .prepare_cached("INSERT INTO ledger (idx, case_id, seq, digest, entry) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .prepare_cached(
+            "INSERT INTO ledger (idx, chain, seq, type, at, actor, prev, data, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
         .map_err(db_err)?;
     let mut insert_node =
         conn.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)").map_err(db_err)?;
+    // The chain number of the last case appended to (a write set extends one or two chains).
+    let mut last: Option<(&str, i64)> = None;
     for sealed in &ws.entries {
         let index = to_i64(frontier.size())?;
+        let chain = match (sealed.chain(), last) {
+            (None, _) => ORGANIZATION_CHAIN,
+            (Some(id), Some((seen, num))) if seen == id => num,
+            (Some(id), _) => {
+                let num = chain_number(conn, Some(id))?.ok_or_else(|| {
+                    StoreError::corrupt(format!("an entry of case {id}, which has no row (write the case first)"))
+                })?;
+                last = Some((id, num));
+                num
+            }
+        };
         insert_entry
-            .execute(params![index, sealed.chain(), to_i64(sealed.entry.seq)?, &sealed.digest[..], sealed.canonical])
+            .execute(params![
+                index,
+                chain,
+                to_i64(sealed.entry.seq)?,
+                sealed.entry.kind,
+                sealed.at_ms,
+                sealed.entry.actor,
+                sealed.prev.as_ref().map(|p| &p[..]),
+                sealed.data,
+                &sealed.digest[..]
+            ])
             .map_err(constraint)?;
         for (level, idx, hash) in frontier.push(sealed.digest) {
-            if level > 0 {
+            if level >= FIRST_STORED_LEVEL {
                 insert_node.execute(params![level, to_i64(idx)?, &hash[..]]).map_err(db_err)?;
             }
         }
@@ -307,6 +340,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open_conn(&dir.path().join("t.db"), false).unwrap();
         super::super::schema::migrate(&conn).unwrap();
+        // The chains these tests extend belong to cases with a row (entries need it).
+        for id in ["c", "c1", "c2", "c3"] {
+            conn.execute(
+                "INSERT INTO cases (id, version, agent, audience, status, review_pending, created_at_ms, counterparty,
+                    action, body)
+                 VALUES (?1, 1, 'a', 'erp', 'authorized', 0, 0, 'acme', 'po.create', '{}')",
+                [id],
+            )
+            .unwrap();
+        }
         (dir, conn)
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agentsigna_core::engine::ledger::SnapshotNodes;
 use agentsigna_core::store::{
     CaseFilter, CaseRow, ChainHead, Committed, Precondition, RecordKind, ReviewFilter, SealedEntry, Snapshot, Store,
-    StoreError, StoreExt, Write, WriteSet,
+    StoreError, StoreExt, StoredCase, Write, WriteSet,
 };
 use agentsigna_verify::evidence::LedgerVerifier;
 use agentsigna_verify::ledger::{DigestedEntry, Entry};
@@ -35,7 +35,8 @@ macro_rules! suite {
             a_write_set_invalidated_earlier_in_its_batch_is_stale, failing_write_inside_a_batch,
             frontier_rolls_back_after_a_failed_write_set, concurrent_appends_leave_no_gap, idempotency_is_unique,
             listing_and_pagination, reviews_by_status_and_paging, reviews_by_missing_role_and_cursor,
-            proofs_from_stored_nodes, reads_and_versions);
+            proofs_from_stored_nodes, reads_and_versions, cases_come_with_their_opening_entries_head_and_passport,
+            entries_need_their_case_row);
     };
     (@tests $open:path; $($name:ident),*) => {
         $(
@@ -50,6 +51,10 @@ macro_rules! suite {
 }
 
 pub fn entry(case: Option<&str>, seq: u64, prev: Option<&Hash>) -> SealedEntry {
+    entry_with(case, seq, prev, serde_json::json!({ "seq": seq }))
+}
+
+pub fn entry_with(case: Option<&str>, seq: u64, prev: Option<&Hash>, data: serde_json::Value) -> SealedEntry {
     SealedEntry::seal(Entry {
         case: case.map(str::to_owned),
         seq,
@@ -57,7 +62,7 @@ pub fn entry(case: Option<&str>, seq: u64, prev: Option<&Hash>) -> SealedEntry {
         kind: "test.event".into(),
         at: "2026-01-01T00:00:00.000Z".into(),
         actor: "server".into(),
-        data: serde_json::json!({ "seq": seq }),
+        data,
     })
     .unwrap()
 }
@@ -79,6 +84,7 @@ pub fn case_row(id: &str, agent: &str, created: i64) -> CaseRow {
         counterparty: "acme".into(),
         action: "po.create".into(),
         body: format!("{{\"id\":\"{id}\"}}"),
+        passport: None,
     }
 }
 
@@ -86,7 +92,8 @@ fn record(kind: RecordKind, id: &str, body: &str) -> Write {
     Write::PutRecord { kind, id: id.into(), body: body.into() }
 }
 
-/// A write set starting (or extending) a case chain with `n` entries after `head`.
+/// A write set starting (with its case row) or extending a case chain with `n` entries
+/// after `head`.
 pub fn chain_ws(case: &str, head: Option<ChainHead>, n: u64) -> (WriteSet, ChainHead) {
     let mut entries = Vec::new();
     let mut prev = head.map(|h| h.digest);
@@ -97,11 +104,9 @@ pub fn chain_ws(case: &str, head: Option<ChainHead>, n: u64) -> (WriteSet, Chain
         entries.push(e);
     }
     let last = ChainHead { seq: first + n - 1, digest: prev.unwrap() };
-    let ws = WriteSet {
-        preconditions: vec![Precondition::ChainHead { chain: Some(case.into()), head }],
-        writes: vec![],
-        entries,
-    };
+    let writes = if head.is_none() { vec![Write::PutCase(case_row(case, "agent", 0))] } else { vec![] };
+    let ws =
+        WriteSet { preconditions: vec![Precondition::ChainHead { chain: Some(case.into()), head }], writes, entries };
     (ws, last)
 }
 
@@ -142,7 +147,6 @@ pub async fn preconditions_each_kind(f: Fixture) {
     let (ws, head) = chain_ws("case-1", None, 1);
     let mut ws = ws;
     ws.writes.push(record(RecordKind::Agent, "a1", "{}"));
-    ws.writes.push(Write::PutCase(case_row("case-1", "a1", 1)));
     ws.entries.push(entry(None, 0, None));
     ws.preconditions.push(Precondition::ChainHead { chain: None, head: None });
     s.commit(ws).await.unwrap();
@@ -372,7 +376,7 @@ pub async fn idempotency_is_unique(f: Fixture) {
         row.idempotency_key = Some("key-1".into());
         let (mut ws, _) = chain_ws(id, None, 1);
         ws.preconditions.push(Precondition::IdempotencyFree { agent: "agent-1".into(), key: "key-1".into() });
-        ws.writes.push(Write::PutCase(row));
+        ws.writes = vec![Write::PutCase(row)];
         ws
     };
     let results = commit_all(s, vec![with_key("first"), with_key("second")]).await;
@@ -383,7 +387,7 @@ pub async fn idempotency_is_unique(f: Fixture) {
     ws.preconditions.clear();
     assert!(is_conflict(&s.commit(ws).await));
     let found = read(s, |s| s.case_by_idempotency("agent-1", "key-1")).await.unwrap();
-    assert!(found.body.contains("first"));
+    assert_eq!(found.row.id, "first");
     assert!(read(s, |s| s.case_by_idempotency("agent-2", "key-1")).await.is_none());
     assert_eq!(verify_ledger(&f).await.len(), 1);
 }
@@ -409,8 +413,9 @@ pub async fn listing_and_pagination(f: Fixture) {
         }
         writes.push(Write::PutCase(row));
     }
-    // Same creation time: newest first by id.
-    writes.push(Write::PutCase(case_row("case-9", "a", 104)));
+    // Newest first is the order in which cases were created (first written), whatever
+    // their `created_at_ms` says.
+    writes.push(Write::PutCase(case_row("case-9", "a", 50)));
     for id in ["b", "a", "B", "_"] {
         writes.push(record(RecordKind::Counterparty, id, &format!("\"{id}\"")));
     }
@@ -423,12 +428,7 @@ pub async fn listing_and_pagination(f: Fixture) {
     }
     s.commit(WriteSet { preconditions: vec![], writes, entries }).await.unwrap();
 
-    let ids = |bodies: Vec<String>| -> Vec<String> {
-        bodies
-            .iter()
-            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = |cases: Vec<StoredCase>| -> Vec<String> { cases.into_iter().map(|c| c.row.id).collect() };
     let all = read(s, |s| s.list_cases(&CaseFilter { limit: 100, ..CaseFilter::default() })).await;
     assert_eq!(ids(all), ["case-9", "case-4", "case-3", "case-2", "case-1", "case-0"]);
     let page = read(s, |s| s.list_cases(&CaseFilter { limit: 2, ..CaseFilter::default() })).await;
@@ -458,7 +458,7 @@ pub async fn listing_and_pagination(f: Fixture) {
     assert_eq!(read(s, |s| s.due_cases(999, 10)).await, ["case-2", "case-1"]);
     assert_eq!(read(s, |s| s.due_cases(998, 1)).await, ["case-2"]);
     let by_review = read(s, |s| s.case_by_review("review-1")).await.unwrap();
-    assert!(by_review.body.contains("case-1"));
+    assert_eq!(by_review.row.id, "case-1");
     let records = read(s, |s| s.records(RecordKind::Counterparty)).await;
     assert_eq!(records, ["\"B\"", "\"_\"", "\"a\"", "\"b\""], "ordered by id, bytewise");
 
@@ -483,7 +483,8 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
             row.deadline_ms = Some(5000 - i as i64);
         }
         let (cp, action) = if i < 3 { ("globex", "po.create") } else { ("initech", "payment.send") };
-        // The indexed columns are what is queried: the body says nothing of them.
+        // The indexed columns are what is queried: neither the body nor the entries say
+        // anything of them.
         row.review_status = Some(status.to_string());
         row.counterparty = cp.into();
         row.action = action.into();
@@ -495,12 +496,8 @@ pub async fn reviews_by_status_and_paging(f: Fixture) {
     }
     s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
     let list = |filter: ReviewFilter| async move {
-        let (total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
-        let ids: Vec<String> = bodies
-            .iter()
-            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].as_str().unwrap().to_owned())
-            .collect();
-        (total, ids)
+        let (total, cases) = read(s, move |s| s.list_reviews(&filter)).await;
+        (total, cases.into_iter().map(|c| c.row.id).collect::<Vec<_>>())
     };
     let base = ReviewFilter { limit: 100, ..ReviewFilter::default() };
     let (total, ids) = list(base.clone()).await;
@@ -552,15 +549,10 @@ pub async fn reviews_by_missing_role_and_cursor(f: Fixture) {
         writes.push(review(i, 100 + (i as i64 / 2), status, missing));
     }
     s.commit(WriteSet { writes, ..WriteSet::default() }).await.unwrap();
-    let ids = |bodies: Vec<String>| -> Vec<String> {
-        bodies
-            .iter()
-            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = |cases: Vec<StoredCase>| -> Vec<String> { cases.into_iter().map(|c| c.row.id).collect() };
     let list = |filter: ReviewFilter| async move {
-        let (total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
-        (total, ids(bodies))
+        let (total, cases) = read(s, move |s| s.list_reviews(&filter)).await;
+        (total, ids(cases))
     };
     let roles = |r: &[&str]| Some(r.iter().map(|r| r.to_string()).collect::<Vec<_>>());
     let base = ReviewFilter { limit: 100, ..ReviewFilter::default() };
@@ -596,18 +588,18 @@ pub async fn reviews_by_missing_role_and_cursor(f: Fixture) {
         let mut after = None;
         loop {
             let filter = ReviewFilter { status: status.clone(), after: after.clone(), limit: 2, ..base.clone() };
-            let (page_total, bodies) = read(s, move |s| s.list_reviews(&filter)).await;
+            let (page_total, page) = read(s, move |s| s.list_reviews(&filter)).await;
             assert_eq!(page_total, total, "the total counts every match, whatever the page");
-            let Some(last) = bodies.last() else { break };
-            let last = last.clone();
-            let id = serde_json::from_str::<serde_json::Value>(&last).unwrap()["id"].as_str().unwrap().to_owned();
-            let n: i64 = id[3..].parse().unwrap();
+            let Some(last) = page.last() else { break };
+            // The sort key, from the columns read back.
+            let n: i64 = last.row.id[3..].parse().unwrap();
+            assert_eq!((last.row.deadline_ms, last.row.created_at_ms), (Some(9000 - (n % 4)), 100 + n / 2));
             after = Some(agentsigna_core::store::ReviewCursor {
-                deadline_ms: 9000 - (n % 4),
-                created_at_ms: 100 + n / 2,
-                id: id.clone(),
+                deadline_ms: last.row.deadline_ms.unwrap(),
+                created_at_ms: last.row.created_at_ms,
+                id: last.row.id.clone(),
             });
-            walked.extend(ids(bodies));
+            walked.extend(ids(page));
         }
         assert_eq!(walked, whole, "{status:?}");
         assert_eq!(walked.len() as u64, total);
@@ -670,7 +662,7 @@ pub async fn reads_and_versions(f: Fixture) {
     .await
     .unwrap();
     let c = read(s, |s| s.case("c")).await.unwrap();
-    assert_eq!((c.body.as_str(), c.version), ("{\"id\":\"c\",\"v\":2}", 2));
+    assert_eq!((c.row.body.as_str(), c.version), ("{\"id\":\"c\",\"v\":2}", 2));
     assert!(read(s, |s| s.record(RecordKind::Policy, "p")).await.is_none());
     assert_eq!(read(s, |s| s.credential("hash")).await, Some(("approver".into(), "ann".into())));
     assert!(read(s, |s| s.credential("nope")).await.is_none());
@@ -692,4 +684,58 @@ pub async fn reads_and_versions(f: Fixture) {
     assert!(before.is_none());
     assert!(after.is_none(), "the snapshot stays consistent");
     assert!(read(s, |s| s.record(RecordKind::Setting, "late")).await.is_some());
+}
+
+pub async fn cases_come_with_their_opening_entries_head_and_passport(f: Fixture) {
+    let s = &f.store;
+    // A compact JWS (stored decoded) and a token that is not one (stored as it is).
+    let jws = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    for (id, token) in [("with-jws", jws), ("with-text", "not a jws")] {
+        let (mut ws, head) = chain_ws(id, None, 3);
+        let Write::PutCase(row) = &mut ws.writes[0] else { panic!("chain_ws writes the case first") };
+        row.passport = Some(token.to_owned());
+        s.commit(ws).await.unwrap();
+        let c = read(s, move |s| s.case(id)).await.unwrap();
+        assert_eq!(c.row.passport.as_deref(), Some(token), "the token comes back byte for byte");
+        assert_eq!(c.head, Some(head));
+        assert_eq!(c.opening.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1], "the first two entries");
+        assert_eq!(c.opening[1].data, serde_json::json!({"seq": 1}));
+        // A later write without a token leaves the stored one.
+        let mut row = c.row.clone();
+        row.passport = None;
+        row.status = "executed".into();
+        s.commit(WriteSet { writes: vec![Write::PutCase(row.clone())], ..WriteSet::default() }).await.unwrap();
+        let listed = read(s, |s| {
+            s.list_cases(&CaseFilter { status: Some("executed".into()), limit: 9, ..CaseFilter::default() })
+        })
+        .await;
+        let c = listed.into_iter().find(|c| c.row.id == id).unwrap();
+        assert_eq!((c.row.passport.as_deref(), c.version, c.head, c.opening.len()), (Some(token), 2, Some(head), 2));
+        // A token is written once.
+        row.passport = Some("another".into());
+        assert!(is_conflict(&s.commit(WriteSet { writes: vec![Write::PutCase(row)], ..WriteSet::default() }).await));
+    }
+    // A case without entries yet.
+    s.commit(WriteSet { writes: vec![Write::PutCase(case_row("bare", "a", 1))], ..WriteSet::default() }).await.unwrap();
+    let c = read(s, |s| s.case("bare")).await.unwrap();
+    assert_eq!((c.head, c.opening.len(), c.row.passport), (None, 0, None));
+    verify_ledger(&f).await;
+}
+
+pub async fn entries_need_their_case_row(f: Fixture) {
+    let s = &f.store;
+    let orphan = WriteSet { entries: vec![entry(Some("no-row"), 0, None)], ..WriteSet::default() };
+    let r = s.commit(orphan).await;
+    assert!(matches!(r, Err(StoreError::Storage { .. })), "a programming error, not a conflict: {r:?}");
+    let (ws, _) = chain_ws("has-row", None, 1);
+    assert_eq!(s.commit(ws).await.unwrap().first_index, 0, "the refused entry took no position");
+    // In a batch, the orphan is refused alone (PostgreSQL: its pipeline fails, the slow
+    // path applies the write sets one by one).
+    let orphan = WriteSet { entries: vec![entry(Some("no-row-2"), 0, None)], ..WriteSet::default() };
+    let (before, _) = chain_ws("row-before", None, 1);
+    let (after, _) = chain_ws("row-after", None, 1);
+    let results = commit_all(s, vec![before, orphan, after]).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::Storage { .. })), "{results:?}");
+    assert_eq!(verify_ledger(&f).await.len(), 3);
 }

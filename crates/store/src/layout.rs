@@ -1,0 +1,240 @@
+//! What both backends store the same way, in as few bytes as is simple:
+//!
+//! - a ledger entry as its members ([`StoredEntry`]): `data` as its RFC 8785 text, `at` as
+//!   milliseconds, `prev` and `digest` as 32 bytes, and its chain as the number of its
+//!   case's row (0: the organization chain) instead of the case id;
+//! - a passport token as its three base64url segments decoded ([`token_bytes`]), put
+//!   back together byte for byte when read ([`token_text`]);
+//! - the Merkle tree from level [`FIRST_STORED_LEVEL`] up: a node below it is computed
+//!   from the at most 2^3 leaf digests under it ([`subtree`]) instead of being stored.
+
+use agentsigna_core::store::{SealedEntry, StoreError, StoreResult};
+use agentsigna_verify::b64;
+use agentsigna_verify::clock::rfc3339_ms;
+use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
+use agentsigna_verify::merkle::{root_from_leaves, Hash};
+
+/// The chain number of the organization chain (case rows are numbered from 1).
+pub const ORGANIZATION_CHAIN: i64 = 0;
+
+/// The lowest Merkle level whose nodes are stored. A node of levels 1–3 covers at most 8
+/// leaves: reading their digests (adjacent rows) is as cheap as reading the node, and
+/// not storing those levels saves 7 of every 8 stored nodes.
+pub const FIRST_STORED_LEVEL: u32 = 4;
+
+/// A stored ledger row, borrowed from the database's answer.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEntry<'a> {
+    pub index: i64,
+    /// The case id (`None`: the organization chain).
+    pub case: Option<&'a str>,
+    pub seq: i64,
+    pub kind: &'a str,
+    pub at_ms: i64,
+    pub actor: &'a str,
+    pub prev: Option<&'a [u8]>,
+    /// The canonical text of the entry's `data`.
+    pub data: &'a str,
+    pub digest: &'a [u8],
+}
+
+impl StoredEntry<'_> {
+    fn corrupt(&self, what: &str) -> StoreError {
+        StoreError::corrupt(format!("corrupt ledger entry {}: {what}", self.index))
+    }
+
+    /// The entry as it was hashed.
+    pub fn entry(&self) -> StoreResult<Entry> {
+        let data = serde_json::from_str(self.data).map_err(|e| self.corrupt(&format!("data: {e}")))?;
+        let prev = match self.prev {
+            None => None,
+            Some(p) if p.len() == 32 => Some(hex_lower(p)),
+            Some(_) => return Err(self.corrupt("prev is not 32 bytes")),
+        };
+        Ok(Entry {
+            case: self.case.map(str::to_owned),
+            seq: u64::try_from(self.seq).map_err(|_| self.corrupt("negative seq"))?,
+            prev,
+            kind: self.kind.to_owned(),
+            at: rfc3339_ms(self.at_ms),
+            actor: self.actor.to_owned(),
+            data,
+        })
+    }
+
+    /// The entry with its position and digest, as served.
+    pub fn digested(&self) -> StoreResult<DigestedEntry> {
+        if self.digest.len() != 32 {
+            return Err(self.corrupt("digest is not 32 bytes"));
+        }
+        Ok(DigestedEntry {
+            index: u64::try_from(self.index).map_err(|_| self.corrupt("negative index"))?,
+            entry: self.entry()?,
+            digest: hex_lower(self.digest),
+        })
+    }
+}
+
+/// An entry stored as its canonical text (SQLite schemas 2 and 3, PostgreSQL 3 and 4), in its
+/// members: checked against its row's columns, its `at` and `prev` in the ledger's forms.
+/// (The digest returned is recomputed: the conversions keep the stored one, so that an
+/// entry edited since it was hashed still fails `ledger verify` afterwards.)
+pub fn unpack_text(index: i64, case: Option<&str>, seq: i64, text: &str) -> StoreResult<SealedEntry> {
+    let unconvertible = |why: String| {
+        StoreError::corrupt(format!(
+            "ledger entry {index} cannot be converted ({why}); check the ledger with `agentsigna ledger verify` \
+             of the release that wrote it"
+        ))
+    };
+    let entry: Entry = serde_json::from_str(text).map_err(|e| unconvertible(e.to_string()))?;
+    if entry.case.as_deref() != case || u64::try_from(seq).ok() != Some(entry.seq) {
+        return Err(unconvertible("its columns disagree with its text".into()));
+    }
+    SealedEntry::seal(entry).map_err(|e| unconvertible(e.to_string()))
+}
+
+/// Tag of a token kept as its decoded segments: `1, len(header) u16, len(payload) u32,
+/// header, payload, signature`.
+const SEGMENTS: u8 = 1;
+/// Tag of a token kept as it is (one that is not three canonical base64url segments).
+const VERBATIM: u8 = 0;
+
+/// A passport token as stored: a JWS compact serialization loses its base64url encoding
+/// (a quarter of its size); anything else is kept as it is.
+pub fn token_bytes(token: &str) -> Vec<u8> {
+    let segments: Vec<&str> = token.split('.').collect();
+    let decoded: Option<Vec<Vec<u8>>> = match segments.as_slice() {
+        [_, _, _] => segments.iter().map(|s| b64::url_decode(s).filter(|d| b64::url_encode(d) == *s)).collect(),
+        _ => None,
+    };
+    match decoded.as_deref() {
+        Some([header, payload, signature]) => match (u16::try_from(header.len()), u32::try_from(payload.len())) {
+            (Ok(h), Ok(p)) => {
+                let mut out = Vec::with_capacity(7 + header.len() + payload.len() + signature.len());
+                out.push(SEGMENTS);
+                out.extend_from_slice(&h.to_be_bytes());
+                out.extend_from_slice(&p.to_be_bytes());
+                out.extend_from_slice(header);
+                out.extend_from_slice(payload);
+                out.extend_from_slice(signature);
+                out
+            }
+            _ => verbatim(token),
+        },
+        _ => verbatim(token),
+    }
+}
+
+fn verbatim(token: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + token.len());
+    out.push(VERBATIM);
+    out.extend_from_slice(token.as_bytes());
+    out
+}
+
+/// The token [`token_bytes`] stored.
+pub fn token_text(stored: &[u8]) -> StoreResult<String> {
+    let corrupt = || StoreError::corrupt("corrupt stored passport token");
+    match stored.split_first() {
+        Some((&VERBATIM, text)) => String::from_utf8(text.to_vec()).map_err(|_| corrupt()),
+        Some((&SEGMENTS, rest)) if rest.len() >= 6 => {
+            let h = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            let p = usize::try_from(u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]])).map_err(|_| corrupt())?;
+            let body = &rest[6..];
+            if body.len() < h.saturating_add(p) {
+                return Err(corrupt());
+            }
+            let (header, rest) = body.split_at(h);
+            let (payload, signature) = rest.split_at(p);
+            Ok(format!("{}.{}.{}", b64::url_encode(header), b64::url_encode(payload), b64::url_encode(signature)))
+        }
+        _ => Err(corrupt()),
+    }
+}
+
+/// The hash of the perfect subtree over `leaves` (its 2^level digests, in order), for a
+/// node below [`FIRST_STORED_LEVEL`].
+pub fn subtree(level: u32, index: u64, leaves: &[Vec<u8>]) -> StoreResult<Hash> {
+    let digests: Vec<Hash> = leaves
+        .iter()
+        .map(|d| <Hash>::try_from(d.as_slice()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| StoreError::corrupt("a stored digest is not 32 bytes"))?;
+    if u64::try_from(digests.len()).ok() != 1u64.checked_shl(level) {
+        return Err(StoreError::corrupt(format!("no Merkle node at level {level}, index {index}")));
+    }
+    Ok(root_from_leaves(&digests))
+}
+
+/// The leaf range `[start, end)` under the node at `(level, index)`.
+pub fn leaves_under(level: u32, index: u64) -> StoreResult<(i64, i64)> {
+    let out_of_range = || StoreError::corrupt("Merkle node index out of range");
+    let start = index.checked_shl(level).filter(|s| s >> level == index).ok_or_else(out_of_range)?;
+    let end = start.checked_add(1u64 << level).ok_or_else(out_of_range)?;
+    Ok((i64::try_from(start).map_err(|_| out_of_range())?, i64::try_from(end).map_err(|_| out_of_range())?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_jws_loses_its_base64_and_comes_back_byte_for_byte() {
+        let token = format!(
+            "{}.{}.{}",
+            b64::url_encode(br#"{"alg":"EdDSA","kid":"k1","typ":"passport+jwt"}"#),
+            b64::url_encode(br#"{"sub":"agent-7","aud":"erp","exp":1800000300}"#),
+            b64::url_encode([7u8; 64])
+        );
+        let stored = token_bytes(&token);
+        assert_eq!(stored[0], SEGMENTS);
+        assert!(stored.len() * 4 < token.len() * 3 + 40, "{} bytes for a {}-byte token", stored.len(), token.len());
+        assert_eq!(token_text(&stored).unwrap(), token);
+    }
+
+    #[test]
+    fn anything_else_is_kept_verbatim() {
+        // Not three segments; a non-canonical base64url segment (its last character
+        // carries bits that decoding drops); not base64url at all.
+        for token in ["a.b", "eyJ.eyJ.eyJ", "a.b.c.d", "x y.z.w", "", "AB.CD.EF"] {
+            assert_eq!(token_text(&token_bytes(token)).unwrap(), token, "{token:?}");
+        }
+        assert_eq!(token_bytes("eyJ.eyJ.eyJ")[0], VERBATIM);
+    }
+
+    #[test]
+    fn corrupt_tokens_are_refused() {
+        for stored in [&[][..], &[9, 1, 2][..], &[SEGMENTS, 0, 5, 0, 0, 0, 9, 1][..], &[VERBATIM, 0xff][..]] {
+            assert!(token_text(stored).is_err(), "{stored:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_token_round_trips(token in "[A-Za-z0-9_.-]{0,80}") {
+            prop_assert_eq!(token_text(&token_bytes(&token)).unwrap(), token);
+        }
+
+        #[test]
+        fn every_jws_round_trips(h in prop::collection::vec(any::<u8>(), 0..40),
+                                 p in prop::collection::vec(any::<u8>(), 0..300),
+                                 s in prop::collection::vec(any::<u8>(), 0..70)) {
+            let token = format!("{}.{}.{}", b64::url_encode(&h), b64::url_encode(&p), b64::url_encode(&s));
+            prop_assert_eq!(token_text(&token_bytes(&token)).unwrap(), token);
+        }
+    }
+
+    #[test]
+    fn subtrees_below_the_stored_levels() {
+        let leaves: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 32]).collect();
+        let hashes: Vec<Hash> = (0u8..8).map(|i| [i; 32]).collect();
+        assert_eq!(subtree(3, 0, &leaves).unwrap(), root_from_leaves(&hashes));
+        assert_eq!(subtree(1, 3, &leaves[6..]).unwrap(), root_from_leaves(&hashes[6..]));
+        assert!(subtree(2, 1, &leaves[4..7]).is_err(), "a missing leaf");
+        assert_eq!(leaves_under(2, 3).unwrap(), (12, 16));
+        assert!(leaves_under(3, u64::MAX).is_err());
+    }
+}
