@@ -63,6 +63,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("raw_ed25519_verify_strict", |b| {
         b.iter(|| vk.verify_strict(black_box(input.as_bytes()), black_box(&signature)))
     });
+    // What the server pays per issued passport (the reference for `agentsigna bench`'s
+    // CPU per authorized request in BENCHMARKS.md).
+    group.bench_function("raw_ed25519_sign", |b| {
+        b.iter(|| ed25519_dalek::Signer::sign(&issuer, black_box(input.as_bytes())))
+    });
     group.bench_function("verifier_verify_at", |b| b.iter(|| verifier.verify_at(black_box(&token), black_box(T0))));
     // The non-cryptographic part alone: split, base64, header and claims parsing.
     group.bench_function("decode_unverified", |b| b.iter(|| passport::decode_unverified(black_box(&token))));
