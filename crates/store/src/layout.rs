@@ -3,12 +3,15 @@
 //! - a ledger entry as its members ([`StoredEntry`]): `data` as its RFC 8785 text, `at` as
 //!   milliseconds, `prev` and `digest` as 32 bytes, and its chain as the number of its
 //!   case's row (0: the organization chain) instead of the case id;
-//! - a passport token as its three base64url segments decoded ([`token_bytes`]), put
-//!   back together byte for byte when read ([`token_text`]);
+//! - a passport token as its three base64url segments decoded, header and payload
+//!   compressed ([`token_bytes`]), put back together byte for byte when read
+//!   ([`token_text`]);
 //! - the Merkle tree from level [`FIRST_STORED_LEVEL`] up: a node below it is computed
 //!   from the at most 2^3 leaf digests under it ([`subtree`]) instead of being stored.
 
-use agentsigna_core::store::{SealedEntry, StoreError, StoreResult};
+use std::borrow::Cow;
+
+use agentsigna_core::store::{SealedEntry, StoreError, StoreResult, Write, WriteSet};
 use agentsigna_verify::b64;
 use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
@@ -33,8 +36,9 @@ pub struct StoredEntry<'a> {
     pub at_ms: i64,
     pub actor: &'a str,
     pub prev: Option<&'a [u8]>,
-    /// The canonical text of the entry's `data`.
-    pub data: &'a str,
+    /// The entry's `data` as stored ([`crate::packed::pack_data`]; [`Self::data_text`]
+    /// gives its canonical text).
+    pub data: &'a [u8],
     pub digest: &'a [u8],
 }
 
@@ -43,9 +47,14 @@ impl StoredEntry<'_> {
         StoreError::corrupt(format!("corrupt ledger entry {}: {what}", self.index))
     }
 
+    /// The canonical text of the entry's `data`.
+    pub fn data_text(&self) -> StoreResult<Cow<'_, str>> {
+        crate::packed::unpack_data(self.data).map_err(|e| self.corrupt(&e.to_string()))
+    }
+
     /// The entry as it was hashed.
     pub fn entry(&self) -> StoreResult<Entry> {
-        let data = serde_json::from_str(self.data).map_err(|e| self.corrupt(&format!("data: {e}")))?;
+        let data = serde_json::from_str(&self.data_text()?).map_err(|e| self.corrupt(&format!("data: {e}")))?;
         let prev = match self.prev {
             None => None,
             Some(p) if p.len() == 32 => Some(hex_lower(p)),
@@ -75,6 +84,32 @@ impl StoredEntry<'_> {
     }
 }
 
+/// A write set's values in their stored forms, made where it enters the store (on the
+/// caller's task: compression is CPU work a serial step must not do).
+#[derive(Debug, Default)]
+pub struct Packed {
+    /// Each entry's `data` ([`crate::packed::pack_data`]), in order.
+    pub data: Vec<Vec<u8>>,
+    /// One per write: `Some` ([`token_bytes`]) for a case row that issues its passport.
+    pub tokens: Vec<Option<Vec<u8>>>,
+}
+
+impl Packed {
+    pub fn of(ws: &WriteSet) -> Packed {
+        Packed {
+            data: ws.entries.iter().map(|e| crate::packed::pack_data(&e.data)).collect(),
+            tokens: ws
+                .writes
+                .iter()
+                .map(|w| match w {
+                    Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// An entry stored as its canonical text (SQLite schemas 2 and 3, PostgreSQL 3 and 4), in its
 /// members: checked against its row's columns, its `at` and `prev` in the ledger's forms.
 /// (The digest returned is recomputed: the conversions keep the stored one, so that an
@@ -94,13 +129,18 @@ pub fn unpack_text(index: i64, case: Option<&str>, seq: i64, text: &str) -> Stor
 }
 
 /// Tag of a token kept as its decoded segments: `1, len(header) u16, len(payload) u32,
-/// header, payload, signature`.
+/// header, payload, signature` (written before [`PACKED_SEGMENTS`]; still read).
 const SEGMENTS: u8 = 1;
+/// Tag of a token kept as its decoded segments with header and payload compressed
+/// ([`crate::packed`]): `2, len(header) u16, len(signature) u16, signature,
+/// frame(header ‖ payload)`.
+const PACKED_SEGMENTS: u8 = 2;
 /// Tag of a token kept as it is (one that is not three canonical base64url segments).
 const VERBATIM: u8 = 0;
 
 /// A passport token as stored: a JWS compact serialization loses its base64url encoding
-/// (a quarter of its size); anything else is kept as it is.
+/// (a quarter of its size) and the key names of its claims (compressed against the
+/// ledger's dictionary); anything else is kept as it is.
 pub fn token_bytes(token: &str) -> Vec<u8> {
     let segments: Vec<&str> = token.split('.').collect();
     let decoded: Option<Vec<Vec<u8>>> = match segments.as_slice() {
@@ -109,6 +149,7 @@ pub fn token_bytes(token: &str) -> Vec<u8> {
     };
     match decoded.as_deref() {
         Some([header, payload, signature]) => match (u16::try_from(header.len()), u32::try_from(payload.len())) {
+            (Ok(h), Ok(_)) if u16::try_from(signature.len()).is_ok() => packed_segments(h, header, payload, signature),
             (Ok(h), Ok(p)) => {
                 let mut out = Vec::with_capacity(7 + header.len() + payload.len() + signature.len());
                 out.push(SEGMENTS);
@@ -123,6 +164,27 @@ pub fn token_bytes(token: &str) -> Vec<u8> {
         },
         _ => verbatim(token),
     }
+}
+
+fn packed_segments(h: u16, header: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let s = u16::try_from(signature.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(5 + signature.len() + (header.len() + payload.len()) / 2);
+    out.push(PACKED_SEGMENTS);
+    out.extend_from_slice(&h.to_be_bytes());
+    out.extend_from_slice(&s.to_be_bytes());
+    out.extend_from_slice(signature);
+    let joined = [header, payload].concat();
+    if crate::packed::compress_into(&mut out, &joined) {
+        return out;
+    }
+    // zstd refused (it does not on memory it could allocate): the uncompressed segments.
+    let mut out = Vec::with_capacity(7 + joined.len() + signature.len());
+    out.push(SEGMENTS);
+    out.extend_from_slice(&h.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&joined);
+    out.extend_from_slice(signature);
+    out
 }
 
 fn verbatim(token: &str) -> Vec<u8> {
@@ -146,6 +208,21 @@ pub fn token_text(stored: &[u8]) -> StoreResult<String> {
             }
             let (header, rest) = body.split_at(h);
             let (payload, signature) = rest.split_at(p);
+            Ok(format!("{}.{}.{}", b64::url_encode(header), b64::url_encode(payload), b64::url_encode(signature)))
+        }
+        Some((&PACKED_SEGMENTS, rest)) if rest.len() >= 4 => {
+            let h = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            let s = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            let body = &rest[4..];
+            if body.len() < s {
+                return Err(corrupt());
+            }
+            let (signature, frame) = body.split_at(s);
+            let joined = crate::packed::decompress(frame)?;
+            if joined.len() < h {
+                return Err(corrupt());
+            }
+            let (header, payload) = joined.split_at(h);
             Ok(format!("{}.{}.{}", b64::url_encode(header), b64::url_encode(payload), b64::url_encode(signature)))
         }
         _ => Err(corrupt()),
@@ -190,8 +267,19 @@ mod tests {
             b64::url_encode([7u8; 64])
         );
         let stored = token_bytes(&token);
-        assert_eq!(stored[0], SEGMENTS);
-        assert!(stored.len() * 4 < token.len() * 3 + 40, "{} bytes for a {}-byte token", stored.len(), token.len());
+        assert_eq!(stored[0], PACKED_SEGMENTS);
+        assert!(stored.len() * 4 < token.len() * 3, "{} bytes for a {}-byte token", stored.len(), token.len());
+        assert_eq!(token_text(&stored).unwrap(), token);
+    }
+
+    #[test]
+    fn a_token_stored_before_compression_still_reads() {
+        let (header, payload, signature) = (&br#"{"alg":"EdDSA"}"#[..], &br#"{"sub":"agent-7"}"#[..], [7u8; 64]);
+        let mut stored = vec![SEGMENTS, 0, 15, 0, 0, 0, 17];
+        stored.extend_from_slice(header);
+        stored.extend_from_slice(payload);
+        stored.extend_from_slice(&signature);
+        let token = format!("{}.{}.{}", b64::url_encode(header), b64::url_encode(payload), b64::url_encode(signature));
         assert_eq!(token_text(&stored).unwrap(), token);
     }
 
@@ -207,7 +295,15 @@ mod tests {
 
     #[test]
     fn corrupt_tokens_are_refused() {
-        for stored in [&[][..], &[9, 1, 2][..], &[SEGMENTS, 0, 5, 0, 0, 0, 9, 1][..], &[VERBATIM, 0xff][..]] {
+        for stored in [
+            &[][..],
+            &[9, 1, 2][..],
+            &[SEGMENTS, 0, 5, 0, 0, 0, 9, 1][..],
+            &[VERBATIM, 0xff][..],
+            &[PACKED_SEGMENTS, 0, 1][..],
+            &[PACKED_SEGMENTS, 0, 1, 0, 64, 1, 2][..],
+            &[PACKED_SEGMENTS, 0, 1, 0, 0, 0xFF, 0xFF][..],
+        ] {
             assert!(token_text(stored).is_err(), "{stored:?}");
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod layout;
 pub mod ledger;
+pub mod packed;
 pub mod postgres;
 pub mod sqlite;
 

@@ -235,7 +235,7 @@ impl Store for PgStore {
 
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>> {
         let (reply, rx) = oneshot::channel();
-        let sent = self.sequencer.try_send(sequencer::Job { writes, reply });
+        let sent = self.sequencer.try_send(sequencer::Job::new(writes, reply));
         Box::pin(async move {
             match sent {
                 Ok(()) => {}

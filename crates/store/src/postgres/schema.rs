@@ -121,6 +121,9 @@ const MIGRATIONS: &[&str] = &[
     SELECT setval(pg_get_serial_sequence('cases', 'num'), COALESCE((SELECT MAX(num) FROM cases), 0) + 1, false);
     DELETE FROM merkle WHERE level < 4;
     "#,
+    // 6: entries' `data` as bytes: compressed against the ledger's dictionary
+    // (`packed`), or, in the rows written before, their canonical text as it was.
+    "ALTER TABLE ledger ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8');",
 ];
 
 /// What migration 5 runs after its conversion.

@@ -27,14 +27,22 @@ use tokio_postgres::types::ToSql;
 use super::notify::payloads;
 use super::read::{case_version, chain_head, head, idempotency_taken, query, record_version};
 use super::{pg_err, pool_err, to_i64};
-use crate::layout::{token_bytes, FIRST_STORED_LEVEL};
+use crate::layout::{Packed, FIRST_STORED_LEVEL};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 256;
 
 pub(crate) struct Job {
     pub writes: WriteSet,
+    /// `writes`' values in their stored forms, made by [`Job::new`] on the caller's task.
+    pub packed: Packed,
     pub reply: oneshot::Sender<StoreResult<Committed>>,
+}
+
+impl Job {
+    pub(crate) fn new(writes: WriteSet, reply: oneshot::Sender<StoreResult<Committed>>) -> Job {
+        Job { packed: Packed::of(&writes), writes, reply }
+    }
 }
 
 /// What the sequencer measured since the store started: the time the `ledger_head` lock
@@ -244,17 +252,16 @@ impl Sequencer {
         let mut entries = EntryColumns::default();
         for (job, verdict) in batch.iter().zip(&verdicts) {
             results.push(match verdict {
-                Ok(()) => entries.push(&mut self.frontier, &job.writes),
+                Ok(()) => entries.push(&mut self.frontier, &job.writes, &job.packed),
                 Err(e) => Err(e.clone()),
             });
         }
-        let accepted = || batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| &job.writes);
-        let end = self.end_of_batch(accepted(), before_batch.size())?;
-        let tokens: Vec<Vec<Option<Vec<u8>>>> = accepted().map(tokens).collect();
+        let accepted = || batch.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(job, _)| job);
+        let end = self.end_of_batch(accepted().map(|job| &job.writes), before_batch.size())?;
         let mut steps: Vec<Step<'_>> =
             vec![Box::pin(async { client.batch_execute("SAVEPOINT b").await.map_err(pg_err) })];
-        for (ws, tokens) in accepted().zip(&tokens) {
-            writes(client, ws, tokens, &mut steps);
+        for job in accepted() {
+            writes(client, &job.writes, &job.packed.tokens, &mut steps);
         }
         entries.steps(client, &mut steps);
         steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT b").await.map_err(pg_err) }));
@@ -304,7 +311,7 @@ impl Sequencer {
                 continue;
             }
             let before = self.frontier.clone();
-            let result = write_set(client, &mut self.frontier, &job.writes).await;
+            let result = write_set(client, &mut self.frontier, job).await;
             if let Err(e) = &result {
                 self.frontier = before;
                 // The savepoint is gone with the transaction if the connection failed:
@@ -441,7 +448,7 @@ const INSERT_ENTRIES: &str = "INSERT INTO ledger (idx, chain, seq, type, at, act
     SELECT u.idx, CASE WHEN u.case_id IS NULL THEN 0 ELSE (SELECT num FROM cases WHERE id = u.case_id) END,
         u.seq, u.type, u.at, u.actor, u.prev, u.data, u.digest
     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bytea[],
-        $8::text[], $9::bytea[]) AS u(idx, case_id, seq, type, at, actor, prev, data, digest)";
+        $8::bytea[], $9::bytea[]) AS u(idx, case_id, seq, type, at, actor, prev, data, digest)";
 const INSERT_NODES: &str =
     "INSERT INTO merkle (level, idx, hash) SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])";
 const DELETE_CHECKPOINTS: &str = "DELETE FROM checkpoints";
@@ -471,19 +478,7 @@ async fn prepare(client: &ClientWrapper) -> StoreResult<()> {
     Ok(())
 }
 
-/// The passport tokens of a write set's writes, in their stored form ([`token_bytes`]):
-/// one per write, `Some` for a case row that issues its passport.
-fn tokens(ws: &WriteSet) -> Vec<Option<Vec<u8>>> {
-    ws.writes
-        .iter()
-        .map(|w| match w {
-            Write::PutCase(row) => row.passport.as_deref().map(token_bytes),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The statements of a write set's writes, in order; `tokens` as [`tokens`] made them.
+/// The statements of a write set's writes, in order; `tokens` as [`Packed`] made them.
 fn writes<'a>(client: &'a ClientWrapper, ws: &'a WriteSet, tokens: &'a [Option<Vec<u8>>], steps: &mut Vec<Step<'a>>) {
     for (w, token) in ws.writes.iter().zip(tokens) {
         write(client, w, token.as_ref(), steps);
@@ -558,7 +553,8 @@ fn step<'a>(client: &'a ClientWrapper, sql: &'static str, args: Vec<&'a (dyn ToS
 
 /// One write set inside its savepoint (left open on failure, for the caller to roll
 /// back); returns the index of its first entry.
-async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSet) -> StoreResult<u64> {
+async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, job: &Job) -> StoreResult<u64> {
+    let ws = &job.writes;
     // Round trip 1: the savepoint and every precondition, pipelined.
     let savepoint = async { client.batch_execute("SAVEPOINT ws").await.map_err(pg_err) };
     let (sp, checks) = tokio::join!(savepoint, join_all(ws.preconditions.iter().map(|p| check(client, p))));
@@ -569,10 +565,9 @@ async fn write_set(client: &ClientWrapper, frontier: &mut Frontier, ws: &WriteSe
     // Round trip 2: the writes, the entries and the new Merkle nodes, then the release,
     // sent in this order (every statement is prepared already, see `prepare`).
     let mut entries = EntryColumns::default();
-    let first_index = entries.push(frontier, ws)?;
-    let tokens = tokens(ws);
+    let first_index = entries.push(frontier, ws, &job.packed)?;
     let mut steps: Vec<Step<'_>> = Vec::with_capacity(ws.writes.len() + 3);
-    writes(client, ws, &tokens, &mut steps);
+    writes(client, ws, &job.packed.tokens, &mut steps);
     entries.steps(client, &mut steps);
     steps.push(Box::pin(async { client.batch_execute("RELEASE SAVEPOINT ws").await.map_err(pg_err) }));
     // Every result is awaited: the first failure (in statement order) is the one reported.
@@ -613,7 +608,7 @@ struct EntryColumns<'a> {
     ats: Vec<i64>,
     actors: Vec<&'a str>,
     prevs: Vec<Option<Vec<u8>>>,
-    data: Vec<&'a str>,
+    data: Vec<&'a [u8]>,
     digests: Vec<Vec<u8>>,
     levels: Vec<i32>,
     node_idx: Vec<i64>,
@@ -622,9 +617,10 @@ struct EntryColumns<'a> {
 
 impl<'a> EntryColumns<'a> {
     /// Appends `ws`'s entries to the tree; returns the index of its first entry.
-    fn push(&mut self, frontier: &mut Frontier, ws: &'a WriteSet) -> StoreResult<u64> {
+    fn push(&mut self, frontier: &mut Frontier, ws: &'a WriteSet, packed: &'a Packed) -> StoreResult<u64> {
         let first_index = frontier.size();
-        for sealed in &ws.entries {
+        for (i, sealed) in ws.entries.iter().enumerate() {
+            let data = packed.data.get(i).ok_or_else(|| StoreError::corrupt("a write set's entries were not packed"))?;
             self.idx.push(to_i64(frontier.size())?);
             self.cases.push(sealed.chain());
             self.seqs.push(to_i64(sealed.entry.seq)?);
@@ -632,7 +628,7 @@ impl<'a> EntryColumns<'a> {
             self.ats.push(sealed.at_ms);
             self.actors.push(sealed.entry.actor.as_str());
             self.prevs.push(sealed.prev.map(|p| p.to_vec()));
-            self.data.push(sealed.data.as_str());
+            self.data.push(data);
             self.digests.push(sealed.digest.to_vec());
             for (level, i, hash) in frontier.push(sealed.digest) {
                 if level >= FIRST_STORED_LEVEL {

@@ -177,7 +177,7 @@ impl Store for SqliteStore {
 
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>> {
         let (reply, rx) = oneshot::channel();
-        let sent = self.writer.try_send(writer::Job { writes, reply });
+        let sent = self.writer.try_send(writer::Job::new(writes, reply));
         Box::pin(async move {
             match sent {
                 Ok(()) => {}

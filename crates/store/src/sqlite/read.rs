@@ -121,7 +121,7 @@ fn stored_entry<T, E: From<StoreError>>(
         at_ms: row.get(5).map_err(db_err)?,
         actor: text(6)?,
         prev,
-        data: text(8)?,
+        data: row.get_ref(8).map_err(db_err)?.as_bytes().map_err(|e| StoreError::storage("ledger data", e))?,
         digest: blob(9)?,
     })
 }

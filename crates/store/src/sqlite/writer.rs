@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::read::{chain_head, chain_number};
 use super::{db_err, to_i64};
-use crate::layout::{token_bytes, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
+use crate::layout::{Packed, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 512;
@@ -54,7 +54,15 @@ fn micros(since: Instant) -> u64 {
 
 pub(crate) struct Job {
     pub writes: WriteSet,
+    /// `writes`' values in their stored forms, made by [`Job::new`] on the caller's task.
+    pub packed: Packed,
     pub reply: oneshot::Sender<StoreResult<Committed>>,
+}
+
+impl Job {
+    pub(crate) fn new(writes: WriteSet, reply: oneshot::Sender<StoreResult<Committed>>) -> Job {
+        Job { packed: Packed::of(&writes), writes, reply }
+    }
 }
 
 /// Runs batches until every sender is gone.
@@ -101,7 +109,7 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         let before = frontier.clone();
         let result = conn.execute_batch("SAVEPOINT job").map_err(db_err).and_then(|()| {
             // A panic must not take the writer (and every later request) down with it.
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, frontier, &job.writes)))
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, frontier, &job.writes, &job.packed)))
                 .unwrap_or_else(|_| Err(StoreError::corrupt("internal error while writing")));
             match applied {
                 Ok(first_index) => conn.execute_batch("RELEASE job").map(|()| first_index).map_err(db_err),
@@ -188,7 +196,7 @@ fn constraint(e: rusqlite::Error) -> StoreError {
 }
 
 /// Inserts or replaces a case row, with the roles its pending review still misses.
-fn put_case(conn: &Connection, row: &CaseRow) -> StoreResult<usize> {
+fn put_case(conn: &Connection, row: &CaseRow, token: Option<&[u8]>) -> StoreResult<usize> {
     let n = conn
         .prepare_cached(
             "INSERT INTO cases (id, version, agent, audience, status, idempotency_key, review_id, review_status,
@@ -219,9 +227,9 @@ fn put_case(conn: &Connection, row: &CaseRow) -> StoreResult<usize> {
         })
         .map_err(constraint)?;
     // The token is written once, by the write that issues it (a second one is a conflict).
-    if let Some(token) = &row.passport {
+    if let Some(token) = token {
         conn.prepare_cached("INSERT INTO passports (case_num, token) SELECT num, ?2 FROM cases WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![row.id, token_bytes(token)]))
+            .and_then(|mut s| s.execute(params![row.id, token]))
             .map_err(constraint)?;
     }
     // Only a case with a review ever has missing roles.
@@ -239,11 +247,11 @@ fn put_case(conn: &Connection, row: &CaseRow) -> StoreResult<usize> {
 }
 
 /// Applies one write set; returns the index of its first entry.
-fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResult<u64> {
+fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet, packed: &Packed) -> StoreResult<u64> {
     for p in &ws.preconditions {
         check(conn, p)?;
     }
-    for w in &ws.writes {
+    for (i, w) in ws.writes.iter().enumerate() {
         match w {
             Write::PutRecord { kind, id, body } => conn
                 .prepare_cached(
@@ -260,7 +268,7 @@ fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResu
                 .prepare_cached("INSERT INTO credentials (hash, kind, id) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![hash, kind, id]))
                 .map_err(constraint)?,
-            Write::PutCase(row) => put_case(conn, row)?,
+            Write::PutCase(row) => put_case(conn, row, packed.tokens.get(i).and_then(Option::as_deref))?,
         };
     }
     let first_index = frontier.size();
@@ -274,7 +282,8 @@ fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResu
         conn.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)").map_err(db_err)?;
     // The chain number of the last case appended to (a write set extends one or two chains).
     let mut last: Option<(&str, i64)> = None;
-    for sealed in &ws.entries {
+    for (i, sealed) in ws.entries.iter().enumerate() {
+        let data = packed.data.get(i).ok_or_else(|| StoreError::corrupt("a write set's entries were not packed"))?;
         let index = to_i64(frontier.size())?;
         let chain = match (sealed.chain(), last) {
             (None, _) => ORGANIZATION_CHAIN,
@@ -296,7 +305,7 @@ fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet) -> StoreResu
                 sealed.at_ms,
                 sealed.entry.actor,
                 sealed.prev.as_ref().map(|p| &p[..]),
-                sealed.data,
+                data,
                 &sealed.digest[..]
             ])
             .map_err(constraint)?;
@@ -380,7 +389,7 @@ mod tests {
         let mut jobs = Vec::new();
         for writes in sets {
             let (reply, rx) = oneshot::channel();
-            jobs.push(Job { writes, reply });
+            jobs.push(Job::new(writes, reply));
             answers.push(rx);
         }
         run_batch(conn, frontier, &signer(), jobs);
