@@ -57,6 +57,7 @@ fn bench_runs_and_reports_plausible_figures() {
     let authorized: u64 = ["warmup", "open_loop", "closed_loop"].iter().map(|p| r[*p]["ok"].as_u64().unwrap()).sum();
     assert!(ledger["entries"].as_u64().unwrap() >= authorized, "{ledger:#} for {authorized} authorized requests");
     assert!(ledger["bytes_on_disk"].as_u64().unwrap() > 0);
+    assert_eq!(ledger["disk_scope"], "database + WAL", "{ledger:#}");
 }
 
 #[test]
@@ -117,4 +118,10 @@ fn bench_runs_on_two_postgres_nodes_and_needs_a_database_for_several() {
     assert_eq!(r["ledger"]["verified"], true, "{r:#}");
     assert!(r["serial"]["batches"].as_u64().unwrap() > 0, "the sequencers' figures are reported: {r:#}");
     assert!(r["serial"]["busy_micros"].as_u64().unwrap() > 0, "{r:#}");
+    // The store's tables are measured, and every case takes some of them.
+    let ledger = &r["ledger"];
+    let (bytes, cases) = (ledger["bytes_on_disk"].as_u64().unwrap(), ledger["cases"].as_u64().unwrap());
+    assert!(cases > 0 && bytes > 0, "{ledger:#}");
+    assert_eq!(ledger["bytes_per_case"].as_u64(), Some(bytes / cases), "{ledger:#}");
+    assert!(ledger["disk_scope"].as_str().unwrap().contains("tables"), "{ledger:#}");
 }

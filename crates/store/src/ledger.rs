@@ -65,7 +65,9 @@ pub fn audit(
         let bad = |reason: String| AuditError::BadText { index: row.index, reason };
         let entry = row.entry().map_err(|e| bad(e.to_string()))?;
         // The stored data must be exactly the canonical form that was hashed.
-        if canonical_value(&entry.data).map_err(|e| bad(e.to_string()))? != row.data_text().map_err(|e| bad(e.to_string()))? {
+        if canonical_value(&entry.data).map_err(|e| bad(e.to_string()))?
+            != row.data_text().map_err(|e| bad(e.to_string()))?
+        {
             return Err(bad("stored data is not canonical".into()));
         }
         let index = u64::try_from(row.index).map_err(|_| bad("negative index".into()))?;

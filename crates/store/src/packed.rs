@@ -150,7 +150,9 @@ mod tests {
 
     #[test]
     fn a_damaged_frame_is_an_error_not_a_panic() {
-        let mut stored = pack_data(r#"{"action":"purchase_order.create","agent":"procurement-bot","amount":{"currency":"USD","value":"480.00"}}"#);
+        let mut stored = pack_data(
+            r#"{"action":"purchase_order.create","agent":"procurement-bot","amount":{"currency":"USD","value":"480.00"}}"#,
+        );
         stored.truncate(stored.len() - 3);
         assert!(unpack_data(&stored).is_err());
         assert!(unpack_data(&[PACKED_1]).is_err());

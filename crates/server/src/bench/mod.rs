@@ -282,16 +282,18 @@ fn add(
     }
 }
 
-/// The ledger in PostgreSQL and `agentsigna ledger verify`'s verdict on it (no file
-/// sizes: the database's are not the ledger's alone).
+/// The ledger in PostgreSQL, the size of the store's tables, and `agentsigna ledger
+/// verify`'s verdict on it.
 fn pg_ledger_figures(data_dir: &Path, url: &str) -> anyhow::Result<LedgerFigures> {
-    let src = agentsigna_store::Database::Postgres(url.to_owned()).open_ledger()?;
+    use agentsigna_store::LedgerSource as _;
+    let src = agentsigna_store::postgres::PgLedgerReader::open(url, &Default::default())?;
     let entries = src.size()?;
+    let bytes_on_disk = src.table_bytes()?;
     let started = std::time::Instant::now();
     let keys = agentsigna_core::keys::Keyring::load(&data_dir.join("keys"), None)
         .with_context(|| format!("cannot read the ledger key of {}", data_dir.display()))?;
     let (verified, verification, cases) =
-        match agentsigna_store::ledger::audit(&*src, &keys.ledger.verifier(), &[], |_| {}) {
+        match agentsigna_store::ledger::audit(&src, &keys.ledger.verifier(), &[], |_| {}) {
             Ok(r) => (
                 true,
                 format!(
@@ -305,8 +307,9 @@ fn pg_ledger_figures(data_dir: &Path, url: &str) -> anyhow::Result<LedgerFigures
     Ok(LedgerFigures {
         entries,
         cases,
-        bytes_per_case: 0,
-        bytes_on_disk: 0,
+        bytes_per_case: bytes_on_disk.checked_div(cases).unwrap_or(0),
+        bytes_on_disk,
+        disk_scope: "the store's tables with their indexes and TOAST, not the WAL",
         verified,
         verification,
         verify_secs: started.elapsed().as_secs_f64(),
@@ -346,6 +349,7 @@ fn ledger_figures(data_dir: &Path) -> anyhow::Result<LedgerFigures> {
         cases,
         bytes_per_case: bytes_on_disk.checked_div(cases).unwrap_or(0),
         bytes_on_disk,
+        disk_scope: "database + WAL",
         verified,
         verification,
         verify_secs: started.elapsed().as_secs_f64(),

@@ -154,8 +154,11 @@ pub struct LedgerFigures {
     pub cases: u64,
     /// `bytes_on_disk` ÷ `cases`.
     pub bytes_per_case: u64,
-    /// Database, WAL and shared-memory files.
+    /// SQLite: the database, WAL and shared-memory files; PostgreSQL: the store's tables
+    /// with their indexes and TOAST (not the WAL).
     pub bytes_on_disk: u64,
+    /// What `bytes_on_disk` counts, in words.
+    pub disk_scope: &'static str,
     pub verified: bool,
     /// What `agentsigna ledger verify` says (or why it failed).
     pub verification: String,
@@ -306,10 +309,11 @@ pub(super) fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "- Ledger: {} entries, {} cases, {:.1} MiB on disk (database + WAL), {} bytes per case; verified in {:.1} s: {}",
+        "- Ledger: {} entries, {} cases, {:.1} MiB on disk ({}), {} bytes per case; verified in {:.1} s: {}",
         thousands(r.ledger.entries),
         thousands(r.ledger.cases),
         r.ledger.bytes_on_disk as f64 / (1024.0 * 1024.0),
+        r.ledger.disk_scope,
         thousands(r.ledger.bytes_per_case),
         r.ledger.verify_secs,
         r.ledger.verification

@@ -163,11 +163,14 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
         let mut entry = reader.entries(size as u64).expect("entries").swap_remove(target as usize).entry;
         assert_eq!(entry.data["amount"]["value"], "4800.00");
         entry.data["amount"]["value"] = json!("9800.00");
-        agentsigna_store::packed::pack_data(&agentsigna_verify::ledger::canonical_value(&entry.data).expect("canonical"))
+        agentsigna_store::packed::pack_data(
+            &agentsigna_verify::ledger::canonical_value(&entry.data).expect("canonical"),
+        )
     };
     assert_eq!(edited[0], agentsigna_store::packed::PACKED_1);
-    let changed =
-        db(&d).execute("UPDATE ledger SET data = ?1 WHERE idx = ?2", rusqlite::params![edited, target]).expect("update");
+    let changed = db(&d)
+        .execute("UPDATE ledger SET data = ?1 WHERE idx = ?2", rusqlite::params![edited, target])
+        .expect("update");
     assert_eq!(changed, 1);
     let (code, _, err) = verify_dir(&d);
     assert_eq!(code, 1, "an edited entry is detected: {err}");

@@ -46,6 +46,19 @@ impl PgLedgerReader {
         })?;
         Ok(PgLedgerReader { rt, client })
     }
+
+    /// Bytes the store's tables take in the current schema, with their indexes and TOAST
+    /// (`pg_total_relation_size`); not the WAL, not the database's own catalogs.
+    pub fn table_bytes(&self) -> StoreResult<u64> {
+        let rows = self.rt.block_on(query(
+            &self.client,
+            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+             WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace",
+            &[],
+        ))?;
+        let bytes: i64 = rows.first().map_or(0, |r| r.get(0));
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
 }
 
 impl NodeSource for PgLedgerReader {

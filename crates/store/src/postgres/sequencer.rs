@@ -620,7 +620,8 @@ impl<'a> EntryColumns<'a> {
     fn push(&mut self, frontier: &mut Frontier, ws: &'a WriteSet, packed: &'a Packed) -> StoreResult<u64> {
         let first_index = frontier.size();
         for (i, sealed) in ws.entries.iter().enumerate() {
-            let data = packed.data.get(i).ok_or_else(|| StoreError::corrupt("a write set's entries were not packed"))?;
+            let data =
+                packed.data.get(i).ok_or_else(|| StoreError::corrupt("a write set's entries were not packed"))?;
             self.idx.push(to_i64(frontier.size())?);
             self.cases.push(sealed.chain());
             self.seqs.push(to_i64(sealed.entry.seq)?);

@@ -109,8 +109,10 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         let before = frontier.clone();
         let result = conn.execute_batch("SAVEPOINT job").map_err(db_err).and_then(|()| {
             // A panic must not take the writer (and every later request) down with it.
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, frontier, &job.writes, &job.packed)))
-                .unwrap_or_else(|_| Err(StoreError::corrupt("internal error while writing")));
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                apply(conn, frontier, &job.writes, &job.packed)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::corrupt("internal error while writing")));
             match applied {
                 Ok(first_index) => conn.execute_batch("RELEASE job").map(|()| first_index).map_err(db_err),
                 Err(e) => {
