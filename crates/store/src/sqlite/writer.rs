@@ -1,8 +1,9 @@
 //! The serial step: one writer thread owns the read-write connection and commits write
-//! sets in batches. Per batch: `BEGIN IMMEDIATE`; per write set a `SAVEPOINT`, its
-//! preconditions checked, its writes applied, its sealed entries given positions from the
-//! in-memory Merkle frontier; one signed checkpoint for the new tree; one `COMMIT` (one
-//! fsync); then every write set is answered. It decides nothing and hashes only the tree.
+//! sets in batches. Per batch: `BEGIN IMMEDIATE`; per write set its preconditions checked,
+//! its writes applied, its sealed entries given positions from the in-memory Merkle
+//! frontier (a write set whose writes fail sends the batch down the savepoint path, see
+//! [`apply_all`]); one signed checkpoint for the new tree; one `COMMIT` (one fsync); then
+//! every write set is answered. It decides nothing and hashes only the tree.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -92,9 +93,10 @@ pub(crate) fn writer_loop(
     }
 }
 
-/// One group commit. A failing write set is rolled back to its savepoint alone; a failing
-/// commit fails every write set of the batch and restores the frontier. Returns the time
-/// spent in `COMMIT`, in µs.
+/// One group commit. A write set whose preconditions fail is refused and writes nothing;
+/// one whose writes fail is refused alone too (see [`apply_all`]). A failing commit fails
+/// every write set of the batch and restores the frontier. Returns the time spent in
+/// `COMMIT`, in µs.
 pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &NoteSigner, batch: Vec<Job>) -> u64 {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err) {
         for job in batch {
@@ -103,28 +105,17 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         return 0;
     }
     let start = frontier.clone();
-    let mut results = Vec::with_capacity(batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
-        let before = frontier.clone();
-        let result = conn.execute_batch("SAVEPOINT job").map_err(db_err).and_then(|()| {
-            // A panic must not take the writer (and every later request) down with it.
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                apply(conn, frontier, &job.writes, &job.packed)
-            }))
-            .unwrap_or_else(|_| Err(StoreError::corrupt("internal error while writing")));
-            match applied {
-                Ok(first_index) => conn.execute_batch("RELEASE job").map(|()| first_index).map_err(db_err),
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                    *frontier = before;
-                    Err(e)
-                }
+    let results = match apply_all(conn, frontier, &batch) {
+        Ok(results) => results,
+        Err(e) => {
+            for job in batch {
+                let _ = job.reply.send(Err(e.clone()));
             }
-        });
-        results.push(result);
-        replies.push(job.reply);
-    }
+            let _ = conn.execute_batch("ROLLBACK");
+            *frontier = start;
+            return 0;
+        }
+    };
     let mut commit = Ok(());
     if frontier.size() != start.size() {
         commit = store_checkpoint(conn, frontier, signer);
@@ -137,16 +128,79 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
     if let Err(e) = commit {
         let _ = conn.execute_batch("ROLLBACK");
         *frontier = start;
-        for reply in replies {
-            let _ = reply.send(Err(e.clone()));
+        for job in batch {
+            let _ = job.reply.send(Err(e.clone()));
         }
         return commit_micros;
     }
     let tree_size = frontier.size();
-    for (reply, result) in replies.into_iter().zip(results) {
-        let _ = reply.send(result.map(|first_index| Committed { first_index, tree_size }));
+    for (job, result) in batch.into_iter().zip(results) {
+        let _ = job.reply.send(result.map(|first_index| Committed { first_index, tree_size }));
     }
     commit_micros
+}
+
+/// Applies a batch inside the open transaction; returns each write set's outcome (the
+/// index of its first entry, or why it was refused). First without a savepoint per write
+/// set (SQLite copies every page a savepoint's writes touch first, so per write set that
+/// is most of the batch's pages again): preconditions are only reads, so a write set they
+/// refuse has written nothing. Only when a write itself fails (a uniqueness violation a
+/// precondition did not foresee, a forked chain, a damaged database) is the transaction
+/// rolled back and the batch applied again with a savepoint per write set, so that the
+/// failing one is refused alone. `Err`: the transaction could not be restarted.
+fn apply_all(conn: &Connection, frontier: &mut Frontier, batch: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
+    let start = frontier.clone();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut failed = false;
+    for job in batch {
+        match guarded(|| check_all(conn, &job.writes)) {
+            Err(e) => results.push(Err(e)),
+            Ok(()) => match guarded(|| write(conn, frontier, &job.writes, &job.packed)) {
+                Ok(first_index) => results.push(Ok(first_index)),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            },
+        }
+    }
+    if !failed {
+        return Ok(results);
+    }
+    *frontier = start;
+    // (A failed statement may have ended the transaction already: SQLite does that on a
+    // full disk or an I/O error.)
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(db_err)?;
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let before = frontier.clone();
+        let result = conn.execute_batch("SAVEPOINT job").map_err(db_err).and_then(|()| {
+            let applied = guarded(|| {
+                check_all(conn, &job.writes)?;
+                write(conn, frontier, &job.writes, &job.packed)
+            });
+            match applied {
+                Ok(first_index) => conn.execute_batch("RELEASE job").map(|()| first_index).map_err(db_err),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    *frontier = before;
+                    Err(e)
+                }
+            }
+        });
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Runs `f`, turning a panic into an error: it must not take the writer (and every later
+/// request) down with it.
+fn guarded<T>(f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::corrupt("internal error while writing")))
 }
 
 fn conflict(what: String) -> StoreError {
@@ -248,11 +302,13 @@ fn put_case(conn: &Connection, row: &CaseRow, token: Option<&[u8]>) -> StoreResu
     Ok(n)
 }
 
-/// Applies one write set; returns the index of its first entry.
-fn apply(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet, packed: &Packed) -> StoreResult<u64> {
-    for p in &ws.preconditions {
-        check(conn, p)?;
-    }
+/// Checks a write set's preconditions (reads only).
+fn check_all(conn: &Connection, ws: &WriteSet) -> StoreResult<()> {
+    ws.preconditions.iter().try_for_each(|p| check(conn, p))
+}
+
+/// Applies one write set's writes and entries; returns the index of its first entry.
+fn write(conn: &Connection, frontier: &mut Frontier, ws: &WriteSet, packed: &Packed) -> StoreResult<u64> {
     for (i, w) in ws.writes.iter().enumerate() {
         match w {
             Write::PutRecord { kind, id, body } => conn
@@ -424,6 +480,45 @@ mod tests {
         assert_eq!(n, 2);
         let version: i64 = conn.query_row("SELECT version FROM records WHERE id = 'x'", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 1, "the stale write set's record write was rolled back");
+    }
+
+    #[test]
+    fn a_write_set_whose_writes_fail_is_refused_alone_and_the_rest_commit_in_order() {
+        let (_dir, conn) = db();
+        let mut frontier = Frontier::default();
+        let e0 = entry("c", 0, None);
+        batch(&conn, &mut frontier, vec![WriteSet { entries: vec![e0.clone()], ..WriteSet::default() }]);
+        // Fresh preconditions, but its entry forks chain c: only the write finds out.
+        let fork = WriteSet { entries: vec![entry("c", 0, None)], ..put("y", None) };
+        let (a, b) = (entry("c1", 0, None), entry("c2", 0, None));
+        let results = batch(
+            &conn,
+            &mut frontier,
+            vec![
+                WriteSet { entries: vec![a.clone()], ..put("x", None) },
+                fork,
+                WriteSet { entries: vec![b.clone()], ..put("z", None) },
+                // Stale, refused by its precondition on the second path too.
+                put("x", Some(9)),
+            ],
+        );
+        assert_eq!(results[0].as_ref().unwrap().first_index, 1);
+        assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{:?}", results[1]);
+        assert_eq!(results[2].as_ref().unwrap().first_index, 2);
+        assert!(matches!(results[3], Err(StoreError::Conflict(_))), "{:?}", results[3]);
+        assert_eq!(results[2].as_ref().unwrap().tree_size, 3);
+        assert_eq!(frontier.root(), agentsigna_verify::merkle::root_from_leaves(&[e0.digest, a.digest, b.digest]));
+        let records: Vec<(String, i64)> = conn
+            .prepare("SELECT id, version FROM records ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(records, [("x".to_owned(), 1), ("z".to_owned(), 1)], "written once each; nothing of the fork");
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 3);
+        assert!(conn.is_autocommit(), "the batch's transaction ended");
     }
 
     #[test]
