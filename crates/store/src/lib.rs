@@ -12,6 +12,7 @@
 //! (state, ledger entries, Merkle nodes and the new signed checkpoint) has committed.
 //! Ledger positions are assigned by the serial step under its lock, never by a sequence.
 
+mod job;
 pub mod layout;
 pub mod ledger;
 pub mod packed;

@@ -235,8 +235,11 @@ impl Store for PgStore {
 
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>> {
         let (reply, rx) = oneshot::channel();
-        let sent = self.sequencer.try_send(sequencer::Job::new(writes, reply));
+        let (job, work) = sequencer::Job::new(writes, reply);
+        let sent = self.sequencer.try_send(job);
         Box::pin(async move {
+            // Freed here once answered, not in the serial step.
+            let _work = work;
             match sent {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {

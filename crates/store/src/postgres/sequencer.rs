@@ -21,29 +21,17 @@ use agentsigna_verify::merkle::{Frontier, Hash};
 use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use futures_util::future::{join_all, try_join_all};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 
 use super::notify::payloads;
 use super::read::{case_version, chain_head, head, idempotency_taken, query, record_version};
 use super::{pg_err, pool_err, to_i64};
+pub(crate) use crate::job::Job;
 use crate::layout::{Packed, FIRST_STORED_LEVEL};
 
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 256;
-
-pub(crate) struct Job {
-    pub writes: WriteSet,
-    /// `writes`' values in their stored forms, made by [`Job::new`] on the caller's task.
-    pub packed: Packed,
-    pub reply: oneshot::Sender<StoreResult<Committed>>,
-}
-
-impl Job {
-    pub(crate) fn new(writes: WriteSet, reply: oneshot::Sender<StoreResult<Committed>>) -> Job {
-        Job { packed: Packed::of(&writes), writes, reply }
-    }
-}
 
 /// What the sequencer measured since the store started: the time the `ledger_head` lock
 /// was held (from the moment it was granted to the end of `COMMIT`) per batch, and what
@@ -186,7 +174,7 @@ impl Sequencer {
         self.stats.record(batch.len(), entries, wait, held);
         tracing::trace!(write_sets = batch.len(), entries, held_us = held, "sequenced a batch");
         for (job, result) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(result.map(|first_index| Committed { first_index, tree_size }));
+            job.answer(result.map(|first_index| Committed { first_index, tree_size }));
         }
     }
 
@@ -384,7 +372,7 @@ fn collect_changes(ws: &WriteSet, changed: &mut BTreeSet<String>, outbox: &mut b
 
 fn fail_all(batch: Vec<Job>, e: StoreError) {
     for job in batch {
-        let _ = job.reply.send(Err(e.clone()));
+        job.answer(Err(e.clone()));
     }
 }
 

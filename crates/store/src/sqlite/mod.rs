@@ -177,8 +177,11 @@ impl Store for SqliteStore {
 
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>> {
         let (reply, rx) = oneshot::channel();
-        let sent = self.writer.try_send(writer::Job::new(writes, reply));
+        let (job, work) = writer::Job::new(writes, reply);
+        let sent = self.writer.try_send(job);
         Box::pin(async move {
+            // Freed here once answered, not in the serial step.
+            let _work = work;
             match sent {
                 Ok(()) => {}
                 Err(mpsc::TrySendError::Full(_)) => {

@@ -15,10 +15,10 @@ use agentsigna_core::store::{
 use agentsigna_verify::merkle::Frontier;
 use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::oneshot;
 
 use super::read::{chain_head, chain_number};
 use super::{db_err, to_i64};
+pub(crate) use crate::job::Job;
 use crate::layout::{Packed, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
 /// Largest number of write sets sharing one transaction.
@@ -51,19 +51,6 @@ impl WriterStats {
 
 fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-pub(crate) struct Job {
-    pub writes: WriteSet,
-    /// `writes`' values in their stored forms, made by [`Job::new`] on the caller's task.
-    pub packed: Packed,
-    pub reply: oneshot::Sender<StoreResult<Committed>>,
-}
-
-impl Job {
-    pub(crate) fn new(writes: WriteSet, reply: oneshot::Sender<StoreResult<Committed>>) -> Job {
-        Job { packed: Packed::of(&writes), writes, reply }
-    }
 }
 
 /// Runs batches until every sender is gone.
@@ -100,7 +87,7 @@ pub(crate) fn writer_loop(
 pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &NoteSigner, batch: Vec<Job>) -> u64 {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err) {
         for job in batch {
-            let _ = job.reply.send(Err(e.clone()));
+            job.answer(Err(e.clone()));
         }
         return 0;
     }
@@ -109,7 +96,7 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         Ok(results) => results,
         Err(e) => {
             for job in batch {
-                let _ = job.reply.send(Err(e.clone()));
+                job.answer(Err(e.clone()));
             }
             let _ = conn.execute_batch("ROLLBACK");
             *frontier = start;
@@ -129,13 +116,13 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         let _ = conn.execute_batch("ROLLBACK");
         *frontier = start;
         for job in batch {
-            let _ = job.reply.send(Err(e.clone()));
+            job.answer(Err(e.clone()));
         }
         return commit_micros;
     }
     let tree_size = frontier.size();
     for (job, result) in batch.into_iter().zip(results) {
-        let _ = job.reply.send(result.map(|first_index| Committed { first_index, tree_size }));
+        job.answer(result.map(|first_index| Committed { first_index, tree_size }));
     }
     commit_micros
 }
@@ -398,6 +385,7 @@ mod tests {
     use super::*;
     use agentsigna_core::store::{ChainHead, RecordKind, SealedEntry};
     use agentsigna_verify::ledger::{hex_lower, Entry};
+    use tokio::sync::oneshot;
 
     fn signer() -> NoteSigner {
         NoteSigner::new("agentsigna/test", ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap()
@@ -447,7 +435,7 @@ mod tests {
         let mut jobs = Vec::new();
         for writes in sets {
             let (reply, rx) = oneshot::channel();
-            jobs.push(Job::new(writes, reply));
+            jobs.push(Job::new(writes, reply).0);
             answers.push(rx);
         }
         run_batch(conn, frontier, &signer(), jobs);
