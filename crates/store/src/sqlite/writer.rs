@@ -85,7 +85,7 @@ pub(crate) fn writer_loop(
 /// every write set of the batch and restores the frontier. Returns the time spent in
 /// `COMMIT`, in µs.
 pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &NoteSigner, batch: Vec<Job>) -> u64 {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err) {
+    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         for job in batch {
             job.answer(Err(e.clone()));
         }
@@ -109,7 +109,7 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
     }
     let committing = Instant::now();
     if commit.is_ok() {
-        commit = conn.execute_batch("COMMIT").map_err(db_err);
+        commit = run(conn, "COMMIT");
     }
     let commit_micros = micros(committing);
     if let Err(e) = commit {
@@ -181,6 +181,12 @@ fn apply_all(conn: &Connection, frontier: &mut Frontier, batch: &[Job]) -> Store
         results.push(result);
     }
     Ok(results)
+}
+
+/// Runs one statement without parameters, kept prepared (`execute_batch` parses it anew
+/// every time).
+fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
 }
 
 /// Runs `f`, turning a panic into an error: it must not take the writer (and every later
