@@ -42,7 +42,10 @@ pub(crate) fn node(conn: &Connection, level: u32, index: u64) -> StoreResult<Has
 }
 
 pub(crate) fn ledger_size(conn: &Connection) -> StoreResult<u64> {
-    let n: Option<i64> = conn.query_row("SELECT MAX(idx) FROM ledger", [], |r| r.get(0)).map_err(db_err)?;
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT MAX(idx) FROM ledger")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
     Ok(n.map_or(0, |n| u64::try_from(n + 1).unwrap_or(0)))
 }
 

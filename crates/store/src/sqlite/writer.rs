@@ -378,8 +378,10 @@ fn store_checkpoint(conn: &Connection, frontier: &Frontier, signer: &NoteSigner)
     };
     let note = sign_checkpoint(&cp, signer).map_err(|e| StoreError::storage("cannot sign the checkpoint", e))?;
     // Only the latest checkpoint is needed to serve; older ones are kept by witnesses.
-    conn.execute("DELETE FROM checkpoints", []).map_err(db_err)?;
-    conn.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(cp.size)?, note])
+    run(conn, "DELETE FROM checkpoints")?;
+    let size = to_i64(cp.size)?;
+    conn.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![size, note]))
         .map_err(db_err)?;
     Ok(())
 }
