@@ -21,6 +21,9 @@ use super::{db_err, to_i64};
 pub(crate) use crate::job::Job;
 use crate::layout::{Packed, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
+/// A batch taking this long (µs, `COMMIT` included) is logged as a warning.
+const SLOW_BATCH_MICROS: u64 = 50_000;
+
 /// Largest number of write sets sharing one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -76,7 +79,18 @@ pub(crate) fn writer_loop(
         stats.write_sets.fetch_add(sets, Ordering::Relaxed);
         stats.entries.fetch_add(frontier.size().saturating_sub(before), Ordering::Relaxed);
         stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
-        stats.busy_micros.fetch_add(micros(started), Ordering::Relaxed);
+        let busy = micros(started);
+        stats.busy_micros.fetch_add(busy, Ordering::Relaxed);
+        if busy >= SLOW_BATCH_MICROS {
+            // Every request of the batch waited this long: worth an operator's look (a
+            // slow disk shows here first).
+            tracing::warn!(
+                write_sets = sets,
+                busy_ms = busy / 1000,
+                commit_ms = commit / 1000,
+                "slow batch in the serial step"
+            );
+        }
     }
 }
 
