@@ -149,40 +149,35 @@ pub fn token_bytes(token: &str) -> Vec<u8> {
     };
     match decoded.as_deref() {
         Some([header, payload, signature]) => match (u16::try_from(header.len()), u32::try_from(payload.len())) {
-            (Ok(h), Ok(_)) if u16::try_from(signature.len()).is_ok() => packed_segments(h, header, payload, signature),
-            (Ok(h), Ok(p)) => {
-                let mut out = Vec::with_capacity(7 + header.len() + payload.len() + signature.len());
-                out.push(SEGMENTS);
-                out.extend_from_slice(&h.to_be_bytes());
-                out.extend_from_slice(&p.to_be_bytes());
-                out.extend_from_slice(header);
-                out.extend_from_slice(payload);
-                out.extend_from_slice(signature);
-                out
-            }
+            (Ok(h), Ok(p)) => u16::try_from(signature.len())
+                .ok()
+                .and_then(|s| packed_segments(h, s, header, payload, signature))
+                .unwrap_or_else(|| plain_segments(h, p, header, payload, signature)),
             _ => verbatim(token),
         },
         _ => verbatim(token),
     }
 }
 
-fn packed_segments(h: u16, header: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
-    let s = u16::try_from(signature.len()).unwrap_or(u16::MAX);
+/// The [`PACKED_SEGMENTS`] form; `None` when zstd refuses (it does not on memory it could
+/// allocate).
+fn packed_segments(h: u16, s: u16, header: &[u8], payload: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(5 + signature.len() + (header.len() + payload.len()) / 2);
     out.push(PACKED_SEGMENTS);
     out.extend_from_slice(&h.to_be_bytes());
     out.extend_from_slice(&s.to_be_bytes());
     out.extend_from_slice(signature);
-    let joined = [header, payload].concat();
-    if crate::packed::compress_into(&mut out, &joined) {
-        return out;
-    }
-    // zstd refused (it does not on memory it could allocate): the uncompressed segments.
-    let mut out = Vec::with_capacity(7 + joined.len() + signature.len());
+    crate::packed::compress_into(&mut out, &[header, payload].concat()).then_some(out)
+}
+
+/// The [`SEGMENTS`] form: the decoded segments uncompressed.
+fn plain_segments(h: u16, p: u32, header: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(7 + header.len() + payload.len() + signature.len());
     out.push(SEGMENTS);
     out.extend_from_slice(&h.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(&joined);
+    out.extend_from_slice(&p.to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(payload);
     out.extend_from_slice(signature);
     out
 }
