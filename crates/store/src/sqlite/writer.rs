@@ -106,7 +106,7 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
         return 0;
     }
     let start = frontier.clone();
-    let results = match apply_all(conn, frontier, &batch) {
+    let results = match apply_all(conn, frontier, &start, &batch) {
         Ok(results) => results,
         Err(e) => {
             for job in batch {
@@ -148,9 +148,14 @@ pub(crate) fn run_batch(conn: &Connection, frontier: &mut Frontier, signer: &Not
 /// refuse has written nothing. Only when a write itself fails (a uniqueness violation a
 /// precondition did not foresee, a forked chain, a damaged database) is the transaction
 /// rolled back and the batch applied again with a savepoint per write set, so that the
-/// failing one is refused alone. `Err`: the transaction could not be restarted.
-fn apply_all(conn: &Connection, frontier: &mut Frontier, batch: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
-    let start = frontier.clone();
+/// failing one is refused alone. `start`: the frontier when the transaction began. `Err`:
+/// the transaction could not be restarted.
+fn apply_all(
+    conn: &Connection,
+    frontier: &mut Frontier,
+    start: &Frontier,
+    batch: &[Job],
+) -> StoreResult<Vec<StoreResult<u64>>> {
     let mut results = Vec::with_capacity(batch.len());
     let mut failed = false;
     for job in batch {
@@ -168,13 +173,13 @@ fn apply_all(conn: &Connection, frontier: &mut Frontier, batch: &[Job]) -> Store
     if !failed {
         return Ok(results);
     }
-    *frontier = start;
+    *frontier = start.clone();
     // (A failed statement may have ended the transaction already: SQLite does that on a
     // full disk or an I/O error.)
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK").map_err(db_err)?;
     }
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    run(conn, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let before = frontier.clone();
