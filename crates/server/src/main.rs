@@ -1,3 +1,9 @@
+/// mimalloc instead of glibc's allocator: a request allocates and frees many small values
+/// on whichever thread runs it, where glibc's arenas spent about a tenth of the CPU
+/// (BENCHMARKS.md, "The load generator's clock, CPU per request and the allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Flags, then `AGENTSIGNA_*` variables, then `--config FILE`, then defaults.
     let cli = agentsigna::cli::config::parse();

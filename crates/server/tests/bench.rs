@@ -45,6 +45,20 @@ fn bench_runs_and_reports_plausible_figures() {
     // 50 requests/s for 1 s: all 50 sent on schedule.
     assert_eq!(r["open_loop"]["requests"], 50, "{:#}", r["open_loop"]);
     assert_eq!(r["open_loop"]["target_rate"], 50);
+    // The open loop reports how late its requests left (part of its latencies); the
+    // closed loops send at once and have none.
+    let lag = &r["open_loop"]["send_lag_ms"];
+    let (lag_p99, lag_max) = (lag["p99"].as_f64().unwrap(), lag["max"].as_f64().unwrap());
+    assert!(0.0 <= lag_p99 && lag_p99 <= lag_max, "{lag}");
+    assert!(lag_max <= r["open_loop"]["latency_ms"]["max"].as_f64().unwrap(), "{:#}", r["open_loop"]);
+    assert!(r["closed_loop"]["send_lag_ms"].is_null(), "{:#}", r["closed_loop"]);
+    // Each measured phase reports the process's CPU time, and per request.
+    for phase in ["open_loop", "closed_loop", "bare"] {
+        let p = &r[phase];
+        let (cpu, per) = (p["cpu_secs"].as_f64().unwrap(), p["cpu_us_per_request"].as_f64().unwrap());
+        assert!(cpu > 0.0 && per > 0.0, "{phase}: {p:#}");
+        assert!((per - cpu * 1e6 / p["ok"].as_f64().unwrap()).abs() < 1e-6 * per.max(1.0), "{phase}: {p:#}");
+    }
     let ratio = r["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio.is_finite(), "ratio {ratio}");
     let expected = r["closed_loop"]["rate"].as_f64().unwrap() / r["bare"]["rate"].as_f64().unwrap();

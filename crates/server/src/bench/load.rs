@@ -28,6 +28,9 @@ use super::{BenchArgs, WARMUP_PER_CONNECTION};
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     pub(super) latencies: Vec<Duration>,
+    /// Open loop only: from each request's scheduled time to its handing to a connection
+    /// (the generator's own lateness, plus waiting for a free connection).
+    pub(super) send_lags: Vec<Duration>,
     pub(super) errors: ErrorKinds,
     pub(super) first_error: Option<String>,
 }
@@ -49,6 +52,7 @@ impl Tally {
 
     pub(super) fn merge(&mut self, other: Tally) {
         self.latencies.extend(other.latencies);
+        self.send_lags.extend(other.send_lags);
         self.errors.transport += other.errors.transport;
         self.errors.status += other.errors.status;
         self.errors.verdict += other.errors.verdict;
@@ -293,6 +297,7 @@ pub(super) async fn open_loop(
                         });
                         continue;
                     }
+                    tally.send_lags.push(Instant::now().saturating_duration_since(job.at));
                     let result = conn.call(&format!("{prefix}-{}", job.seq)).await;
                     let done = Instant::now();
                     tally.record(result, done.saturating_duration_since(job.at));
@@ -302,19 +307,29 @@ pub(super) async fn open_loop(
             })
         })
         .collect();
-    for seq in 0..total {
-        let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
-        let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
-        if at > Instant::now() {
-            tokio::time::sleep_until(at).await;
-        }
-        // Jobs already due (the timer woke late) are queued at once, with their own send time.
-        if tx.send(Job { seq, at }).is_err() {
-            break;
-        }
-    }
-    drop(tx);
+    // The schedule runs on a thread of its own: tokio's timer has a resolution of one
+    // millisecond and would send each request up to a millisecond late, a delay the
+    // latencies (measured from the scheduled time) would blame on the server. A thread's
+    // sleep wakes within tens of microseconds.
+    let pacer = std::thread::Builder::new()
+        .name("agentsigna-pacer".into())
+        .spawn(move || {
+            for seq in 0..total {
+                let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
+                let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                // Jobs already due (the thread woke late) are queued at once, with their own send time.
+                if tx.send(Job { seq, at }).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the open loop's pacer")?;
     let (tally, last) = join_workers(workers, start).await?;
+    pacer.join().map_err(|_| anyhow!("the open loop's pacer panicked"))?;
     let name = format!("open loop, {} requests/s scheduled", thousands(u64::from(rate)));
     Ok(Phase::new(name, connections, Some(rate), last.saturating_duration_since(start), tally))
 }
@@ -418,6 +433,29 @@ pub(super) async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) 
     Ok(handles)
 }
 
+/// CPU time this process has used so far, every thread, user and system (Linux: from
+/// `/proc/self/stat`, whose clock ticks are `USER_HZ`, 100 per second; `None` elsewhere).
+pub(super) fn process_cpu() -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11); // fields 3..=13
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
+}
+
+/// Runs one phase and records the process's CPU time over it.
+async fn with_cpu(phase: impl std::future::Future<Output = anyhow::Result<Phase>>) -> anyhow::Result<Phase> {
+    let before = process_cpu();
+    let mut phase = phase.await?;
+    if let (Some(b), Some(a)) = (before, process_cpu()) {
+        phase.set_cpu(a.saturating_sub(b));
+    }
+    Ok(phase)
+}
+
 pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow::Result<Measured> {
     let duration = Duration::from_secs(a.duration_secs);
     let connections = usize::try_from(a.connections)?;
@@ -434,19 +472,21 @@ pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>
     )
     .await?;
     eprintln!("bench: phase 1/3, open loop at {} requests/s for {} s", a.rate, a.duration_secs);
-    let open = open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections).await?;
+    let open = with_cpu(open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections)).await?;
     eprintln!("bench: phase 2/3, closed loop on {connections} connections for {} s", a.duration_secs);
     let closed =
-        closed_loop(&signa, "closed loop, AgentSigna", &format!("{run}-c"), duration, None, connections).await?;
+        with_cpu(closed_loop(&signa, "closed loop, AgentSigna", &format!("{run}-c"), duration, None, connections))
+            .await?;
     eprintln!("bench: phase 3/3, closed loop against the bare endpoint for {} s", a.duration_secs);
     let bare =
-        closed_loop(&bare, "closed loop, bare endpoint", &format!("{run}-b"), duration, None, connections).await?;
+        with_cpu(closed_loop(&bare, "closed loop, bare endpoint", &format!("{run}-b"), duration, None, connections))
+            .await?;
     let with_waiters = if a.waiters > 0 {
         let n = usize::try_from(a.waiters)?;
         eprintln!("bench: phase 4, {n} long polls held while the closed loop runs again for {} s", a.duration_secs);
         let waiters = start_waiters(&signa, n, &format!("{run}-wait")).await?;
         let name = format!("closed loop, AgentSigna, {n} long polls waiting");
-        let phase = closed_loop(&signa, &name, &format!("{run}-cw"), duration, None, connections).await;
+        let phase = with_cpu(closed_loop(&signa, &name, &format!("{run}-cw"), duration, None, connections)).await;
         for w in waiters {
             w.abort();
         }
@@ -460,6 +500,22 @@ pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_grows_with_work() {
+        let Some(before) = process_cpu() else {
+            eprintln!("skipped: no /proc/self/stat on this system");
+            return;
+        };
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = process_cpu().unwrap().saturating_sub(before);
+        // 150 ms of spinning, counted in ticks of 10 ms (and maybe less under a loaded host).
+        assert!(used >= Duration::from_millis(50) && used <= Duration::from_secs(5), "{used:?}");
+    }
 
     #[test]
     fn verdicts_are_checked() {

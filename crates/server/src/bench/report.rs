@@ -79,6 +79,14 @@ pub struct Phase {
     pub rate: f64,
     /// `null` when no request succeeded.
     pub latency_ms: Option<Latency>,
+    /// Open loop only (`null` otherwise): from each request's scheduled time to its
+    /// handing to a connection, the part of `latency_ms` spent before the send.
+    pub send_lag_ms: Option<Latency>,
+    /// CPU time of the whole process (servers and load generator, every thread) over the
+    /// phase, in seconds; `null` where the system does not say.
+    pub cpu_secs: Option<f64>,
+    /// `cpu_secs` per successful request, in microseconds.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl Phase {
@@ -104,7 +112,16 @@ impl Phase {
             wall_secs,
             rate: if wall_secs > 0.0 { ok as f64 / wall_secs } else { 0.0 },
             latency_ms: Latency::of(tally.latencies),
+            send_lag_ms: Latency::of(tally.send_lags),
+            cpu_secs: None,
+            cpu_us_per_request: None,
         }
+    }
+
+    /// Records the process's CPU time over the phase.
+    pub(super) fn set_cpu(&mut self, cpu: Duration) {
+        self.cpu_secs = Some(cpu.as_secs_f64());
+        self.cpu_us_per_request = (self.ok > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ok as f64);
     }
 }
 
@@ -272,10 +289,17 @@ pub(super) fn markdown(r: &Report) -> String {
     if let Some(p) = &r.with_waiters {
         row(&mut out, &format!("4. closed loop, {} long polls waiting", thousands(u64::from(r.waiters))), p);
     }
+    let lag = r.open_loop.send_lag_ms.map_or(String::new(), |l| {
+        format!(
+            " Phase 1's requests left the generator {:.3} ms (p50), {:.3} ms (p99) after their scheduled time; \
+             that is inside its latencies.",
+            l.p50, l.p99
+        )
+    });
     let _ = writeln!(
         out,
         "\nPhase 1 latency runs from each request's scheduled send time (no coordinated omission); \
-         phases 2 and 3 from the actual send.\n"
+         phases 2 and 3 from the actual send.{lag}\n"
     );
     let _ = writeln!(
         out,
@@ -284,6 +308,14 @@ pub(super) fn markdown(r: &Report) -> String {
         rate(r.closed_loop.rate),
         rate(r.bare.rate)
     );
+    if let (Some(signa), Some(bare)) = (r.closed_loop.cpu_us_per_request, r.bare.cpu_us_per_request) {
+        let _ = writeln!(
+            out,
+            "- CPU per request, closed loop (the whole process: servers and load generator, user + system): \
+             AgentSigna {signa:.0} µs, bare endpoint {bare:.0} µs; ratio **{:.3}**",
+            bare / signa
+        );
+    }
     let p99 = r.open_loop.latency_ms.map_or("–".to_owned(), |l| format!("{:.2} ms", l.p99));
     let at = if r.rate == TARGET_P99_RATE {
         String::new()

@@ -105,6 +105,12 @@ pub(crate) fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection>
     Ok(conn)
 }
 
+/// Runs one statement without parameters, kept prepared (`execute_batch` parses it anew
+/// every time).
+pub(crate) fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
+}
+
 struct DbNodes<'a> {
     conn: &'a Connection,
 }
@@ -162,11 +168,11 @@ impl Store for SqliteStore {
                     Some(c) => c,
                     None => open_conn(&path, true)?,
                 };
-                let result = conn.execute_batch("BEGIN").map_err(db_err).and_then(|()| {
+                let result = run(&conn, "BEGIN").and_then(|()| {
                     let mut snap = read::SqlSnapshot { conn: &conn };
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut snap)))
                         .map_err(|_| StoreError::corrupt("internal error while reading"));
-                    let _ = conn.execute_batch("COMMIT");
+                    let _ = run(&conn, "COMMIT");
                     r
                 });
                 if let Ok(mut r) = readers.lock() {

@@ -17,7 +17,7 @@ use agentsigna_verify::note::{sign_checkpoint, Checkpoint, NoteSigner};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::read::{chain_head, chain_number};
-use super::{db_err, to_i64};
+use super::{db_err, run, to_i64};
 pub(crate) use crate::job::Job;
 use crate::layout::{Packed, FIRST_STORED_LEVEL, ORGANIZATION_CHAIN};
 
@@ -200,12 +200,6 @@ fn apply_all(
         results.push(result);
     }
     Ok(results)
-}
-
-/// Runs one statement without parameters, kept prepared (`execute_batch` parses it anew
-/// every time).
-fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
 }
 
 /// Runs `f`, turning a panic into an error: it must not take the writer (and every later
