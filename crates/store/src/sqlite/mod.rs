@@ -175,7 +175,9 @@ impl Store for SqliteStore {
                     let _ = run(&conn, "COMMIT");
                     r
                 });
-                if let Ok(mut r) = readers.lock() {
+                // A connection still inside a transaction (its `COMMIT` failed) would fail
+                // every later `BEGIN`: it is closed, not pooled.
+                if let (true, Ok(mut r)) = (conn.is_autocommit(), readers.lock()) {
                     if r.len() < 16 {
                         r.push(conn);
                     }
