@@ -72,6 +72,40 @@ fn bench_runs_and_reports_plausible_figures() {
     assert!(ledger["entries"].as_u64().unwrap() >= authorized, "{ledger:#} for {authorized} authorized requests");
     assert!(ledger["bytes_on_disk"].as_u64().unwrap() > 0);
     assert_eq!(ledger["disk_scope"], "database + WAL", "{ledger:#}");
+
+    // The floors of the same run: the data directory's durable write, at the open loop's
+    // rate (every scheduled write made), and a raw signature.
+    let disk = &r["disk_floor"];
+    assert_eq!(disk["rate"], 50, "{disk:#}");
+    assert_eq!(disk["writes"], 50, "{disk:#}");
+    assert_eq!(disk["sync"], "fsync", "{disk:#}");
+    assert!(disk["bytes_per_write"].as_u64().unwrap() > 4096, "{disk:#}");
+    let l = &disk["latency_ms"];
+    assert!(0.0 < l["p50"].as_f64().unwrap() && l["p99"].as_f64().unwrap() <= l["max"].as_f64().unwrap(), "{l}");
+    let sign = r["ed25519_sign_us"].as_f64().unwrap();
+    assert!(sign > 0.0 && sign.is_finite(), "{sign}");
+}
+
+#[test]
+fn the_markdown_report_sets_the_floors_beside_the_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
+        .args(["bench", "--rate", "20", "--duration-secs", "1", "--connections", "2"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AGENTSIGNA_LOG", "error")
+        .output()
+        .expect("cannot run agentsigna");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("- Disk floor (the data directory alone"), "{stdout}");
+    assert!(stdout.contains("20 writes of 49,440 bytes, each followed by fsync, at 20/s"), "{stdout}");
+    assert!(stdout.contains("the verdict's p99 is"), "{stdout}");
+    assert!(stdout.contains("- Raw Ed25519 signature"), "{stdout}");
+    assert!(stdout.contains("CPU per request in signatures: AgentSigna"), "{stdout}");
+    // The floor's scratch file is gone; the database stays.
+    assert!(!dir.path().join(".bench-disk-floor").exists());
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);
 }
 
 #[test]
@@ -138,4 +172,6 @@ fn bench_runs_on_two_postgres_nodes_and_needs_a_database_for_several() {
     assert!(cases > 0 && bytes > 0, "{ledger:#}");
     assert_eq!(ledger["bytes_per_case"].as_u64(), Some(bytes / cases), "{ledger:#}");
     assert!(ledger["disk_scope"].as_str().unwrap().contains("tables"), "{ledger:#}");
+    // PostgreSQL's disk is not this process's: no floor for it.
+    assert!(r["disk_floor"].is_null(), "{r:#}");
 }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use agentsigna_core::SystemClock;
 
+use super::floor::{self, FLOOR_WRITE_BYTES};
 use super::report::{thousands, ErrorKinds, Phase};
 use super::{BenchArgs, WARMUP_PER_CONNECTION};
 
@@ -383,6 +385,8 @@ pub(super) struct Measured {
     pub(super) closed_loop: Phase,
     pub(super) bare: Phase,
     pub(super) with_waiters: Option<Phase>,
+    pub(super) disk_floor: Option<floor::DiskFloor>,
+    pub(super) ed25519_sign_us: f64,
 }
 
 /// Holds `n` long polls: each on a connection of its own, on an escalated case of its own
@@ -460,7 +464,14 @@ async fn with_cpu(phase: impl std::future::Future<Output = anyhow::Result<Phase>
     Ok(phase)
 }
 
-pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>) -> anyhow::Result<Measured> {
+/// The phases, in order; `disk`: the directory whose disk floor to measure (`None` on
+/// PostgreSQL, whose disk is not this process's).
+pub(super) async fn measure(
+    a: &BenchArgs,
+    signa: Arc<Target>,
+    bare: Arc<Target>,
+    disk: Option<PathBuf>,
+) -> anyhow::Result<Measured> {
     let duration = Duration::from_secs(a.duration_secs);
     let connections = usize::try_from(a.connections)?;
     // Idempotency keys unique across runs sharing a data directory.
@@ -475,6 +486,17 @@ pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>
         connections,
     )
     .await?;
+    // The floors run with the servers idle, between the warm-up and the open loop.
+    let rate = a.rate;
+    let disk_floor = match disk {
+        Some(dir) => {
+            eprintln!("bench: disk floor, {FLOOR_WRITE_BYTES} bytes + fsync at {rate}/s for {} s", a.duration_secs);
+            Some(tokio::task::spawn_blocking(move || floor::disk_floor(&dir, rate, duration)).await??)
+        }
+        None => None,
+    };
+    eprintln!("bench: raw Ed25519 signatures");
+    let ed25519_sign_us = tokio::task::spawn_blocking(floor::ed25519_sign_micros).await?;
     eprintln!("bench: phase 1/3, open loop at {} requests/s for {} s", a.rate, a.duration_secs);
     let open = with_cpu(open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections)).await?;
     eprintln!("bench: phase 2/3, closed loop on {connections} connections for {} s", a.duration_secs);
@@ -498,7 +520,7 @@ pub(super) async fn measure(a: &BenchArgs, signa: Arc<Target>, bare: Arc<Target>
     } else {
         None
     };
-    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare, with_waiters })
+    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare, with_waiters, disk_floor, ed25519_sign_us })
 }
 
 #[cfg(test)]

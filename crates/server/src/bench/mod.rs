@@ -26,7 +26,12 @@
 //! statuses and other verdicts are counted and reported, and any of them makes the run
 //! exit 1, as does a ledger that fails verification.
 //!
-//! 0. Warm-up: a few checked requests per connection, not measured.
+//! 0. Warm-up: a few checked requests per connection, not measured. Then, with the
+//!    servers idle, two floors of the same machine (`floor.rs`): on SQLite, the data
+//!    directory's own durable write (a group commit's bytes and an `fsync`, at `--rate`
+//!    per second for `--duration-secs`, no database), and a raw Ed25519 signature. The
+//!    report sets the verdict's p99 beside the disk's and the CPU per request beside a
+//!    signature's.
 //! 1. Open loop at `--rate` requests/s for `--duration-secs`: sends are scheduled at fixed
 //!    intervals whatever the answers and queued to a pool of `--connections` connections;
 //!    latency runs from each request's *scheduled* send time to the end of its answer, so
@@ -46,6 +51,7 @@
 //! `agentsigna ledger verify` does (every digest, chain and the Merkle root against the
 //! signed checkpoint), so the figures cannot have been bought by losing durability.
 
+mod floor;
 mod load;
 mod report;
 mod servers;
@@ -179,7 +185,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         .and_then(|s| Ok((s, Target::new(bare.addr, BARE_PATH, None, Expect::Success)?)));
     let run_started = std::time::Instant::now();
     let measured = match targets {
-        Ok((signa, bare_target)) => client_rt.block_on(measure(&a, Arc::new(signa), Arc::new(bare_target))),
+        Ok((signa, bare_target)) => {
+            let disk = database.is_none().then(|| data_dir.clone());
+            client_rt.block_on(measure(&a, Arc::new(signa), Arc::new(bare_target), disk))
+        }
         Err(e) => Err(e),
     };
     let serial = Serial::of(
@@ -242,6 +251,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         waiters: a.waiters,
         ratio,
         waiters_ratio,
+        disk_floor: m.disk_floor,
+        ed25519_sign_us: m.ed25519_sign_us,
         serial,
         targets,
         ledger,

@@ -209,6 +209,11 @@ pub struct Report {
     pub ratio: f64,
     /// Phase 4's authorized requests/s ÷ phase 2's (1.0: the waiters cost nothing).
     pub waiters_ratio: Option<f64>,
+    /// The data directory's own durable write at the open loop's rate (`null` on
+    /// PostgreSQL, whose disk is not this process's).
+    pub disk_floor: Option<super::floor::DiskFloor>,
+    /// One raw Ed25519 signature of a passport-sized message, µs (servers idle).
+    pub ed25519_sign_us: f64,
     /// The store's serial step over the whole run (warm-up included).
     pub serial: Serial,
     pub targets: Targets,
@@ -324,6 +329,39 @@ pub(super) fn markdown(r: &Report) -> String {
     };
     let _ =
         writeln!(out, "- Target verdict p99 ≤ 2 ms at 1,000 requests/s: {} (p99 {p99}){at}", met(r.targets.p99_le_2ms));
+    if let Some(d) = &r.disk_floor {
+        if let Some(l) = d.latency_ms {
+            let times = r
+                .open_loop
+                .latency_ms
+                .map_or(String::new(), |v| format!("; the verdict's p99 is {:.1}× the disk's", v.p99 / l.p99));
+            let _ = writeln!(
+                out,
+                "- Disk floor (the data directory alone, no database, servers idle): {} writes of {} bytes, each followed by \
+                 {}, at {}/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms{times}",
+                thousands(d.writes),
+                thousands(d.bytes_per_write as u64),
+                d.sync,
+                thousands(u64::from(d.rate)),
+                l.p50,
+                l.p99,
+                l.p99_9,
+                l.max
+            );
+        }
+    }
+    if r.ed25519_sign_us > 0.0 {
+        let per =
+            |p: &Phase| p.cpu_us_per_request.map_or("–".to_owned(), |c| format!("{:.1}", c / r.ed25519_sign_us));
+        let _ = writeln!(
+            out,
+            "- Raw Ed25519 signature (ed25519-dalek, one thread, servers idle): {:.1} µs; CPU per request in \
+             signatures: AgentSigna {}, bare endpoint {}",
+            r.ed25519_sign_us,
+            per(&r.closed_loop),
+            per(&r.bare)
+        );
+    }
     let _ = writeln!(
         out,
         "- Target ratio ≥ 0.10: {} ({:.3}; {} authorized requests/s)",

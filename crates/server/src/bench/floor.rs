@@ -1,0 +1,152 @@
+//! Floors measured in the same run as the figures they bound, so that a reader can tell
+//! the product's cost from the machine's: the data directory's own durable write (what a
+//! group commit costs the disk, with no database in the way) and a raw Ed25519 signature
+//! (what one passport's signature costs a core). Machines here differ by 3× from one
+//! session to the next; a ratio to a floor of the same run does not.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde::Serialize;
+
+use super::report::Latency;
+
+/// Bytes of one floor write: 12 WAL frames of a 4 KiB page and its 24-byte header, what
+/// SQLite writes to commit a batch of one authorized request (its case row, the case's
+/// id, idempotency and listing indexes, the passport, three ledger entries and their
+/// index, Merkle nodes, the checkpoint; counted with `strace` on the writer thread).
+pub const FLOOR_WRITE_BYTES: usize = 12 * (4096 + 24);
+
+/// The floor's writes cycle over this many slots of a preallocated file (≈ 4 MiB, the size
+/// SQLite's WAL reaches at its default checkpoint threshold of 1,000 pages): overwrites of
+/// allocated blocks, as a reused WAL's are.
+const SLOTS: u64 = 80;
+
+/// The data directory's durable write, measured alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskFloor {
+    /// Bytes written before each `fsync`.
+    pub bytes_per_write: usize,
+    /// Writes scheduled per second (the open loop's rate).
+    pub rate: u32,
+    /// Writes made.
+    pub writes: u64,
+    /// Each write and its `fsync`, from the write's start (not its scheduled time: one
+    /// writer that never batches is not what the server runs).
+    pub latency_ms: Option<Latency>,
+    /// The call that made each write durable, the same one the bundled SQLite makes.
+    pub sync: &'static str,
+}
+
+/// Writes [`FLOOR_WRITE_BYTES`] and `fsync`s them, `rate` times a second for `duration`,
+/// in a scratch file of `dir` (removed afterwards); a disk too slow for the rate makes
+/// the writes back to back, and the floor stops at twice `duration`.
+pub fn disk_floor(dir: &Path, rate: u32, duration: Duration) -> anyhow::Result<DiskFloor> {
+    let path = dir.join(".bench-disk-floor");
+    let result = write_paced(&path, rate, duration);
+    let _ = std::fs::remove_file(&path);
+    let samples = result?;
+    Ok(DiskFloor {
+        bytes_per_write: FLOOR_WRITE_BYTES,
+        rate,
+        writes: samples.len() as u64,
+        latency_ms: Latency::of(samples),
+        sync: "fsync",
+    })
+}
+
+fn write_paced(path: &Path, rate: u32, duration: Duration) -> anyhow::Result<Vec<Duration>> {
+    if rate == 0 {
+        return Err(anyhow!("the disk floor needs a rate above 0"));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // Not zeros: a file system that compresses or deduplicates must not get the floor cheap.
+    let chunk: Vec<u8> =
+        (0..FLOOR_WRITE_BYTES as u64).map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8).collect();
+    let size = FLOOR_WRITE_BYTES as u64;
+    for slot in 0..SLOTS {
+        file.write_all_at(&chunk, slot * size).context("cannot preallocate the disk floor's file")?;
+    }
+    file.sync_all().context("cannot fsync the disk floor's file")?;
+    let total = u64::from(rate).saturating_mul(duration.as_secs().max(1));
+    let mut samples = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let start = Instant::now();
+    let give_up = start + duration.saturating_mul(2).max(Duration::from_secs(2));
+    for seq in 0..total {
+        let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
+        let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        } else if now >= give_up {
+            break;
+        }
+        let began = Instant::now();
+        file.write_all_at(&chunk, (seq % SLOTS) * size).context("a disk floor write failed")?;
+        file.sync_all().context("a disk floor fsync failed")?;
+        samples.push(began.elapsed());
+    }
+    Ok(samples)
+}
+
+/// One Ed25519 signature over a passport-sized message (ed25519-dalek, as passports and
+/// checkpoints are signed), in µs: the fastest of three rounds' means, so that a busy
+/// moment of the host does not count.
+pub fn ed25519_sign_micros() -> f64 {
+    const ROUNDS: u32 = 3;
+    const PER_ROUND: u32 = 2_000;
+    let key = SigningKey::from_bytes(&[7; 32]);
+    // About the length of a passport's JWS signing input (header and claims, base64url).
+    let mut message = vec![b'a'; 1_200];
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for i in 0..PER_ROUND {
+            message[..4].copy_from_slice(&i.to_le_bytes());
+            std::hint::black_box(key.sign(std::hint::black_box(&message)));
+        }
+        best = best.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND));
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_disk_floor_makes_every_scheduled_write_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let floor = disk_floor(dir.path(), 40, Duration::from_secs(1)).unwrap();
+        assert_eq!(floor.writes, 40, "{floor:?}");
+        assert_eq!(floor.bytes_per_write, FLOOR_WRITE_BYTES);
+        let l = floor.latency_ms.unwrap();
+        assert!(0.0 < l.p50 && l.p50 <= l.p99 && l.p99 <= l.max, "{l:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the scratch file was removed");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = disk_floor(&dir.path().join("absent"), 10, Duration::from_secs(1)).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot create"), "{err:#}");
+    }
+
+    #[test]
+    fn a_signature_costs_some_time() {
+        let us = ed25519_sign_micros();
+        assert!(us.is_finite() && us > 0.0, "{us}");
+    }
+}
