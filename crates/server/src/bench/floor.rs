@@ -79,7 +79,8 @@ fn write_paced(path: &Path, rate: u32, duration: Duration) -> anyhow::Result<Vec
     }
     file.sync_all().context("cannot fsync the disk floor's file")?;
     let total = u64::from(rate).saturating_mul(duration.as_secs().max(1));
-    let mut samples = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    // (Reserved up to a million: a rate no disk keeps up with ends at `give_up` anyway.)
+    let mut samples = Vec::with_capacity(usize::try_from(total.min(1 << 20)).unwrap_or(0));
     let start = Instant::now();
     let give_up = start + duration.saturating_mul(2).max(Duration::from_secs(2));
     for seq in 0..total {

@@ -321,6 +321,18 @@ pub(super) fn markdown(r: &Report) -> String {
             bare / signa
         );
     }
+    if r.ed25519_sign_us > 0.0 {
+        let per =
+            |p: &Phase| p.cpu_us_per_request.map_or("–".to_owned(), |c| format!("{:.1}", c / r.ed25519_sign_us));
+        let _ = writeln!(
+            out,
+            "- Raw Ed25519 signature (ed25519-dalek, one thread, servers idle): {:.1} µs; CPU per request in \
+             signatures: AgentSigna {}, bare endpoint {}",
+            r.ed25519_sign_us,
+            per(&r.closed_loop),
+            per(&r.bare)
+        );
+    }
     let p99 = r.open_loop.latency_ms.map_or("–".to_owned(), |l| format!("{:.2} ms", l.p99));
     let at = if r.rate == TARGET_P99_RATE {
         String::new()
@@ -349,18 +361,6 @@ pub(super) fn markdown(r: &Report) -> String {
                 l.max
             );
         }
-    }
-    if r.ed25519_sign_us > 0.0 {
-        let per =
-            |p: &Phase| p.cpu_us_per_request.map_or("–".to_owned(), |c| format!("{:.1}", c / r.ed25519_sign_us));
-        let _ = writeln!(
-            out,
-            "- Raw Ed25519 signature (ed25519-dalek, one thread, servers idle): {:.1} µs; CPU per request in \
-             signatures: AgentSigna {}, bare endpoint {}",
-            r.ed25519_sign_us,
-            per(&r.closed_loop),
-            per(&r.bare)
-        );
     }
     let _ = writeln!(
         out,
