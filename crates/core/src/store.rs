@@ -407,6 +407,14 @@ pub struct SerialFigures {
 pub trait Store: Send + Sync + 'static {
     /// Runs `f` against a consistent read-only snapshot.
     fn read(&self, f: ReadFn) -> BoxFuture<StoreResult<()>>;
+    /// [`Store::read`] for a decision: a few indexed reads and the CPU work on them (the
+    /// policy, the entries, the passport's signature), never a scan. A backend whose reads
+    /// are local may run it on the caller's task instead of a thread of its own: the
+    /// hand-off and the wake-up back cost more than such a read. The default is
+    /// [`Store::read`].
+    fn read_to_decide(&self, f: ReadFn) -> BoxFuture<StoreResult<()>> {
+        self.read(f)
+    }
     /// The serial step: checks the write set's preconditions, assigns its entries their
     /// positions, writes it, and resolves once it is durable. A failing write set changes
     /// nothing and does not affect others committed in the same batch.
@@ -448,6 +456,33 @@ pub trait StoreExt {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static;
+    /// [`StoreExt::read_with`] through [`Store::read_to_decide`].
+    fn read_to_decide_with<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static;
+}
+
+/// `f` as a [`ReadFn`], and the future of its result once `read` (the future that runs
+/// it) has resolved.
+fn typed_read<T, E, F>(
+    f: F,
+    read: impl FnOnce(ReadFn) -> BoxFuture<StoreResult<()>>,
+) -> impl Future<Output = Result<T, E>> + Send
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let fut = read(Box::new(move |snap| {
+        let _ = tx.send(f(snap));
+    }));
+    async move {
+        fut.await?;
+        rx.try_recv().map_err(|_| E::from(StoreError::corrupt("the read ended without a result")))?
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {
@@ -457,13 +492,15 @@ impl<S: Store + ?Sized> StoreExt for S {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let fut = self.read(Box::new(move |snap| {
-            let _ = tx.send(f(snap));
-        }));
-        async move {
-            fut.await?;
-            rx.try_recv().map_err(|_| E::from(StoreError::corrupt("the read ended without a result")))?
-        }
+        typed_read(f, |f| self.read(f))
+    }
+
+    fn read_to_decide_with<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Snapshot) -> Result<T, E> + Send + 'static,
+    {
+        typed_read(f, |f| self.read_to_decide(f))
     }
 }

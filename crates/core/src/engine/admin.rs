@@ -645,7 +645,7 @@ impl Engine {
             Ok(out)
         };
         // Without `write` the draft writes nothing, so nothing is committed.
-        self.transact(&["trust-rebuild"], job).await
+        self.transact_scanning(&["trust-rebuild"], job).await
     }
 }
 

@@ -59,6 +59,13 @@ use draft::Draft;
 /// nodes, which on a hot key (one agent's trust) can lose several rounds in a row.
 const MAX_ATTEMPTS: u32 = 32;
 
+/// What a decision reads: a few rows named by its keys, or a scan.
+#[derive(Debug, Clone, Copy)]
+enum Reads {
+    Bounded,
+    Scan,
+}
+
 /// How long a node trusts a credential it has looked up before reading it again. Only
 /// found credentials are kept (an unknown one is looked up at every request), so a
 /// credential created on any node works on every node at once; one removed from the
@@ -294,6 +301,24 @@ impl Engine {
         T: Send + 'static,
         F: Fn(&Ctx, &mut Draft<'_>) -> Result<T> + Send + Sync + 'static,
     {
+        self.transact_reading(keys, Reads::Bounded, decide).await
+    }
+
+    /// [`Engine::transact`] for a decision that scans (the whole ledger, say): its
+    /// snapshot is read where long reads belong ([`Store::read`]), not on the caller's task.
+    pub(crate) async fn transact_scanning<T, F>(&self, keys: &[&str], decide: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Ctx, &mut Draft<'_>) -> Result<T> + Send + Sync + 'static,
+    {
+        self.transact_reading(keys, Reads::Scan, decide).await
+    }
+
+    async fn transact_reading<T, F>(&self, keys: &[&str], reads: Reads, decide: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Ctx, &mut Draft<'_>) -> Result<T> + Send + Sync + 'static,
+    {
         let decide = Arc::new(decide);
         let _guards = self.locks.lock(keys).await;
         let mut last = String::new();
@@ -304,18 +329,19 @@ impl Engine {
             let ctx = self.ctx();
             let decide = decide.clone();
             let cache = use_cache.then(|| (self.records.clone(), self.records.epoch()));
-            let outcome = self
-                .store
-                .read_with(move |snap| -> Result<_> {
-                    let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e)));
-                    match decide(&ctx, &mut draft) {
-                        Ok(value) => Ok(Some((value, draft.finish()))),
-                        // Decided again from the store alone: its error, if any, is the answer.
-                        Err(_) if draft.used_cache() => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })
-                .await?;
+            let run = move |snap: &mut dyn Snapshot| -> Result<_> {
+                let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e)));
+                match decide(&ctx, &mut draft) {
+                    Ok(value) => Ok(Some((value, draft.finish()))),
+                    // Decided again from the store alone: its error, if any, is the answer.
+                    Err(_) if draft.used_cache() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            };
+            let outcome = match reads {
+                Reads::Bounded => self.store.read_to_decide_with(run).await?,
+                Reads::Scan => self.store.read_with(run).await?,
+            };
             let Some((value, decided)) = outcome else {
                 use_cache = false;
                 continue;

@@ -111,6 +111,29 @@ pub(crate) fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
 }
 
+/// Runs `f` in a read transaction on a pooled read-only connection (blocking).
+fn read_snapshot(readers: &Mutex<Vec<Connection>>, path: &Path, f: ReadFn) -> StoreResult<()> {
+    let conn = match readers.lock().ok().and_then(|mut r| r.pop()) {
+        Some(c) => c,
+        None => open_conn(path, true)?,
+    };
+    let result = run(&conn, "BEGIN").and_then(|()| {
+        let mut snap = read::SqlSnapshot { conn: &conn };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut snap)))
+            .map_err(|_| StoreError::corrupt("internal error while reading"));
+        let _ = run(&conn, "COMMIT");
+        r
+    });
+    // A connection still inside a transaction (its `COMMIT` failed) would fail every later
+    // `BEGIN`: it is closed, not pooled.
+    if let (true, Ok(mut r)) = (conn.is_autocommit(), readers.lock()) {
+        if r.len() < 16 {
+            r.push(conn);
+        }
+    }
+    result
+}
+
 struct DbNodes<'a> {
     conn: &'a Connection,
 }
@@ -163,30 +186,18 @@ impl Store for SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         Box::pin(async move {
-            let joined = tokio::task::spawn_blocking(move || -> StoreResult<()> {
-                let conn = match readers.lock().ok().and_then(|mut r| r.pop()) {
-                    Some(c) => c,
-                    None => open_conn(&path, true)?,
-                };
-                let result = run(&conn, "BEGIN").and_then(|()| {
-                    let mut snap = read::SqlSnapshot { conn: &conn };
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut snap)))
-                        .map_err(|_| StoreError::corrupt("internal error while reading"));
-                    let _ = run(&conn, "COMMIT");
-                    r
-                });
-                // A connection still inside a transaction (its `COMMIT` failed) would fail
-                // every later `BEGIN`: it is closed, not pooled.
-                if let (true, Ok(mut r)) = (conn.is_autocommit(), readers.lock()) {
-                    if r.len() < 16 {
-                        r.push(conn);
-                    }
-                }
-                result
-            })
-            .await;
+            let joined = tokio::task::spawn_blocking(move || read_snapshot(&readers, &path, f)).await;
             joined.map_err(|e| StoreError::storage("the reader task failed", e))?
         })
+    }
+
+    /// On the caller's task: a decision's point reads come from the OS page cache in
+    /// microseconds, less than handing them to a blocking thread and waking the task again
+    /// (that round trip was ≈ 10 % of an authorized request's CPU; BENCHMARKS.md).
+    fn read_to_decide(&self, f: ReadFn) -> BoxFuture<StoreResult<()>> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        Box::pin(async move { read_snapshot(&readers, &path, f) })
     }
 
     fn commit(&self, writes: WriteSet) -> BoxFuture<StoreResult<Committed>> {
@@ -237,6 +248,34 @@ mod tests {
 
     use super::*;
     use agentsigna_core::store::{RecordKind, StoreExt, Write};
+
+    #[tokio::test]
+    async fn a_decision_reads_on_the_callers_thread_other_reads_on_a_blocking_one() {
+        use agentsigna_core::store::StoreExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let signer = NoteSigner::new("agentsigna/r", ed25519_dalek::SigningKey::from_bytes(&[4; 32])).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db"), signer, SqliteOptions::default()).unwrap();
+        store
+            .commit(WriteSet {
+                writes: vec![Write::PutRecord { kind: RecordKind::Setting, id: "s".into(), body: "1".into() }],
+                ..WriteSet::default()
+            })
+            .await
+            .unwrap();
+        let here = std::thread::current().id();
+        let read = |s: &mut dyn agentsigna_core::store::Snapshot| -> StoreResult<_> {
+            Ok((std::thread::current().id(), s.records(RecordKind::Setting)?.len()))
+        };
+        let (decided_on, n) = store.read_to_decide_with(read).await.unwrap();
+        assert_eq!((decided_on, n), (here, 1), "the same snapshot, read on the caller's thread");
+        let (read_on, n) = store.read_with(read).await.unwrap();
+        assert_eq!(n, 1);
+        assert_ne!(read_on, here, "a plain read (a listing, an export) keeps off the async threads");
+        // A panicking decision is an error on either path, and the pooled connection survives it.
+        let boom = |_: &mut dyn agentsigna_core::store::Snapshot| -> StoreResult<()> { panic!("boom") };
+        assert!(store.read_to_decide_with(boom).await.is_err());
+        assert_eq!(store.read_to_decide_with(read).await.unwrap().1, 1);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_writer_queue_refuses_at_once_and_recovers() {
