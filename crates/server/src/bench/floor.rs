@@ -26,6 +26,10 @@ pub const FLOOR_WRITE_BYTES: usize = 12 * (4096 + 24);
 /// allocated blocks, as a reused WAL's are.
 const SLOTS: u64 = 80;
 
+/// The disk floor runs as long as a phase, but no longer than this: ten thousand writes at
+/// 1,000/s already give a stable p99.9, and a long benchmark should not wait as long again.
+pub const MAX_FLOOR_DURATION: Duration = Duration::from_secs(10);
+
 /// The data directory's durable write, measured alone.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskFloor {

@@ -490,8 +490,9 @@ pub(super) async fn measure(
     let rate = a.rate;
     let disk_floor = match disk {
         Some(dir) => {
-            eprintln!("bench: disk floor, {FLOOR_WRITE_BYTES} bytes + fsync at {rate}/s for {} s", a.duration_secs);
-            Some(tokio::task::spawn_blocking(move || floor::disk_floor(&dir, rate, duration)).await??)
+            let length = duration.min(floor::MAX_FLOOR_DURATION);
+            eprintln!("bench: disk floor, {FLOOR_WRITE_BYTES} bytes + fsync at {rate}/s for {} s", length.as_secs());
+            Some(tokio::task::spawn_blocking(move || floor::disk_floor(&dir, rate, length)).await??)
         }
         None => None,
     };

@@ -29,7 +29,8 @@
 //! 0. Warm-up: a few checked requests per connection, not measured. Then, with the
 //!    servers idle, two floors of the same machine (`floor.rs`): on SQLite, the data
 //!    directory's own durable write (a group commit's bytes and an `fsync`, at `--rate`
-//!    per second for `--duration-secs`, no database), and a raw Ed25519 signature. The
+//!    per second for `--duration-secs`, at most 10 s, no database), and a raw Ed25519
+//!    signature. The
 //!    report sets the verdict's p99 beside the disk's and the CPU per request beside a
 //!    signature's.
 //! 1. Open loop at `--rate` requests/s for `--duration-secs`: sends are scheduled at fixed
