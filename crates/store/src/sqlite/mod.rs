@@ -193,7 +193,7 @@ impl Store for SqliteStore {
 
     /// On the caller's task: a decision's point reads come from the OS page cache in
     /// microseconds, less than handing them to a blocking thread and waking the task again
-    /// (that round trip was ≈ 10 % of an authorized request's CPU; BENCHMARKS.md).
+    /// (that round trip was ≈ 10–14 % of an authorized request's CPU; BENCHMARKS.md).
     fn read_to_decide(&self, f: ReadFn) -> BoxFuture<StoreResult<()>> {
         let readers = self.readers.clone();
         let path = self.path.clone();
