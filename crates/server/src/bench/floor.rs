@@ -13,6 +13,7 @@ use anyhow::{anyhow, Context as _};
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde::Serialize;
 
+use super::load::{scheduled_at, sleep_until};
 use super::report::Latency;
 
 /// Bytes of one floor write: 12 WAL frames of a 4 KiB page and its 24-byte header, what
@@ -88,14 +89,12 @@ fn write_paced(path: &Path, rate: u32, duration: Duration) -> anyhow::Result<Vec
     let start = Instant::now();
     let give_up = start + duration.saturating_mul(2).max(Duration::from_secs(2));
     for seq in 0..total {
-        let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
-        let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
+        let at = scheduled_at(start, seq, rate);
         let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        } else if now >= give_up {
+        if at <= now && now >= give_up {
             break;
         }
+        sleep_until(at);
         let began = Instant::now();
         file.write_all_at(&chunk, (seq % SLOTS) * size).context("a disk floor write failed")?;
         file.sync_all().context("a disk floor fsync failed")?;

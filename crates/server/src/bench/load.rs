@@ -263,6 +263,21 @@ pub(super) async fn join_workers(
     Ok((tally, last))
 }
 
+/// The time of the `seq`th event of a schedule of `rate` per second from `start`.
+pub(super) fn scheduled_at(start: std::time::Instant, seq: u64, rate: u32) -> std::time::Instant {
+    let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate.max(1));
+    start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX))
+}
+
+/// Sleeps the thread until `at` (at once when it has passed): a thread's sleep wakes
+/// within tens of microseconds, tokio's timer only to the millisecond.
+pub(super) fn sleep_until(at: std::time::Instant) {
+    let now = std::time::Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    }
+}
+
 /// Phase 1: `rate` requests/s for `duration`, scheduled at fixed intervals.
 pub(super) async fn open_loop(
     target: &Arc<Target>,
@@ -317,12 +332,9 @@ pub(super) async fn open_loop(
         .name("agentsigna-pacer".into())
         .spawn(move || {
             for seq in 0..total {
-                let offset_ns = u128::from(seq) * 1_000_000_000 / u128::from(rate);
-                let at = start + Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX));
-                let now = Instant::now();
-                if at > now {
-                    std::thread::sleep(at - now);
-                }
+                let at = scheduled_at(start.into_std(), seq, rate);
+                sleep_until(at);
+                let at = Instant::from_std(at);
                 // Jobs already due (the thread woke late) are queued at once, with their own send time.
                 if tx.send(Job { seq, at }).is_err() {
                     break;
