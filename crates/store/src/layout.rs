@@ -17,6 +17,8 @@ use agentsigna_verify::clock::rfc3339_ms;
 use agentsigna_verify::ledger::{hex_lower, DigestedEntry, Entry};
 use agentsigna_verify::merkle::{root_from_leaves, Hash};
 
+use crate::packed::Dictionary;
+
 /// The chain number of the organization chain (case rows are numbered from 1).
 pub const ORGANIZATION_CHAIN: i64 = 0;
 
@@ -132,9 +134,11 @@ pub fn unpack_text(index: i64, case: Option<&str>, seq: i64, text: &str) -> Stor
 /// header, payload, signature` (written before [`PACKED_SEGMENTS`]; still read).
 const SEGMENTS: u8 = 1;
 /// Tag of a token kept as its decoded segments with header and payload compressed
-/// ([`crate::packed`]): `2, len(header) u16, len(signature) u16, signature,
-/// frame(header ‖ payload)`.
+/// ([`crate::packed`]) against dictionary 1: `2, len(header) u16, len(signature) u16,
+/// signature, frame(header ‖ payload)` (written before [`PACKED_SEGMENTS_2`]; still read).
 const PACKED_SEGMENTS: u8 = 2;
+/// The same against dictionary 2.
+const PACKED_SEGMENTS_2: u8 = 3;
 /// Tag of a token kept as it is (one that is not three canonical base64url segments).
 const VERBATIM: u8 = 0;
 
@@ -159,11 +163,11 @@ pub fn token_bytes(token: &str) -> Vec<u8> {
     }
 }
 
-/// The [`PACKED_SEGMENTS`] form; `None` when zstd refuses (it does not on memory it could
-/// allocate).
+/// The [`PACKED_SEGMENTS_2`] form; `None` when zstd refuses (it does not on memory it
+/// could allocate).
 fn packed_segments(h: u16, s: u16, header: &[u8], payload: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(5 + signature.len() + (header.len() + payload.len()) / 2);
-    out.push(PACKED_SEGMENTS);
+    out.push(PACKED_SEGMENTS_2);
     out.extend_from_slice(&h.to_be_bytes());
     out.extend_from_slice(&s.to_be_bytes());
     out.extend_from_slice(signature);
@@ -205,7 +209,7 @@ pub fn token_text(stored: &[u8]) -> StoreResult<String> {
             let (payload, signature) = rest.split_at(p);
             Ok(format!("{}.{}.{}", b64::url_encode(header), b64::url_encode(payload), b64::url_encode(signature)))
         }
-        Some((&PACKED_SEGMENTS, rest)) if rest.len() >= 4 => {
+        Some((&tag @ (PACKED_SEGMENTS | PACKED_SEGMENTS_2), rest)) if rest.len() >= 4 => {
             let h = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
             let s = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
             let body = &rest[4..];
@@ -213,7 +217,8 @@ pub fn token_text(stored: &[u8]) -> StoreResult<String> {
                 return Err(corrupt());
             }
             let (signature, frame) = body.split_at(s);
-            let joined = crate::packed::decompress(frame)?;
+            let dictionary = if tag == PACKED_SEGMENTS { Dictionary::One } else { Dictionary::Two };
+            let joined = crate::packed::decompress(dictionary, frame)?;
             if joined.len() < h {
                 return Err(corrupt());
             }
@@ -262,9 +267,29 @@ mod tests {
             b64::url_encode([7u8; 64])
         );
         let stored = token_bytes(&token);
-        assert_eq!(stored[0], PACKED_SEGMENTS);
+        assert_eq!(stored[0], PACKED_SEGMENTS_2);
         assert!(stored.len() * 4 < token.len() * 3, "{} bytes for a {}-byte token", stored.len(), token.len());
         assert_eq!(token_text(&stored).unwrap(), token);
+    }
+
+    /// A passport as the release before dictionary 2 stored it (tag 2, dictionary 1).
+    const TOKEN_WRITTEN_WITH_1: &str = "0200580040ca502ee6154edc2928638790866c1cc10bdc779c78db083816f5f6bfa64d8b49c46cfe80167b1f3d116c7d3aadeb2232cc8f4e56ebdb61a19ca6e164bdcaf601606802a50a002614412520abe801e03c5bd378f554330997677ab1908691f6ef2076902284a4342515381502101a1e3b00390033008d75e4672d79e3ae73eb5cacaca750504389fcf4d63529ab42b007c270291c16e75a503c20c87a2115301a2b102c1e46743c83c4350db88819d40ccd91bd4a7796954509bdfa7532c9b798654c80f595ac98c872209b7c2455d575c0fc8c6a7d303f4dc44f535a20ce63494412244923d120a974cea41ff65a60fbe07de04578db3437aeb7e9572849920d55f5ac8df64708f9b1b3a40e37c2e91ca50ea117df559ed431751e03970b0034996d8c2d4e59ebabf49d616bfc4fd2f8fe4959a16dad5965fe959931f8207e4bbdf7297cdc5e81581c7a23723a1800d0cbdeb2101ca8cc65b40997670470cb87b17865048ec5ea8495cbfe2a7f564b21995b204ce0a89c80833c9865d6f094c10063208ca69c83e6062ce5c249ca7b082917754b94233d47c96b";
+
+    #[test]
+    fn a_token_stored_against_dictionary_1_still_reads() {
+        let old = hex::decode(TOKEN_WRITTEN_WITH_1).unwrap();
+        let token = token_text(&old).unwrap();
+        let segments: Vec<&str> = token.split('.').collect();
+        assert_eq!(segments.len(), 3);
+        let header: serde_json::Value = serde_json::from_slice(&b64::url_decode(segments[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "EdDSA");
+        let claims: serde_json::Value = serde_json::from_slice(&b64::url_decode(segments[1]).unwrap()).unwrap();
+        assert!(claims["case"]["id"].is_string(), "{claims}");
+        // Written again today, the same token is shorter and reads back byte for byte.
+        let new = token_bytes(&token);
+        assert_eq!(new[0], PACKED_SEGMENTS_2);
+        assert!(new.len() < old.len(), "{} bytes against dictionary 2, {} against 1", new.len(), old.len());
+        assert_eq!(token_text(&new).unwrap(), token);
     }
 
     #[test]
@@ -298,6 +323,8 @@ mod tests {
             &[PACKED_SEGMENTS, 0, 1][..],
             &[PACKED_SEGMENTS, 0, 1, 0, 64, 1, 2][..],
             &[PACKED_SEGMENTS, 0, 1, 0, 0, 0xFF, 0xFF][..],
+            &[PACKED_SEGMENTS_2, 0, 1][..],
+            &[PACKED_SEGMENTS_2, 0, 1, 0, 0, 0xFF, 0xFF][..],
         ] {
             assert!(token_text(stored).is_err(), "{stored:?}");
         }

@@ -167,7 +167,7 @@ async fn ledger_verify_detects_edits_deletions_and_reordering() {
             &agentsigna_verify::ledger::canonical_value(&entry.data).expect("canonical"),
         )
     };
-    assert_eq!(edited[0], agentsigna_store::packed::PACKED_1);
+    assert_eq!(edited[0], agentsigna_store::packed::PACKED_2);
     let changed = db(&d)
         .execute("UPDATE ledger SET data = ?1 WHERE idx = ?2", rusqlite::params![edited, target])
         .expect("update");
