@@ -58,6 +58,14 @@ fn bench_runs_and_reports_plausible_figures() {
         let (cpu, per) = (p["cpu_secs"].as_f64().unwrap(), p["cpu_us_per_request"].as_f64().unwrap());
         assert!(cpu > 0.0 && per > 0.0, "{phase}: {p:#}");
         assert!((per - cpu * 1e6 / p["ok"].as_f64().unwrap()).abs() < 1e-6 * per.max(1.0), "{phase}: {p:#}");
+        // And that CPU by thread: the named groups, and the rest as `other`, so that
+        // together they hold all of it.
+        let by = p["cpu_us_per_request_by_thread"].as_object().unwrap();
+        let groups: Vec<&str> = by.keys().map(String::as_str).collect();
+        assert_eq!(groups, ["load_generator", "other", "server", "writer"], "{phase}: {p:#}");
+        let sum: f64 = by.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!(by.values().all(|v| v.as_f64().unwrap() >= 0.0), "{phase}: {p:#}");
+        assert!(sum >= per * (1.0 - 1e-9), "{phase}: the groups hold {sum} of {per} µs: {p:#}");
     }
     let ratio = r["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio.is_finite(), "ratio {ratio}");
@@ -103,6 +111,7 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
     assert!(stdout.contains("the verdict's p99 is"), "{stdout}");
     assert!(stdout.contains("- Raw Ed25519 signature"), "{stdout}");
     assert!(stdout.contains("CPU per request in signatures: AgentSigna"), "{stdout}");
+    assert!(stdout.contains("- Of AgentSigna's, by thread: server "), "{stdout}");
     // The floor's scratch file is gone; the database stays.
     assert!(!dir.path().join(".bench-disk-floor").exists());
     assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);

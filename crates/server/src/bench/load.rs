@@ -2,6 +2,7 @@
 //! open and closed loops, the long polls of phase 4, and the check of every answer.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -455,6 +456,36 @@ pub(super) fn process_cpu() -> Option<Duration> {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// The threads whose CPU a phase reports apart, by the start of the name the kernel keeps
+/// (its first 15 bytes), and the group each is counted in.
+const THREAD_GROUPS: [(&str, &str); 4] = [
+    ("agentsigna-serv", "server"),
+    ("agentsigna-writ", "writer"),
+    ("agentsigna-benc", "load_generator"),
+    ("agentsigna-pace", "load_generator"),
+];
+
+/// CPU time so far of this process's live threads, summed by [`THREAD_GROUPS`] (Linux:
+/// `/proc/self/task/*/stat`; `None` elsewhere), every group present (PostgreSQL has no
+/// writer thread: 0). Threads that have ended are not in it.
+pub(super) fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
+    let mut by: BTreeMap<&'static str, Duration> = THREAD_GROUPS.iter().map(|(_, g)| (*g, Duration::ZERO)).collect();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // (A thread may end between the listing and the read.)
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(name), Some(cpu)) = (thread_name(&stat), stat_cpu(&stat)) else { continue };
+        if let Some((_, group)) = THREAD_GROUPS.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+            *by.entry(*group).or_default() += cpu;
+        }
+    }
+    Some(by)
+}
+
+/// The thread's name, field 2 of a `/proc/<pid>/task/<tid>/stat`, without its parentheses.
+fn thread_name(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
 /// User + system time from the text of a `/proc/<pid>/stat`.
 fn stat_cpu(stat: &str) -> Option<Duration> {
     const USER_HZ: u64 = 100;
@@ -466,12 +497,17 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
 }
 
-/// Runs one phase and records the process's CPU time over it.
+/// Runs one phase and records the process's CPU time over it, in all and by thread.
 async fn with_cpu(phase: impl std::future::Future<Output = anyhow::Result<Phase>>) -> anyhow::Result<Phase> {
-    let before = process_cpu();
+    let (before, threads_before) = (process_cpu(), threads_cpu());
     let mut phase = phase.await?;
     if let (Some(b), Some(a)) = (before, process_cpu()) {
-        phase.set_cpu(a.saturating_sub(b));
+        let threads = threads_before.zip(threads_cpu()).map(|(b, a)| {
+            a.into_iter()
+                .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
+                .collect()
+        });
+        phase.set_cpu(a.saturating_sub(b), threads);
     }
     Ok(phase)
 }
@@ -560,6 +596,39 @@ mod tests {
             }
         };
         assert!(used >= Duration::from_millis(50), "a minute of spinning counted as {used:?} of CPU");
+    }
+
+    #[test]
+    fn a_named_threads_cpu_is_counted_in_its_group() {
+        let Some(before) = threads_cpu() else {
+            eprintln!("skipped: no /proc/self/task on this system");
+            return;
+        };
+        let writer = |t: &BTreeMap<&str, Duration>| t.get("writer").copied().unwrap_or_default();
+        // A thread named as the SQLite writer is, spinning until its count has grown by
+        // five ticks (however busy the host; a minute at most).
+        let spun = std::thread::Builder::new()
+            .name("agentsigna-writer".into())
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let mut x = 0u64;
+                loop {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                    let now = threads_cpu().expect("/proc/self/task was readable");
+                    let used = writer(&now).saturating_sub(writer(&before));
+                    if used >= Duration::from_millis(50) || std::time::Instant::now() > deadline {
+                        break used;
+                    }
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(spun >= Duration::from_millis(50), "a minute of spinning counted as {spun:?} of the writer's CPU");
+        assert_eq!(thread_name("17 (agentsigna-writ) S 1 2"), Some("agentsigna-writ"));
+        assert_eq!(thread_name("17 (a (b) c) S 1 2"), Some("a (b) c"), "a name may hold parentheses");
     }
 
     #[test]

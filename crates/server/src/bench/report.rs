@@ -1,6 +1,7 @@
 //! The figures of a run (`--json` prints them) and the markdown report behind
 //! BENCHMARKS.md.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,6 +88,10 @@ pub struct Phase {
     pub cpu_secs: Option<f64>,
     /// `cpu_secs` per successful request, in microseconds.
     pub cpu_us_per_request: Option<f64>,
+    /// `cpu_us_per_request` by thread: `server` (the servers' runtime), `writer` (SQLite's
+    /// serial step), `load_generator`, and `other` (every other thread, and threads that
+    /// ended during the phase); `null` where the system does not say.
+    pub cpu_us_per_request_by_thread: Option<BTreeMap<String, f64>>,
 }
 
 impl Phase {
@@ -115,13 +120,24 @@ impl Phase {
             send_lag_ms: Latency::of(tally.send_lags),
             cpu_secs: None,
             cpu_us_per_request: None,
+            cpu_us_per_request_by_thread: None,
         }
     }
 
-    /// Records the process's CPU time over the phase.
-    pub(super) fn set_cpu(&mut self, cpu: Duration) {
+    /// Records the process's CPU time over the phase, and its live threads' by group.
+    pub(super) fn set_cpu(&mut self, cpu: Duration, threads: Option<BTreeMap<&'static str, Duration>>) {
         self.cpu_secs = Some(cpu.as_secs_f64());
-        self.cpu_us_per_request = (self.ok > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ok as f64);
+        if self.ok == 0 {
+            return;
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / self.ok as f64;
+        self.cpu_us_per_request = Some(per(cpu));
+        self.cpu_us_per_request_by_thread = threads.map(|threads| {
+            let named: Duration = threads.values().sum();
+            let mut by: BTreeMap<String, f64> = threads.into_iter().map(|(g, d)| (g.to_owned(), per(d))).collect();
+            by.insert("other".to_owned(), per(cpu.saturating_sub(named)));
+            by
+        });
     }
 }
 
@@ -319,6 +335,17 @@ pub(super) fn markdown(r: &Report) -> String {
             "- CPU per request, closed loop (the whole process: servers and load generator, user + system): \
              AgentSigna {signa:.0} µs, bare endpoint {bare:.0} µs; ratio **{:.3}**",
             bare / signa
+        );
+    }
+    if let Some(by) = &r.closed_loop.cpu_us_per_request_by_thread {
+        let of = |g: &str| by.get(g).map_or("–".to_owned(), |c| format!("{c:.0} µs"));
+        let _ = writeln!(
+            out,
+            "- Of AgentSigna's, by thread: server {}, writer (SQLite's serial step) {}, load generator {}, other {}",
+            of("server"),
+            of("writer"),
+            of("load_generator"),
+            of("other")
         );
     }
     if r.ed25519_sign_us > 0.0 {
