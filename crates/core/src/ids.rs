@@ -3,9 +3,10 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-fn random_b64(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+/// `N` random bytes from `rng`, base64url.
+fn random_b64<const N: usize>(rng: &mut impl RngCore) -> String {
+    let mut buf = [0u8; N];
+    rng.fill_bytes(&mut buf);
     agentsigna_verify::b64::url_encode(buf)
 }
 
@@ -15,13 +16,16 @@ fn random_b64(bytes: usize) -> String {
 /// right edge instead of dirtying a random page per insert. Uniqueness comes from the
 /// random bits; the time is there for locality only.
 pub fn new_id(prefix: &str, now_ms: i64) -> String {
-    format!("{prefix}_{:012x}{}", now_ms.clamp(0, 0xffff_ffff_ffff), random_b64(12))
+    // The thread's CSPRNG (ChaCha12 seeded and reseeded from the OS): every id of a
+    // request asked the kernel for 12 bytes before (a `getrandom` system call each).
+    format!("{prefix}_{:012x}{}", now_ms.clamp(0, 0xffff_ffff_ffff), random_b64::<12>(&mut rand::thread_rng()))
 }
 
 /// A new secret credential: 192 random bits, prefixed with its kind so that a leaked
 /// token is recognisable (`as_agent_…`).
 pub fn new_secret(kind: &str) -> String {
-    format!("as_{kind}_{}", random_b64(24))
+    // Straight from the OS: credentials are few and long-lived.
+    format!("as_{kind}_{}", random_b64::<24>(&mut rand::rngs::OsRng))
 }
 
 /// The stored form of a credential: SHA-256 hex. Credentials are high-entropy random

@@ -301,11 +301,9 @@ pub async fn start(opts: ServeOptions, clock: Arc<dyn Clock>) -> anyhow::Result<
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let mut state = AppState::new(engine.clone());
-    state.limits = Arc::new(RequestLimits::new(opts.rate, opts.max_waits));
+    let state = AppState::with(engine.clone(), RequestLimits::new(opts.rate, opts.max_waits), opts.ui.clone());
     let public_url = opts.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
     state.sessions.set_always_secure(public_url.starts_with("https://"));
-    state.ui = Arc::new(opts.ui.clone());
     // Webhooks: the outbox is written by the engine with each review event; the worker
     // delivers it off the request path.
     let notifier = if opts.webhooks.is_empty() {

@@ -7,9 +7,14 @@ use agentsigna_core::engine::Engine;
 use crate::http::limits;
 use crate::ui::session::Sessions;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one reference-counted pointer, so that the clone axum
+/// makes for every middleware and handler of a request is one atomic increment, not one
+/// per shared part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub engine: Arc<Engine>,
     /// Sessions of the approver web pages (`/ui/`).
     pub sessions: Arc<Sessions>,
@@ -23,16 +28,30 @@ pub struct AppState {
     pub ui: Arc<crate::ui::UiOptions>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
+    /// The state of a server with default limits and page settings.
     pub fn new(engine: Arc<Engine>) -> AppState {
-        AppState {
+        AppState::with(engine, limits::RequestLimits::default(), crate::ui::UiOptions::default())
+    }
+
+    /// The state of a server with these request limits and page settings.
+    pub fn with(engine: Arc<Engine>, limits: limits::RequestLimits, ui: crate::ui::UiOptions) -> AppState {
+        AppState(Arc::new(Shared {
             sessions: Arc::new(Sessions::new(engine.clone())),
             engine,
             stopping: Arc::default(),
-            limits: Arc::default(),
+            limits: Arc::new(limits),
             metrics: Arc::default(),
-            ui: Arc::default(),
-        }
+            ui: Arc::new(ui),
+        }))
     }
 
     /// Ends every long poll: called when the server starts draining.
