@@ -17,15 +17,15 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub engine: Arc<Engine>,
     /// Sessions of the approver web pages (`/ui/`).
-    pub sessions: Arc<Sessions>,
+    pub sessions: Sessions,
     /// Set when the server shuts down: long polls return at once.
-    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    pub stopping: std::sync::atomic::AtomicBool,
     /// Per-principal request rate and the cap on concurrent long polls.
-    pub limits: Arc<limits::RequestLimits>,
+    pub limits: limits::RequestLimits,
     /// The series of `GET /metrics`.
     pub metrics: Arc<crate::observe::metrics::Metrics>,
     /// Settings of the approver pages.
-    pub ui: Arc<crate::ui::UiOptions>,
+    pub ui: crate::ui::UiOptions,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,12 +45,12 @@ impl AppState {
     /// The state of a server with these request limits and page settings.
     pub fn with(engine: Arc<Engine>, limits: limits::RequestLimits, ui: crate::ui::UiOptions) -> AppState {
         AppState(Arc::new(Shared {
-            sessions: Arc::new(Sessions::new(engine.clone())),
+            sessions: Sessions::new(engine.clone()),
             engine,
-            stopping: Arc::default(),
-            limits: Arc::new(limits),
+            stopping: Default::default(),
+            limits,
             metrics: Arc::default(),
-            ui: Arc::new(ui),
+            ui,
         }))
     }
 

@@ -330,7 +330,7 @@ pub(super) async fn open_loop(
     // latencies (measured from the scheduled time) would blame on the server. A thread's
     // sleep wakes within tens of microseconds.
     let pacer = std::thread::Builder::new()
-        .name("agentsigna-pacer".into())
+        .name(PACER_THREAD.into())
         .spawn(move || {
             for seq in 0..total {
                 let at = scheduled_at(start.into_std(), seq, rate);
@@ -456,14 +456,23 @@ pub(super) fn process_cpu() -> Option<Duration> {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
-/// The threads whose CPU a phase reports apart, by the start of the name the kernel keeps
-/// (its first 15 bytes), and the group each is counted in.
+/// The threads of the servers' runtime, of the load generator's, and its open loop's pacer.
+pub(super) const SERVER_THREAD: &str = "agentsigna-server";
+pub(super) const BENCH_THREAD: &str = "agentsigna-bench";
+const PACER_THREAD: &str = "agentsigna-pacer";
+
+/// The threads whose CPU a phase reports apart, by name, and the group each is counted in.
 const THREAD_GROUPS: [(&str, &str); 4] = [
-    ("agentsigna-serv", "server"),
-    ("agentsigna-writ", "writer"),
-    ("agentsigna-benc", "load_generator"),
-    ("agentsigna-pace", "load_generator"),
+    (SERVER_THREAD, "server"),
+    (agentsigna_store::sqlite::WRITER_THREAD, "writer"),
+    (BENCH_THREAD, "load_generator"),
+    (PACER_THREAD, "load_generator"),
 ];
+
+/// Whether `kept`, a name as the kernel keeps it (at most its first 15 bytes), is `name`'s.
+fn kept_name_of(kept: &str, name: &str) -> bool {
+    name.as_bytes().starts_with(kept.as_bytes()) && kept.len() == name.len().min(15)
+}
 
 /// CPU time so far of this process's live threads, summed by [`THREAD_GROUPS`] (Linux:
 /// `/proc/self/task/*/stat`; `None` elsewhere), every group present (PostgreSQL has no
@@ -474,7 +483,7 @@ pub(super) fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
         // (A thread may end between the listing and the read.)
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         let (Some(name), Some(cpu)) = (thread_name(&stat), stat_cpu(&stat)) else { continue };
-        if let Some((_, group)) = THREAD_GROUPS.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+        if let Some((_, group)) = THREAD_GROUPS.iter().find(|(full, _)| kept_name_of(name, full)) {
             *by.entry(*group).or_default() += cpu;
         }
     }
@@ -576,25 +585,31 @@ pub(super) async fn measure(
 mod tests {
     use super::*;
 
+    /// Spins until `used` (CPU counted in ticks of 10 ms) has grown by five ticks, however
+    /// busy the host: no bound on how fast that must happen, only that it does (a minute at
+    /// most). Returns the last `used`.
+    fn spin_until_five_ticks(mut used: impl FnMut() -> Duration) -> Duration {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut x = 0u64;
+        loop {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            let used = used();
+            if used >= Duration::from_millis(50) || std::time::Instant::now() > deadline {
+                return used;
+            }
+        }
+    }
+
     #[test]
     fn process_cpu_grows_with_work() {
         let Some(before) = process_cpu() else {
             eprintln!("skipped: no /proc/self/stat on this system");
             return;
         };
-        // Spins until the count (in ticks of 10 ms) has grown by five ticks, however busy
-        // the host: no bound on how fast that must happen, only that it does.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut x = 0u64;
-        let used = loop {
-            for _ in 0..100_000 {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-            let used = process_cpu().expect("/proc/self/stat was readable").saturating_sub(before);
-            if used >= Duration::from_millis(50) || std::time::Instant::now() > deadline {
-                break used;
-            }
-        };
+        let used =
+            spin_until_five_ticks(|| process_cpu().expect("/proc/self/stat was readable").saturating_sub(before));
         assert!(used >= Duration::from_millis(50), "a minute of spinning counted as {used:?} of CPU");
     }
 
@@ -605,23 +620,13 @@ mod tests {
             return;
         };
         let writer = |t: &BTreeMap<&str, Duration>| t.get("writer").copied().unwrap_or_default();
-        // A thread named as the SQLite writer is, spinning until its count has grown by
-        // five ticks (however busy the host; a minute at most).
+        // A thread named as the SQLite writer is.
         let spun = std::thread::Builder::new()
-            .name("agentsigna-writer".into())
+            .name(agentsigna_store::sqlite::WRITER_THREAD.into())
             .spawn(move || {
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                let mut x = 0u64;
-                loop {
-                    for _ in 0..100_000 {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                    }
-                    let now = threads_cpu().expect("/proc/self/task was readable");
-                    let used = writer(&now).saturating_sub(writer(&before));
-                    if used >= Duration::from_millis(50) || std::time::Instant::now() > deadline {
-                        break used;
-                    }
-                }
+                spin_until_five_ticks(|| {
+                    writer(&threads_cpu().expect("/proc/self/task was readable")).saturating_sub(writer(&before))
+                })
             })
             .unwrap()
             .join()
@@ -629,6 +634,12 @@ mod tests {
         assert!(spun >= Duration::from_millis(50), "a minute of spinning counted as {spun:?} of the writer's CPU");
         assert_eq!(thread_name("17 (agentsigna-writ) S 1 2"), Some("agentsigna-writ"));
         assert_eq!(thread_name("17 (a (b) c) S 1 2"), Some("a (b) c"), "a name may hold parentheses");
+        // The kernel keeps a name's first 15 bytes: the whole of a shorter one.
+        assert!(kept_name_of("agentsigna-writ", "agentsigna-writer"));
+        assert!(kept_name_of("agentsigna-pace", "agentsigna-pacer"));
+        assert!(kept_name_of("short", "short"));
+        assert!(!kept_name_of("agentsigna-wri", "agentsigna-writer"), "a shorter kept name is another thread's");
+        assert!(!kept_name_of("agentsigna-serv", "agentsigna-writer"));
     }
 
     #[test]

@@ -141,13 +141,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     // they still share the same cores.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("agentsigna-server")
+        .thread_name(load::SERVER_THREAD)
         .build()
         .context("cannot start the server runtime")?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(cores)
-        .thread_name("agentsigna-bench")
+        .thread_name(load::BENCH_THREAD)
         .build()
         .context("cannot start the load-generator runtime")?;
     let database = match &a.database {

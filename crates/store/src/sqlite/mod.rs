@@ -22,6 +22,9 @@ pub use read::LedgerReader;
 pub use schema::SCHEMA_VERSION;
 pub use writer::WriterStats;
 
+/// The name of the thread that runs every write (`agentsigna bench` reports its CPU apart).
+pub const WRITER_THREAD: &str = "agentsigna-writer";
+
 /// A SQLite failure as the engine sees it: unreachable files are `Unavailable`, the rest
 /// `Storage` (constraint violations are mapped to conflicts where they can occur).
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
@@ -163,7 +166,7 @@ impl SqliteStore {
         let stats = Arc::new(WriterStats::default());
         let writer_stats = stats.clone();
         let thread = std::thread::Builder::new()
-            .name("agentsigna-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer::writer_loop(conn, frontier, signer, rx, writer_stats))
             .map_err(|e| StoreError::storage("cannot start the writer thread", e))?;
         Ok(SqliteStore {
