@@ -349,7 +349,7 @@ pub(super) async fn open_loop(
     Ok(Phase::new(name, connections, Some(rate), last.saturating_duration_since(start), tally))
 }
 
-/// Phases 0, 2 and 3: `connections` clients back to back until `duration` has passed or
+/// Phases 0 and 4: `connections` clients back to back until `duration` has passed or
 /// each has sent `limit` requests.
 pub(super) async fn closed_loop(
     target: &Arc<Target>,
@@ -360,6 +360,19 @@ pub(super) async fn closed_loop(
     connections: usize,
 ) -> anyhow::Result<Phase> {
     let conns = open_all(target, connections).await?;
+    let (_, tally, wall) = back_to_back(conns, prefix, duration, limit).await?;
+    Ok(Phase::new(name.to_owned(), connections, None, wall, tally))
+}
+
+/// Each of `conns` sends its next request as soon as the previous answer arrived, until
+/// `duration` has passed or it has sent `limit`; returns the connections, their merged
+/// tally and the time from the start to the last answer.
+async fn back_to_back(
+    conns: Vec<Conn>,
+    prefix: &str,
+    duration: Duration,
+    limit: Option<u64>,
+) -> anyhow::Result<(Vec<Conn>, Tally, Duration)> {
     let start = Instant::now();
     let deadline = start + duration;
     let workers: Vec<_> = conns
@@ -383,16 +396,96 @@ pub(super) async fn closed_loop(
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                (tally, last)
+                (conn, tally, last)
             })
         })
         .collect();
-    let (tally, last) = join_workers(workers, start).await?;
-    Ok(Phase::new(name.to_owned(), connections, None, last.saturating_duration_since(start), tally))
+    let (mut conns, mut tally, mut last) = (Vec::with_capacity(workers.len()), Tally::default(), start);
+    for w in workers {
+        let (c, t, l) = w.await.context("a load-generator task failed")?;
+        conns.push(c);
+        tally.merge(t);
+        last = last.max(l);
+    }
+    Ok((conns, tally, last.saturating_duration_since(start)))
+}
+
+/// Slices per side of phases 2 and 3 for phases of `duration_secs`: about a second each,
+/// two at least.
+pub(super) fn slices_of(duration_secs: u64) -> u32 {
+    u32::try_from(duration_secs.max(2)).unwrap_or(u32::MAX)
+}
+
+/// Which side runs the `k`th slice of the interleaved closed loops: 0, 1, 1, 0, 0, 1, 1, 0, …
+/// (each pair mirrors the one before, so a steady drift favours neither side).
+fn side_of_slice(k: u32) -> usize {
+    usize::from(matches!(k % 4, 1 | 2))
+}
+
+/// One side of the interleaved closed loops: its connections and what its slices added up to.
+struct Side {
+    name: &'static str,
+    conns: Vec<Conn>,
+    tally: Tally,
+    wall: Duration,
+    cpu: CpuUsed,
+}
+
+/// Phases 2 and 3: the closed loop against AgentSigna and against the bare endpoint,
+/// `slices` slices of `duration / slices` each, interleaved A B B A A B B A … on the same
+/// connections throughout. The host's speed drifts by tens of percent over a minute here
+/// (other tenants, the hypervisor); one phase after the other, the ratio of the two carried
+/// that drift, while interleaved, each side sees the same host to first order (the
+/// mirrored order cancels a steady drift). Each side's figures add its slices up: its
+/// requests, their latencies, its wall time and its CPU.
+pub(super) async fn interleaved_closed_loops(
+    signa: &Arc<Target>,
+    bare: &Arc<Target>,
+    prefix: &str,
+    duration: Duration,
+    connections: usize,
+    slices: u32,
+) -> anyhow::Result<(Phase, Phase)> {
+    let slices = slices.max(1);
+    let slice = duration / slices;
+    let mut sides = [
+        Side {
+            name: "closed loop, AgentSigna",
+            conns: open_all(signa, connections).await?,
+            tally: Tally::default(),
+            wall: Duration::ZERO,
+            cpu: CpuUsed::zero(),
+        },
+        Side {
+            name: "closed loop, bare endpoint",
+            conns: open_all(bare, connections).await?,
+            tally: Tally::default(),
+            wall: Duration::ZERO,
+            cpu: CpuUsed::zero(),
+        },
+    ];
+    for k in 0..2 * slices {
+        let side = &mut sides[side_of_slice(k)];
+        let mark = CpuMark::now();
+        let (conns, tally, wall) =
+            back_to_back(std::mem::take(&mut side.conns), &format!("{prefix}-{k}"), slice, None).await?;
+        side.cpu.add(&mark.used());
+        side.conns = conns;
+        side.tally.merge(tally);
+        side.wall += wall;
+    }
+    let [signa, bare] = sides.map(|side| {
+        let mut phase = Phase::new(side.name.to_owned(), connections, None, side.wall, side.tally);
+        side.cpu.record_in(&mut phase);
+        phase
+    });
+    Ok((signa, bare))
 }
 
 /// The four phases, in order.
 pub(super) struct Measured {
+    /// Phases 2 and 3: slices per side.
+    pub(super) slices: u32,
     pub(super) warmup: Phase,
     pub(super) open_loop: Phase,
     pub(super) closed_loop: Phase,
@@ -506,18 +599,66 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
 }
 
+/// The process's CPU time at one instant, in all and by thread group (`None` where the
+/// system does not say).
+struct CpuMark {
+    process: Option<Duration>,
+    threads: Option<BTreeMap<&'static str, Duration>>,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark { process: process_cpu(), threads: threads_cpu() }
+    }
+
+    /// The CPU used since this mark.
+    fn used(&self) -> CpuUsed {
+        let now = CpuMark::now();
+        CpuUsed {
+            process: self.process.zip(now.process).map(|(b, a)| a.saturating_sub(b)),
+            threads: self.threads.as_ref().zip(now.threads).map(|(b, a)| {
+                a.into_iter()
+                    .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// CPU time used over one span of a phase or the sum of several.
+struct CpuUsed {
+    process: Option<Duration>,
+    threads: Option<BTreeMap<&'static str, Duration>>,
+}
+
+impl CpuUsed {
+    fn zero() -> CpuUsed {
+        CpuUsed { process: Some(Duration::ZERO), threads: Some(BTreeMap::new()) }
+    }
+
+    /// Adds `other` (unknown once either is).
+    fn add(&mut self, other: &CpuUsed) {
+        self.process = self.process.zip(other.process).map(|(a, b)| a + b);
+        self.threads = self.threads.take().zip(other.threads.as_ref()).map(|(mut a, b)| {
+            for (group, cpu) in b {
+                *a.entry(group).or_default() += *cpu;
+            }
+            a
+        });
+    }
+
+    fn record_in(self, phase: &mut Phase) {
+        if let Some(process) = self.process {
+            phase.set_cpu(process, self.threads);
+        }
+    }
+}
+
 /// Runs one phase and records the process's CPU time over it, in all and by thread.
 async fn with_cpu(phase: impl std::future::Future<Output = anyhow::Result<Phase>>) -> anyhow::Result<Phase> {
-    let (before, threads_before) = (process_cpu(), threads_cpu());
+    let mark = CpuMark::now();
     let mut phase = phase.await?;
-    if let (Some(b), Some(a)) = (before, process_cpu()) {
-        let threads = threads_before.zip(threads_cpu()).map(|(b, a)| {
-            a.into_iter()
-                .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
-                .collect()
-        });
-        phase.set_cpu(a.saturating_sub(b), threads);
-    }
+    mark.used().record_in(&mut phase);
     Ok(phase)
 }
 
@@ -557,14 +698,14 @@ pub(super) async fn measure(
     let ed25519_sign_us = tokio::task::spawn_blocking(floor::ed25519_sign_micros).await?;
     eprintln!("bench: phase 1/3, open loop at {} requests/s for {} s", a.rate, a.duration_secs);
     let open = with_cpu(open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections)).await?;
-    eprintln!("bench: phase 2/3, closed loop on {connections} connections for {} s", a.duration_secs);
-    let closed =
-        with_cpu(closed_loop(&signa, "closed loop, AgentSigna", &format!("{run}-c"), duration, None, connections))
-            .await?;
-    eprintln!("bench: phase 3/3, closed loop against the bare endpoint for {} s", a.duration_secs);
-    let bare =
-        with_cpu(closed_loop(&bare, "closed loop, bare endpoint", &format!("{run}-b"), duration, None, connections))
-            .await?;
+    let slices = slices_of(a.duration_secs);
+    eprintln!(
+        "bench: phases 2 and 3 of 3, closed loops on {connections} connections against AgentSigna and the bare \
+         endpoint, {} s each, interleaved in {slices} slices each",
+        a.duration_secs
+    );
+    let (closed, bare) =
+        interleaved_closed_loops(&signa, &bare, &format!("{run}-c"), duration, connections, slices).await?;
     let with_waiters = if a.waiters > 0 {
         let n = usize::try_from(a.waiters)?;
         eprintln!("bench: phase 4, {n} long polls held while the closed loop runs again for {} s", a.duration_secs);
@@ -578,12 +719,51 @@ pub(super) async fn measure(
     } else {
         None
     };
-    Ok(Measured { warmup, open_loop: open, closed_loop: closed, bare, with_waiters, disk_floor, ed25519_sign_us })
+    Ok(Measured {
+        slices,
+        warmup,
+        open_loop: open,
+        closed_loop: closed,
+        bare,
+        with_waiters,
+        disk_floor,
+        ed25519_sign_us,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_closed_loops_interleave_in_mirrored_pairs_of_slices_of_about_a_second() {
+        let order: Vec<usize> = (0..8).map(side_of_slice).collect();
+        assert_eq!(order, [0, 1, 1, 0, 0, 1, 1, 0]);
+        // Over any whole number of pairs, each side's slices sit at the same mean position.
+        let mean = |side: usize| {
+            let at: Vec<u32> = (0..8).filter(|&k| side_of_slice(k) == side).collect();
+            f64::from(at.iter().sum::<u32>()) / at.len() as f64
+        };
+        assert_eq!(mean(0), mean(1));
+        assert_eq!((slices_of(1), slices_of(2), slices_of(10)), (2, 2, 10));
+    }
+
+    #[test]
+    fn cpu_spans_add_up_and_stay_unknown_once_one_is() {
+        let span = |ms: u64| CpuUsed {
+            process: Some(Duration::from_millis(ms)),
+            threads: Some(BTreeMap::from([("server", Duration::from_millis(ms / 2))])),
+        };
+        let mut total = CpuUsed::zero();
+        total.add(&span(30));
+        total.add(&span(50));
+        assert_eq!(total.process, Some(Duration::from_millis(80)));
+        assert_eq!(total.threads.as_ref().unwrap()["server"], Duration::from_millis(40));
+        total.add(&CpuUsed { process: None, threads: None });
+        assert!(total.process.is_none() && total.threads.is_none());
+        total.add(&span(10));
+        assert!(total.process.is_none(), "an unknown span leaves the sum unknown");
+    }
 
     /// Spins until `used` (CPU counted in ticks of 10 ms) has grown by five ticks, however
     /// busy the host: no bound on how fast that must happen, only that it does (a minute at

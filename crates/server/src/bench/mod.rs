@@ -43,7 +43,11 @@
 //!    previous answer arrived, for `--duration-secs`: sustained authorized requests/s and
 //!    the latency of each request from its actual send.
 //! 3. The same closed loop against the bare endpoint; the ratio of 2 to 3 is the share of
-//!    the HTTP stack's capacity AgentSigna keeps while doing its work.
+//!    the HTTP stack's capacity AgentSigna keeps while doing its work. Phases 2 and 3 run
+//!    interleaved in slices of about a second (A B B A A B B A …, on the same
+//!    connections), so that a host whose speed drifts during the run (by tens of percent
+//!    over a minute on shared machines) slows both sides alike; each side's figures add
+//!    its slices up.
 //! 4. With `--waiters N`: N more agents' connections each hold a `?wait` long poll on an
 //!    escalated case of their own while phase 2 runs again; the ratio of the two closed
 //!    loops says what the waiting costs everyone else.
@@ -243,6 +247,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         rate: a.rate,
         duration_secs: a.duration_secs,
         connections: usize::try_from(a.connections)?,
+        closed_loop_slices: m.slices,
         ok: errors == 0 && ledger.verified,
         warmup: m.warmup,
         open_loop: m.open_loop,

@@ -214,6 +214,9 @@ pub struct Report {
     pub rate: u32,
     pub duration_secs: u64,
     pub connections: usize,
+    /// Phases 2 and 3 ran interleaved, A B B A …, in this many slices each (of
+    /// `duration_secs / slices`); their figures add the slices up.
+    pub closed_loop_slices: u32,
     pub warmup: Phase,
     pub open_loop: Phase,
     pub closed_loop: Phase,
@@ -320,7 +323,10 @@ pub(super) fn markdown(r: &Report) -> String {
     let _ = writeln!(
         out,
         "\nPhase 1 latency runs from each request's scheduled send time (no coordinated omission); \
-         phases 2 and 3 from the actual send.{lag}\n"
+         phases 2 and 3 from the actual send. Phases 2 and 3 ran interleaved, in {} slices each of \
+         {:.1} s (A B B A …), so that the host's drift during the run slows both alike.{lag}\n",
+        r.closed_loop_slices,
+        r.duration_secs as f64 / f64::from(r.closed_loop_slices.max(1))
     );
     let _ = writeln!(
         out,
