@@ -555,9 +555,10 @@ pub(super) const BENCH_THREAD: &str = "agentsigna-bench";
 const PACER_THREAD: &str = "agentsigna-pacer";
 
 /// The threads whose CPU a phase reports apart, by name, and the group each is counted in.
-const THREAD_GROUPS: [(&str, &str); 4] = [
+const THREAD_GROUPS: [(&str, &str); 5] = [
     (SERVER_THREAD, "server"),
     (agentsigna_store::sqlite::WRITER_THREAD, "writer"),
+    (agentsigna_store::sqlite::WAL_THREAD, "wal_checkpoint"),
     (BENCH_THREAD, "load_generator"),
     (PACER_THREAD, "load_generator"),
 ];

@@ -89,8 +89,9 @@ pub struct Phase {
     /// `cpu_secs` per successful request, in microseconds.
     pub cpu_us_per_request: Option<f64>,
     /// `cpu_us_per_request` by thread: `server` (the servers' runtime), `writer` (SQLite's
-    /// serial step), `load_generator`, and `other` (every other thread, and threads that
-    /// ended during the phase); `null` where the system does not say.
+    /// serial step), `wal_checkpoint` (SQLite's WAL copied into the database file),
+    /// `load_generator`, and `other` (every other thread, and threads that ended during the
+    /// phase); `null` where the system does not say.
     pub cpu_us_per_request_by_thread: Option<BTreeMap<String, f64>>,
 }
 
@@ -347,9 +348,11 @@ pub(super) fn markdown(r: &Report) -> String {
         let of = |g: &str| by.get(g).map_or("–".to_owned(), |c| format!("{c:.0} µs"));
         let _ = writeln!(
             out,
-            "- Of AgentSigna's, by thread: server {}, writer (SQLite's serial step) {}, load generator {}, other {}",
+            "- Of AgentSigna's, by thread: server {}, writer (SQLite's serial step) {}, WAL checkpoints {}, \
+             load generator {}, other {}",
             of("server"),
             of("writer"),
+            of("wal_checkpoint"),
             of("load_generator"),
             of("other")
         );

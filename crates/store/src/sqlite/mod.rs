@@ -1,10 +1,12 @@
 //! SQLite backend: one writer thread that only sequences ([`writer`]), snapshots on a
-//! pool of read-only connections ([`read`]), versioned migrations ([`schema`], with the
+//! pool of read-only connections ([`read`]), the WAL's pages copied into the database
+//! file on a thread of their own ([`wal`]), versioned migrations ([`schema`], with the
 //! conversion of schema 3 into the compact one in [`convert`]).
 
 mod convert;
 mod read;
 mod schema;
+mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use tokio::sync::oneshot;
 pub use crate::ledger::AuditError;
 pub use read::LedgerReader;
 pub use schema::SCHEMA_VERSION;
+pub use wal::WAL_THREAD;
 pub use writer::WriterStats;
 
 /// The name of the thread that runs every write (`agentsigna bench` reports its CPU apart).
@@ -104,6 +107,10 @@ pub(crate) fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection>
         // A batch that falls back to a savepoint per write set keeps its statement journal
         // in memory instead of a temporary file.
         conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(db_err)?;
+        // The WAL's pages are copied into the database file by the checkpointer's thread
+        // (`wal.rs`); the writer's own checkpoint on commit stays, rarer, as the bound.
+        conn.execute_batch(&format!("PRAGMA wal_autocheckpoint = {};", wal::WRITER_AUTOCHECKPOINT_PAGES))
+            .map_err(db_err)?;
     }
     Ok(conn)
 }
@@ -165,9 +172,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel::<writer::Job>(options.queue.max(1));
         let stats = Arc::new(WriterStats::default());
         let writer_stats = stats.clone();
+        let checkpointer = wal::WalCheckpointer::start(path)?;
         let thread = std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || writer::writer_loop(conn, frontier, signer, rx, writer_stats))
+            .spawn(move || writer::writer_loop(conn, frontier, signer, rx, writer_stats, checkpointer))
             .map_err(|e| StoreError::storage("cannot start the writer thread", e))?;
         Ok(SqliteStore {
             writer: tx,

@@ -3,7 +3,8 @@
 //! its writes applied, its sealed entries given positions from the in-memory Merkle
 //! frontier (a write set whose writes fail sends the batch down the savepoint path, see
 //! [`apply_all`]); one signed checkpoint for the new tree; one `COMMIT` (one fsync); then
-//! every write set is answered. It decides nothing and hashes only the tree.
+//! every write set is answered. It decides nothing and hashes only the tree; copying the
+//! WAL into the database file is the checkpointer's ([`super::wal`]), told after each batch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -63,6 +64,7 @@ pub(crate) fn writer_loop(
     signer: NoteSigner,
     rx: mpsc::Receiver<Job>,
     stats: std::sync::Arc<WriterStats>,
+    checkpointer: super::wal::WalCheckpointer,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -75,6 +77,7 @@ pub(crate) fn writer_loop(
         let started = Instant::now();
         let (sets, before) = (batch.len() as u64, frontier.size());
         let commit = run_batch(&conn, &mut frontier, &signer, batch);
+        checkpointer.committed();
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.write_sets.fetch_add(sets, Ordering::Relaxed);
         stats.entries.fetch_add(frontier.size().saturating_sub(before), Ordering::Relaxed);
