@@ -127,6 +127,42 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
 }
 
 #[test]
+fn phase_4_interleaves_the_closed_loop_with_and_without_long_polls() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
+        .args(["bench", "--rate", "20", "--duration-secs", "1", "--connections", "2", "--waiters", "20", "--json"])
+        .env("AGENTSIGNA_LOG", "error")
+        .output()
+        .expect("cannot run agentsigna");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    assert_eq!(
+        (r["ok"].as_bool(), r["errors"].as_u64(), r["waiters"].as_u64()),
+        (Some(true), Some(0), Some(20)),
+        "{r:#}"
+    );
+    let (with, without) = (&r["with_waiters"], &r["without_waiters"]);
+    for p in [with, without] {
+        assert!(p["ok"].as_u64().unwrap() > 0 && p["errors"] == 0, "{p:#}");
+        // Two slices of 0.5 s each, like phases 2 and 3.
+        assert!(p["wall_secs"].as_f64().unwrap() >= 0.99, "{p:#}");
+        assert!(p["cpu_us_per_request"].as_f64().unwrap() > 0.0, "{p:#}");
+    }
+    assert!(with["name"].as_str().unwrap().contains("20 long polls waiting"), "{with:#}");
+    let expected = with["rate"].as_f64().unwrap() / without["rate"].as_f64().unwrap();
+    let ratio = r["waiters_ratio"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9, "waiters_ratio {ratio} is not with ÷ without ({expected})");
+    // The 20 escalated cases are in the ledger beside the authorized ones, and it verified.
+    let authorized: u64 = ["warmup", "open_loop", "closed_loop", "with_waiters", "without_waiters"]
+        .iter()
+        .map(|p| r[*p]["ok"].as_u64().unwrap())
+        .sum();
+    assert_eq!(r["ledger"]["verified"], true, "{:#}", r["ledger"]);
+    assert_eq!(r["ledger"]["cases"].as_u64(), Some(authorized + 20), "{:#}", r["ledger"]);
+}
+
+#[test]
 fn bench_refuses_a_zero_rate() {
     let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
         .args(["bench", "--rate", "0", "--json"])

@@ -349,7 +349,7 @@ pub(super) async fn open_loop(
     Ok(Phase::new(name, connections, Some(rate), last.saturating_duration_since(start), tally))
 }
 
-/// Phases 0 and 4: `connections` clients back to back until `duration` has passed or
+/// Phase 0 (the warm-up): `connections` clients back to back until `duration` has passed or
 /// each has sent `limit` requests.
 pub(super) async fn closed_loop(
     target: &Arc<Target>,
@@ -422,22 +422,75 @@ fn side_of_slice(k: u32) -> usize {
     usize::from(matches!(k % 4, 1 | 2))
 }
 
-/// One side of the interleaved closed loops: its connections and what its slices added up to.
+/// One side of two interleaved closed loops: its connections and what its slices added up to.
 struct Side {
-    name: &'static str,
+    name: String,
     conns: Vec<Conn>,
     tally: Tally,
     wall: Duration,
     cpu: CpuUsed,
 }
 
+/// Two closed loops measured in alternating slices, A B B A A B B A … (see
+/// [`side_of_slice`]), each side on its own connections throughout; each side's figures add
+/// its slices up (requests, latencies, wall time, CPU).
+struct Interleaved {
+    sides: [Side; 2],
+    slices: u32,
+    slice: Duration,
+    prefix: String,
+}
+
+impl Interleaved {
+    fn new(sides: [(String, Vec<Conn>); 2], duration: Duration, slices: u32, prefix: &str) -> Interleaved {
+        let slices = slices.max(1);
+        Interleaved {
+            sides: sides.map(|(name, conns)| Side {
+                name,
+                conns,
+                tally: Tally::default(),
+                wall: Duration::ZERO,
+                cpu: CpuUsed::zero(),
+            }),
+            slices,
+            slice: duration / slices,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The number of slices of both sides together.
+    fn total(&self) -> u32 {
+        2 * self.slices
+    }
+
+    /// Runs slice `k` (of [`Interleaved::total`]) on its side.
+    async fn run_slice(&mut self, k: u32) -> anyhow::Result<()> {
+        let side = &mut self.sides[side_of_slice(k)];
+        let mark = CpuMark::now();
+        let (conns, tally, wall) =
+            back_to_back(std::mem::take(&mut side.conns), &format!("{}-{k}", self.prefix), self.slice, None).await?;
+        side.cpu.add(&mark.used());
+        side.conns = conns;
+        side.tally.merge(tally);
+        side.wall += wall;
+        Ok(())
+    }
+
+    /// Each side's phase.
+    fn phases(self, connections: usize) -> [Phase; 2] {
+        self.sides.map(|side| {
+            let mut phase = Phase::new(side.name, connections, None, side.wall, side.tally);
+            side.cpu.record_in(&mut phase);
+            phase
+        })
+    }
+}
+
 /// Phases 2 and 3: the closed loop against AgentSigna and against the bare endpoint,
-/// `slices` slices of `duration / slices` each, interleaved A B B A A B B A … on the same
-/// connections throughout. The host's speed drifts by tens of percent over a minute here
-/// (other tenants, the hypervisor); one phase after the other, the ratio of the two carried
-/// that drift, while interleaved, each side sees the same host to first order (the
-/// mirrored order cancels a steady drift). Each side's figures add its slices up: its
-/// requests, their latencies, its wall time and its CPU.
+/// `slices` slices of `duration / slices` each, interleaved. The host's speed drifts by
+/// tens of percent over a minute here (other tenants, the hypervisor); one phase after the
+/// other, the ratio of the two carried that drift, while interleaved, each side sees the
+/// same host to first order (the mirrored order cancels a steady drift).
 pub(super) async fn interleaved_closed_loops(
     signa: &Arc<Target>,
     bare: &Arc<Target>,
@@ -446,40 +499,58 @@ pub(super) async fn interleaved_closed_loops(
     connections: usize,
     slices: u32,
 ) -> anyhow::Result<(Phase, Phase)> {
-    let slices = slices.max(1);
-    let slice = duration / slices;
-    let mut sides = [
-        Side {
-            name: "closed loop, AgentSigna",
-            conns: open_all(signa, connections).await?,
-            tally: Tally::default(),
-            wall: Duration::ZERO,
-            cpu: CpuUsed::zero(),
-        },
-        Side {
-            name: "closed loop, bare endpoint",
-            conns: open_all(bare, connections).await?,
-            tally: Tally::default(),
-            wall: Duration::ZERO,
-            cpu: CpuUsed::zero(),
-        },
+    let sides = [
+        ("closed loop, AgentSigna".to_owned(), open_all(signa, connections).await?),
+        ("closed loop, bare endpoint".to_owned(), open_all(bare, connections).await?),
     ];
-    for k in 0..2 * slices {
-        let side = &mut sides[side_of_slice(k)];
-        let mark = CpuMark::now();
-        let (conns, tally, wall) =
-            back_to_back(std::mem::take(&mut side.conns), &format!("{prefix}-{k}"), slice, None).await?;
-        side.cpu.add(&mark.used());
-        side.conns = conns;
-        side.tally.merge(tally);
-        side.wall += wall;
+    let mut loops = Interleaved::new(sides, duration, slices, prefix);
+    for k in 0..loops.total() {
+        loops.run_slice(k).await?;
     }
-    let [signa, bare] = sides.map(|side| {
-        let mut phase = Phase::new(side.name.to_owned(), connections, None, side.wall, side.tally);
-        side.cpu.record_in(&mut phase);
-        phase
-    });
+    let [signa, bare] = loops.phases(connections);
     Ok((signa, bare))
+}
+
+/// How long the long polls are given to reach the server, or to be gone from it, before a
+/// slice starts.
+const WAITERS_SETTLE: Duration = Duration::from_millis(300);
+
+/// Phase 4: the closed loop against AgentSigna with `n` long polls held and without them,
+/// interleaved like phases 2 and 3 (the polls held through each "with" slice, dropped
+/// before each "without" one, outside the measured spans), so that the ratio of the two
+/// is not the host's drift.
+pub(super) async fn waiters_interleaved(
+    signa: &Arc<Target>,
+    n: usize,
+    prefix: &str,
+    duration: Duration,
+    connections: usize,
+    slices: u32,
+) -> anyhow::Result<(Phase, Phase)> {
+    let cases = escalated_cases(signa, n, &format!("{prefix}-wait")).await?;
+    let sides = [
+        (
+            format!("closed loop, AgentSigna, {} long polls waiting", thousands(n as u64)),
+            open_all(signa, connections).await?,
+        ),
+        ("closed loop, AgentSigna, in the same slices without them".to_owned(), open_all(signa, connections).await?),
+    ];
+    let mut loops = Interleaved::new(sides, duration, slices, &format!("{prefix}-c"));
+    let mut polls: Option<Vec<JoinHandle<()>>> = None;
+    for k in 0..loops.total() {
+        match (side_of_slice(k), polls.take()) {
+            (0, None) => polls = Some(hold_polls(signa, &cases).await?),
+            (1, Some(held)) => {
+                held.iter().for_each(JoinHandle::abort);
+                tokio::time::sleep(WAITERS_SETTLE).await;
+            }
+            (_, held) => polls = held,
+        }
+        loops.run_slice(k).await?;
+    }
+    polls.iter().flatten().for_each(JoinHandle::abort);
+    let [with, without] = loops.phases(connections);
+    Ok((with, without))
 }
 
 /// The four phases, in order.
@@ -491,21 +562,23 @@ pub(super) struct Measured {
     pub(super) closed_loop: Phase,
     pub(super) bare: Phase,
     pub(super) with_waiters: Option<Phase>,
+    /// Phase 4's slices without the long polls.
+    pub(super) without_waiters: Option<Phase>,
     pub(super) disk_floor: Option<floor::DiskFloor>,
     pub(super) ed25519_sign_us: f64,
 }
 
-/// Holds `n` long polls: each on a connection of its own, on an escalated case of its own
-/// (a purchase order the example policy sends to review), re-polling until aborted.
-pub(super) async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow::Result<Vec<JoinHandle<()>>> {
+/// `n` escalated cases (purchase orders the example policy sends to review), one per
+/// long poll of phase 4, submitted on one connection.
+async fn escalated_cases(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow::Result<Vec<String>> {
     let body = |key: &str| {
         format!(
             r#"{{"action":"purchase_order.create","counterparty":"globex","amount":{{"value":"40000.00","currency":"USD"}},"audience":"erp","description":"Servers","idempotency_key":"{key}"}}"#
         )
     };
-    let mut handles = Vec::with_capacity(n);
+    let mut sender = connect(target.addr).await?;
+    let mut cases = Vec::with_capacity(n);
     for i in 0..n {
-        let mut sender = connect(target.addr).await?;
         let mut req = Request::builder()
             .method(Method::POST)
             .uri("/v1/requests")
@@ -517,17 +590,25 @@ pub(super) async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) 
         let req = req.body(Full::new(Bytes::from(body(&format!("{prefix}-{i}")))))?;
         let (status, answer) = exchange(&mut sender, req).await?;
         let v: serde_json::Value = serde_json::from_slice(&answer)?;
-        let case = match (status.is_success(), v["verdict"].as_str(), v["case_id"].as_str()) {
-            (true, Some("escalated"), Some(c)) => c.to_owned(),
+        match (status.is_success(), v["verdict"].as_str(), v["case_id"].as_str()) {
+            (true, Some("escalated"), Some(c)) => cases.push(c.to_owned()),
             _ => return Err(anyhow!("a waiter's request was not escalated: {status} {}", snippet(&answer))),
-        };
-        let (host, auth) = (target.host.clone(), target.authorization.clone());
+        }
+    }
+    Ok(cases)
+}
+
+/// Holds a `?wait` long poll on each of `cases`, each on a connection of its own,
+/// re-polling until aborted; returns once every poll has had time to reach the server.
+async fn hold_polls(target: &Arc<Target>, cases: &[String]) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::with_capacity(cases.len());
+    for case in cases {
+        let mut sender = connect(target.addr).await?;
+        let (host, auth, uri) =
+            (target.host.clone(), target.authorization.clone(), format!("/v1/cases/{case}?wait=60"));
         handles.push(tokio::spawn(async move {
             loop {
-                let mut req = Request::builder()
-                    .method(Method::GET)
-                    .uri(format!("/v1/cases/{case}?wait=60"))
-                    .header(header::HOST, host.clone());
+                let mut req = Request::builder().method(Method::GET).uri(&uri).header(header::HOST, host.clone());
                 if let Some(a) = &auth {
                     req = req.header(header::AUTHORIZATION, a.clone());
                 }
@@ -538,8 +619,7 @@ pub(super) async fn start_waiters(target: &Arc<Target>, n: usize, prefix: &str) 
             }
         }));
     }
-    // Let every poll reach the server.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(WAITERS_SETTLE).await;
     Ok(handles)
 }
 
@@ -707,18 +787,18 @@ pub(super) async fn measure(
     );
     let (closed, bare) =
         interleaved_closed_loops(&signa, &bare, &format!("{run}-c"), duration, connections, slices).await?;
-    let with_waiters = if a.waiters > 0 {
+    let (with_waiters, without_waiters) = if a.waiters > 0 {
         let n = usize::try_from(a.waiters)?;
-        eprintln!("bench: phase 4, {n} long polls held while the closed loop runs again for {} s", a.duration_secs);
-        let waiters = start_waiters(&signa, n, &format!("{run}-wait")).await?;
-        let name = format!("closed loop, AgentSigna, {n} long polls waiting");
-        let phase = with_cpu(closed_loop(&signa, &name, &format!("{run}-cw"), duration, None, connections)).await;
-        for w in waiters {
-            w.abort();
-        }
-        Some(phase?)
+        eprintln!(
+            "bench: phase 4, the closed loop with {n} long polls held and without them, {} s each, interleaved in \
+             {slices} slices each",
+            a.duration_secs
+        );
+        let (with, without) =
+            waiters_interleaved(&signa, n, &format!("{run}-w4"), duration, connections, slices).await?;
+        (Some(with), Some(without))
     } else {
-        None
+        (None, None)
     };
     Ok(Measured {
         slices,
@@ -727,6 +807,7 @@ pub(super) async fn measure(
         closed_loop: closed,
         bare,
         with_waiters,
+        without_waiters,
         disk_floor,
         ed25519_sign_us,
     })

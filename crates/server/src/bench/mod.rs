@@ -48,9 +48,11 @@
 //!    connections), so that a host whose speed drifts during the run (by tens of percent
 //!    over a minute on shared machines) slows both sides alike; each side's figures add
 //!    its slices up.
-//! 4. With `--waiters N`: N more agents' connections each hold a `?wait` long poll on an
-//!    escalated case of their own while phase 2 runs again; the ratio of the two closed
-//!    loops says what the waiting costs everyone else.
+//! 4. With `--waiters N`: N more connections each hold a `?wait` long poll on an escalated
+//!    case of their own while the closed loop of phase 2 runs again, interleaved in the
+//!    same way with slices of that loop without them (the polls are dropped before each
+//!    "without" slice and held again before each "with" one, outside the measured spans);
+//!    the ratio of the two says what the waiting costs everyone else.
 //!
 //! At the end the servers are stopped and the whole ledger is verified as
 //! `agentsigna ledger verify` does (every digest, chain and the Merkle root against the
@@ -219,10 +221,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         + m.open_loop.errors
         + m.closed_loop.errors
         + m.bare.errors
-        + m.with_waiters.as_ref().map_or(0, |p| p.errors);
+        + m.with_waiters.as_ref().map_or(0, |p| p.errors)
+        + m.without_waiters.as_ref().map_or(0, |p| p.errors);
     let ratio = if m.bare.rate > 0.0 { m.closed_loop.rate / m.bare.rate } else { 0.0 };
-    let waiters_ratio =
-        m.with_waiters.as_ref().map(|p| if m.closed_loop.rate > 0.0 { p.rate / m.closed_loop.rate } else { 0.0 });
+    let waiters_ratio = m.with_waiters.as_ref().zip(m.without_waiters.as_ref()).map(|(with, without)| {
+        if without.rate > 0.0 {
+            with.rate / without.rate
+        } else {
+            0.0
+        }
+    });
     let targets = Targets {
         p99_le_2ms: m.open_loop.latency_ms.is_some_and(|l| l.p99 <= TARGET_P99_MS),
         p99_measured_at_rate: a.rate,
@@ -254,6 +262,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         closed_loop: m.closed_loop,
         bare: m.bare,
         with_waiters: m.with_waiters,
+        without_waiters: m.without_waiters,
         waiters: a.waiters,
         ratio,
         waiters_ratio,

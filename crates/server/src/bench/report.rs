@@ -222,12 +222,15 @@ pub struct Report {
     pub open_loop: Phase,
     pub closed_loop: Phase,
     pub bare: Phase,
-    /// Phase 4 (`--waiters`): the closed loop again while the long polls wait.
+    /// Phase 4 (`--waiters`): the closed loop again while the long polls wait…
     pub with_waiters: Option<Phase>,
+    /// … and in the slices interleaved with those, without them.
+    pub without_waiters: Option<Phase>,
     pub waiters: u32,
     /// Closed-loop authorized requests/s ÷ bare requests/s.
     pub ratio: f64,
-    /// Phase 4's authorized requests/s ÷ phase 2's (1.0: the waiters cost nothing).
+    /// Phase 4's authorized requests/s with the long polls ÷ without them, in its
+    /// interleaved slices (1.0: the waiters cost nothing).
     pub waiters_ratio: Option<f64>,
     /// The data directory's own durable write at the open loop's rate (`null` on
     /// PostgreSQL, whose disk is not this process's).
@@ -311,8 +314,9 @@ pub(super) fn markdown(r: &Report) -> String {
     row(&mut out, &format!("1. open loop at {}/s", thousands(u64::from(r.rate))), &r.open_loop);
     row(&mut out, "2. closed loop, AgentSigna", &r.closed_loop);
     row(&mut out, "3. closed loop, bare endpoint", &r.bare);
-    if let Some(p) = &r.with_waiters {
-        row(&mut out, &format!("4. closed loop, {} long polls waiting", thousands(u64::from(r.waiters))), p);
+    if let (Some(with), Some(without)) = (&r.with_waiters, &r.without_waiters) {
+        row(&mut out, &format!("4. closed loop, {} long polls waiting", thousands(u64::from(r.waiters))), with);
+        row(&mut out, "4. closed loop, the same slices without them", without);
     }
     let lag = r.open_loop.send_lag_ms.map_or(String::new(), |l| {
         format!(
@@ -439,7 +443,11 @@ pub(super) fn markdown(r: &Report) -> String {
         let _ = writeln!(out, "- Errors: none");
     } else {
         let _ = writeln!(out, "- **Errors: {}** (the run fails)", thousands(r.errors));
-        for p in [&r.warmup, &r.open_loop, &r.closed_loop, &r.bare].into_iter().chain(r.with_waiters.as_ref()) {
+        for p in [&r.warmup, &r.open_loop, &r.closed_loop, &r.bare]
+            .into_iter()
+            .chain(r.with_waiters.as_ref())
+            .chain(r.without_waiters.as_ref())
+        {
             if p.errors > 0 {
                 let k = &p.error_kinds;
                 let _ = writeln!(
