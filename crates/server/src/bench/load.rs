@@ -536,19 +536,19 @@ pub(super) async fn waiters_interleaved(
         ("closed loop, AgentSigna, in the same slices without them".to_owned(), open_all(signa, connections).await?),
     ];
     let mut loops = Interleaved::new(sides, duration, slices, &format!("{prefix}-c"));
-    let mut polls: Option<Vec<JoinHandle<()>>> = None;
+    let mut polls: Option<HeldPolls> = None;
     for k in 0..loops.total() {
         match (side_of_slice(k), polls.take()) {
             (0, None) => polls = Some(hold_polls(signa, &cases).await?),
             (1, Some(held)) => {
-                held.iter().for_each(JoinHandle::abort);
+                drop(held);
                 tokio::time::sleep(WAITERS_SETTLE).await;
             }
             (_, held) => polls = held,
         }
         loops.run_slice(k).await?;
     }
-    polls.iter().flatten().for_each(JoinHandle::abort);
+    drop(polls);
     let [with, without] = loops.phases(connections);
     Ok((with, without))
 }
@@ -598,15 +598,25 @@ async fn escalated_cases(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow
     Ok(cases)
 }
 
+/// Long polls held by tasks of the load generator; dropping them ends the tasks (and
+/// closes their connections).
+struct HeldPolls(Vec<JoinHandle<()>>);
+
+impl Drop for HeldPolls {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
 /// Holds a `?wait` long poll on each of `cases`, each on a connection of its own,
-/// re-polling until aborted; returns once every poll has had time to reach the server.
-async fn hold_polls(target: &Arc<Target>, cases: &[String]) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut handles = Vec::with_capacity(cases.len());
+/// re-polling until dropped; returns once every poll has had time to reach the server.
+async fn hold_polls(target: &Arc<Target>, cases: &[String]) -> anyhow::Result<HeldPolls> {
+    let mut handles = HeldPolls(Vec::with_capacity(cases.len()));
     for case in cases {
         let mut sender = connect(target.addr).await?;
         let (host, auth, uri) =
             (target.host.clone(), target.authorization.clone(), format!("/v1/cases/{case}?wait=60"));
-        handles.push(tokio::spawn(async move {
+        handles.0.push(tokio::spawn(async move {
             loop {
                 let mut req = Request::builder().method(Method::GET).uri(&uri).header(header::HOST, host.clone());
                 if let Some(a) = &auth {
