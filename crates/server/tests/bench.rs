@@ -8,17 +8,24 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn bench_runs_and_reports_plausible_figures() {
+/// Runs `agentsigna bench ARGS --json`, which must exit 0, and returns what it printed.
+fn bench_json(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
-        .args(["bench", "--rate", "50", "--duration-secs", "1", "--connections", "2", "--json"])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .env("AGENTSIGNA_LOG", "error")
         .output()
         .expect("cannot run agentsigna");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn bench_runs_and_reports_plausible_figures() {
+    let r = bench_json(&["--rate", "50", "--duration-secs", "1", "--connections", "2"]);
 
     assert_eq!(r["ok"], true, "{r:#}");
     assert_eq!(r["errors"], 0, "{r:#}");
@@ -128,15 +135,7 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
 
 #[test]
 fn phase_4_interleaves_the_closed_loop_with_and_without_long_polls() {
-    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
-        .args(["bench", "--rate", "20", "--duration-secs", "1", "--connections", "2", "--waiters", "20", "--json"])
-        .env("AGENTSIGNA_LOG", "error")
-        .output()
-        .expect("cannot run agentsigna");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let r = bench_json(&["--rate", "20", "--duration-secs", "1", "--connections", "2", "--waiters", "20"]);
     assert_eq!(
         (r["ok"].as_bool(), r["errors"].as_u64(), r["waiters"].as_u64()),
         (Some(true), Some(0), Some(20)),
@@ -206,15 +205,8 @@ fn bench_runs_on_two_postgres_nodes_and_needs_a_database_for_several() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--nodes needs --database"));
 
     let Some(url) = fresh_database() else { return };
-    let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
-        .args(["bench", "--rate", "50", "--duration-secs", "1", "--connections", "4", "--json"])
-        .args(["--database", &url, "--nodes", "2"])
-        .env("AGENTSIGNA_LOG", "error")
-        .output()
-        .expect("cannot run agentsigna");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let r =
+        bench_json(&["--rate", "50", "--duration-secs", "1", "--connections", "4", "--database", &url, "--nodes", "2"]);
     assert_eq!(r["nodes"], 2);
     assert_eq!(r["ok"], true, "{r:#}");
     assert_eq!(r["ledger"]["verified"], true, "{r:#}");
