@@ -2,7 +2,6 @@
 //! open and closed loops, the long polls of phase 4, and the check of every answer.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use tokio::time::Instant;
 
 use agentsigna_core::SystemClock;
 
+use super::cpu::{with_cpu, CpuMark, CpuUsed, PACER_THREAD};
 use super::floor::{self, FLOOR_WRITE_BYTES};
 use super::report::{thousands, ErrorKinds, Phase};
 use super::{BenchArgs, WARMUP_PER_CONNECTION};
@@ -146,18 +146,33 @@ impl Target {
     /// `POST path` with a purchase order whose idempotency key is `key`. The bare
     /// endpoint gets the same body, so both parse the same bytes off the wire.
     pub(super) fn request(&self, key: &str) -> Result<Request<Full<Bytes>>, Failure> {
-        let body = format!(
+        self.post(format!(
             r#"{{"action":"purchase_order.create","counterparty":"acme","amount":{{"value":"480.00","currency":"USD"}},"audience":"erp","description":"Printer paper, 40 reams","context":{{"cost_center":"IT-7"}},"idempotency_key":"{key}"}}"#
-        );
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(self.path)
-            .header(header::HOST, self.host.clone())
+        ))
+    }
+
+    /// `POST path` with the JSON `body`, as this endpoint's client.
+    fn post(&self, body: String) -> Result<Request<Full<Bytes>>, Failure> {
+        let req = self
+            .with_headers(Request::builder().method(Method::POST).uri(self.path))
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(a) = &self.authorization {
-            req = req.header(header::AUTHORIZATION, a.clone());
-        }
         req.body(Full::new(Bytes::from(body))).map_err(|e| Failure::Transport(format!("cannot build a request: {e}")))
+    }
+
+    /// `GET uri`, as this endpoint's client.
+    fn get(&self, uri: &str) -> Result<Request<Full<Bytes>>, Failure> {
+        self.with_headers(Request::builder().method(Method::GET).uri(uri))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Failure::Transport(format!("cannot build a request: {e}")))
+    }
+
+    /// The host and, where the endpoint needs one, the credential.
+    fn with_headers(&self, req: hyper::http::request::Builder) -> hyper::http::request::Builder {
+        let req = req.header(header::HOST, self.host.clone());
+        match &self.authorization {
+            Some(a) => req.header(header::AUTHORIZATION, a.clone()),
+            None => req,
+        }
     }
 }
 
@@ -579,15 +594,7 @@ async fn escalated_cases(target: &Arc<Target>, n: usize, prefix: &str) -> anyhow
     let mut sender = connect(target.addr).await?;
     let mut cases = Vec::with_capacity(n);
     for i in 0..n {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri("/v1/requests")
-            .header(header::HOST, target.host.clone())
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(a) = &target.authorization {
-            req = req.header(header::AUTHORIZATION, a.clone());
-        }
-        let req = req.body(Full::new(Bytes::from(body(&format!("{prefix}-{i}")))))?;
+        let req = target.post(body(&format!("{prefix}-{i}"))).map_err(|e| anyhow!("{e}"))?;
         let (status, answer) = exchange(&mut sender, req).await?;
         let v: serde_json::Value = serde_json::from_slice(&answer)?;
         match (status.is_success(), v["verdict"].as_str(), v["case_id"].as_str()) {
@@ -614,15 +621,10 @@ async fn hold_polls(target: &Arc<Target>, cases: &[String]) -> anyhow::Result<He
     let mut handles = HeldPolls(Vec::with_capacity(cases.len()));
     for case in cases {
         let mut sender = connect(target.addr).await?;
-        let (host, auth, uri) =
-            (target.host.clone(), target.authorization.clone(), format!("/v1/cases/{case}?wait=60"));
+        let (target, uri) = (target.clone(), format!("/v1/cases/{case}?wait=60"));
         handles.0.push(tokio::spawn(async move {
             loop {
-                let mut req = Request::builder().method(Method::GET).uri(&uri).header(header::HOST, host.clone());
-                if let Some(a) = &auth {
-                    req = req.header(header::AUTHORIZATION, a.clone());
-                }
-                let Ok(req) = req.body(Full::new(Bytes::new())) else { return };
+                let Ok(req) = target.get(&uri) else { return };
                 if exchange(&mut sender, req).await.is_err() {
                     return;
                 }
@@ -631,126 +633,6 @@ async fn hold_polls(target: &Arc<Target>, cases: &[String]) -> anyhow::Result<He
     }
     tokio::time::sleep(WAITERS_SETTLE).await;
     Ok(handles)
-}
-
-/// CPU time this process has used so far, every thread, user and system (Linux: from
-/// `/proc/self/stat`, whose clock ticks are `USER_HZ`, 100 per second; `None` elsewhere).
-pub(super) fn process_cpu() -> Option<Duration> {
-    stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
-}
-
-/// The threads of the servers' runtime, of the load generator's, and its open loop's pacer.
-pub(super) const SERVER_THREAD: &str = "agentsigna-server";
-pub(super) const BENCH_THREAD: &str = "agentsigna-bench";
-const PACER_THREAD: &str = "agentsigna-pacer";
-
-/// The threads whose CPU a phase reports apart, by name, and the group each is counted in.
-const THREAD_GROUPS: [(&str, &str); 5] = [
-    (SERVER_THREAD, "server"),
-    (agentsigna_store::sqlite::WRITER_THREAD, "writer"),
-    (agentsigna_store::sqlite::WAL_THREAD, "wal_checkpoint"),
-    (BENCH_THREAD, "load_generator"),
-    (PACER_THREAD, "load_generator"),
-];
-
-/// Whether `kept`, a name as the kernel keeps it (at most its first 15 bytes), is `name`'s.
-fn kept_name_of(kept: &str, name: &str) -> bool {
-    name.as_bytes().starts_with(kept.as_bytes()) && kept.len() == name.len().min(15)
-}
-
-/// CPU time so far of this process's live threads, summed by [`THREAD_GROUPS`] (Linux:
-/// `/proc/self/task/*/stat`; `None` elsewhere), every group present (PostgreSQL has no
-/// writer thread: 0). Threads that have ended are not in it.
-pub(super) fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
-    let mut by: BTreeMap<&'static str, Duration> = THREAD_GROUPS.iter().map(|(_, g)| (*g, Duration::ZERO)).collect();
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        // (A thread may end between the listing and the read.)
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(name), Some(cpu)) = (thread_name(&stat), stat_cpu(&stat)) else { continue };
-        if let Some((_, group)) = THREAD_GROUPS.iter().find(|(full, _)| kept_name_of(name, full)) {
-            *by.entry(*group).or_default() += cpu;
-        }
-    }
-    Some(by)
-}
-
-/// The thread's name, field 2 of a `/proc/<pid>/task/<tid>/stat`, without its parentheses.
-fn thread_name(stat: &str) -> Option<&str> {
-    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
-}
-
-/// User + system time from the text of a `/proc/<pid>/stat`.
-fn stat_cpu(stat: &str) -> Option<Duration> {
-    const USER_HZ: u64 = 100;
-    // The command name, field 2, is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace().skip(11); // fields 3..=13
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
-}
-
-/// The process's CPU time at one instant, in all and by thread group (`None` where the
-/// system does not say).
-struct CpuMark {
-    process: Option<Duration>,
-    threads: Option<BTreeMap<&'static str, Duration>>,
-}
-
-impl CpuMark {
-    fn now() -> CpuMark {
-        CpuMark { process: process_cpu(), threads: threads_cpu() }
-    }
-
-    /// The CPU used since this mark.
-    fn used(&self) -> CpuUsed {
-        let now = CpuMark::now();
-        CpuUsed {
-            process: self.process.zip(now.process).map(|(b, a)| a.saturating_sub(b)),
-            threads: self.threads.as_ref().zip(now.threads).map(|(b, a)| {
-                a.into_iter()
-                    .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
-                    .collect()
-            }),
-        }
-    }
-}
-
-/// CPU time used over one span of a phase or the sum of several.
-struct CpuUsed {
-    process: Option<Duration>,
-    threads: Option<BTreeMap<&'static str, Duration>>,
-}
-
-impl CpuUsed {
-    fn zero() -> CpuUsed {
-        CpuUsed { process: Some(Duration::ZERO), threads: Some(BTreeMap::new()) }
-    }
-
-    /// Adds `other` (unknown once either is).
-    fn add(&mut self, other: &CpuUsed) {
-        self.process = self.process.zip(other.process).map(|(a, b)| a + b);
-        self.threads = self.threads.take().zip(other.threads.as_ref()).map(|(mut a, b)| {
-            for (group, cpu) in b {
-                *a.entry(group).or_default() += *cpu;
-            }
-            a
-        });
-    }
-
-    fn record_in(self, phase: &mut Phase) {
-        if let Some(process) = self.process {
-            phase.set_cpu(process, self.threads);
-        }
-    }
-}
-
-/// Runs one phase and records the process's CPU time over it, in all and by thread.
-async fn with_cpu(phase: impl std::future::Future<Output = anyhow::Result<Phase>>) -> anyhow::Result<Phase> {
-    let mark = CpuMark::now();
-    let mut phase = phase.await?;
-    mark.used().record_in(&mut phase);
-    Ok(phase)
 }
 
 /// The phases, in order; `disk`: the directory whose disk floor to measure (`None` on
@@ -838,90 +720,6 @@ mod tests {
         };
         assert_eq!(mean(0), mean(1));
         assert_eq!((slices_of(1), slices_of(2), slices_of(10)), (2, 2, 10));
-    }
-
-    #[test]
-    fn cpu_spans_add_up_and_stay_unknown_once_one_is() {
-        let span = |ms: u64| CpuUsed {
-            process: Some(Duration::from_millis(ms)),
-            threads: Some(BTreeMap::from([("server", Duration::from_millis(ms / 2))])),
-        };
-        let mut total = CpuUsed::zero();
-        total.add(&span(30));
-        total.add(&span(50));
-        assert_eq!(total.process, Some(Duration::from_millis(80)));
-        assert_eq!(total.threads.as_ref().unwrap()["server"], Duration::from_millis(40));
-        total.add(&CpuUsed { process: None, threads: None });
-        assert!(total.process.is_none() && total.threads.is_none());
-        total.add(&span(10));
-        assert!(total.process.is_none(), "an unknown span leaves the sum unknown");
-    }
-
-    /// Spins until `used` (CPU counted in ticks of 10 ms) has grown by five ticks, however
-    /// busy the host: no bound on how fast that must happen, only that it does (a minute at
-    /// most). Returns the last `used`.
-    fn spin_until_five_ticks(mut used: impl FnMut() -> Duration) -> Duration {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut x = 0u64;
-        loop {
-            for _ in 0..100_000 {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-            let used = used();
-            if used >= Duration::from_millis(50) || std::time::Instant::now() > deadline {
-                return used;
-            }
-        }
-    }
-
-    #[test]
-    fn process_cpu_grows_with_work() {
-        let Some(before) = process_cpu() else {
-            eprintln!("skipped: no /proc/self/stat on this system");
-            return;
-        };
-        let used =
-            spin_until_five_ticks(|| process_cpu().expect("/proc/self/stat was readable").saturating_sub(before));
-        assert!(used >= Duration::from_millis(50), "a minute of spinning counted as {used:?} of CPU");
-    }
-
-    #[test]
-    fn a_named_threads_cpu_is_counted_in_its_group() {
-        let Some(before) = threads_cpu() else {
-            eprintln!("skipped: no /proc/self/task on this system");
-            return;
-        };
-        let writer = |t: &BTreeMap<&str, Duration>| t.get("writer").copied().unwrap_or_default();
-        // A thread named as the SQLite writer is.
-        let spun = std::thread::Builder::new()
-            .name(agentsigna_store::sqlite::WRITER_THREAD.into())
-            .spawn(move || {
-                spin_until_five_ticks(|| {
-                    writer(&threads_cpu().expect("/proc/self/task was readable")).saturating_sub(writer(&before))
-                })
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert!(spun >= Duration::from_millis(50), "a minute of spinning counted as {spun:?} of the writer's CPU");
-        assert_eq!(thread_name("17 (agentsigna-writ) S 1 2"), Some("agentsigna-writ"));
-        assert_eq!(thread_name("17 (a (b) c) S 1 2"), Some("a (b) c"), "a name may hold parentheses");
-        // The kernel keeps a name's first 15 bytes: the whole of a shorter one.
-        assert!(kept_name_of("agentsigna-writ", "agentsigna-writer"));
-        assert!(kept_name_of("agentsigna-pace", "agentsigna-pacer"));
-        assert!(kept_name_of("short", "short"));
-        assert!(!kept_name_of("agentsigna-wri", "agentsigna-writer"), "a shorter kept name is another thread's");
-        assert!(!kept_name_of("agentsigna-serv", "agentsigna-writer"));
-    }
-
-    #[test]
-    fn stat_fields_are_user_and_system_ticks() {
-        // Fields 14 and 15 (utime 250, stime 75 ticks of 1/100 s); the name holds a space
-        // and a parenthesis.
-        let stat = "4242 (agent signa) bench) R 1 4242 4242 0 -1 4194304 1500 0 0 0 250 75 0 0 20 0 9 0";
-        assert_eq!(stat_cpu(stat), Some(Duration::from_millis(3250)));
-        assert_eq!(stat_cpu("4242 (truncated"), None);
-        assert_eq!(stat_cpu("4242 (x) R 1 2 3"), None);
     }
 
     #[test]

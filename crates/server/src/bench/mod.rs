@@ -58,6 +58,7 @@
 //! `agentsigna ledger verify` does (every digest, chain and the Merkle root against the
 //! signed checkpoint), so the figures cannot have been bought by losing durability.
 
+mod cpu;
 mod floor;
 mod load;
 mod report;
@@ -147,13 +148,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     // they still share the same cores.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name(load::SERVER_THREAD)
+        .thread_name(cpu::SERVER_THREAD)
         .build()
         .context("cannot start the server runtime")?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(cores)
-        .thread_name(load::BENCH_THREAD)
+        .thread_name(cpu::BENCH_THREAD)
         .build()
         .context("cannot start the load-generator runtime")?;
     let database = match &a.database {
