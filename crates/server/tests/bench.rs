@@ -82,6 +82,11 @@ fn bench_runs_and_reports_plausible_figures() {
         let sum: f64 = by.values().map(|v| v.as_f64().unwrap()).sum();
         assert!(by.values().all(|v| v.as_f64().unwrap() >= 0.0), "{phase}: {p:#}");
         assert!(sum >= per * (1.0 - 1e-9), "{phase}: the groups hold {sum} of {per} µs: {p:#}");
+        // And how busy each of the machine's CPUs was: a share of each one's time, at least
+        // one of them busy with the phase's requests.
+        let busy: Vec<f64> = p["cpus_busy"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+        assert!(!busy.is_empty() && busy.iter().all(|b| (0.0..=1.0).contains(b)), "{phase}: {p:#}");
+        assert!(busy.iter().any(|b| *b > 0.0), "{phase}: {p:#}");
     }
     let ratio = r["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio.is_finite(), "ratio {ratio}");
@@ -128,6 +133,10 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
     assert!(stdout.contains("- Raw Ed25519 signature"), "{stdout}");
     assert!(stdout.contains("CPU per request in signatures: AgentSigna"), "{stdout}");
     assert!(stdout.contains("- Of AgentSigna's, by thread: server "), "{stdout}");
+    assert!(
+        stdout.contains("- Each CPU busy over the closed loop (every process on the machine): AgentSigna "),
+        "{stdout}"
+    );
     // The floor's scratch file is gone; the database stays.
     assert!(!dir.path().join(".bench-disk-floor").exists());
     assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);

@@ -1,5 +1,6 @@
 //! The CPU a phase of the benchmark used, in all and by thread group: from
-//! `/proc/self/stat` and `/proc/self/task/*/stat` on Linux, `None` elsewhere.
+//! `/proc/self/stat` and `/proc/self/task/*/stat` on Linux, `None` elsewhere; and how busy
+//! each of the machine's CPUs was meanwhile, from `/proc/stat`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,16 +64,49 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
 }
 
-/// The process's CPU time at one instant, in all and by thread group (`None` where the
-/// system does not say).
+/// Each CPU's ticks so far, every process: busy and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct CpuTicks {
+    busy: u64,
+    total: u64,
+}
+
+/// The machine's CPUs' ticks so far (Linux: `/proc/stat`; `None` elsewhere).
+fn cpus_ticks() -> Option<Vec<CpuTicks>> {
+    parse_cpus(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpuN` lines of a `/proc/stat` (not the first, `cpu`, their sum): busy is every
+/// tick that is not idle, waiting for I/O or stolen by the hypervisor (fields user, nice,
+/// system, idle, iowait, irq, softirq, steal; guest time is inside user and nice).
+fn parse_cpus(stat: &str) -> Option<Vec<CpuTicks>> {
+    let mut cpus = Vec::new();
+    for line in stat.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else { continue };
+        if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let fields: Vec<u64> =
+            rest.split_ascii_whitespace().skip(1).take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq] = fields.get(..7)?.try_into().ok()?;
+        let steal = fields.get(7).copied().unwrap_or(0);
+        let busy = user + nice + system + irq + softirq;
+        cpus.push(CpuTicks { busy, total: busy + idle + iowait + steal });
+    }
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// The process's CPU time at one instant, in all and by thread group, and the machine's
+/// CPUs' ticks (`None` where the system does not say).
 pub(super) struct CpuMark {
     process: Option<Duration>,
     threads: Option<BTreeMap<&'static str, Duration>>,
+    cpus: Option<Vec<CpuTicks>>,
 }
 
 impl CpuMark {
     pub(super) fn now() -> CpuMark {
-        CpuMark { process: process_cpu(), threads: threads_cpu() }
+        CpuMark { process: process_cpu(), threads: threads_cpu(), cpus: cpus_ticks() }
     }
 
     /// The CPU used since this mark.
@@ -85,6 +119,16 @@ impl CpuMark {
                     .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
                     .collect()
             }),
+            // (A CPU brought on or off line in between leaves the span unknown.)
+            cpus: self.cpus.as_ref().zip(now.cpus).filter(|(b, a)| b.len() == a.len()).map(|(b, a)| {
+                b.iter()
+                    .zip(a)
+                    .map(|(b, a)| CpuTicks {
+                        busy: a.busy.saturating_sub(b.busy),
+                        total: a.total.saturating_sub(b.total),
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -93,11 +137,12 @@ impl CpuMark {
 pub(super) struct CpuUsed {
     process: Option<Duration>,
     threads: Option<BTreeMap<&'static str, Duration>>,
+    cpus: Option<Vec<CpuTicks>>,
 }
 
 impl CpuUsed {
     pub(super) fn zero() -> CpuUsed {
-        CpuUsed { process: Some(Duration::ZERO), threads: Some(BTreeMap::new()) }
+        CpuUsed { process: Some(Duration::ZERO), threads: Some(BTreeMap::new()), cpus: Some(Vec::new()) }
     }
 
     /// Adds `other` (unknown once either is).
@@ -109,12 +154,28 @@ impl CpuUsed {
             }
             a
         });
+        self.cpus = self.cpus.take().zip(other.cpus.as_ref()).and_then(|(mut a, b)| {
+            if a.is_empty() {
+                return Some(b.clone());
+            }
+            (a.len() == b.len()).then(|| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    a.busy += b.busy;
+                    a.total += b.total;
+                }
+                a
+            })
+        });
     }
 
     pub(super) fn record_in(self, phase: &mut Phase) {
         if let Some(process) = self.process {
             phase.set_cpu(process, self.threads);
         }
+        phase.cpus_busy = self
+            .cpus
+            .filter(|c| !c.is_empty())
+            .map(|cpus| cpus.iter().map(|c| if c.total == 0 { 0.0 } else { c.busy as f64 / c.total as f64 }).collect());
     }
 }
 
@@ -135,14 +196,16 @@ mod tests {
         let span = |ms: u64| CpuUsed {
             process: Some(Duration::from_millis(ms)),
             threads: Some(BTreeMap::from([("server", Duration::from_millis(ms / 2))])),
+            cpus: Some(vec![CpuTicks { busy: ms / 10, total: ms / 10 }, CpuTicks { busy: 0, total: ms / 10 }]),
         };
         let mut total = CpuUsed::zero();
         total.add(&span(30));
         total.add(&span(50));
         assert_eq!(total.process, Some(Duration::from_millis(80)));
         assert_eq!(total.threads.as_ref().unwrap()["server"], Duration::from_millis(40));
-        total.add(&CpuUsed { process: None, threads: None });
-        assert!(total.process.is_none() && total.threads.is_none());
+        assert_eq!(total.cpus, Some(vec![CpuTicks { busy: 8, total: 8 }, CpuTicks { busy: 0, total: 8 }]));
+        total.add(&CpuUsed { process: None, threads: None, cpus: None });
+        assert!(total.process.is_none() && total.threads.is_none() && total.cpus.is_none());
         total.add(&span(10));
         assert!(total.process.is_none(), "an unknown span leaves the sum unknown");
     }
@@ -202,6 +265,33 @@ mod tests {
         assert!(kept_name_of("short", "short"));
         assert!(!kept_name_of("agentsigna-wri", "agentsigna-writer"), "a shorter kept name is another thread's");
         assert!(!kept_name_of("agentsigna-serv", "agentsigna-writer"));
+    }
+
+    #[test]
+    fn each_cpus_busy_share_is_what_is_neither_idle_nor_waiting_nor_stolen() {
+        let stat = "cpu  30 0 20 140 10 0 0 0 0 0\n\
+                    cpu0 20 0 10 60 5 3 2 0 0 0\n\
+                    cpu1 10 0 10 80 5 0 0 5 7 0\n\
+                    intr 12345 0 0\nctxt 999\n";
+        let cpus = parse_cpus(stat).unwrap();
+        assert_eq!(cpus, vec![CpuTicks { busy: 35, total: 100 }, CpuTicks { busy: 20, total: 110 }]);
+        assert_eq!(parse_cpus("cpu  1 2 3 4 5 6 7\nintr 1\n"), None, "no per-CPU line");
+        assert_eq!(parse_cpus("cpu0 1 2 x 4 5 6 7\n"), None, "a field that is not a number");
+        assert_eq!(parse_cpus("cpu0 1 2 3 4\n"), None, "too few fields");
+        // Over a span of this process's own run, every share is a fraction.
+        let mark = CpuMark::now();
+        if mark.cpus.is_none() {
+            eprintln!("skipped: no /proc/stat on this system");
+            return;
+        }
+        spin_until_five_ticks(|| process_cpu().unwrap_or_default().saturating_sub(mark.process.unwrap_or_default()));
+        let mut phase =
+            Phase::new("span".into(), 1, None, Duration::from_secs(1), super::super::load::Tally::default());
+        mark.used().record_in(&mut phase);
+        let busy = phase.cpus_busy.expect("/proc/stat was readable");
+        assert!(!busy.is_empty());
+        assert!(busy.iter().all(|b| (0.0..=1.0).contains(b)), "{busy:?}");
+        assert!(busy.iter().any(|b| *b > 0.0), "a spinning thread kept some CPU busy: {busy:?}");
     }
 
     #[test]

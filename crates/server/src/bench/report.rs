@@ -93,6 +93,11 @@ pub struct Phase {
     /// `load_generator`, and `other` (every other thread, and threads that ended during the
     /// phase); `null` where the system does not say.
     pub cpu_us_per_request_by_thread: Option<BTreeMap<String, f64>>,
+    /// How busy each of the machine's CPUs was over the phase (every process, from
+    /// `/proc/stat`): the share of its time neither idle, waiting for I/O nor stolen by the
+    /// hypervisor; `null` where the system does not say. Shows where a phase left a CPU
+    /// idle (one CPU busy and one half idle is not the same as both at 75 %).
+    pub cpus_busy: Option<Vec<f64>>,
 }
 
 impl Phase {
@@ -122,6 +127,7 @@ impl Phase {
             cpu_secs: None,
             cpu_us_per_request: None,
             cpu_us_per_request_by_thread: None,
+            cpus_busy: None,
         }
     }
 
@@ -359,6 +365,15 @@ pub(super) fn markdown(r: &Report) -> String {
             of("wal_checkpoint"),
             of("load_generator"),
             of("other")
+        );
+    }
+    if let (Some(signa), Some(bare)) = (&r.closed_loop.cpus_busy, &r.bare.cpus_busy) {
+        let shares = |b: &[f64]| b.iter().map(|b| format!("{:.0} %", b * 100.0)).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            out,
+            "- Each CPU busy over the closed loop (every process on the machine): AgentSigna {}; bare endpoint {}",
+            shares(signa),
+            shares(bare)
         );
     }
     if r.ed25519_sign_us > 0.0 {
