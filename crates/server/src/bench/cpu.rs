@@ -71,6 +71,14 @@ struct CpuTicks {
     total: u64,
 }
 
+impl CpuTicks {
+    /// Two readings combined CPU by CPU by `f`; `None` when they do not cover the same
+    /// CPUs (one was brought on or off line in between).
+    fn each(a: &[CpuTicks], b: &[CpuTicks], f: impl Fn(CpuTicks, CpuTicks) -> CpuTicks) -> Option<Vec<CpuTicks>> {
+        (a.len() == b.len()).then(|| a.iter().zip(b).map(|(a, b)| f(*a, *b)).collect())
+    }
+}
+
 /// The machine's CPUs' ticks so far (Linux: `/proc/stat`; `None` elsewhere).
 fn cpus_ticks() -> Option<Vec<CpuTicks>> {
     parse_cpus(&std::fs::read_to_string("/proc/stat").ok()?)
@@ -119,15 +127,11 @@ impl CpuMark {
                     .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
                     .collect()
             }),
-            // (A CPU brought on or off line in between leaves the span unknown.)
-            cpus: self.cpus.as_ref().zip(now.cpus).filter(|(b, a)| b.len() == a.len()).map(|(b, a)| {
-                b.iter()
-                    .zip(a)
-                    .map(|(b, a)| CpuTicks {
-                        busy: a.busy.saturating_sub(b.busy),
-                        total: a.total.saturating_sub(b.total),
-                    })
-                    .collect()
+            cpus: self.cpus.as_ref().zip(now.cpus.as_ref()).and_then(|(b, a)| {
+                CpuTicks::each(b, a, |b, a| CpuTicks {
+                    busy: a.busy.saturating_sub(b.busy),
+                    total: a.total.saturating_sub(b.total),
+                })
             }),
         }
     }
@@ -154,17 +158,13 @@ impl CpuUsed {
             }
             a
         });
-        self.cpus = self.cpus.take().zip(other.cpus.as_ref()).and_then(|(mut a, b)| {
+        // (The sum of no span yet, from `zero`, holds no CPU.)
+        self.cpus = self.cpus.take().zip(other.cpus.as_ref()).and_then(|(a, b)| {
             if a.is_empty() {
-                return Some(b.clone());
+                Some(b.clone())
+            } else {
+                CpuTicks::each(&a, b, |a, b| CpuTicks { busy: a.busy + b.busy, total: a.total + b.total })
             }
-            (a.len() == b.len()).then(|| {
-                for (a, b) in a.iter_mut().zip(b) {
-                    a.busy += b.busy;
-                    a.total += b.total;
-                }
-                a
-            })
         });
     }
 
@@ -204,6 +204,10 @@ mod tests {
         assert_eq!(total.process, Some(Duration::from_millis(80)));
         assert_eq!(total.threads.as_ref().unwrap()["server"], Duration::from_millis(40));
         assert_eq!(total.cpus, Some(vec![CpuTicks { busy: 8, total: 8 }, CpuTicks { busy: 0, total: 8 }]));
+        let mut other_cpus = CpuUsed::zero();
+        other_cpus.add(&span(30));
+        other_cpus.add(&CpuUsed { cpus: Some(vec![CpuTicks::default(); 3]), ..span(30) });
+        assert!(other_cpus.cpus.is_none(), "spans over different CPUs do not add up");
         total.add(&CpuUsed { process: None, threads: None, cpus: None });
         assert!(total.process.is_none() && total.threads.is_none() && total.cpus.is_none());
         total.add(&span(10));
