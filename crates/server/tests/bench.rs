@@ -87,7 +87,13 @@ fn bench_runs_and_reports_plausible_figures() {
         let busy: Vec<f64> = p["cpus_busy"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
         assert!(!busy.is_empty() && busy.iter().all(|b| (0.0..=1.0).contains(b)), "{phase}: {p:#}");
         assert!(busy.iter().any(|b| *b > 0.0), "{phase}: {p:#}");
+        // And how often the process's threads were switched off a CPU, per request.
+        let switches = p["context_switches_per_request"].as_f64().unwrap();
+        assert!(switches.is_finite() && switches >= 0.0, "{phase}: {p:#}");
     }
+    // An authorized request waits for its commit: at least one hand-off to the serial step
+    // and back for every batch of them.
+    assert!(r["closed_loop"]["context_switches_per_request"].as_f64().unwrap() > 0.0, "{:#}", r["closed_loop"]);
     let ratio = r["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio.is_finite(), "ratio {ratio}");
     let expected = r["closed_loop"]["rate"].as_f64().unwrap() / r["bare"]["rate"].as_f64().unwrap();
@@ -113,6 +119,13 @@ fn bench_runs_and_reports_plausible_figures() {
     assert!(0.0 < l["p50"].as_f64().unwrap() && l["p99"].as_f64().unwrap() <= l["max"].as_f64().unwrap(), "{l}");
     let sign = r["ed25519_sign_us"].as_f64().unwrap();
     assert!(sign > 0.0 && sign.is_finite(), "{sign}");
+    // One thread waking another, on one CPU and (on a machine with two or more) across two.
+    let wake = &r["thread_wake"];
+    let same = wake["same_cpu_us"].as_f64().unwrap();
+    assert!(same > 0.0 && same.is_finite(), "{wake:#}");
+    if r["cores"].as_u64().unwrap() > 1 {
+        assert!(wake["across_cpus_us"].as_f64().is_some_and(|us| us > 0.0 && us.is_finite()), "{wake:#}");
+    }
 }
 
 #[test]
@@ -137,6 +150,11 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
         stdout.contains("- Each CPU busy over the closed loop (every process on the machine): AgentSigna "),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("- Context switches per request over the closed loop (the process's threads): AgentSigna "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("one thread waking another that waits for it (servers idle) costs "), "{stdout}");
     // The floor's scratch file is gone; the database stays.
     assert!(!dir.path().join(".bench-disk-floor").exists());
     assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);

@@ -1,6 +1,7 @@
 //! The CPU a phase of the benchmark used, in all and by thread group: from
-//! `/proc/self/stat` and `/proc/self/task/*/stat` on Linux, `None` elsewhere; and how busy
-//! each of the machine's CPUs was meanwhile, from `/proc/stat`.
+//! `/proc/self/stat` and `/proc/self/task/*/stat` on Linux, `None` elsewhere; how often
+//! the process's threads were switched off a CPU meanwhile (`/proc/self/task/*/status`);
+//! and how busy each of the machine's CPUs was, from `/proc/stat`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +47,34 @@ fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
         }
     }
     Some(by)
+}
+
+/// Context switches so far of each of this process's live threads, by thread id: voluntary
+/// (it waited: a lock, a channel, I/O, an idle runtime) and not (the kernel preempted it)
+/// (Linux: `/proc/self/task/*/status`; `None` elsewhere).
+fn threads_switches() -> Option<BTreeMap<u64, u64>> {
+    let mut by = BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+        // (A thread may end between the listing and the read.)
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        by.insert(tid, status_switches(&status)?);
+    }
+    Some(by)
+}
+
+/// The switches between two readings: each thread's growth, all of a thread's that started
+/// in between; a thread that ended in between is not counted (its switches are gone with it).
+fn switches_between(before: &BTreeMap<u64, u64>, after: &BTreeMap<u64, u64>) -> u64 {
+    after.iter().map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
+}
+
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` from the text of a
+/// `/proc/<pid>/task/<tid>/status`.
+fn status_switches(status: &str) -> Option<u64> {
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok());
+    Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
 }
 
 /// The thread's name, field 2 of a `/proc/<pid>/task/<tid>/stat`, without its parentheses.
@@ -109,12 +138,13 @@ fn parse_cpus(stat: &str) -> Option<Vec<CpuTicks>> {
 pub(super) struct CpuMark {
     process: Option<Duration>,
     threads: Option<BTreeMap<&'static str, Duration>>,
+    switches: Option<BTreeMap<u64, u64>>,
     cpus: Option<Vec<CpuTicks>>,
 }
 
 impl CpuMark {
     pub(super) fn now() -> CpuMark {
-        CpuMark { process: process_cpu(), threads: threads_cpu(), cpus: cpus_ticks() }
+        CpuMark { process: process_cpu(), threads: threads_cpu(), switches: threads_switches(), cpus: cpus_ticks() }
     }
 
     /// The CPU used since this mark.
@@ -127,6 +157,7 @@ impl CpuMark {
                     .map(|(group, cpu)| (group, cpu.saturating_sub(b.get(group).copied().unwrap_or_default())))
                     .collect()
             }),
+            switches: self.switches.as_ref().zip(now.switches.as_ref()).map(|(b, a)| switches_between(b, a)),
             cpus: self.cpus.as_ref().zip(now.cpus.as_ref()).and_then(|(b, a)| {
                 CpuTicks::each(b, a, |b, a| CpuTicks {
                     busy: a.busy.saturating_sub(b.busy),
@@ -141,12 +172,18 @@ impl CpuMark {
 pub(super) struct CpuUsed {
     process: Option<Duration>,
     threads: Option<BTreeMap<&'static str, Duration>>,
+    switches: Option<u64>,
     cpus: Option<Vec<CpuTicks>>,
 }
 
 impl CpuUsed {
     pub(super) fn zero() -> CpuUsed {
-        CpuUsed { process: Some(Duration::ZERO), threads: Some(BTreeMap::new()), cpus: Some(Vec::new()) }
+        CpuUsed {
+            process: Some(Duration::ZERO),
+            threads: Some(BTreeMap::new()),
+            switches: Some(0),
+            cpus: Some(Vec::new()),
+        }
     }
 
     /// Adds `other` (unknown once either is).
@@ -158,6 +195,7 @@ impl CpuUsed {
             }
             a
         });
+        self.switches = self.switches.zip(other.switches).map(|(a, b)| a + b);
         // (The sum of no span yet, from `zero`, holds no CPU.)
         self.cpus = self.cpus.take().zip(other.cpus.as_ref()).and_then(|(a, b)| {
             if a.is_empty() {
@@ -172,6 +210,7 @@ impl CpuUsed {
         if let Some(process) = self.process {
             phase.set_cpu(process, self.threads);
         }
+        phase.context_switches_per_request = self.switches.filter(|_| phase.ok > 0).map(|n| n as f64 / phase.ok as f64);
         phase.cpus_busy = self
             .cpus
             .filter(|c| !c.is_empty())
@@ -196,6 +235,7 @@ mod tests {
         let span = |ms: u64| CpuUsed {
             process: Some(Duration::from_millis(ms)),
             threads: Some(BTreeMap::from([("server", Duration::from_millis(ms / 2))])),
+            switches: Some(ms * 3),
             cpus: Some(vec![CpuTicks { busy: ms / 10, total: ms / 10 }, CpuTicks { busy: 0, total: ms / 10 }]),
         };
         let mut total = CpuUsed::zero();
@@ -203,13 +243,14 @@ mod tests {
         total.add(&span(50));
         assert_eq!(total.process, Some(Duration::from_millis(80)));
         assert_eq!(total.threads.as_ref().unwrap()["server"], Duration::from_millis(40));
+        assert_eq!(total.switches, Some(240));
         assert_eq!(total.cpus, Some(vec![CpuTicks { busy: 8, total: 8 }, CpuTicks { busy: 0, total: 8 }]));
         let mut other_cpus = CpuUsed::zero();
         other_cpus.add(&span(30));
         other_cpus.add(&CpuUsed { cpus: Some(vec![CpuTicks::default(); 3]), ..span(30) });
         assert!(other_cpus.cpus.is_none(), "spans over different CPUs do not add up");
-        total.add(&CpuUsed { process: None, threads: None, cpus: None });
-        assert!(total.process.is_none() && total.threads.is_none() && total.cpus.is_none());
+        total.add(&CpuUsed { process: None, threads: None, switches: None, cpus: None });
+        assert!(total.process.is_none() && total.threads.is_none() && total.switches.is_none() && total.cpus.is_none());
         total.add(&span(10));
         assert!(total.process.is_none(), "an unknown span leaves the sum unknown");
     }
@@ -296,6 +337,35 @@ mod tests {
         assert!(!busy.is_empty());
         assert!(busy.iter().all(|b| (0.0..=1.0).contains(b)), "{busy:?}");
         assert!(busy.iter().any(|b| *b > 0.0), "a spinning thread kept some CPU busy: {busy:?}");
+    }
+
+    #[test]
+    fn a_threads_waits_are_counted_as_context_switches_per_request() {
+        let status = "Name:\tagentsigna-writ\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1200\n\
+                      nonvoluntary_ctxt_switches:\t34\n";
+        assert_eq!(status_switches(status), Some(1234));
+        assert_eq!(status_switches("Name:\tx\nvoluntary_ctxt_switches:\t5\n"), None, "a field missing");
+        assert_eq!(status_switches("voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n"), None);
+        // Threads that live on grow, a new one counts whole, an ended one is not counted.
+        let before = BTreeMap::from([(1, 10), (2, 50), (3, 7)]);
+        let after = BTreeMap::from([(1, 15), (3, 7), (4, 4)]);
+        assert_eq!(switches_between(&before, &after), 9);
+        let mark = CpuMark::now();
+        if mark.switches.is_none() {
+            eprintln!("skipped: no /proc/self/task/*/status on this system");
+            return;
+        }
+        // A thread that waits 20 times for another is switched off its CPU at least 20 times
+        // (whatever other tests' threads end meanwhile).
+        for _ in 0..20 {
+            std::thread::spawn(|| std::thread::sleep(Duration::from_millis(1))).join().unwrap();
+        }
+        let mut phase =
+            Phase::new("span".into(), 1, None, Duration::from_secs(1), super::super::load::Tally::default());
+        phase.ok = 10;
+        mark.used().record_in(&mut phase);
+        let per = phase.context_switches_per_request.expect("/proc/self/task was readable");
+        assert!(per >= 2.0, "20 waits over 10 requests counted as {per} switches per request");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Floors measured in the same run as the figures they bound, so that a reader can tell
 //! the product's cost from the machine's: the data directory's own durable write (what a
-//! group commit costs the disk, with no database in the way) and a raw Ed25519 signature
-//! (what one passport's signature costs a core). Machines here differ by 3× from one
-//! session to the next; a ratio to a floor of the same run does not.
+//! group commit costs the disk, with no database in the way), a raw Ed25519 signature
+//! (what one passport's signature costs a core) and one thread waking another (what each
+//! hand-off to the serial step and back costs; virtual machines differ here by far more
+//! than in arithmetic). Machines here differ by 3× from one session to the next; a ratio
+//! to a floor of the same run does not.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt as _;
@@ -124,6 +126,116 @@ pub fn ed25519_sign_micros() -> f64 {
     best
 }
 
+/// One thread waking another that waits for it (Linux; `null` where the threads could
+/// not be pinned): the same hand-off with both threads on one CPU and on two.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WakeFloor {
+    /// Both threads on the machine's first CPU: a switch from one to the other, µs.
+    pub same_cpu_us: Option<f64>,
+    /// On its first two CPUs: one CPU waking the other, which may have gone idle, µs
+    /// (`null` with a single CPU).
+    pub across_cpus_us: Option<f64>,
+}
+
+/// [`WakeFloor`]: two threads hand a turn back and forth, each parked (a futex wait, no
+/// spinning) until the other unparks it, and a wake-up is half a round trip; the fastest
+/// of three rounds' means, as for the signature. That is the kind of wait a commit makes
+/// twice (a server thread waking the serial step, the serial step waking the request's
+/// task); where the kernel puts the threads decides which of the two figures it costs.
+pub fn thread_wake() -> WakeFloor {
+    let cpus = allowed_cpus();
+    let pair = |a: Option<&usize>, b: Option<&usize>| a.zip(b).and_then(|(a, b)| wake_micros(*a, *b).ok());
+    WakeFloor { same_cpu_us: pair(cpus.first(), cpus.first()), across_cpus_us: pair(cpus.first(), cpus.get(1)) }
+}
+
+/// The CPUs this process may run on, in order (none where that cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sched::{sched_getaffinity, CpuSet};
+        use nix::unistd::Pid;
+        let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else { return Vec::new() };
+        (0..CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false)).collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sched::{sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        let mut set = CpuSet::new();
+        set.set(cpu)?;
+        sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("cannot pin a thread to CPU {cpu}"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(anyhow!("threads are pinned on Linux only (CPU {cpu})"))
+}
+
+/// The hand-off between a thread on `here` and one on `there`, µs per wake-up. Both
+/// threads are the floor's own, started and ended here (a pinned thread is not left to
+/// anyone else).
+fn wake_micros(here: usize, there: usize) -> anyhow::Result<f64> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{mpsc, Arc};
+    const ROUNDS: u32 = 3;
+    const PER_ROUND: u32 = 2_000;
+    std::thread::Builder::new()
+        .name("agentsigna-wake".into())
+        .spawn(move || -> anyhow::Result<f64> {
+            pin_to(here)?;
+            // Odd: the partner's turn; even: this thread's; 0: the partner is to stop.
+            let turn = Arc::new(AtomicU32::new(2));
+            let (me, partner_turn) = (std::thread::current(), Arc::clone(&turn));
+            let (pinned_tx, pinned) = mpsc::sync_channel(1);
+            let partner = std::thread::Builder::new()
+                .name("agentsigna-wake".into())
+                .spawn(move || {
+                    let _ = pinned_tx.send(pin_to(there));
+                    loop {
+                        let t = partner_turn.load(Ordering::Acquire);
+                        if t == 0 {
+                            return;
+                        }
+                        if t % 2 == 1 {
+                            partner_turn.store(t + 1, Ordering::Release);
+                            me.unpark();
+                        } else {
+                            std::thread::park();
+                        }
+                    }
+                })
+                .context("cannot start the wake-up floor's thread")?;
+            let result = pinned.recv().map_err(|_| anyhow!("the wake-up floor's thread ended")).and_then(|p| p);
+            let mut best = f64::INFINITY;
+            let mut t = 2u32;
+            if result.is_ok() {
+                for _ in 0..ROUNDS {
+                    let started = Instant::now();
+                    for _ in 0..PER_ROUND {
+                        turn.store(t + 1, Ordering::Release);
+                        partner.thread().unpark();
+                        t += 2;
+                        while turn.load(Ordering::Acquire) != t {
+                            std::thread::park();
+                        }
+                    }
+                    best = best.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(2 * PER_ROUND));
+                }
+            }
+            turn.store(0, Ordering::Release);
+            partner.thread().unpark();
+            partner.join().map_err(|_| anyhow!("the wake-up floor's thread panicked"))?;
+            result.map(|()| best)
+        })
+        .context("cannot start the wake-up floor's thread")?
+        .join()
+        .map_err(|_| anyhow!("the wake-up floor's thread panicked"))?
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -146,6 +258,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = disk_floor(&dir.path().join("absent"), 10, Duration::from_secs(1)).unwrap_err();
         assert!(format!("{err:#}").contains("cannot create"), "{err:#}");
+    }
+
+    #[test]
+    fn a_wake_up_costs_some_time_on_one_cpu_and_across_two() {
+        let cpus = allowed_cpus();
+        if cpus.is_empty() {
+            eprintln!("skipped: this system does not say which CPUs the process may use");
+            return;
+        }
+        let floor = thread_wake();
+        let same = floor.same_cpu_us.expect("a thread can be pinned to an allowed CPU");
+        assert!(same.is_finite() && same > 0.0, "{floor:?}");
+        match cpus.len() {
+            1 => assert!(floor.across_cpus_us.is_none(), "one CPU: {floor:?}"),
+            _ => assert!(floor.across_cpus_us.is_some_and(|us| us.is_finite() && us > 0.0), "{floor:?}"),
+        }
+        // A CPU the process may not use is refused, not measured.
+        assert!(wake_micros(cpus[0], 1 << 20).is_err());
     }
 
     #[test]

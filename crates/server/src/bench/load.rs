@@ -581,6 +581,7 @@ pub(super) struct Measured {
     pub(super) without_waiters: Option<Phase>,
     pub(super) disk_floor: Option<floor::DiskFloor>,
     pub(super) ed25519_sign_us: f64,
+    pub(super) thread_wake: floor::WakeFloor,
 }
 
 /// `n` escalated cases (purchase orders the example policy sends to review), one per
@@ -669,6 +670,8 @@ pub(super) async fn measure(
     };
     eprintln!("bench: raw Ed25519 signatures");
     let ed25519_sign_us = tokio::task::spawn_blocking(floor::ed25519_sign_micros).await?;
+    eprintln!("bench: thread wake-ups, on one CPU and across two");
+    let thread_wake = tokio::task::spawn_blocking(floor::thread_wake).await?;
     eprintln!("bench: phase 1/3, open loop at {} requests/s for {} s", a.rate, a.duration_secs);
     let open = with_cpu(open_loop(&signa, &format!("{run}-o"), a.rate, duration, connections)).await?;
     let slices = slices_of(a.duration_secs);
@@ -702,6 +705,7 @@ pub(super) async fn measure(
         without_waiters,
         disk_floor,
         ed25519_sign_us,
+        thread_wake,
     })
 }
 

@@ -27,12 +27,12 @@
 //! exit 1, as does a ledger that fails verification.
 //!
 //! 0. Warm-up: a few checked requests per connection, not measured. Then, with the
-//!    servers idle, two floors of the same machine (`floor.rs`): on SQLite, the data
+//!    servers idle, the floors of the same machine (`floor.rs`): on SQLite, the data
 //!    directory's own durable write (a group commit's bytes and an `fsync`, at `--rate`
-//!    per second for `--duration-secs`, at most 10 s, no database), and a raw Ed25519
-//!    signature. The
-//!    report sets the verdict's p99 beside the disk's and the CPU per request beside a
-//!    signature's.
+//!    per second for `--duration-secs`, at most 10 s, no database), a raw Ed25519
+//!    signature, and one thread waking another (pinned to one CPU, then to two). The
+//!    report sets the verdict's p99 beside the disk's, the CPU per request beside a
+//!    signature's and the context switches per request beside a wake-up's cost.
 //! 1. Open loop at `--rate` requests/s for `--duration-secs`: sends are scheduled at fixed
 //!    intervals whatever the answers and queued to a pool of `--connections` connections;
 //!    latency runs from each request's *scheduled* send time to the end of its answer, so
@@ -269,6 +269,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         waiters_ratio,
         disk_floor: m.disk_floor,
         ed25519_sign_us: m.ed25519_sign_us,
+        thread_wake: m.thread_wake,
         serial,
         targets,
         ledger,

@@ -98,6 +98,11 @@ pub struct Phase {
     /// hypervisor; `null` where the system does not say. Shows where a phase left a CPU
     /// idle (one CPU busy and one half idle is not the same as both at 75 %).
     pub cpus_busy: Option<Vec<f64>>,
+    /// Times a thread of the process was switched off its CPU (it waited, or the kernel
+    /// preempted it), per successful request; threads that ended during the phase are not
+    /// counted, and `null` where the system does not say. With the report's `thread_wake`,
+    /// what the phase's hand-offs between threads cost on this machine.
+    pub context_switches_per_request: Option<f64>,
 }
 
 impl Phase {
@@ -128,6 +133,7 @@ impl Phase {
             cpu_us_per_request: None,
             cpu_us_per_request_by_thread: None,
             cpus_busy: None,
+            context_switches_per_request: None,
         }
     }
 
@@ -243,6 +249,8 @@ pub struct Report {
     pub disk_floor: Option<super::floor::DiskFloor>,
     /// One raw Ed25519 signature of a passport-sized message, µs (servers idle).
     pub ed25519_sign_us: f64,
+    /// One thread waking another that waits for it, on one CPU and across two (servers idle).
+    pub thread_wake: super::floor::WakeFloor,
     /// The store's serial step over the whole run (warm-up included).
     pub serial: Serial,
     pub targets: Targets,
@@ -386,6 +394,18 @@ pub(super) fn markdown(r: &Report) -> String {
             r.ed25519_sign_us,
             per(&r.closed_loop),
             per(&r.bare)
+        );
+    }
+    if let (Some(signa), Some(bare)) = (r.closed_loop.context_switches_per_request, r.bare.context_switches_per_request)
+    {
+        let us = |w: Option<f64>| w.map_or("–".to_owned(), |w| format!("{w:.1} µs"));
+        let _ = writeln!(
+            out,
+            "- Context switches per request over the closed loop (the process's threads): AgentSigna {signa:.2}, bare \
+             endpoint {bare:.2}; one thread waking another that waits for it (servers idle) costs {} on one CPU, {} \
+             across two",
+            us(r.thread_wake.same_cpu_us),
+            us(r.thread_wake.across_cpus_us)
         );
     }
     let p99 = r.open_loop.latency_ms.map_or("–".to_owned(), |l| format!("{:.2} ms", l.p99));
