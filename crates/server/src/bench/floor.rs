@@ -130,9 +130,9 @@ pub fn ed25519_sign_micros() -> f64 {
 /// not be pinned): the same hand-off with both threads on one CPU and on two.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct WakeFloor {
-    /// Both threads on the machine's first CPU: a switch from one to the other, µs.
+    /// Both threads on the first CPU the process may use: a switch from one to the other, µs.
     pub same_cpu_us: Option<f64>,
-    /// On its first two CPUs: one CPU waking the other, which may have gone idle, µs
+    /// On the first two it may use: one CPU waking the other, which may have gone idle, µs
     /// (`null` with a single CPU).
     pub across_cpus_us: Option<f64>,
 }
