@@ -38,9 +38,7 @@ fn kept_name_of(kept: &str, name: &str) -> bool {
 /// writer thread: 0). Threads that have ended are not in it.
 fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
     let mut by: BTreeMap<&'static str, Duration> = THREAD_GROUPS.iter().map(|(_, g)| (*g, Duration::ZERO)).collect();
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        // (A thread may end between the listing and the read.)
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+    for (_, stat) in threads_file("stat")? {
         let (Some(name), Some(cpu)) = (thread_name(&stat), stat_cpu(&stat)) else { continue };
         if let Some((_, group)) = THREAD_GROUPS.iter().find(|(full, _)| kept_name_of(name, full)) {
             *by.entry(*group).or_default() += cpu;
@@ -53,14 +51,20 @@ fn threads_cpu() -> Option<BTreeMap<&'static str, Duration>> {
 /// (it waited: a lock, a channel, I/O, an idle runtime) and not (the kernel preempted it)
 /// (Linux: `/proc/self/task/*/status`; `None` elsewhere).
 fn threads_switches() -> Option<BTreeMap<u64, u64>> {
-    let mut by = BTreeMap::new();
+    threads_file("status")?.into_iter().map(|(tid, status)| Some((tid, status_switches(&status)?))).collect()
+}
+
+/// `file` of each of this process's live threads (`/proc/self/task/<tid>/<file>`), with the
+/// thread's id; `None` where there is no `/proc/self/task`.
+fn threads_file(file: &str) -> Option<Vec<(u64, String)>> {
+    let mut texts = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
         // (A thread may end between the listing and the read.)
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
-        by.insert(tid, status_switches(&status)?);
+        let Ok(text) = std::fs::read_to_string(task.path().join(file)) else { continue };
+        texts.push((tid, text));
     }
-    Some(by)
+    Some(texts)
 }
 
 /// The switches between two readings: each thread's growth, all of a thread's that started

@@ -109,17 +109,25 @@ fn write_paced(path: &Path, rate: u32, duration: Duration) -> anyhow::Result<Vec
 /// checkpoints are signed), in µs: the fastest of three rounds' means, so that a busy
 /// moment of the host does not count.
 pub fn ed25519_sign_micros() -> f64 {
-    const ROUNDS: u32 = 3;
-    const PER_ROUND: u32 = 2_000;
     let key = SigningKey::from_bytes(&[7; 32]);
     // About the length of a passport's JWS signing input (header and claims, base64url).
     let mut message = vec![b'a'; 1_200];
+    fastest_round_micros(|i| {
+        message[..4].copy_from_slice(&i.to_le_bytes());
+        std::hint::black_box(key.sign(std::hint::black_box(&message)));
+    })
+}
+
+/// `once` (given its call's number) timed in three rounds of 2,000 calls, in µs per call:
+/// the fastest round's mean, so that a busy moment of the host does not count.
+fn fastest_round_micros(mut once: impl FnMut(u32)) -> f64 {
+    const ROUNDS: u32 = 3;
+    const PER_ROUND: u32 = 2_000;
     let mut best = f64::INFINITY;
     for _ in 0..ROUNDS {
         let started = Instant::now();
         for i in 0..PER_ROUND {
-            message[..4].copy_from_slice(&i.to_le_bytes());
-            std::hint::black_box(key.sign(std::hint::black_box(&message)));
+            once(i);
         }
         best = best.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND));
     }
@@ -181,8 +189,6 @@ fn pin_to(cpu: usize) -> anyhow::Result<()> {
 fn wake_micros(here: usize, there: usize) -> anyhow::Result<f64> {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{mpsc, Arc};
-    const ROUNDS: u32 = 3;
-    const PER_ROUND: u32 = 2_000;
     std::thread::Builder::new()
         .name("agentsigna-wake".into())
         .spawn(move || -> anyhow::Result<f64> {
@@ -210,26 +216,22 @@ fn wake_micros(here: usize, there: usize) -> anyhow::Result<f64> {
                 })
                 .context("cannot start the wake-up floor's thread")?;
             let result = pinned.recv().map_err(|_| anyhow!("the wake-up floor's thread ended")).and_then(|p| p);
-            let mut best = f64::INFINITY;
             let mut t = 2u32;
-            if result.is_ok() {
-                for _ in 0..ROUNDS {
-                    let started = Instant::now();
-                    for _ in 0..PER_ROUND {
-                        turn.store(t + 1, Ordering::Release);
-                        partner.thread().unpark();
-                        t += 2;
-                        while turn.load(Ordering::Acquire) != t {
-                            std::thread::park();
-                        }
+            // A round trip is two wake-ups.
+            let measured = result.map(|()| {
+                fastest_round_micros(|_| {
+                    turn.store(t + 1, Ordering::Release);
+                    partner.thread().unpark();
+                    t += 2;
+                    while turn.load(Ordering::Acquire) != t {
+                        std::thread::park();
                     }
-                    best = best.min(started.elapsed().as_secs_f64() * 1e6 / f64::from(2 * PER_ROUND));
-                }
-            }
+                }) / 2.0
+            });
             turn.store(0, Ordering::Release);
             partner.thread().unpark();
             partner.join().map_err(|_| anyhow!("the wake-up floor's thread panicked"))?;
-            result.map(|()| best)
+            measured
         })
         .context("cannot start the wake-up floor's thread")?
         .join()
