@@ -31,6 +31,9 @@ fn bench_runs_and_reports_plausible_figures() {
     assert_eq!(r["errors"], 0, "{r:#}");
     assert!(r["cores"].as_u64().unwrap() >= 1);
     assert!(r["load_average_start"].is_string());
+    assert_eq!(r["extra_rules"], 0);
+    let example_policy = include_str!("../../../examples/procurement/policy.cedar");
+    assert_eq!(r["policy_bytes"].as_u64(), Some(example_policy.len() as u64));
     for phase in ["warmup", "open_loop", "closed_loop", "bare"] {
         let p = &r[phase];
         let requests = p["requests"].as_u64().unwrap();
@@ -132,7 +135,7 @@ fn bench_runs_and_reports_plausible_figures() {
 fn the_markdown_report_sets_the_floors_beside_the_figures() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_agentsigna"))
-        .args(["bench", "--rate", "20", "--duration-secs", "1", "--connections", "2"])
+        .args(["bench", "--rate", "20", "--duration-secs", "1", "--connections", "2", "--extra-rules", "300"])
         .arg("--data-dir")
         .arg(dir.path())
         .env("AGENTSIGNA_LOG", "error")
@@ -155,6 +158,13 @@ fn the_markdown_report_sets_the_floors_beside_the_figures() {
         "{stdout}"
     );
     assert!(stdout.contains("one thread waking another that waits for it (servers idle) costs "), "{stdout}");
+    // The extra rules are in the policy, and every request was still answered `authorized`
+    // (the load checks each answer; the run exits 0 only if none failed).
+    assert!(
+        stdout
+            .contains("- Policy: the example procurement policy and 300 rules for an action the load never requests, "),
+        "{stdout}"
+    );
     // The floor's scratch file is gone; the database stays.
     assert!(!dir.path().join(".bench-disk-floor").exists());
     assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);

@@ -24,7 +24,9 @@
 //! ledger entries and a new signed checkpoint. Every answer is checked (201, verdict
 //! `authorized`, a passport; any 2xx from the bare endpoint): transport errors, other
 //! statuses and other verdicts are counted and reported, and any of them makes the run
-//! exit 1, as does a ledger that fails verification.
+//! exit 1, as does a ledger that fails verification. `--extra-rules N` grows the policy
+//! by N rules for an action the load never requests (`contract.sign`): the stored policy
+//! is as large as an organization's while each decision weighs the same rules.
 //!
 //! 0. Warm-up: a few checked requests per connection, not measured. Then, with the
 //!    servers idle, the floors of the same machine (`floor.rs`): on SQLite, the data
@@ -120,6 +122,24 @@ pub struct BenchArgs {
     /// the load generator spreads its connections over them in turn.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub nodes: u32,
+    /// Rules added to the example policy, each for an action the load never requests
+    /// (`contract.sign`): the policy's source grows to an organization's size while every
+    /// decision weighs the same rules as without them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=20_000))]
+    pub extra_rules: u32,
+}
+
+/// The example policy with `extra` rules that no request of the load matches (see
+/// [`BenchArgs::extra_rules`]).
+fn bench_policy(extra: u32) -> String {
+    let mut policy = POLICY.to_owned();
+    for i in 0..extra {
+        policy.push_str(&format!(
+            "\n@id(\"bench-extra-{i}\")\n@reason(\"Contracts of exactly {i} cents (a rule of the bench's extra rules)\")\n\
+             permit (principal, action == Action::\"contract.sign\", resource)\nwhen {{ context.amount == {i} }};\n"
+        ));
+    }
+    policy
 }
 
 /// `agentsigna bench`; returns the exit code (1 when a request failed or the ledger did
@@ -167,7 +187,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters, database.as_deref()))?;
+    let policy = bench_policy(a.extra_rules);
+    let (running, token) = server_rt.block_on(start_server(&data_dir, a.waiters, database.as_deref(), &policy))?;
     let mut others = Vec::new();
     for n in 1..a.nodes {
         let url = database.as_deref().unwrap_or_default();
@@ -252,6 +273,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             ),
         },
         nodes: a.nodes,
+        extra_rules: a.extra_rules,
+        policy_bytes: policy.len(),
         data_dir: a.data_dir.clone(),
         rate: a.rate,
         duration_secs: a.duration_secs,

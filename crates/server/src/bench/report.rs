@@ -222,6 +222,10 @@ pub struct Report {
     pub storage: String,
     /// Server nodes sharing the load (several only on PostgreSQL).
     pub nodes: u32,
+    /// Rules added to the example policy (`--extra-rules`), none of them for the load's action.
+    pub extra_rules: u32,
+    /// The size of the policy's Cedar source, bytes.
+    pub policy_bytes: usize,
     /// `null` for the default temporary directory.
     pub data_dir: Option<PathBuf>,
     pub rate: u32,
@@ -315,6 +319,15 @@ pub(super) fn markdown(r: &Report) -> String {
         "- Workload: `POST /v1/requests`, {AGENT} → acme, 480.00 USD purchase order: authorized by rule \
          `po-allowed` (Cedar), passport signed, case and ledger entries committed with a signed checkpoint; \
          every answer checked (201, `authorized`, passport)"
+    );
+    let _ = writeln!(
+        out,
+        "- Policy: the example procurement policy{}, {} bytes of Cedar",
+        match r.extra_rules {
+            0 => String::new(),
+            n => format!(" and {} rules for an action the load never requests", thousands(u64::from(n))),
+        },
+        thousands(r.policy_bytes as u64)
     );
     let _ = writeln!(
         out,

@@ -18,24 +18,25 @@ use tokio::task::JoinHandle;
 use agentsigna_core::org::OrgFile;
 use agentsigna_core::SystemClock;
 
-use super::{AGENT, ORG, POLICY};
+use super::{AGENT, ORG};
 use crate::app::{self, Running, ServeOptions};
 
 /// The bare endpoint's path and its whole answer.
 pub(super) const BARE_PATH: &str = "/bare";
 pub(super) const BARE_ANSWER: &str = r#"{"status":"ok"}"#;
-/// Starts AgentSigna on a loopback port with the built-in org; returns it and the agent's
+/// Starts AgentSigna on a loopback port with the built-in org and `policy`; returns it and the agent's
 /// credential (created now, or read from an existing data directory).
 pub(super) async fn start_server(
     data_dir: &Path,
     waiters: u32,
     database: Option<&str>,
+    policy: &str,
 ) -> anyhow::Result<(Running, String)> {
     let org = OrgFile::parse(ORG).context("the built-in org file")?;
     let mut opts = ServeOptions::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)));
     // Every waiter of phase 4 really waits (beyond the cap a poll would be answered at once).
     opts.max_waits = opts.max_waits.max(usize::try_from(waiters)?.saturating_add(16));
-    opts.org_inline = Some((org, Some(POLICY.to_owned())));
+    opts.org_inline = Some((org, Some(policy.to_owned())));
     opts.database = database.map(str::to_owned);
     let running = app::start(opts, Arc::new(SystemClock)).await.context("starting the server")?;
     let created = running.credentials.iter().find(|c| c.kind == "agent" && c.id == AGENT).map(|c| c.token.clone());

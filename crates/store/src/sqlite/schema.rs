@@ -122,6 +122,20 @@ const MIGRATIONS: &[Migration] = &[
         convert: Some(super::convert::to_v4),
         then: "DROP TABLE cases_v3; DROP TABLE ledger_v3;",
     },
+    // 5: `records` as a table of numbered rows, its key in an index of its own. As a
+    // WITHOUT ROWID table each record was a cell of the key's B-tree, and SQLite compares a
+    // key with a cell that spills onto overflow pages only after reading the whole cell:
+    // every lookup whose search passed a policy version (kilobytes of Cedar source) read
+    // that source first, from disk once a commit had emptied the reader's cache, and an
+    // absent record (always read from the store) was looked up on every request. Now a
+    // search compares keys only and a body is read when it is asked for.
+    sql(r#"
+    ALTER TABLE records RENAME TO records_v4;
+    CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (kind, id));
+    INSERT INTO records (kind, id, version, body) SELECT kind, id, version, body FROM records_v4 ORDER BY kind, id;
+    DROP TABLE records_v4;
+    "#),
 ];
 
 /// The schema version this binary writes.
@@ -172,6 +186,64 @@ mod tests {
     use super::*;
     use crate::sqlite::read::{case_query, review_queries};
     use agentsigna_core::store::{CaseFilter, ReviewCursor, ReviewFilter};
+    use rusqlite::OptionalExtension;
+
+    /// Bytes this thread has read from files so far (`rchar` of `/proc/thread-self/io`).
+    #[cfg(target_os = "linux")]
+    fn bytes_read_by_this_thread() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap().trim().parse().unwrap()
+    }
+
+    /// A record lookup reads keys, not the policy sources stored beside them, even when a
+    /// commit has just emptied the reader's page cache (as every commit does in WAL mode)
+    /// and the record looked up is absent (which is never cached).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_record_lookup_does_not_read_the_policy_sources_beside_it() {
+        const SOURCE_BYTES: usize = 64 * 1024;
+        const LOOKUPS: u64 = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.db");
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;").unwrap();
+        migrate(&writer).unwrap();
+        let rule = "permit (principal, action == Action::\"po.create\", resource) when { context.amount < 100 };\n";
+        let source = rule.repeat(SOURCE_BYTES / rule.len());
+        for version in 1..=8 {
+            let body = serde_json::json!({"version": version, "source": source}).to_string();
+            writer
+                .execute(
+                    "INSERT INTO records (kind, id, version, body) VALUES ('policy', ?1, 1, ?2)",
+                    rusqlite::params![version.to_string(), body],
+                )
+                .unwrap();
+        }
+        for (kind, id) in [("setting", "active_policy"), ("agent", "bot"), ("counterparty", "acme"), ("system", "erp")]
+        {
+            writer
+                .execute("INSERT INTO records (kind, id, version, body) VALUES (?1, ?2, 1, '{}')", [kind, id])
+                .unwrap();
+        }
+        let reader = Connection::open(&path).unwrap();
+        let mut read = 0;
+        for i in 0..LOOKUPS {
+            writer.execute("INSERT INTO checkpoints (size, note) VALUES (?1, 'n')", [i]).unwrap();
+            let before = bytes_read_by_this_thread();
+            for (kind, id) in [("setting", "shadow_policy"), ("setting", "active_policy"), ("policy", "9")] {
+                let _: Option<(String, i64)> = reader
+                    .query_row("SELECT body, version FROM records WHERE kind = ?1 AND id = ?2", [kind, id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                    .unwrap();
+            }
+            read += bytes_read_by_this_thread() - before;
+        }
+        // A few pages per lookup at most, where one policy source alone is 64 KiB.
+        let per_round = read / LOOKUPS;
+        assert!(per_round < 16 * 4096, "{per_round} bytes read per round of three lookups");
+    }
 
     /// A case row as schema 2 stored it: the filters' values only in the body.
     fn v2_case(conn: &Connection, id: &str, created: i64, body: serde_json::Value) {
