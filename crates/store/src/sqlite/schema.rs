@@ -197,7 +197,8 @@ mod tests {
 
     /// A record lookup reads keys, not the policy sources stored beside them, even when a
     /// commit has just emptied the reader's page cache (as every commit does in WAL mode)
-    /// and the record looked up is absent (which is never cached).
+    /// and the record looked up is absent (which is never cached). The lookups are the
+    /// query of `SqlSnapshot::record`.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_record_lookup_does_not_read_the_policy_sources_beside_it() {
