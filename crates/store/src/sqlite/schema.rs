@@ -184,9 +184,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    #[cfg(target_os = "linux")]
+    use crate::sqlite::read::SqlSnapshot;
     use crate::sqlite::read::{case_query, review_queries};
     use agentsigna_core::store::{CaseFilter, ReviewCursor, ReviewFilter};
-    use rusqlite::OptionalExtension;
+    #[cfg(target_os = "linux")]
+    use agentsigna_core::store::{RecordKind, Snapshot as _};
 
     /// Bytes this thread has read from files so far (`rchar` of `/proc/thread-self/io`).
     #[cfg(target_os = "linux")]
@@ -197,8 +200,7 @@ mod tests {
 
     /// A record lookup reads keys, not the policy sources stored beside them, even when a
     /// commit has just emptied the reader's page cache (as every commit does in WAL mode)
-    /// and the record looked up is absent (which is never cached). The lookups are the
-    /// query of `SqlSnapshot::record`.
+    /// and the record looked up is absent (which is never cached).
     #[cfg(target_os = "linux")]
     #[test]
     fn a_record_lookup_does_not_read_the_policy_sources_beside_it() {
@@ -215,15 +217,19 @@ mod tests {
             let body = serde_json::json!({"version": version, "source": source}).to_string();
             writer
                 .execute(
-                    "INSERT INTO records (kind, id, version, body) VALUES ('policy', ?1, 1, ?2)",
-                    rusqlite::params![version.to_string(), body],
+                    "INSERT INTO records (kind, id, version, body) VALUES (?1, ?2, 1, ?3)",
+                    rusqlite::params![RecordKind::Policy.as_str(), version.to_string(), body],
                 )
                 .unwrap();
         }
-        for (kind, id) in [("setting", "active_policy"), ("agent", "bot"), ("counterparty", "acme"), ("system", "erp")]
-        {
+        for (kind, id) in [
+            (RecordKind::Setting, "active_policy"),
+            (RecordKind::Agent, "bot"),
+            (RecordKind::Counterparty, "acme"),
+            (RecordKind::System, "erp"),
+        ] {
             writer
-                .execute("INSERT INTO records (kind, id, version, body) VALUES (?1, ?2, 1, '{}')", [kind, id])
+                .execute("INSERT INTO records (kind, id, version, body) VALUES (?1, ?2, 1, '{}')", [kind.as_str(), id])
                 .unwrap();
         }
         let reader = Connection::open(&path).unwrap();
@@ -231,13 +237,14 @@ mod tests {
         for i in 0..LOOKUPS {
             writer.execute("INSERT INTO checkpoints (size, note) VALUES (?1, 'n')", [i]).unwrap();
             let before = bytes_read_by_this_thread();
-            for (kind, id) in [("setting", "shadow_policy"), ("setting", "active_policy"), ("policy", "9")] {
-                let _: Option<(String, i64)> = reader
-                    .query_row("SELECT body, version FROM records WHERE kind = ?1 AND id = ?2", [kind, id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .unwrap();
+            // What a decision's snapshot reads.
+            let mut snapshot = SqlSnapshot { conn: &reader };
+            for (kind, id) in [
+                (RecordKind::Setting, "shadow_policy"),
+                (RecordKind::Setting, "active_policy"),
+                (RecordKind::Policy, "9"),
+            ] {
+                snapshot.record(kind, id).unwrap();
             }
             read += bytes_read_by_this_thread() - before;
         }
