@@ -232,7 +232,7 @@ impl SealedEntry {
     /// milliseconds as the ledger writes it, and a `prev` that is not a lowercase hex digest.
     pub fn seal(entry: Entry) -> Result<SealedEntry, agentsigna_verify::Error> {
         use agentsigna_verify::clock::{parse_rfc3339_ms, rfc3339_ms};
-        use agentsigna_verify::ledger::{canonical_value, parse_digest_hex};
+        use agentsigna_verify::ledger::{digest_canonical, parse_digest_hex, write_canonical_entry};
         use agentsigna_verify::Error;
         let at_ms = parse_rfc3339_ms(&entry.at).filter(|ms| rfc3339_ms(*ms) == entry.at).ok_or_else(|| {
             Error::Malformed(format!("entry time {:?} is not RFC 3339 UTC with milliseconds", entry.at))
@@ -244,8 +244,10 @@ impl SealedEntry {
                     .ok_or_else(|| Error::Malformed(format!("entry prev {p:?} is not a lowercase hex digest")))?,
             ),
         };
-        let data = canonical_value(&entry.data)?;
-        let digest = entry.digest()?;
+        let mut canonical = Vec::with_capacity(512);
+        let span = write_canonical_entry(&entry, &mut canonical)?;
+        let digest = digest_canonical(&canonical);
+        let data = String::from_utf8(canonical[span].to_vec()).map_err(|e| Error::Malformed(e.to_string()))?;
         Ok(SealedEntry { entry, data, at_ms, prev, digest })
     }
 

@@ -90,8 +90,9 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// Writes the RFC 8785 canonical JSON of an entry into `out` (appending). This is the
 /// project's one canonicalizer: members sorted by key (for ASCII keys, byte order equals
 /// the UTF-16 code-unit order RFC 8785 prescribes), strings escaped as ECMAScript's
-/// `JSON.stringify` does, integers in plain decimal.
-pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> {
+/// `JSON.stringify` does, integers in plain decimal. Returns where `data`'s canonical form
+/// lies in `out`, for a writer that keeps it beside the entry's digest.
+pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<std::ops::Range<usize>, Error> {
     out.extend_from_slice(b"{\"actor\":");
     write_str(&e.actor, out);
     out.extend_from_slice(b",\"at\":");
@@ -99,7 +100,9 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
     out.extend_from_slice(b",\"case\":");
     write_opt_str(e.case.as_deref(), out);
     out.extend_from_slice(b",\"data\":");
+    let start = out.len();
     write_value(&e.data, Keys::Ascii, out).map_err(|r| Error::Malformed(r.detail))?;
+    let data = start..out.len();
     out.extend_from_slice(b",\"prev\":");
     write_opt_str(e.prev.as_deref(), out);
     out.extend_from_slice(b",\"seq\":");
@@ -107,7 +110,7 @@ pub fn write_canonical_entry(e: &Entry, out: &mut Vec<u8>) -> Result<(), Error> 
     out.extend_from_slice(b",\"type\":");
     write_str(&e.kind, out);
     out.push(b'}');
-    Ok(())
+    Ok(data)
 }
 
 /// The RFC 8785 canonical JSON text of a value, with the same limits as entries (no

@@ -40,6 +40,10 @@ pub(crate) struct Draft<'a> {
     cache: Option<(&'a RecordCache, u64)>,
     /// Records served from the cache (to drop if the write set is refused).
     from_cache: Vec<(RecordKind, String)>,
+    /// Whether an idempotency key is taken to be free without a read (see
+    /// [`Draft::assume_keys_free`]), and whether this draft did so.
+    keys_free: bool,
+    assumed_key: bool,
 }
 
 /// What a draft decided: its write set and whom to wake.
@@ -49,6 +53,8 @@ pub(crate) struct Decided {
     pub outbox: bool,
     /// Records served from the node's cache.
     pub from_cache: Vec<(RecordKind, String)>,
+    /// Whether the decision rests on assumptions (see [`Draft::rests_on_assumptions`]).
+    pub assumed: bool,
 }
 
 impl<'a> Draft<'a> {
@@ -64,16 +70,31 @@ impl<'a> Draft<'a> {
             outbox: false,
             cache,
             from_cache: Vec::new(),
+            keys_free: false,
+            assumed_key: false,
         }
     }
 
-    pub(crate) fn finish(self) -> Decided {
-        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox, from_cache: self.from_cache }
+    /// Takes idempotency keys to be free without reading them, as an insert that may fail
+    /// on a unique key does: the key's precondition is recorded all the same, so a key
+    /// that was taken fails the write set with a conflict, and the operation is decided
+    /// again with the key read (see [`Draft::rests_on_assumptions`]). A new request, the
+    /// common case, saves the lookup; a retry pays one decision it discards.
+    pub(crate) fn assume_keys_free(mut self) -> Self {
+        self.keys_free = true;
+        self
     }
 
-    /// Records served from the cache so far.
-    pub(crate) fn used_cache(&self) -> bool {
-        !self.from_cache.is_empty()
+    pub(crate) fn finish(self) -> Decided {
+        let assumed = self.rests_on_assumptions();
+        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox, from_cache: self.from_cache, assumed }
+    }
+
+    /// Whether the draft so far rests on something no read of its snapshot confirmed (a
+    /// cached record, an idempotency key taken to be free): an answer that only a commit
+    /// would validate, so an error or an answer without writes is decided again without.
+    pub(crate) fn rests_on_assumptions(&self) -> bool {
+        !self.from_cache.is_empty() || self.assumed_key
     }
 
     /// A record from the node's cache, if it is a cacheable kind and cached.
@@ -203,8 +224,15 @@ impl<'a> Draft<'a> {
     }
 
     /// The case an agent created with this idempotency key; when there is none, relies on
-    /// the key staying free.
+    /// the key staying free. With [`Draft::assume_keys_free`], `None` without a read.
     pub(crate) fn case_by_idempotency(&mut self, agent: &str, key: &str) -> Result<Option<Case>> {
+        if self.keys_free {
+            self.assumed_key = true;
+            self.writes
+                .preconditions
+                .push(Precondition::IdempotencyFree { agent: agent.to_owned(), key: key.to_owned() });
+            return Ok(None);
+        }
         match self.snap.case_by_idempotency(agent, key)? {
             Some(stored) => Ok(Some(stored::case(stored)?)),
             None => {

@@ -132,7 +132,9 @@ impl KeyLocks {
         KeyLocks { stripes: (0..256).map(|_| tokio::sync::Mutex::new(())).collect() }
     }
 
-    async fn lock(&self, keys: &[&str]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+    /// Locks the stripes of `keys`; also says whether another operation held one of them
+    /// (then it may have just written the same key).
+    async fn lock(&self, keys: &[&str]) -> (Vec<tokio::sync::MutexGuard<'_, ()>>, bool) {
         use std::hash::{Hash, Hasher};
         let mut idx: Vec<usize> = keys
             .iter()
@@ -146,10 +148,18 @@ impl KeyLocks {
         idx.sort_unstable();
         idx.dedup();
         let mut guards = Vec::with_capacity(idx.len());
+        let mut waited = false;
         for i in idx {
-            guards.push(self.stripes[i].lock().await);
+            let guard = match self.stripes[i].try_lock() {
+                Ok(g) => g,
+                Err(_) => {
+                    waited = true;
+                    self.stripes[i].lock().await
+                }
+            };
+            guards.push(guard);
         }
-        guards
+        (guards, waited)
     }
 }
 
@@ -320,21 +330,28 @@ impl Engine {
         F: Fn(&Ctx, &mut Draft<'_>) -> Result<T> + Send + Sync + 'static,
     {
         let decide = Arc::new(decide);
-        let _guards = self.locks.lock(keys).await;
+        let (_guards, waited) = self.locks.lock(keys).await;
         let mut last = String::new();
-        // Records come from the node's cache until an answer would rest on a cached read
-        // that no commit validated (an error, or nothing to write): then from the store.
+        // Records come from the node's cache, and idempotency keys are taken to be free
+        // (unless an operation on the same lock stripe just ran, which may have used the
+        // key), until an answer would rest on an assumption that no commit validated (an
+        // error, or nothing to write): then from the store alone. A conflict ends the
+        // second assumption too: the key may be what was taken.
         let mut use_cache = true;
+        let mut keys_free = !waited;
         for attempt in 0..MAX_ATTEMPTS {
             let ctx = self.ctx();
             let decide = decide.clone();
             let cache = use_cache.then(|| (self.records.clone(), self.records.epoch()));
             let run = move |snap: &mut dyn Snapshot| -> Result<_> {
                 let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e)));
+                if keys_free {
+                    draft = draft.assume_keys_free();
+                }
                 match decide(&ctx, &mut draft) {
                     Ok(value) => Ok(Some((value, draft.finish()))),
                     // Decided again from the store alone: its error, if any, is the answer.
-                    Err(_) if draft.used_cache() => Ok(None),
+                    Err(_) if draft.rests_on_assumptions() => Ok(None),
                     Err(e) => Err(e),
                 }
             };
@@ -343,14 +360,14 @@ impl Engine {
                 Reads::Scan => self.store.read_with(run).await?,
             };
             let Some((value, decided)) = outcome else {
-                use_cache = false;
+                (use_cache, keys_free) = (false, false);
                 continue;
             };
             if decided.writes.is_empty() {
-                if decided.from_cache.is_empty() {
+                if !decided.assumed {
                     return Ok(value);
                 }
-                use_cache = false;
+                (use_cache, keys_free) = (false, false);
                 continue;
             }
             let written: Vec<(RecordKind, String)> = decided
@@ -369,6 +386,7 @@ impl Engine {
                     return Ok(value);
                 }
                 Err(StoreError::Conflict(why)) => {
+                    keys_free = false;
                     self.records.drop_all(decided.from_cache.iter().map(|(k, id)| (*k, id.as_str())));
                     last = why;
                     // Jittered backoff, so that racing nodes do not collide again in step.

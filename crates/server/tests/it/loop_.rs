@@ -349,6 +349,35 @@ async fn idempotency_key_returns_the_same_case() {
     assert_eq!(list.json["cases"].as_array().expect("cases").len(), 1, "{}", list.text);
 }
 
+/// A new request's key is taken to be free, without a lookup, and checked when its write
+/// set commits: a retry whose fresh decision would differ (its agent suspended since) still
+/// gets the case its key made, and a changed body still gets 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_gets_its_case_even_when_a_fresh_decision_would_differ() {
+    let s = Server::start().await;
+    let mut body = po_body("acme", "120.00");
+    body["idempotency_key"] = json!("po-after-suspend");
+    let first = s.submit(&s.bot(), &body).await;
+    first.expect(201);
+    assert_eq!(first.get("verdict"), "authorized", "{}", first.text);
+    s.post(&s.admin, "/v1/agents/procurement-bot/suspend", &json!({})).await.expect(200);
+
+    let again = s.submit(&s.bot(), &body).await;
+    again.expect(200);
+    assert_eq!(again.json, first.json, "the retry is answered with the case it made, not decided again");
+    let mut changed = body.clone();
+    changed["amount"]["value"] = json!("121.00");
+    s.submit(&s.bot(), &changed).await.expect_problem(409, None);
+
+    // A new key is decided afresh: rejected, since the agent is suspended.
+    body["idempotency_key"] = json!("po-new-after-suspend");
+    let fresh = s.submit(&s.bot(), &body).await;
+    fresh.expect(201);
+    assert_eq!(fresh.get("verdict"), "rejected", "{}", fresh.text);
+    let list = s.get(&s.bot(), "/v1/cases").await;
+    assert_eq!(list.json["cases"].as_array().expect("cases").len(), 2, "{}", list.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_with_one_idempotency_key_make_one_case() {
     let s = Server::start().await;
