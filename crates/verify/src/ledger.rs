@@ -408,6 +408,23 @@ impl ChainVerifier {
 mod tests {
 
     #[test]
+    fn write_canonical_entry_says_where_the_data_is() {
+        let e = super::Entry {
+            case: Some("case_1".to_owned()),
+            seq: 1,
+            prev: Some("ab".repeat(32)),
+            kind: "request.submitted".to_owned(),
+            at: "2026-12-07T10:00:00.000Z".to_owned(),
+            actor: "agent:bot".to_owned(),
+            data: serde_json::json!({"z": 1, "a": {"y": "é", "b": [true, null]}}),
+        };
+        let mut out = b"prefix".to_vec();
+        let span = super::write_canonical_entry(&e, &mut out).unwrap();
+        assert_eq!(&out[span], super::canonical_value(&e.data).unwrap().as_bytes());
+        assert_eq!(super::digest_canonical(&out[6..]), e.digest().unwrap());
+    }
+
+    #[test]
     fn canonical_json_sorts_members_and_drops_whitespace() {
         let v = serde_json::json!({"b": [1, true, null], "a": {"y": "x\n\u{1}", "x": -3}, "\u{e9}": "é"});
         assert_eq!(

@@ -87,7 +87,13 @@ impl<'a> Draft<'a> {
 
     pub(crate) fn finish(self) -> Decided {
         let assumed = self.rests_on_assumptions();
-        Decided { writes: self.writes, changed: self.changed, outbox: self.outbox, from_cache: self.from_cache, assumed }
+        Decided {
+            writes: self.writes,
+            changed: self.changed,
+            outbox: self.outbox,
+            from_cache: self.from_cache,
+            assumed,
+        }
     }
 
     /// Whether the draft so far rests on something no read of its snapshot confirmed (a
