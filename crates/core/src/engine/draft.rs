@@ -75,13 +75,13 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// Takes idempotency keys to be free without reading them, as an insert that may fail
-    /// on a unique key does: the key's precondition is recorded all the same, so a key
-    /// that was taken fails the write set with a conflict, and the operation is decided
-    /// again with the key read (see [`Draft::rests_on_assumptions`]). A new request, the
-    /// common case, saves the lookup; a retry pays one decision it discards.
-    pub(crate) fn assume_keys_free(mut self) -> Self {
-        self.keys_free = true;
+    /// With `assume`, takes idempotency keys to be free without reading them, as an insert
+    /// that may fail on a unique key does: the key's precondition is recorded all the same,
+    /// so a key that was taken fails the write set with a conflict, and the operation is
+    /// decided again with the key read (see [`Draft::rests_on_assumptions`]). A new
+    /// request, the common case, saves the lookup; a retry pays one decision it discards.
+    pub(crate) fn assume_keys_free(mut self, assume: bool) -> Self {
+        self.keys_free = assume;
         self
     }
 
@@ -232,14 +232,13 @@ impl<'a> Draft<'a> {
     /// The case an agent created with this idempotency key; when there is none, relies on
     /// the key staying free. With [`Draft::assume_keys_free`], `None` without a read.
     pub(crate) fn case_by_idempotency(&mut self, agent: &str, key: &str) -> Result<Option<Case>> {
-        if self.keys_free {
+        let found = if self.keys_free {
             self.assumed_key = true;
-            self.writes
-                .preconditions
-                .push(Precondition::IdempotencyFree { agent: agent.to_owned(), key: key.to_owned() });
-            return Ok(None);
-        }
-        match self.snap.case_by_idempotency(agent, key)? {
+            None
+        } else {
+            self.snap.case_by_idempotency(agent, key)?
+        };
+        match found {
             Some(stored) => Ok(Some(stored::case(stored)?)),
             None => {
                 self.writes

@@ -344,10 +344,7 @@ impl Engine {
             let decide = decide.clone();
             let cache = use_cache.then(|| (self.records.clone(), self.records.epoch()));
             let run = move |snap: &mut dyn Snapshot| -> Result<_> {
-                let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e)));
-                if keys_free {
-                    draft = draft.assume_keys_free();
-                }
+                let mut draft = Draft::new(snap, cache.as_ref().map(|(c, e)| (&**c, *e))).assume_keys_free(keys_free);
                 match decide(&ctx, &mut draft) {
                     Ok(value) => Ok(Some((value, draft.finish()))),
                     // Decided again from the store alone: its error, if any, is the answer.
