@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use agentsigna_verify::jwk::{Jwk, Jwks};
 use agentsigna_verify::note::NoteSigner;
+use agentsigna_verify::signer::Ed25519Signer as _;
 use ed25519_dalek::SigningKey;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::signing::FastSigningKey;
 use crate::{Error, Result};
 
 /// One passport signing key.
@@ -19,12 +21,22 @@ use crate::{Error, Result};
 pub struct PassportKey {
     /// RFC 7638 thumbprint of the public key.
     pub kid: String,
-    /// The private key.
-    pub signing: SigningKey,
+    /// The private key, signing with AWS-LC.
+    pub signing: Arc<FastSigningKey>,
     /// When the key was created.
     pub created_at_ms: i64,
     /// When a newer key replaced it (it still verifies passports it signed until they expire).
     pub rotated_out_at_ms: Option<i64>,
+}
+
+impl PassportKey {
+    /// The active key `signing`, created at `created_at_ms` (`path` names its file in errors).
+    fn new(path: &Path, signing: SigningKey, created_at_ms: i64) -> Result<PassportKey> {
+        let kid = Jwk::from_verifying_key(&signing.verifying_key()).thumbprint();
+        let signing = FastSigningKey::new(signing)
+            .map_err(|e| Error::key_file(path, "a key is not an Ed25519 key AWS-LC signs with", Some(Arc::new(e))))?;
+        Ok(PassportKey { kid, signing: Arc::new(signing), created_at_ms, rotated_out_at_ms: None })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,13 +110,10 @@ impl Keyring {
                     let seed = agentsigna_verify::b64::url_decode(&k.seed)
                         .and_then(|s| <[u8; 32]>::try_from(s).ok())
                         .ok_or_else(|| Error::key_file(&passport_path, "bad key seed", None))?;
-                    let signing = SigningKey::from_bytes(&seed);
-                    keys.push(PassportKey {
-                        kid: Jwk::from_verifying_key(&signing.verifying_key()).thumbprint(),
-                        signing,
-                        created_at_ms: k.created_at_ms,
-                        rotated_out_at_ms: k.rotated_out_at_ms,
-                    });
+                    keys.push(PassportKey::new(&passport_path, SigningKey::from_bytes(&seed), k.created_at_ms)?);
+                    if let Some(key) = keys.last_mut() {
+                        key.rotated_out_at_ms = k.rotated_out_at_ms;
+                    }
                 }
                 if keys.is_empty() {
                     return Err(Error::key_file(&passport_path, "no keys", None));
@@ -112,13 +121,7 @@ impl Keyring {
                 keys
             }
             None => {
-                let signing = SigningKey::generate(&mut OsRng);
-                let keys = vec![PassportKey {
-                    kid: Jwk::from_verifying_key(&signing.verifying_key()).thumbprint(),
-                    signing,
-                    created_at_ms: now_ms,
-                    rotated_out_at_ms: None,
-                }];
+                let keys = vec![PassportKey::new(&passport_path, SigningKey::generate(&mut OsRng), now_ms)?];
                 save_passport_keys(&passport_path, &keys)?;
                 keys
             }
@@ -137,7 +140,11 @@ impl Keyring {
         let signing = SigningKey::from_bytes(&seed);
         let default_origin = format!("agentsigna/{}", ledger_key_id(&signing));
         let name = origin.unwrap_or(&default_origin);
-        let ledger = NoteSigner::new(name, signing).map_err(|e| Error::invalid("origin", e.to_string()))?;
+        let signing = FastSigningKey::new(signing).map_err(|e| {
+            Error::key_file(&ledger_path, "the key is not an Ed25519 key AWS-LC signs with", Some(Arc::new(e)))
+        })?;
+        let ledger =
+            NoteSigner::with_signer(name, Arc::new(signing)).map_err(|e| Error::invalid("origin", e.to_string()))?;
         Ok(Keyring { passport_keys, ledger, dir: dir.to_owned() })
     }
 
@@ -168,7 +175,7 @@ impl Keyring {
             .passport_keys
             .iter()
             .filter(|k| k.rotated_out_at_ms.is_none_or(|t| now_ms <= t + max_lifetime_ms))
-            .map(|k| Jwk::from_verifying_key(&k.signing.verifying_key()))
+            .map(|k| Jwk::from_verifying_key(&k.signing.signing_key().verifying_key()))
             .collect();
         Jwks { keys }
     }
@@ -180,13 +187,8 @@ impl Keyring {
                 k.rotated_out_at_ms = Some(now_ms);
             }
         }
-        let signing = SigningKey::generate(&mut OsRng);
-        self.passport_keys.push(PassportKey {
-            kid: Jwk::from_verifying_key(&signing.verifying_key()).thumbprint(),
-            signing,
-            created_at_ms: now_ms,
-            rotated_out_at_ms: None,
-        });
+        let key = PassportKey::new(&self.dir.join("passport.keys"), SigningKey::generate(&mut OsRng), now_ms)?;
+        self.passport_keys.push(key);
         save_passport_keys(&self.dir.join("passport.keys"), &self.passport_keys)?;
         self.active()
     }
@@ -198,7 +200,7 @@ fn save_passport_keys(path: &Path, keys: &[PassportKey]) -> Result<()> {
             .iter()
             .map(|k| StoredKey {
                 kid: k.kid.clone(),
-                seed: agentsigna_verify::b64::url_encode(k.signing.to_bytes()),
+                seed: agentsigna_verify::b64::url_encode(k.signing.signing_key().to_bytes()),
                 created_at_ms: k.created_at_ms,
                 rotated_out_at_ms: k.rotated_out_at_ms,
             })

@@ -19,6 +19,7 @@ pub mod money;
 pub mod org;
 pub mod policy;
 pub mod schema;
+pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod text;

@@ -7,10 +7,11 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::signer::Ed25519Signer;
 use crate::{b64, Error};
 
 /// Largest token accepted, in bytes; anything larger is [`Error::Malformed`] before any
@@ -31,7 +32,7 @@ pub const ALG_EDDSA: &str = "EdDSA";
 /// let parsed = jws::parse(&token).unwrap();
 /// assert!(parsed.verify_signature(&key.verifying_key()).is_ok());
 /// ```
-pub fn sign_compact(header: &Value, payload: &[u8], key: &SigningKey) -> String {
+pub fn sign_compact(header: &Value, payload: &[u8], key: &(impl Ed25519Signer + ?Sized)) -> String {
     sign_compact_json(&sorted_json(header), payload, key)
 }
 
@@ -66,11 +67,11 @@ pub fn sorted_json(value: &Value) -> String {
 /// let token = jws::sign_compact_json(r#"{"alg":"EdDSA"}"#, b"{}", &key);
 /// assert!(token.starts_with("eyJhbGciOiJFZERTQSJ9.e30."));
 /// ```
-pub fn sign_compact_json(header_json: &str, payload: &[u8], key: &SigningKey) -> String {
+pub fn sign_compact_json(header_json: &str, payload: &[u8], key: &(impl Ed25519Signer + ?Sized)) -> String {
     let mut token = b64::url_encode(header_json.as_bytes());
     token.push('.');
     token.push_str(&b64::url_encode(payload));
-    let signature = key.sign(token.as_bytes());
+    let signature = key.sign_message(token.as_bytes());
     token.push('.');
     token.push_str(&b64::url_encode(signature.to_bytes()));
     token
@@ -247,6 +248,7 @@ impl<'de> Visitor<'de> for UniqueObject {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
 
     fn key() -> SigningKey {

@@ -13,7 +13,8 @@
 //! - [`ledger`]: ledger entries, their digests and case-chain verification;
 //! - [`merkle`]: RFC 6962 / RFC 9162 Merkle tree hashing and proofs;
 //! - [`note`]: C2SP signed notes and `tlog-checkpoint`s;
-//! - [`evidence`]: offline ledger bundles and per-case evidence bundles.
+//! - [`evidence`]: offline ledger bundles and per-case evidence bundles;
+//! - [`signer`]: the [`Ed25519Signer`](signer::Ed25519Signer) the signing functions take.
 //!
 //! Architecture invariant: this crate knows nothing about async runtimes, databases or
 //! policy engines, nor about HTTP outside the optional `tower` feature (which adds only
@@ -32,6 +33,7 @@ pub mod merkle;
 pub mod note;
 pub mod passport;
 pub mod proof;
+pub mod signer;
 #[cfg(test)]
 mod testing;
 #[cfg(feature = "tower")]

@@ -20,11 +20,14 @@
 //! base64 RFC 6962 root, and optional non-empty extension lines. AgentSigna signs its
 //! checkpoints with a key named after the origin, and [`verify_checkpoint`] requires it.
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use std::sync::Arc;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
 use crate::b64::{std_decode, std_encode};
 use crate::merkle::Hash;
+use crate::signer::Ed25519Signer;
 use crate::Error;
 
 /// The separator of signature lines: em dash U+2014 and a space.
@@ -103,7 +106,7 @@ fn check_text(text: &str) -> Result<(), String> {
 pub struct NoteSigner {
     name: String,
     key_id: u32,
-    key: SigningKey,
+    key: Arc<dyn Ed25519Signer>,
 }
 
 impl std::fmt::Debug for NoteSigner {
@@ -119,10 +122,16 @@ impl std::fmt::Debug for NoteSigner {
 impl NoteSigner {
     /// A signer named `name` (non-empty, no `+`, no white space).
     pub fn new(name: &str, key: SigningKey) -> Result<NoteSigner, Error> {
+        NoteSigner::with_signer(name, Arc::new(key))
+    }
+
+    /// Like [`NoteSigner::new`], signing with `key`'s own implementation (see
+    /// [`signer`](crate::signer)).
+    pub fn with_signer(name: &str, key: Arc<dyn Ed25519Signer>) -> Result<NoteSigner, Error> {
         if !is_valid_name(name) {
             return Err(malformed("note key name", format!("{name:?} is empty or contains '+' or white space")));
         }
-        Ok(NoteSigner { name: name.to_owned(), key_id: key_id(name, &key.verifying_key()), key })
+        Ok(NoteSigner { name: name.to_owned(), key_id: key_id(name, &key.signing_key().verifying_key()), key })
     }
 
     /// The key name.
@@ -137,26 +146,26 @@ impl NoteSigner {
 
     /// The Ed25519 public key.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
+        self.key.signing_key().verifying_key()
     }
 
     /// The verifier key text `<name>+<key id>+<base64(0x01 ‖ pubkey)>`.
     pub fn verifier_key(&self) -> String {
         let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.verifying_key().as_bytes());
+        raw.extend_from_slice(self.key.signing_key().verifying_key().as_bytes());
         format!("{}+{:08x}+{}", self.name, self.key_id, std_encode(raw))
     }
 
     /// The verifier for this signer.
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
+        NoteVerifier { name: self.name.clone(), key_id: self.key_id, key: self.key.signing_key().verifying_key() }
     }
 
     /// The secret signer key text `PRIVATE+KEY+<name>+<key id>+<base64(0x01 ‖ seed)>`
     /// (Go's format). Keep it secret.
     pub fn signer_key(&self) -> String {
         let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(&self.key.to_bytes());
+        raw.extend_from_slice(&self.key.signing_key().to_bytes());
         format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.key_id, std_encode(raw))
     }
 
@@ -189,7 +198,7 @@ impl NoteSigner {
     /// than newline): returns `text ‖ "\n" ‖ "— <name> <base64(key id ‖ signature)>\n"`.
     pub fn sign(&self, text: &str) -> Result<String, Error> {
         check_text(text).map_err(|e| malformed("note text", e))?;
-        let sig = self.key.sign(text.as_bytes());
+        let sig = self.key.sign_message(text.as_bytes());
         let mut raw = Vec::with_capacity(68);
         raw.extend_from_slice(&self.key_id.to_be_bytes());
         raw.extend_from_slice(&sig.to_bytes());

@@ -26,11 +26,12 @@
 //! assert_eq!(verifier.verify_at(&token, 1_800_000_400).unwrap_err().code(), "expired");
 //! ```
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::jwk::{Jwk, Jwks};
+use crate::jwk::Jwks;
 use crate::jws::{self, MAX_TOKEN_BYTES};
+use crate::signer::Ed25519Signer;
 use crate::{Clock, Error};
 
 /// The JOSE `typ` of a passport.
@@ -197,8 +198,8 @@ fn one_audience<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
 /// Fails ([`Error::Malformed`]) when the token would exceed
 /// [`MAX_TOKEN_BYTES`], since no verifier would accept it.
 /// See the [module example](self).
-pub fn sign(claims: &PassportClaims, key: &SigningKey) -> Result<String, Error> {
-    let kid = Jwk::public_only(&key.verifying_key()).thumbprint();
+pub fn sign(claims: &PassportClaims, key: &(impl Ed25519Signer + ?Sized)) -> Result<String, Error> {
+    let kid = key.thumbprint();
     // Written by hand so the header bytes never depend on serde_json features; the
     // thumbprint is base64url and needs no escaping.
     let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"{PASSPORT_TYP}"}}"#);
@@ -422,6 +423,8 @@ mod tests {
     use super::*;
     use crate::b64;
     use crate::clock::ManualClock;
+    use crate::jwk::Jwk;
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
 
     const T0: i64 = 1_800_000_000;

@@ -13,11 +13,11 @@
 //! assert_eq!(claims.jti, "n-1");
 //! ```
 
-use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::jwk::Jwk;
+use crate::signer::Ed25519Signer;
 use crate::{b64, jws, Error};
 
 /// The JOSE `typ` of a holder proof.
@@ -58,8 +58,15 @@ pub fn ath(passport: &str) -> String {
 /// let p = agentsigna_verify::proof::sign_proof(&agent, "pp", "GET", "https://x/y", 0, "j");
 /// assert_eq!(p.split('.').count(), 3);
 /// ```
-pub fn sign_proof(key: &SigningKey, passport: &str, htm: &str, htu: &str, iat: i64, jti: &str) -> String {
-    let x = b64::url_encode(key.verifying_key().as_bytes());
+pub fn sign_proof(
+    key: &(impl Ed25519Signer + ?Sized),
+    passport: &str,
+    htm: &str,
+    htu: &str,
+    iat: i64,
+    jti: &str,
+) -> String {
+    let x = b64::url_encode(key.signing_key().verifying_key().as_bytes());
     // By hand so the header bytes are stable; `x` is base64url and needs no escaping.
     let header = format!(r#"{{"alg":"EdDSA","jwk":{{"crv":"Ed25519","kty":"OKP","x":"{x}"}},"typ":"{PROOF_TYP}"}}"#);
     let claims = ProofClaims { htm: htm.to_owned(), htu: htu.to_owned(), iat, jti: jti.to_owned(), ath: ath(passport) };
@@ -153,6 +160,7 @@ fn normalize_htu(url: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;

@@ -101,7 +101,7 @@ pub(crate) fn issue_passport(ctx: &Ctx, d: &mut Draft<'_>, case: &mut Case, agen
     let (token, kid) = {
         let keys = crate::sync::read(&ctx.keys);
         let key = keys.active()?;
-        (pp::sign(&claims, &key.signing).map_err(|e| Error::signing("passport", e))?, key.kid.clone())
+        (pp::sign(&claims, key.signing.as_ref()).map_err(|e| Error::signing("passport", e))?, key.kid.clone())
     };
     case_event(
         d,

@@ -402,7 +402,7 @@ pub(super) fn markdown(r: &Report) -> String {
             |p: &Phase| p.cpu_us_per_request.map_or("–".to_owned(), |c| format!("{:.1}", c / r.ed25519_sign_us));
         let _ = writeln!(
             out,
-            "- Raw Ed25519 signature (ed25519-dalek, one thread, servers idle): {:.1} µs; CPU per request in \
+            "- Raw Ed25519 signature (AWS-LC, as the server signs; one thread, servers idle): {:.1} µs; CPU per request in \
              signatures: AgentSigna {}, bare endpoint {}",
             r.ed25519_sign_us,
             per(&r.closed_loop),
