@@ -30,7 +30,8 @@ pub struct PassportKey {
 }
 
 impl PassportKey {
-    /// The active key `signing`, created at `created_at_ms` (`path` names its file in errors).
+    /// A passport key of `signing`, created at `created_at_ms`, not rotated out (`path`
+    /// names its file in errors).
     fn new(path: &Path, signing: SigningKey, created_at_ms: i64) -> Result<PassportKey> {
         let kid = Jwk::from_verifying_key(&signing.verifying_key()).thumbprint();
         let signing = FastSigningKey::new(signing)

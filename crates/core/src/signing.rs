@@ -40,10 +40,12 @@ impl Ed25519Signer for FastSigningKey {
     }
 
     fn sign_message(&self, message: &[u8]) -> Signature {
-        let sig = self.pair.sign(message);
-        // AWS-LC's Ed25519 signature is always 64 bytes.
-        let bytes: [u8; 64] = sig.as_ref().try_into().unwrap_or([0; 64]);
-        Signature::from_bytes(&bytes)
+        // AWS-LC's Ed25519 signature is always 64 bytes; were it not, ed25519-dalek's
+        // (the same bytes, slower) rather than a signature no verifier accepts.
+        match <[u8; 64]>::try_from(self.pair.sign(message).as_ref()) {
+            Ok(bytes) => Signature::from_bytes(&bytes),
+            Err(_) => ed25519_dalek::Signer::sign(&self.key, message),
+        }
     }
 
     fn thumbprint(&self) -> String {
