@@ -33,10 +33,15 @@ impl PassportKey {
     /// A passport key of `signing`, created at `created_at_ms`, not rotated out (`path`
     /// names its file in errors).
     fn new(path: &Path, signing: SigningKey, created_at_ms: i64) -> Result<PassportKey> {
-        let kid = Jwk::from_verifying_key(&signing.verifying_key()).thumbprint();
         let signing = FastSigningKey::new(signing)
             .map_err(|e| Error::key_file(path, "a key is not an Ed25519 key AWS-LC signs with", Some(Arc::new(e))))?;
-        Ok(PassportKey { kid, signing: Arc::new(signing), created_at_ms, rotated_out_at_ms: None })
+        // The key's RFC 7638 thumbprint, which the signer computed once.
+        Ok(PassportKey {
+            kid: signing.thumbprint(),
+            signing: Arc::new(signing),
+            created_at_ms,
+            rotated_out_at_ms: None,
+        })
     }
 }
 

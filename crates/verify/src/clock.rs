@@ -104,18 +104,23 @@ pub fn rfc3339_ms(ms: i64) -> String {
             }
             text.iter().map(|&b| char::from(b)).collect()
         }
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
+        Ok(t) => formatted(t),
         Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
     }
+}
+
+/// [`rfc3339_ms`]'s form through `format!`: years outside 0–9999 (and the tests' reference).
+fn formatted(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// Parses an RFC 3339 timestamp (any offset) into milliseconds since the epoch.
@@ -139,17 +144,7 @@ mod tests {
 
     /// The formatter as it was written before its digits were written in place.
     fn with_format(ms: i64) -> String {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
+        formatted(time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap())
     }
 
     #[test]
