@@ -17,6 +17,10 @@ pub fn url_encode(bytes: impl AsRef<[u8]>) -> String {
 /// ```
 /// assert_eq!(agentsigna_verify::b64::url_decode("__4"), Some(vec![0xff, 0xfe]));
 /// assert_eq!(agentsigna_verify::b64::url_decode("__4="), None);
+/// // Trailing bits that are not zero would decode to the same bytes as "__4": refused.
+/// assert_eq!(agentsigna_verify::b64::url_decode("__5"), None);
+/// assert_eq!(agentsigna_verify::b64::url_decode("_w"), Some(vec![0xff]));
+/// assert_eq!(agentsigna_verify::b64::url_decode("_x"), None);
 /// ```
 pub fn url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
