@@ -140,3 +140,36 @@ async fn a_record_another_node_changed_is_never_decided_on_from_the_cache() {
     a.put_counterparty(&Principal::Admin, "hooli".into(), hooli).await.unwrap();
     assert_eq!(b.submit_request(&bot, other).await.unwrap().body.verdict, Verdict::Authorized);
 }
+
+/// A standing another node creates (an agent's first outcome) is weighed by this node's
+/// next decision, never the default this node's earlier decisions used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_standing_another_node_creates_is_weighed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::load_or_create(&dir.path().join("keys"), None, 0).unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap());
+    let node = || Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), keys.clone(), Config::default()));
+    let (a, b) = (node(), node());
+    a.apply_org(&OrgFile::parse(ORG).unwrap(), Some(POLICY.to_owned())).await.unwrap();
+    let bot = Principal::Agent("procurement-bot".into());
+
+    // B decides twice with no standing yet.
+    let mut first = Vec::new();
+    for i in 0..2 {
+        let s = b.submit_request(&bot, request(i, None)).await.unwrap();
+        first.push((s.case_id, s.body.trust));
+    }
+    assert_eq!(first[0].1, first[1].1, "the default standing, twice");
+
+    // A records a dispute: the agent's and acme's standings now exist, lower.
+    let erp = Principal::System("erp".into());
+    a.record_outcome(&erp, &first[0].0, OutcomeInput { outcome: Outcome::Disputed, detail: None }).await.unwrap();
+    let now = a.agent_view(&Principal::Admin, "procurement-bot").await.unwrap().trust.score;
+    assert!(now < first[0].1.agent, "a dispute lowers the score: {now} from {}", first[0].1.agent);
+
+    // B's next decision weighs the standing A created.
+    let s = b.submit_request(&bot, request(2, None)).await.unwrap();
+    assert_eq!(s.body.trust.agent, now, "{:?}", s.body);
+    assert!(s.body.trust.counterparty < first[0].1.counterparty, "{:?}", s.body);
+}
