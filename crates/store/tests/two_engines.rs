@@ -32,15 +32,30 @@ fn request(i: usize, key: Option<String>) -> RequestInput {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
+/// Two engines (two nodes) on one fresh SQLite store, the procurement org applied through
+/// the first. A test keeps `dir` bound (`dir: _dir`) for as long as the store is used.
+struct TwoNodes {
+    dir: tempfile::TempDir,
+    keys: Keyring,
+    store: Arc<SqliteStore>,
+    a: Arc<Engine>,
+    b: Arc<Engine>,
+}
+
+async fn two_nodes() -> TwoNodes {
     let dir = tempfile::tempdir().unwrap();
     let keys = Keyring::load_or_create(&dir.path().join("keys"), None, 0).unwrap();
     let store =
         Arc::new(SqliteStore::open(&dir.path().join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap());
-    let node = |k: &Keyring| Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), k.clone(), Config::default()));
-    let (a, b) = (node(&keys), node(&keys));
+    let node = || Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), keys.clone(), Config::default()));
+    let (a, b) = (node(), node());
     a.apply_org(&OrgFile::parse(ORG).unwrap(), Some(POLICY.to_owned())).await.unwrap();
+    TwoNodes { dir, keys, store, a, b }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
+    let TwoNodes { dir, keys, store, a, b } = two_nodes().await;
     let bot = Principal::Agent("procurement-bot".into());
 
     // 40 requests, half on each node, plus one idempotency key raced on both.
@@ -103,13 +118,7 @@ async fn concurrent_requests_and_outcomes_on_two_engines_commit_once_each() {
 async fn a_record_another_node_changed_is_never_decided_on_from_the_cache() {
     use agentsigna_core::engine::admin::CounterpartyInput;
     use agentsigna_core::model::Risk;
-    let dir = tempfile::tempdir().unwrap();
-    let keys = Keyring::load_or_create(&dir.path().join("keys"), None, 0).unwrap();
-    let store =
-        Arc::new(SqliteStore::open(&dir.path().join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap());
-    let node = || Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), keys.clone(), Config::default()));
-    let (a, b) = (node(), node());
-    a.apply_org(&OrgFile::parse(ORG).unwrap(), Some(POLICY.to_owned())).await.unwrap();
+    let TwoNodes { a, b, dir: _dir, .. } = two_nodes().await;
     let bot = Principal::Agent("procurement-bot".into());
 
     // B decides twice: the second decision reads the agent and acme from B's cache.
@@ -145,13 +154,7 @@ async fn a_record_another_node_changed_is_never_decided_on_from_the_cache() {
 /// next decision, never the default this node's earlier decisions used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_standing_another_node_creates_is_weighed_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = Keyring::load_or_create(&dir.path().join("keys"), None, 0).unwrap();
-    let store =
-        Arc::new(SqliteStore::open(&dir.path().join("db"), keys.ledger.clone(), SqliteOptions::default()).unwrap());
-    let node = || Arc::new(Engine::new(store.clone(), Arc::new(SystemClock), keys.clone(), Config::default()));
-    let (a, b) = (node(), node());
-    a.apply_org(&OrgFile::parse(ORG).unwrap(), Some(POLICY.to_owned())).await.unwrap();
+    let TwoNodes { a, b, dir: _dir, .. } = two_nodes().await;
     let bot = Principal::Agent("procurement-bot".into());
 
     // B decides twice with no standing yet.
