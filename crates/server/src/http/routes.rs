@@ -17,6 +17,7 @@ use super::documents::{
 use super::extract::{Auth, JsonBody};
 use super::problem::{ApiError, ApiResult};
 use super::table::Routes;
+use crate::observe::request::DecidedVerdict;
 use crate::state::AppState;
 use agentsigna_core::engine::admin::{CounterpartyInput, NewAgent, NewApprover, NewSystem, Revocable};
 use agentsigna_core::engine::outcome::{ExecutionInput, OutcomeInput};
@@ -498,7 +499,9 @@ async fn submit_request(
 ) -> ApiResult<Response> {
     let out = s.engine.submit_request(&p, input).await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let decided = DecidedVerdict::of(out.body.verdict, &out.body.reasons);
     let mut resp = (status, Json(out.body)).into_response();
+    resp.extensions_mut().insert(decided);
     if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/cases/{}", out.case_id)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -14,17 +14,13 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use axum::response::Response;
 use tracing::Instrument as _;
 
 use super::metrics::{method_label, HttpLabels, Metrics, RouteLabels, VerdictLabels};
 
 /// The request id header.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// Largest verdict body read back for the verdict counter.
-const MAX_VERDICT_BODY: usize = 1 << 20;
 
 /// Whether a client's request id can be used as it is.
 pub fn sane_request_id(v: &str) -> bool {
@@ -93,7 +89,7 @@ pub async fn track(State(metrics): State<Option<Arc<Metrics>>>, req: Request, ne
             .observe(elapsed.as_secs_f64());
         if method == Method::POST && route == "/v1/requests" && status == StatusCode::CREATED {
             m.decision_duration.observe(elapsed.as_secs_f64());
-            resp = count_verdict(m, resp).await;
+            count_verdict(m, &resp);
         }
     }
     let ms = elapsed.as_secs_f64() * 1000.0;
@@ -116,37 +112,32 @@ pub async fn track(State(metrics): State<Option<Arc<Metrics>>>, req: Request, ne
     resp
 }
 
-#[derive(Deserialize)]
-struct VerdictBody {
-    verdict: String,
-    #[serde(default)]
-    reasons: Vec<ReasonBody>,
+/// What `POST /v1/requests` decided, put on its answer's extensions by the route for the
+/// verdict counter (so that the counter never reads the body back).
+#[derive(Debug, Clone)]
+pub struct DecidedVerdict {
+    /// The verdict's wire name.
+    pub verdict: &'static str,
+    /// The `@id` of the first reason that names a rule; `default` when none does.
+    pub rule: String,
 }
 
-#[derive(Deserialize)]
-struct ReasonBody {
-    rule: Option<String>,
-}
-
-/// Counts the verdict of a 201 answer to `POST /v1/requests` (the body is read and put
-/// back as it was).
-async fn count_verdict(m: &Metrics, resp: Response) -> Response {
-    let (parts, body) = resp.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_VERDICT_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read a verdict back for the metrics");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    if let Ok(v) = serde_json::from_slice::<VerdictBody>(&bytes) {
-        // Verdicts are the three words of the API; anything else is not counted.
-        if matches!(v.verdict.as_str(), "authorized" | "escalated" | "rejected") {
-            let rule = v.reasons.into_iter().find_map(|r| r.rule).unwrap_or_else(|| "default".to_owned());
-            m.verdicts.get_or_create(&VerdictLabels { verdict: v.verdict, rule }).inc();
-        }
+impl DecidedVerdict {
+    /// The counter's labels of a verdict and its reasons.
+    pub fn of(
+        verdict: agentsigna_core::policy::Verdict,
+        reasons: &[agentsigna_core::policy::Reason],
+    ) -> DecidedVerdict {
+        let rule = reasons.iter().find_map(|r| r.rule.clone()).unwrap_or_else(|| "default".to_owned());
+        DecidedVerdict { verdict: verdict.as_str(), rule }
     }
-    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Counts the verdict of a 201 answer to `POST /v1/requests`.
+fn count_verdict(m: &Metrics, resp: &Response) {
+    if let Some(v) = resp.extensions().get::<DecidedVerdict>() {
+        m.verdicts.get_or_create(&VerdictLabels { verdict: v.verdict.to_owned(), rule: v.rule.clone() }).inc();
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +153,22 @@ mod tests {
         assert!(!sane_request_id(&"x".repeat(129)));
         assert_eq!(new_request_id().len(), 32);
         assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn a_verdict_is_counted_under_its_first_named_rule_or_default() {
+        use agentsigna_core::policy::{Reason, RuleVerdict, Verdict};
+        let reason = |rule: Option<&str>| Reason {
+            rule: rule.map(str::to_owned),
+            verdict: RuleVerdict::Reject,
+            reason: "because".to_owned(),
+        };
+        let v =
+            DecidedVerdict::of(Verdict::Escalated, &[reason(None), reason(Some("large-po")), reason(Some("other"))]);
+        assert_eq!((v.verdict, v.rule.as_str()), ("escalated", "large-po"));
+        let v = DecidedVerdict::of(Verdict::Rejected, &[reason(None)]);
+        assert_eq!((v.verdict, v.rule.as_str()), ("rejected", "default"));
+        let v = DecidedVerdict::of(Verdict::Authorized, &[]);
+        assert_eq!((v.verdict, v.rule.as_str()), ("authorized", "default"));
     }
 }

@@ -21,6 +21,15 @@ async fn metrics_need_the_admin_credential_and_count_the_loop() {
     large.expect(201);
     assert_eq!(large.get("verdict"), "escalated");
     let escalating_rule = rules(&large.json)[0].clone();
+    let mut euro = po_body("acme", "480.00");
+    euro["amount"]["currency"] = json!("EUR");
+    euro["idempotency_key"] = json!("metrics-euro");
+    let rejected = s.submit(&s.bot(), &euro).await;
+    rejected.expect(201);
+    assert_eq!(rejected.get("verdict"), "rejected", "{}", rejected.text);
+    assert_eq!(rules(&rejected.json)[0], "usd-only", "{}", rejected.text);
+    // The same request again is answered from the case it made (200): not a new verdict.
+    s.submit(&s.bot(), &euro).await.expect(200);
     let case = large.get("case_id").as_str().expect("case id").to_owned();
     s.case(&s.bot(), &case).await.expect(200);
     s.get(&s.bot(), "/v1/cases/nonexistent-case").await.expect(404);
@@ -38,10 +47,15 @@ async fn metrics_need_the_admin_credential_and_count_the_loop() {
         Some(1.0),
         "{t}"
     );
-    assert_eq!(series(t, "agentsigna_decision_duration_seconds_count"), Some(2.0), "{t}");
+    assert_eq!(series(t, r#"agentsigna_verdicts_total{verdict="rejected",rule="usd-only"}"#), Some(1.0), "{t}");
+    assert_eq!(series(t, "agentsigna_decision_duration_seconds_count"), Some(3.0), "{t}");
     assert_eq!(
         series(t, r#"agentsigna_http_requests_total{method="POST",route="/v1/requests",status="201"}"#),
-        Some(2.0)
+        Some(3.0)
+    );
+    assert_eq!(
+        series(t, r#"agentsigna_http_requests_total{method="POST",route="/v1/requests",status="200"}"#),
+        Some(1.0)
     );
     // Route templates, never raw paths: neither case id appears anywhere.
     assert_eq!(
