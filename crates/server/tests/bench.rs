@@ -31,6 +31,15 @@ fn bench_runs_and_reports_plausible_figures() {
     assert_eq!(r["errors"], 0, "{r:#}");
     assert!(r["cores"].as_u64().unwrap() >= 1);
     assert!(r["load_average_start"].is_string());
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        // The host the figures were read on (x86's /proc/cpuinfo names its model).
+        assert!(r["cpu_model"].as_str().is_some_and(|m| !m.is_empty()), "{}", r["cpu_model"]);
+        assert!(
+            r["kernel"].as_str().is_some_and(|k| k.chars().next().is_some_and(|c| c.is_ascii_digit())),
+            "{}",
+            r["kernel"]
+        );
+    }
     assert_eq!(r["extra_rules"], 0);
     let example_policy = include_str!("../../../examples/procurement/policy.cedar");
     assert_eq!(r["policy_bytes"].as_u64(), Some(example_policy.len() as u64));

@@ -216,6 +216,10 @@ pub struct LedgerFigures {
 pub struct Report {
     pub version: &'static str,
     pub cores: usize,
+    /// The CPU's model name (`/proc/cpuinfo`); `null` where the system does not say.
+    pub cpu_model: Option<String>,
+    /// The kernel's release (`/proc/sys/kernel/osrelease`); `null` where the system does not say.
+    pub kernel: Option<String>,
     /// `/proc/loadavg` (1, 5, 15 minutes) when the run started.
     pub load_average_start: String,
     pub load_generator: &'static str,
@@ -306,8 +310,15 @@ pub(super) fn markdown(r: &Report) -> String {
         .data_dir
         .as_ref()
         .map_or("a temporary directory, deleted after the run".to_owned(), |d| format!("{} (kept)", d.display()));
-    let _ =
-        writeln!(out, "- AgentSigna {}; {} cores; load average at start {}", r.version, r.cores, r.load_average_start);
+    let mut host = r.cpu_model.as_ref().map_or_else(String::new, |m| format!(" of {m}"));
+    if let Some(k) = &r.kernel {
+        host.push_str(&format!("; kernel {k}"));
+    }
+    let _ = writeln!(
+        out,
+        "- AgentSigna {}; {} cores{host}; load average at start {}",
+        r.version, r.cores, r.load_average_start
+    );
     let _ = writeln!(out, "- Server: in process, as `agentsigna serve` runs it; {}; data in {dir}", r.storage);
     let _ = writeln!(
         out,
