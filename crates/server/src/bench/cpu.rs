@@ -1,7 +1,8 @@
 //! The CPU a phase of the benchmark used, in all and by thread group: from
 //! `/proc/self/stat` and `/proc/self/task/*/stat` on Linux, `None` elsewhere; how often
 //! the process's threads were switched off a CPU meanwhile (`/proc/self/task/*/status`);
-//! and how busy each of the machine's CPUs was, from `/proc/stat`.
+//! and how busy each of the machine's CPUs was, from `/proc/stat`; which CPU and kernel
+//! the machine has (`/proc/cpuinfo`, `/proc/sys/kernel/osrelease`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,12 +74,39 @@ fn switches_between(before: &BTreeMap<u64, u64>, after: &BTreeMap<u64, u64>) -> 
     after.iter().map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
 }
 
+/// The value of the first `name: value` line of a `/proc` text (`/proc/<pid>/status`,
+/// `/proc/cpuinfo`, whose names are padded before the colon), trimmed.
+fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim_end() == name).then(|| v.trim())
+    })
+}
+
 /// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` from the text of a
 /// `/proc/<pid>/task/<tid>/status`.
 fn status_switches(status: &str) -> Option<u64> {
-    let field =
-        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok());
+    let field = |name: &str| proc_field(status, name)?.parse::<u64>().ok();
     Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
+}
+
+/// The CPU's model name and the kernel's release, where the system says (Linux): figures
+/// differ by host class.
+pub(super) fn host() -> (Option<String>, Option<String>) {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| cpu_model(&info));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_owned());
+    (cpu_model, kernel.filter(|k| !k.is_empty()))
+}
+
+/// The model name of the first CPU of a `/proc/cpuinfo`, with its family and model
+/// numbers where given (a virtual machine's name can be as vague as "Intel(R) Xeon(R)
+/// Processor").
+fn cpu_model(info: &str) -> Option<String> {
+    let name = proc_field(info, "model name").filter(|m| !m.is_empty())?;
+    Some(match (proc_field(info, "cpu family"), proc_field(info, "model")) {
+        (Some(f), Some(m)) => format!("{name} (family {f}, model {m})"),
+        _ => name.to_owned(),
+    })
 }
 
 /// The thread's name, field 2 of a `/proc/<pid>/task/<tid>/stat`, without its parentheses.
@@ -341,6 +369,17 @@ mod tests {
         assert!(!busy.is_empty());
         assert!(busy.iter().all(|b| (0.0..=1.0).contains(b)), "{busy:?}");
         assert!(busy.iter().any(|b| *b > 0.0), "a spinning thread kept some CPU busy: {busy:?}");
+    }
+
+    #[test]
+    fn the_cpu_model_is_named_with_its_family_and_model_numbers() {
+        let x86 = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n\
+                   model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\n\nprocessor\t: 1\n\
+                   model name\t: Another\n";
+        assert_eq!(cpu_model(x86).as_deref(), Some("Intel(R) Xeon(R) Processor (family 6, model 207)"));
+        assert_eq!(cpu_model("model name\t: Some CPU\n").as_deref(), Some("Some CPU"), "no numbers given");
+        assert_eq!(cpu_model("processor\t: 0\nCPU implementer\t: 0x41\n"), None, "ARM names no model");
+        assert_eq!(cpu_model("model name\t: \n"), None, "an empty name");
     }
 
     #[test]

@@ -142,28 +142,6 @@ fn bench_policy(extra: u32) -> String {
     policy
 }
 
-/// The CPU's model name with its family and model numbers where given (`/proc/cpuinfo`:
-/// a virtual machine's name can be as vague as "Intel(R) Xeon(R) Processor") and the
-/// kernel's release (`/proc/sys/kernel/osrelease`), where the system says: figures differ
-/// by host class.
-fn host() -> (Option<String>, Option<String>) {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
-        let field = |name: &str| {
-            info.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == name).then(|| v.trim().to_owned())
-            })
-        };
-        let name = field("model name").filter(|m| !m.is_empty())?;
-        Some(match (field("cpu family"), field("model")) {
-            (Some(f), Some(m)) => format!("{name} (family {f}, model {m})"),
-            _ => name,
-        })
-    });
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_owned());
-    (cpu_model, kernel.filter(|k| !k.is_empty()))
-}
-
 /// `agentsigna bench`; returns the exit code (1 when a request failed or the ledger did
 /// not verify).
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
@@ -171,7 +149,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let load_average_start = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "n/a".to_owned());
-    let (cpu_model, kernel) = host();
+    let (cpu_model, kernel) = cpu::host();
     let temp = match &a.data_dir {
         Some(_) => None,
         None => Some(
